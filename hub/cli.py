@@ -1,0 +1,199 @@
+"""The ``hub`` command: one entry point with a subcommand per job (SPEC §8)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from hub.config import HubConfig, load_config
+from hub.errors import ConfigError, FatalError, HubError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class Ctx:
+    def __init__(self, config_path: str | None):
+        self.config_path = config_path
+        self._config: HubConfig | None = None
+
+    @property
+    def config(self) -> HubConfig:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+
+
+def _not_yet(issue: int, what: str):
+    """A listed subcommand whose issue has not landed: says so and exits 2, never pretends."""
+
+    def run(**_: object) -> None:
+        raise click.ClickException(f"{what} is not available yet: it arrives with issue #{issue}")
+
+    return run
+
+
+def _planned(group: click.Group, name: str, issue: int, what: str) -> None:
+    group.add_command(
+        click.Command(
+            name,
+            callback=_not_yet(issue, what),
+            help=f"{what} (not available yet: issue #{issue}).",
+            context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+            params=[click.Argument(["args"], nargs=-1, required=False)],
+        )
+    )
+
+
+@click.group(context_settings=CONTEXT)
+@click.option(
+    "--config",
+    "config_path",
+    envvar="HUB_CONFIG",
+    metavar="FILE",
+    help="Config file (default hub.yaml; env HUB_CONFIG).",
+)
+@click.version_option(package_name="registry-hub", prog_name="hub")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None) -> None:
+    """Registry Hub: keep sector databases in agreement with the population registry."""
+    ctx.obj = Ctx(config_path)
+
+
+@cli.command()
+@pass_ctx
+def check(ctx: Ctx) -> None:
+    """Validate the config file, then try every database and the Kafka bootstrap servers."""
+    from hub.checks import check_targets
+
+    config = ctx.config
+    click.echo(f"ok   config                   {ctx.config_path or 'hub.yaml'}")
+    results = check_targets(config)
+    for r in results:
+        click.echo(r.line())
+    if not all(r.ok for r in results):
+        sys.exit(1)
+
+
+@cli.group()
+def db() -> None:
+    """The hub's own database."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+@pass_ctx
+def db_upgrade(ctx: Ctx, revision: str) -> None:
+    """Apply migrations (safe to run twice)."""
+    from hub.db.migrate import upgrade
+
+    before, after = upgrade(ctx.config.database.url, revision)
+    if before == after:
+        click.echo(f"database already at revision {after}")
+    else:
+        click.echo(f"database upgraded from {before or 'empty'} to {after}")
+
+
+@cli.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("hub-data"),
+    show_default=True,
+    help="Where the embedded servers keep their data (reused by a second run).",
+)
+@click.option(
+    "--citizens", type=click.IntRange(100, 20_000_000), default=100_000, show_default=True
+)
+@click.option("--seed", type=int, default=6, show_default=True)
+@click.option("--once", is_flag=True, help="Run to a steady state, print the figures, exit.")
+def demo(data_dir: Path, citizens: int, seed: int, once: bool) -> None:
+    """Run everything on embedded PostgreSQL and broker with a generated population."""
+    from hub.demo.runner import run_demo
+
+    run_demo(data_dir=data_dir, citizens=citizens, seed=seed, once=once)
+
+
+@cli.group()
+def connector() -> None:
+    """Capture connectors (logical decoding, polling, snapshot)."""
+
+
+for _name, _what in [
+    ("run", "Running connectors"),
+    ("check", "Checking a connector's source"),
+    ("status", "Connector status"),
+    ("pause", "Pausing a connector"),
+    ("resume", "Resuming a connector"),
+    ("restart", "Restarting a connector"),
+    ("resnapshot", "Re-snapshotting a connector"),
+    ("drop", "Dropping a connector's slot and publication"),
+]:
+    _planned(connector, _name, 3, _what)
+
+
+@cli.group()
+def mismatches() -> None:
+    """The mismatch queue."""
+
+
+_planned(mismatches, "list", 5, "Listing mismatches")
+_planned(mismatches, "export", 5, "Exporting mismatches")
+
+
+@cli.group()
+def users() -> None:
+    """Users and API tokens."""
+
+
+_planned(users, "create", 5, "Creating users")
+
+
+@cli.group()
+def dlq() -> None:
+    """The dead-letter topic."""
+
+
+_planned(dlq, "list", 3, "Listing dead letters")
+_planned(dlq, "replay", 3, "Replaying dead letters")
+
+
+@cli.group()
+def schemas() -> None:
+    """Avro schemas."""
+
+
+_planned(schemas, "check", 3, "The schema compatibility check")
+_planned(cli, "reconcile", 4, "The reconciler")
+_planned(cli, "serve", 5, "The web server (API and steward UI)")
+_planned(cli, "run", 6, "The all-in-one process")
+_planned(cli, "bench", 7, "The benchmark")
+
+
+def main() -> None:
+    """Console entry point: hub errors become one clear message, never a traceback."""
+    try:
+        cli.main(standalone_mode=False, prog_name="hub")
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2 if exc.exit_code == 1 else exc.exit_code)
+    except ConfigError as exc:
+        click.echo(f"hub: {exc}", err=True)
+        sys.exit(2)
+    except FatalError as exc:
+        click.echo(f"hub: {exc}", err=True)
+        sys.exit(1)
+    except HubError as exc:
+        click.echo(f"hub: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

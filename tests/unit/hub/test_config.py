@@ -1,0 +1,244 @@
+"""Config loading: typed models, ${ENV} interpolation, one message per problem by key path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from hub.config import ColumnMapping, load_config, parse_config, redact_url
+from hub.errors import ConfigError
+
+SPEC_EXAMPLE = """
+kafka:
+  bootstrap_servers: "localhost:9092"
+  topic_prefix: hub
+  partitions: 12
+  security_protocol: PLAINTEXT
+database:
+  url: "postgresql+psycopg://hub:${HUB_DB_PASSWORD}@localhost:5432/hub"
+id_scheme: vn
+api:
+  listen: "127.0.0.1:8080"
+registry:
+  url: "postgresql+psycopg://reader@registry-db/registry"
+  table: public.citizens
+  key: so_dinh_danh
+  capture: logical
+  columns:
+    citizen_id: so_dinh_danh
+    legacy_id: so_cmnd
+    full_name: ho_ten
+    date_of_birth: ngay_sinh
+    sex: {column: gioi_tinh, map: {"Nam": M, "Nữ": F}}
+    province_code: ma_tinh
+    date_of_death: ngay_mat
+sectors:
+  tax:
+    url: "postgresql+psycopg://reader@tax-db/tax"
+    table: public.nguoi_nop_thue
+    key: ma_so_thue
+    capture: logical
+    columns:
+      citizen_id: so_cccd
+      full_name: ten_nnt
+      date_of_birth: {column: ngay_sinh, format: "%d/%m/%Y"}
+      last_activity_date: ngay_nop_cuoi
+      status: trang_thai
+    rules:
+      unique_citizen: true
+      disabled: [PROVINCE_MISMATCH]
+  banking:
+    url: "postgresql+psycopg://reader@bank-db/bank"
+    table: public.khach_hang
+    key: id
+    capture: poll
+    poll: {timestamp_column: updated_at, incrementing_column: id, interval_s: 5}
+    columns:
+      citizen_id: so_giay_to
+"""
+
+
+def problems_of(text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(yaml.safe_load(text), env=env or {})
+    return exc.value.problems
+
+
+def test_spec_example_loads_into_typed_frozen_models():
+    cfg = parse_config(yaml.safe_load(SPEC_EXAMPLE), env={"HUB_DB_PASSWORD": "s3cret"})
+    assert cfg.kafka.partitions == 12
+    assert cfg.database.url == "postgresql+psycopg://hub:s3cret@localhost:5432/hub"
+    assert cfg.registry.mapping("sex") == ColumnMapping(
+        column="gioi_tinh", map={"Nam": "M", "Nữ": "F"}
+    )
+    assert cfg.sectors["tax"].mapping("date_of_birth").format == "%d/%m/%Y"
+    assert cfg.sectors["tax"].rules.unique_citizen is True
+    assert cfg.sectors["banking"].poll.incrementing_column == "id"
+    assert list(cfg.sources()) == ["registry", "tax", "banking"]
+    with pytest.raises(ValidationError, match="frozen"):
+        cfg.kafka.partitions = 3
+
+
+def test_secrets_are_masked_when_printed():
+    cfg = parse_config(yaml.safe_load(SPEC_EXAMPLE), env={"HUB_DB_PASSWORD": "s3cret"})
+    assert "s3cret" not in str(cfg.redacted())
+    assert "s3cret" not in repr(cfg.kafka)
+    assert redact_url("postgresql://u:p@h/db") == "postgresql://u:***@h/db"
+
+
+def test_missing_env_var_names_the_key_and_the_variable():
+    assert problems_of(SPEC_EXAMPLE) == [
+        "database.url: environment variable HUB_DB_PASSWORD is not set"
+    ]
+
+
+def test_env_default_syntax_is_used_when_unset():
+    cfg = parse_config({"database": {"url": "postgresql://u:${PW:-dflt}@h/db"}}, env={})
+    assert cfg.database.url == "postgresql://u:dflt@h/db"
+
+
+def test_missing_citizen_id_mapping_is_reported_by_key_path():
+    text = SPEC_EXAMPLE.replace("      citizen_id: so_cccd\n", "")
+    assert problems_of(text, {"HUB_DB_PASSWORD": "x"}) == [
+        "sectors.tax.columns.citizen_id: required"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        (
+            {"kafka": {"partitions": 0}},
+            "kafka.partitions: Input should be greater than or equal to 1",
+        ),
+        ({"kafka": {"partitions": "many"}}, "kafka.partitions: Input should be a valid integer"),
+        ({"kafka": {"security_protocol": "TLS"}}, "kafka.security_protocol:"),
+        (
+            {"kafka": {"security_protocol": "SASL_SSL"}},
+            "kafka: security_protocol SASL_SSL needs sasl_mechanism",
+        ),
+        ({"kafka": {"bootstrap": "x"}}, "kafka.bootstrap: unknown key"),
+        ({"id_scheme": "fr"}, "id_scheme:"),
+        ({"api": {"listen": "localhost"}}, "api.listen: 'localhost' is not host:port"),
+        ({"database": {"url": "not a url"}}, "database.url: not a database URL"),
+        ({"sectors": {"Tax!": {}}}, "sectors: bad sector name 'Tax!'"),
+    ],
+)
+def test_each_kind_of_error_names_its_key_path(patch, expected):
+    problems = problems_of(yaml.safe_dump(patch))
+    assert any(p.startswith(expected) or expected in p for p in problems), problems
+
+
+def test_source_errors_name_the_sector_and_field():
+    text = """
+sectors:
+  labour:
+    url: "postgresql://r@h/l"
+    table: t
+    key: k
+    capture: poll
+    columns: {citizen_id: a, shoe_size: b, sex: {map: {"Nam": M}}}
+    rules: {disabled: [NOPE], severities: {NAME_MISMATCH: extreme}}
+"""
+    problems = problems_of(text)
+    assert any(
+        p.startswith("sectors.labour.columns: unknown canonical field shoe_size") for p in problems
+    )
+    assert any(p.startswith("sectors.labour.columns.sex.column: required") for p in problems)
+    assert any(p.startswith("sectors.labour.rules.disabled: unknown rule NOPE") for p in problems)
+    assert any("NAME_MISMATCH: severity 'extreme'" in p for p in problems)
+    assert any(p.startswith("sectors.labour: capture poll needs a poll:") for p in problems), (
+        problems
+    )
+
+
+def test_env_overrides_select_external_servers():
+    cfg = parse_config(
+        {}, env={"HUB_DATABASE_URL": "postgresql://x@db/hub", "HUB_KAFKA_BOOTSTRAP": "k:9092"}
+    )
+    assert cfg.database.url == "postgresql://x@db/hub"
+    assert cfg.kafka.bootstrap_servers == "k:9092"
+
+
+def test_yaml_syntax_error_names_file_line_and_column(tmp_path):
+    path = tmp_path / "hub.yaml"
+    path.write_text("kafka:\n  partitions: [1, 2\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, env={})
+    assert exc.value.problems[0].startswith(f"{path}:3:")
+    assert "YAML syntax error" in exc.value.problems[0]
+
+
+def test_top_level_must_be_a_mapping():
+    with pytest.raises(ConfigError) as exc:
+        parse_config(["a", "b"], env={})
+    assert exc.value.problems == [
+        "<root>: expected a mapping of keys (kafka, database, sectors, …)"
+    ]
+
+
+def run_hub(*args: str, cwd=None, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "hub", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_cli_reports_a_bad_file_with_exit_code_2_and_no_traceback(tmp_path):
+    path = tmp_path / "hub.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """
+            kafka: {partitions: -1}
+            sectors:
+              tax: {url: "postgresql://r@h/t", table: t, key: k, columns: {full_name: n}}
+            """
+        )
+    )
+    res = run_hub("--config", str(path), "check")
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert "kafka.partitions: Input should be greater than or equal to 1" in res.stderr
+    assert "sectors.tax.columns.citizen_id: required" in res.stderr
+
+
+def test_cli_missing_file_is_a_clear_message(tmp_path):
+    res = run_hub("--config", str(tmp_path / "nope.yaml"), "check")
+    assert res.returncode == 2
+    assert "nope.yaml: file not found" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_help_lists_every_subcommand_of_the_spec():
+    res = run_hub("--help")
+    assert res.returncode == 0
+    for name in [
+        "demo",
+        "check",
+        "db",
+        "connector",
+        "reconcile",
+        "serve",
+        "run",
+        "mismatches",
+        "users",
+        "dlq",
+        "schemas",
+        "bench",
+    ]:
+        assert f"  {name} " in res.stdout, name
+
+
+def test_a_subcommand_not_built_yet_says_so_and_fails():
+    res = run_hub("bench")
+    assert res.returncode == 2
+    assert "not available yet" in res.stderr
