@@ -167,7 +167,19 @@ def schemas() -> None:
     """Avro schemas."""
 
 
-_planned(schemas, "check", 3, "The schema compatibility check")
+@schemas.command("check")
+def schemas_check() -> None:
+    """Fail when a working schema cannot read data written with a released one."""
+    from hub.schemas import check_schemas
+
+    problems = check_schemas()
+    for p in problems:
+        click.echo(p, err=True)
+    if problems:
+        sys.exit(1)
+    click.echo("Avro schemas are backward compatible with every released version")
+
+
 _planned(cli, "reconcile", 4, "The reconciler")
 _planned(cli, "serve", 5, "The web server (API and steward UI)")
 _planned(cli, "run", 6, "The all-in-one process")
