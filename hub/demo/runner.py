@@ -113,7 +113,11 @@ def print_manifest_table(manifest: dict) -> None:
     click.echo("injected mismatches (ground truth):")
     click.echo("  " + "rule".ljust(width) + "".join(s.rjust(14) for s in sectors))
     for rule in rules:
-        click.echo("  " + rule.ljust(width) + "".join(str(counts.get((s, rule), 0)).rjust(14) for s in sectors))
+        click.echo(
+            "  "
+            + rule.ljust(width)
+            + "".join(str(counts.get((s, rule), 0)).rjust(14) for s in sectors)
+        )
 
 
 def run_demo(*, data_dir: Path, citizens: int, seed: int, once: bool) -> None:
@@ -124,7 +128,9 @@ def run_demo(*, data_dir: Path, citizens: int, seed: int, once: bool) -> None:
     try:
         config, manifest = prepare(env, citizens=citizens, seed=seed)
         click.echo(f"hub database   {config.database.url}")
-        click.echo(f"kafka          {config.kafka.bootstrap_servers} (topics {config.kafka.topic_prefix}.*)")
+        click.echo(
+            f"kafka          {config.kafka.bootstrap_servers} (topics {config.kafka.topic_prefix}.*)"
+        )
         click.echo(f"config         {data_dir / 'hub.yaml'}")
         click.echo(f"manifest       {data_dir / 'manifest.json'}")
         print_manifest_table(manifest)

@@ -1,0 +1,1 @@
+"""Demo data: a generated population registry and four sector databases with known mismatches."""

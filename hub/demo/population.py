@@ -1,0 +1,307 @@
+"""The demo's source tables: DDL, load order and hub config mapping, declared once so they agree."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from psycopg.conninfo import conninfo_to_dict
+
+SEX_VN = {"Nam": "M", "Nữ": "F"}
+"""Vietnamese sex labels as sector and registry systems store them → canonical M/F."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One source column: its SQL type and, when it feeds the canonical record, how.
+
+    ``value_map`` maps stored values to canonical ones (``Nam`` → ``M``); ``date_format``
+    marks a text column holding dates (``strftime`` format). Both end up verbatim in the
+    hub config, and the generator uses them in reverse to write the rows.
+    """
+
+    name: str
+    sql: str
+    canonical: str | None = None
+    value_map: Mapping[str, str] | None = None
+    date_format: str | None = None
+
+    def mapping(self) -> str | dict[str, Any]:
+        """The column's entry under ``columns:`` in the hub config."""
+        if self.value_map is not None:
+            return {"column": self.name, "map": dict(self.value_map)}
+        if self.date_format is not None:
+            return {"column": self.name, "format": self.date_format}
+        return self.name
+
+
+@dataclass(frozen=True)
+class SourceTable:
+    """A demo source database's one table, as DDL and as the hub config entry reading it.
+
+    ``after_load`` holds the constraints and indexes, run after the bulk COPY because
+    building them once over loaded rows is several times faster than maintaining them
+    row by row.
+    """
+
+    source: str
+    table: str
+    key: str
+    capture: str
+    columns: tuple[Column, ...]
+    after_load: tuple[str, ...] = ()
+    poll: Mapping[str, Any] | None = None
+    rules: Mapping[str, Any] | None = None
+    column_names: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "column_names", tuple(c.name for c in self.columns))
+
+    def column_for(self, canonical: str) -> Column | None:
+        """The column that feeds canonical field ``canonical``, if the table has one."""
+        return next((c for c in self.columns if c.canonical == canonical), None)
+
+    def drop_sql(self) -> str:
+        return f"DROP TABLE IF EXISTS {self.table} CASCADE"
+
+    def create_sql(self) -> str:
+        """``CREATE TABLE`` without keys or indexes (those are in ``after_load``)."""
+        cols = ",\n    ".join(f"{c.name} {c.sql}" for c in self.columns)
+        return f"CREATE TABLE {self.table} (\n    {cols}\n)"
+
+    def copy_sql(self) -> str:
+        return f"COPY {self.table} ({', '.join(self.column_names)}) FROM STDIN"
+
+    def ddl(self) -> list[str]:
+        """Every statement that builds the empty table with all its constraints."""
+        return [self.drop_sql(), self.create_sql(), *self.after_load]
+
+    def config(self, url: str) -> dict[str, Any]:
+        """This source's entry in the hub config (SPEC §8), reading from ``url``."""
+        entry: dict[str, Any] = {
+            "url": sqlalchemy_url(url),
+            "table": self.table,
+            "key": self.key,
+            "capture": self.capture,
+            "columns": {c.canonical: c.mapping() for c in self.columns if c.canonical},
+        }
+        if self.poll is not None:
+            entry["poll"] = dict(self.poll)
+        if self.rules is not None:
+            entry["rules"] = {
+                k: (list(v) if isinstance(v, tuple) else v) for k, v in self.rules.items()
+            }
+        return entry
+
+
+def _pk(table: str, *cols: str) -> str:
+    return f"ALTER TABLE {table} ADD PRIMARY KEY ({', '.join(cols)})"
+
+
+def _index(table: str, col: str, *, unique: bool = False) -> str:
+    name = f"{table.rpartition('.')[2]}_{col}_{'key' if unique else 'idx'}"
+    return f"CREATE {'UNIQUE ' if unique else ''}INDEX {name} ON {table} ({col})"
+
+
+REGISTRY = SourceTable(
+    source="registry",
+    table="public.citizens",
+    key="so_dinh_danh",
+    capture="logical",
+    columns=(
+        Column("so_dinh_danh", "varchar(12) NOT NULL", "citizen_id"),
+        Column("so_cmnd", "varchar(9)", "legacy_id"),
+        Column("ho_ten", "text NOT NULL", "full_name"),
+        Column("ngay_sinh", "date", "date_of_birth"),
+        Column("gioi_tinh", "text", "sex", value_map=SEX_VN),
+        Column("ma_tinh", "char(3)", "province_code"),
+        Column("dia_chi", "text", "address"),
+        Column("ngay_mat", "date", "date_of_death"),
+        Column("updated_at", "timestamptz DEFAULT now()"),
+    ),
+    after_load=(
+        _pk("public.citizens", "so_dinh_danh"),
+        _index("public.citizens", "so_cmnd", unique=True),
+    ),
+)
+
+TAX = SourceTable(
+    source="tax",
+    table="public.nguoi_nop_thue",
+    key="ma_so_thue",
+    capture="logical",
+    columns=(
+        Column("ma_so_thue", "varchar(13) NOT NULL"),
+        Column("so_cccd", "varchar(20)", "citizen_id"),
+        Column("ten_nnt", "text", "full_name"),
+        Column("ngay_sinh", "text", "date_of_birth", date_format="%d/%m/%Y"),
+        Column("gioi_tinh", "text", "sex", value_map=SEX_VN),
+        Column("ma_tinh", "char(3)", "province_code"),
+        Column("ngay_nop_cuoi", "date", "last_activity_date"),
+        Column(
+            "trang_thai",
+            "text",
+            "status",
+            value_map={"hoat_dong": "active", "ngung_hoat_dong": "closed"},
+        ),
+        Column("updated_at", "timestamptz DEFAULT now()"),
+    ),
+    after_load=(
+        _pk("public.nguoi_nop_thue", "ma_so_thue"),
+        _index("public.nguoi_nop_thue", "so_cccd"),
+    ),
+    rules={"unique_citizen": True, "disabled": ("PROVINCE_MISMATCH",)},
+)
+
+BANKING = SourceTable(
+    source="banking",
+    table="public.khach_hang",
+    key="id",
+    capture="poll",
+    columns=(
+        Column("id", "bigint NOT NULL"),
+        Column("ma_khach_hang", "varchar(16)"),
+        Column("so_giay_to", "varchar(20)", "citizen_id"),
+        Column("ho_ten", "varchar(60)", "full_name"),
+        Column("ngay_sinh", "date", "date_of_birth"),
+        Column("gioi_tinh", "char(1)", "sex"),
+        Column("ngay_giao_dich_cuoi", "date", "last_activity_date"),
+        Column("trang_thai", "text", "status", value_map={"ACTIVE": "active", "CLOSED": "closed"}),
+        Column("updated_at", "timestamptz NOT NULL DEFAULT now()"),
+    ),
+    after_load=(
+        _pk("public.khach_hang", "id"),
+        "ALTER TABLE public.khach_hang ADD CONSTRAINT khach_hang_ma_khach_hang_key"
+        " UNIQUE (ma_khach_hang)",
+        # New customers added later (live changes) take the next id.
+        "ALTER TABLE public.khach_hang ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY",
+        "SELECT setval(pg_get_serial_sequence('public.khach_hang', 'id'),"
+        " coalesce(max(id), 0) + 1, false) FROM public.khach_hang",
+        _index("public.khach_hang", "so_giay_to"),
+        # The poll connector's query: WHERE (updated_at, id) > watermark ORDER BY updated_at, id.
+        "CREATE INDEX khach_hang_updated_at_id_idx ON public.khach_hang (updated_at, id)",
+    ),
+    poll={"timestamp_column": "updated_at", "incrementing_column": "id", "interval_s": 2},
+    rules={"unique_citizen": False, "disabled": ("PROVINCE_MISMATCH",)},
+)
+
+LABOUR = SourceTable(
+    source="labour",
+    table="public.nguoi_lao_dong",
+    key="ma_so_bhxh",
+    capture="logical",
+    columns=(
+        Column("ma_so_bhxh", "varchar(10) NOT NULL"),
+        Column("so_cccd", "varchar(20)", "citizen_id"),
+        Column("ho_ten", "text", "full_name"),
+        Column("ngay_sinh", "date", "date_of_birth"),
+        Column("gioi_tinh", "text", "sex", value_map=SEX_VN),
+        Column("ma_tinh", "char(3)", "province_code"),
+        Column("ngay_dong_bhxh_cuoi", "date", "last_activity_date"),
+        Column(
+            "trang_thai", "text", "status", value_map={"dang_lam": "active", "nghi_viec": "closed"}
+        ),
+        Column("updated_at", "timestamptz DEFAULT now()"),
+    ),
+    after_load=(
+        _pk("public.nguoi_lao_dong", "ma_so_bhxh"),
+        _index("public.nguoi_lao_dong", "so_cccd"),
+    ),
+    rules={"unique_citizen": True, "disabled": ()},
+)
+
+CONSTRUCTION = SourceTable(
+    source="construction",
+    table="public.chu_dau_tu",
+    key="so_giay_phep",
+    capture="snapshot",
+    columns=(
+        Column("so_giay_phep", "varchar(20) NOT NULL"),
+        Column("cccd_chu_dau_tu", "varchar(20)", "citizen_id"),
+        Column("ten_chu_dau_tu", "text", "full_name"),
+        Column("ngay_sinh", "date", "date_of_birth"),
+        Column("ngay_cap_phep", "date", "last_activity_date"),
+        Column(
+            "trang_thai", "text", "status", value_map={"hieu_luc": "active", "het_han": "closed"}
+        ),
+        Column("updated_at", "timestamptz DEFAULT now()"),
+    ),
+    after_load=(
+        _pk("public.chu_dau_tu", "so_giay_phep"),
+        _index("public.chu_dau_tu", "cccd_chu_dau_tu"),
+    ),
+    # No province column: PROVINCE_MISMATCH can never apply here.
+    rules={"unique_citizen": False, "disabled": ("PROVINCE_MISMATCH",)},
+)
+
+SOURCE_TABLES: dict[str, SourceTable] = {
+    t.source: t for t in (REGISTRY, TAX, BANKING, LABOUR, CONSTRUCTION)
+}
+"""Every demo database (``registry`` and the four sectors, in this order) → its table."""
+
+SECTORS: tuple[str, ...] = tuple(s for s in SOURCE_TABLES if s != "registry")
+
+
+def demo_config(urls: Mapping[str, str]) -> dict[str, Any]:
+    """The ``registry:`` and ``sectors:`` parts of the hub config for the demo databases.
+
+    ``urls`` maps ``registry``, ``tax``, ``banking``, ``labour`` and ``construction`` to
+    database URLs (libpq ``postgresql://`` or SQLAlchemy ``postgresql+psycopg://`` form,
+    or a ``key=value`` conninfo string); the config holds them in SQLAlchemy form.
+    """
+    missing = [s for s in SOURCE_TABLES if s not in urls]
+    if missing:
+        raise ValueError(f"no database URL for {', '.join(missing)}")
+    return {
+        "registry": REGISTRY.config(urls["registry"]),
+        "sectors": {s: SOURCE_TABLES[s].config(urls[s]) for s in SECTORS},
+    }
+
+
+_SCHEMES = ("postgresql+psycopg://", "postgresql+psycopg2://", "postgresql://", "postgres://")
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Any PostgreSQL URL or conninfo → ``postgresql+psycopg://…`` (what the hub config holds)."""
+    return "postgresql+psycopg://" + _strip_scheme(url)
+
+
+def libpq_url(url: str) -> str:
+    """Any PostgreSQL URL or conninfo → ``postgresql://…`` (what psycopg connects with)."""
+    return "postgresql://" + _strip_scheme(url)
+
+
+def _strip_scheme(url: str) -> str:
+    for scheme in _SCHEMES:
+        if url.startswith(scheme):
+            return url[len(scheme) :]
+    if "://" in url:
+        raise ValueError(f"not a PostgreSQL URL: {url.partition('://')[0]}://…")
+    return _conninfo_to_url_tail(url)
+
+
+def _conninfo_to_url_tail(conninfo: str) -> str:
+    """``host=h port=5 dbname=d user=u`` → ``u@h:5/d`` (socket dirs and extras as query)."""
+    params = conninfo_to_dict(conninfo)
+    user = params.pop("user", None)
+    password = params.pop("password", None)
+    host = params.pop("host", None)
+    port = params.pop("port", None)
+    dbname = params.pop("dbname", None)
+    query = {k: str(v) for k, v in params.items()}
+    if host and (host.startswith("/") or "," in host):
+        query["host"] = host
+        host = None
+    auth = ""
+    if user:
+        auth = quote(user, safe="")
+        if password:
+            auth += ":" + quote(password, safe="")
+        auth += "@"
+    netloc = auth + (host or "") + (f":{port}" if port else "")
+    tail = netloc + "/" + quote(dbname or "", safe="")
+    if query:
+        tail += "?" + urlencode(query)
+    return tail

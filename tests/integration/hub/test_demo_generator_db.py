@@ -1,0 +1,80 @@
+"""The demo generator loads 100k citizens and their sector records into PostgreSQL in < 30 s."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from hub.demo.generator import generate
+from hub.demo.population import SECTORS, SOURCE_TABLES, libpq_url
+
+
+def create_databases(admin_url: str, prefix: str) -> dict[str, str]:
+    """One fresh empty database per demo source; returns source → URL."""
+    urls = {}
+    with psycopg.connect(libpq_url(admin_url), autocommit=True) as conn:
+        for source in SOURCE_TABLES:
+            name = f"{prefix}_{source}"
+            conn.execute(f'CREATE DATABASE "{name}"')
+            urls[source] = libpq_url(admin_url).rsplit("/", 1)[0] + "/" + name
+    return urls
+
+
+def drop_databases(admin_url: str, urls: dict[str, str]) -> None:
+    with psycopg.connect(libpq_url(admin_url), autocommit=True) as conn:
+        for url in urls.values():
+            conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
+@pytest.fixture
+def demo_databases(servers) -> Iterator[dict[str, str]]:
+    """Five fresh databases on the session's PostgreSQL, dropped afterwards."""
+    urls = create_databases(servers.pg_url, f"demo_gen_{uuid.uuid4().hex[:8]}")
+    try:
+        yield urls
+    finally:
+        drop_databases(servers.pg_url, urls)
+
+
+def test_100k_citizens_generate_and_load_in_under_30_seconds(demo_databases, tmp_path) -> None:
+    manifest_path = tmp_path / "manifest.json"
+    started = time.perf_counter()
+    manifest = generate(demo_databases, citizens=100_000, seed=6, manifest_path=manifest_path)
+    seconds = time.perf_counter() - started
+    print(f"\ngenerate(100_000) into PostgreSQL: {seconds:.2f}s")
+    assert seconds < 30
+    assert manifest_path.exists()
+
+    counts = {}
+    for source, table in SOURCE_TABLES.items():
+        with psycopg.connect(demo_databases[source]) as conn:
+            counts[source] = conn.execute(f"SELECT count(*) FROM {table.table}").fetchone()[0]
+            pk = conn.execute(
+                "SELECT count(*) FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'",
+                (table.table,),
+            ).fetchone()[0]
+            assert pk == 1, f"{source} has no primary key"
+    assert counts["registry"] == manifest.citizens == 100_000
+    assert {s: counts[s] for s in SECTORS} == manifest.records
+
+
+def test_generate_replaces_existing_tables_and_new_bank_customers_get_the_next_id(
+    demo_databases,
+) -> None:
+    generate(demo_databases, citizens=500, seed=1)
+    manifest = generate(demo_databases, citizens=300, seed=2)
+    with psycopg.connect(demo_databases["banking"]) as conn:
+        rows = conn.execute("SELECT count(*), max(id) FROM public.khach_hang").fetchone()
+        assert rows == (manifest.records["banking"], manifest.records["banking"])
+        new_id = conn.execute(
+            "INSERT INTO public.khach_hang (ma_khach_hang, so_giay_to, ho_ten)"
+            " VALUES ('X1', '001099000001', 'NGUYEN VAN AN') RETURNING id"
+        ).fetchone()[0]
+        assert new_id == rows[1] + 1
+    with psycopg.connect(demo_databases["tax"]) as conn:
+        text_dob = conn.execute("SELECT ngay_sinh FROM public.nguoi_nop_thue LIMIT 1").fetchone()[0]
+        assert len(text_dob) == 10 and text_dob[2] == "/" and text_dob[5] == "/"
