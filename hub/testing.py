@@ -6,6 +6,8 @@ Imported by ``tests/conftest.py``; usable by anyone testing code against the hub
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -63,9 +65,30 @@ def start_servers(base: Path) -> Iterator[Servers]:
         stack.stop()
 
 
+def server_dir() -> Path:
+    """A scratch directory for embedded server data, outside pytest's temp tree.
+
+    pytest resets ``/tmp/pytest-of-<user>`` to mode 0700 when any session starts; as root the
+    embedded PostgreSQL runs as another user and would lose access to its data mid-run.
+    """
+    return Path(tempfile.mkdtemp(prefix="hub-test-"))
+
+
+@pytest.fixture
+def scratch_dir() -> Iterator[Path]:
+    """A per-test :func:`server_dir`, removed afterwards."""
+    path = server_dir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    yield from start_servers(tmp_path_factory.mktemp("servers"))
+def servers() -> Iterator[Servers]:
+    base = server_dir()
+    try:
+        yield from start_servers(base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

@@ -132,28 +132,28 @@ def _children_of(pids: list[int]) -> list[psutil.Process]:
     return alive
 
 
-def test_stack_stops_cleanly_and_leaves_no_process(tmp_path):
-    stack = EmbeddedStack(tmp_path / "s", durable=False).start()
+def test_stack_stops_cleanly_and_leaves_no_process(scratch_dir):
+    stack = EmbeddedStack(scratch_dir / "s", durable=False).start()
     pg_pid, broker_pid = stack.postgres.proc.pid, stack.broker.proc.pid
     pg_children = [c.pid for c in psutil.Process(pg_pid).children(recursive=True)]
     stack.stop()
     assert _children_of([pg_pid, broker_pid, *pg_children]) == []
 
 
-def test_second_start_in_the_same_directory_reuses_the_data(tmp_path):
-    with EmbeddedStack(tmp_path / "s", durable=False) as stack:
+def test_second_start_in_the_same_directory_reuses_the_data(scratch_dir):
+    with EmbeddedStack(scratch_dir / "s", durable=False) as stack:
         stack.postgres.create_database("kept")
-    with EmbeddedStack(tmp_path / "s", durable=False) as stack:
+    with EmbeddedStack(scratch_dir / "s", durable=False) as stack:
         with psycopg.connect(stack.postgres.conninfo("kept")) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
-def test_killed_parent_leaves_no_orphan_servers(tmp_path):
+def test_killed_parent_leaves_no_orphan_servers(scratch_dir):
     script = textwrap.dedent(
         f"""
         import sys, time
         from hub.embedded import EmbeddedStack
-        s = EmbeddedStack({str(tmp_path / "s")!r}, durable=False).start()
+        s = EmbeddedStack({str(scratch_dir / "s")!r}, durable=False).start()
         print(s.postgres.proc.pid, s.broker.proc.pid, flush=True)
         time.sleep(600)
         """
