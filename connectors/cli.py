@@ -1,0 +1,197 @@
+"""The ``hub connector …`` and ``hub dlq …`` command groups (SPEC §8)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from hub.config import HubConfig, load_config
+from hub.errors import FatalError
+
+
+def _config() -> HubConfig:
+    """The config of the surrounding ``hub`` command (its ``--config``), else the default."""
+    ctx = click.get_current_context()
+    obj = ctx.find_root().obj
+    if obj is not None and hasattr(obj, "config"):
+        return obj.config
+    return load_config(None)
+
+
+def _requester() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        return "cli"
+
+
+@click.group()
+def connector() -> None:
+    """Capture connectors (logical decoding, polling, snapshot)."""
+
+
+@connector.command("run")
+@click.argument("names", nargs=-1, metavar="NAME...")
+@click.option("--all", "run_all", is_flag=True, help="Run every configured connector.")
+@click.option("--once", is_flag=True, help="Exit once caught up (a snapshot run finished).")
+def run(names: tuple[str, ...], run_all: bool, once: bool) -> None:
+    """Run connectors until SIGTERM/Ctrl-C (the batch in hand is finished and acknowledged)."""
+    from connectors.runner import serve
+
+    config = _config()
+    if run_all:
+        names = tuple(config.sources())
+    if not names:
+        raise click.UsageError("name a connector or pass --all")
+    for name in names:
+        if name not in config.sources():
+            raise click.BadParameter(
+                f"{name!r} is not configured (known: {', '.join(config.sources()) or 'none'})",
+                param_hint="NAME",
+            )
+    sys.exit(serve(config, list(names), once=once))
+
+
+@connector.command("check")
+@click.argument("name")
+def check_cmd(name: str) -> None:
+    """Check a source before running it: reachable, privileges, wal_level, publication,
+    slot, mapped columns and their types. Exits 1 when something would stop it."""
+    from connectors.ops import check
+
+    results = check(_config(), name)
+    for r in results:
+        click.echo(r.line())
+    if not all(r.ok for r in results):
+        sys.exit(1)
+
+
+@connector.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status_cmd(as_json: bool) -> None:
+    """Every connector's state, position, lag (bytes and seconds) and rows captured."""
+    from connectors.ops import _bytes, status
+
+    rows = status(_config())
+    if as_json:
+        click.echo(json.dumps(rows, default=str, indent=2))
+        return
+    click.echo(
+        f"{'CONNECTOR':<14}{'CAPTURE':<10}{'STATE':<14}{'ROWS':>12}  {'LAG':>10} {'LAG S':>8}"
+        "  POSITION"
+    )
+    for r in rows:
+        lag_s = r.get("lag_seconds")
+        click.echo(
+            f"{r['name']:<14}{r.get('capture') or '-':<10}{r['state']:<14}"
+            f"{r.get('rows_captured') or 0:>12}  "
+            f"{_bytes(r['lag_bytes']) if r.get('lag_bytes') is not None else '-':>10} "
+            f"{f'{lag_s:.1f}' if lag_s is not None else '-':>8}  {r.get('position') or '-'}"
+        )
+        if r.get("error"):
+            click.echo(f"{'':<14}error: {r['error']}")
+
+
+def _request(action: str):
+    def command(name: str) -> None:
+        from connectors.ops import source_of
+        from connectors.state import add_request, hub_engine
+
+        config = _config()
+        source_of(config, name)
+        rid = add_request(hub_engine(config.database.url), name, action, _requester())
+        click.echo(f"{action} of {name} requested (request {rid}); a running connector "
+                   "handles it within seconds")  # fmt: skip
+
+    return command
+
+
+for _action, _help in [
+    ("pause", "Stop reading (a logical slot keeps the WAL meanwhile); survives restarts."),
+    ("resume", "Resume reading after a pause."),
+    ("restart", "Reconnect to the source and the broker, then resume from the position."),
+    ("resnapshot", "Read the whole table again, then resume streaming."),
+]:
+    connector.command(_action, help=_help)(click.argument("name")(_request(_action)))
+
+
+@connector.command("drop")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def drop_cmd(name: str, yes: bool) -> None:
+    """Remove a connector from its source: drop its replication slot and publication, and
+    forget its position and state. Running it again starts with a new snapshot."""
+    from connectors.ops import drop
+
+    if not yes:
+        click.confirm(f"drop the slot, publication and state of connector {name}?", abort=True)
+    for line in drop(_config(), name) or ["nothing to drop"]:
+        click.echo(line)
+
+
+# ------------------------------------------------------------------ dead letters
+
+
+@click.group()
+def dlq() -> None:
+    """The dead-letter topic (<prefix>.dlq)."""
+
+
+@dlq.command("list")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True,
+              help="Show the newest N dead letters.")  # fmt: skip
+@click.option("--connector", "source", help="Only those of this connector (or topic).")
+@click.option("--unmask", is_flag=True, help="Show record keys in full.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def dlq_list(limit: int, source: str | None, unmask: bool, as_json: bool) -> None:
+    """List dead letters, newest first: when, stage, source, record key, column, reason."""
+    from connectors.dlq import read_dead_letters
+    from hub.logs import mask_id
+
+    letters = read_dead_letters(_config().kafka, limit=limit, source=source)
+    for _, letter in letters:
+        key = letter.get("record_key")
+        shown = key if unmask or key is None else mask_id(key)
+        when = datetime.fromtimestamp(letter["ts_ms"] / 1000, UTC).isoformat(timespec="seconds")
+        if as_json:
+            out: dict[str, Any] = {k: v for k, v in letter.items() if k != "payload"}
+            out["record_key"] = shown
+            click.echo(json.dumps(out, ensure_ascii=False, default=str))
+        else:
+            click.echo(
+                f"{when}  {letter['stage']:<10} {letter['source']:<14} {shown or '-':<16} "
+                f"{letter.get('column') or '-':<16} {letter['reason']}"
+            )
+    if not letters and not as_json:
+        click.echo("no dead letters")
+
+
+@dlq.command("replay")
+@click.option("--connector", "source", help="Only dead letters of this connector.")
+@click.option("--dry-run", is_flag=True, help="Map again and report, publish nothing.")
+def dlq_replay(source: str | None, dry_run: bool) -> None:
+    """Map the original change of each connector dead letter again with the current config
+    (e.g. after adding a value to a value map) and publish the events that now map to the
+    connector's change topic. Letters that still fail are reported and stay where they are.
+
+    The topic is append-only: replayed letters stay listed, and replaying twice publishes
+    twice (consumers are idempotent). A replayed change reaches the topic after any later
+    change of the same record: check with `dlq list` that the record did not change since,
+    or request a re-snapshot instead. Reconciler dead letters cannot be replayed here.
+    """
+    from connectors.dlq import replay
+
+    try:
+        report = replay(_config(), source=source, dry_run=dry_run)
+    except FatalError as exc:
+        raise click.ClickException(str(exc)) from exc
+    verb = "would publish" if dry_run else "published"
+    click.echo(f"{verb} {report.published} change(s); {report.still_failing} still failing; "
+               f"{report.skipped} not replayable")  # fmt: skip
+    for reason, count in sorted(report.reasons.items(), key=lambda kv: -kv[1]):
+        click.echo(f"  {count:>6}  {reason}")

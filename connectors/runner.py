@@ -1,0 +1,365 @@
+"""Runs connectors: the batch loop (read → Kafka → acknowledge), operator requests, status,
+metrics, retries, and a graceful stop on SIGTERM. ``python -m connectors.runner``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from sqlalchemy import exc as sa_exc
+
+from connectors.base import CaptureMode, ConnectorContext, mode_for
+from connectors.delivery import Delivery, retrying
+from connectors.events import Batch
+from connectors.mapping import RecordMapper
+from connectors.state import (
+    ensure_state,
+    hub_engine,
+    mark_handled,
+    pending_requests,
+    set_state,
+)
+from hub.config import HubConfig, load_config
+from hub.errors import FatalError, HubError, RetriableError
+from hub.metrics import CONNECTOR_LAG, CONNECTOR_SLOT_LAG, CONNECTOR_UP
+from reconciliation.idschemes import get_scheme
+
+log = logging.getLogger(__name__)
+
+REQUEST_CHECK_S = 1.0
+LAG_CHECK_S = 2.0
+STREAM_IDLE_S = 0.25
+
+
+class ConnectorRunner:
+    """Runs one connector until ``stopping`` is set (or, with ``once``, until caught up).
+
+    Each step reads one batch from the capture mode, delivers it (every message
+    acknowledged by Kafka), then commits the source position and the status in the hub
+    database — so a stop or crash at any moment loses nothing (SPEC §4). Retriable errors
+    (source, hub database or broker unreachable) are retried with exponential backoff
+    for as long as it takes; a fatal error stops this connector with the reason stored in
+    ``connector_state.error``.
+    """
+
+    def __init__(
+        self,
+        config: HubConfig,
+        name: str,
+        *,
+        stopping: threading.Event | None = None,
+        once: bool = False,
+    ):
+        sources = config.sources()
+        if name not in sources:
+            known = ", ".join(sources) or "none configured"
+            raise FatalError(f"no connector named {name!r} in the config (known: {known})")
+        self.config = config
+        self.name = name
+        self.source = sources[name]
+        self.stopping = stopping or threading.Event()
+        self.once = once
+        self.engine = hub_engine(config.database.url)
+        self.mapper = RecordMapper(name, self.source, get_scheme(config.id_scheme))
+        self.mode: CaptureMode | None = None
+        self.delivery: Delivery | None = None
+        self.paused = False
+        self.rows_total = 0
+        self._next_request_check = 0.0
+        self._next_lag_check = 0.0
+        self._next_heartbeat = 0.0
+        self._restart = False
+
+    # -------------------------------------------------------------- lifecycle
+
+    def run(self) -> int:
+        """Run to the end; 0 after a clean stop, 1 after a fatal error."""
+        try:
+            state = retrying(
+                lambda: ensure_state(self.engine, self.name, self.source.capture),
+                stopping=self.stopping,
+            )()
+            self.paused = state["state"] == "paused"
+            self.rows_total = state["rows_captured"] or 0
+            retrying(self._session, stopping=self.stopping, on_retry=self._on_retry)()
+        except RetriableError:
+            pass  # asked to stop while waiting to retry
+        except Exception as exc:  # noqa: BLE001 - FatalError, or a bug: stop this connector
+            if isinstance(exc, FatalError):
+                log.error("%s: stopped: %s", self.name, exc)
+            else:
+                log.exception("%s: stopped by an unexpected error", self.name)
+            CONNECTOR_UP.labels(self.name).set(0)
+            self._close()
+            self._set_state_quietly(state="failed", error=str(exc)[:2000])
+            return 1
+        self._close()
+        CONNECTOR_UP.labels(self.name).set(0)
+        self._set_state_quietly(state="paused" if self.paused else "stopped")
+        log.info("%s: stopped", self.name)
+        return 0
+
+    def _session(self) -> None:
+        """Open, run the batch loop, reopen on a restart request; closes on any failure."""
+        try:
+            while not self.stopping.is_set():
+                self._open()
+                self._loop()
+                if not self._restart:
+                    return
+                self._restart = False
+                log.info("%s: restarting on request", self.name)
+        except (sa_exc.OperationalError, psycopg.OperationalError) as exc:
+            # A connection lost somewhere the capture mode did not expect it.
+            self._close()
+            raise RetriableError(f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+        except BaseException:
+            self._close()
+            raise
+
+    def _on_retry(self, exc: BaseException, wait_s: float) -> None:
+        CONNECTOR_UP.labels(self.name).set(0)
+        log.warning("%s: %s; retrying in %.1fs", self.name, exc, wait_s)
+        self._set_state_quietly(state="retrying", error=str(exc)[:2000])
+
+    def _open(self) -> None:
+        self._close()
+        ctx = ConnectorContext(
+            name=self.name,
+            source=self.source,
+            config=self.config,
+            mapper=self.mapper,
+            stopping=self.stopping,
+        )
+        self.delivery = Delivery(self.name, self.config.kafka)
+        self.delivery.open()
+        self.mode = mode_for(ctx)
+        self.mode.open()
+        CONNECTOR_UP.labels(self.name).set(0 if self.paused else 1)
+        set_state(self.engine, self.name, state=self._state_name(), error=None)
+        log.info("%s: %s (%s capture)", self.name, self._state_name(), self.source.capture)
+
+    def _close(self) -> None:
+        mode, self.mode = self.mode, None
+        delivery, self.delivery = self.delivery, None
+        if mode is not None:
+            try:
+                mode.close()
+            except HubError:
+                log.debug("closing capture mode", exc_info=True)
+        if delivery is not None:
+            try:
+                delivery.close(timeout=10)
+            except Exception:  # noqa: BLE001 - closing after a failure may fail again
+                log.debug("closing producer", exc_info=True)
+
+    def _state_name(self) -> str:
+        if self.paused:
+            return "paused"
+        assert self.mode is not None
+        return {"snapshotting": "snapshotting", "idle": "idle"}.get(self.mode.phase, "running")
+
+    # -------------------------------------------------------------- the batch loop
+
+    def _loop(self) -> None:
+        assert self.mode is not None and self.delivery is not None
+        idle_s = self._idle_seconds()
+        heartbeat_s = self.source.logical.heartbeat_s if self.source.capture == "logical" else 0
+        ahead: Batch | None = None  # the next batch, read while the previous was in flight
+        while not self.stopping.is_set() or ahead is not None:
+            now = time.monotonic()
+            if now >= self._next_request_check:
+                self._next_request_check = now + REQUEST_CHECK_S
+                if self._handle_requests():
+                    ahead = None  # read from a snapshot that was just abandoned
+                if self._restart:
+                    return
+            if self.paused:
+                if self.stopping.is_set():
+                    return  # a read-ahead batch is dropped: it was never committed
+                self.stopping.wait(REQUEST_CHECK_S)
+                continue
+            if heartbeat_s and now >= self._next_heartbeat:
+                self._next_heartbeat = now + heartbeat_s
+                if self.mode.heartbeat():
+                    set_state(self.engine, self.name, heartbeat_at=_utcnow())
+            batch = ahead if ahead is not None else self.mode.next_batch()
+            ahead = None
+            flight = self.delivery.start(batch)
+            if batch.read_ahead and not self.stopping.is_set():
+                ahead = self.mode.next_batch()  # read while Kafka acknowledges this one
+            self.delivery.finish(flight)
+            self.mode.commit(batch)
+            self._record(batch)
+            if batch.caught_up:
+                if self.once:
+                    return
+                self.stopping.wait(idle_s)
+
+    def _idle_seconds(self) -> float:
+        if self.source.capture == "poll":
+            assert self.source.poll is not None
+            return self.source.poll.interval_s
+        if self.source.capture == "snapshot":
+            return 1.0
+        return STREAM_IDLE_S
+
+    def _record(self, batch: Batch) -> None:
+        """Status after a committed batch: counts, position, lag (metrics and hub database)."""
+        assert self.mode is not None
+        n = len(batch)
+        values: dict[str, Any] = {"state": self._state_name()}
+        if n:
+            self.rows_total += n
+            values["rows_captured"] = self.rows_total
+            values["last_event_at"] = _utcnow()
+        if batch.position is not None:
+            values["position"] = batch.position[:128]
+        if batch.caught_up:
+            lag_s = 0.0
+        elif batch.newest_commit_ts is not None:
+            lag_s = max(0.0, time.time() - batch.newest_commit_ts)
+        else:
+            lag_s = None
+        if lag_s is not None:
+            CONNECTOR_LAG.labels(self.name).set(lag_s)
+            values["lag_seconds"] = lag_s
+        now = time.monotonic()
+        if now >= self._next_lag_check:
+            self._next_lag_check = now + LAG_CHECK_S
+            lag = self.mode.lag()
+            if lag.bytes is not None:
+                CONNECTOR_SLOT_LAG.labels(self.name).set(lag.bytes)
+                values["lag_bytes"] = lag.bytes
+            if lag.seconds is not None:
+                CONNECTOR_LAG.labels(self.name).set(lag.seconds)
+                values["lag_seconds"] = lag.seconds
+        if n or len(values) > 1 or batch.commit is not None:
+            set_state(self.engine, self.name, **values)
+
+    # -------------------------------------------------------------- operator requests
+
+    def _handle_requests(self) -> bool:
+        """Apply pending operator requests; True when one re-started the snapshot."""
+        requests = pending_requests(self.engine, self.name)
+        if not requests:
+            return False
+        resnapshot = False
+        for req in requests:
+            log.info("%s: %s requested by %s", self.name, req.action, req.requested_by)
+            if req.action == "pause":
+                self.paused = True
+            elif req.action == "resume":
+                self.paused = False
+            elif req.action == "restart":
+                self._restart = True
+            elif req.action == "resnapshot":
+                assert self.mode is not None
+                self.mode.resnapshot()
+                resnapshot = True
+        mark_handled(self.engine, [r.id for r in requests])
+        CONNECTOR_UP.labels(self.name).set(0 if self.paused else 1)
+        if not self._restart:
+            set_state(self.engine, self.name, state=self._state_name())
+        return resnapshot
+
+    # -------------------------------------------------------------- helpers
+
+    def _set_state_quietly(self, **values: Any) -> None:
+        try:
+            set_state(self.engine, self.name, **values)
+        except Exception:  # noqa: BLE001 - status is best effort while failing or stopping
+            log.debug("could not store the state of %s", self.name, exc_info=True)
+
+
+def _utcnow():
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+# ------------------------------------------------------------------ processes
+
+
+def run_connectors(
+    config: HubConfig,
+    names: Sequence[str],
+    *,
+    stopping: threading.Event | None = None,
+    once: bool = False,
+) -> int:
+    """Run ``names`` (one thread each) until stopped; the worst exit code of them."""
+    stopping = stopping or threading.Event()
+    runners = [ConnectorRunner(config, n, stopping=stopping, once=once) for n in names]
+    if len(runners) == 1:
+        return runners[0].run()
+    codes: dict[str, int] = {}
+
+    def target(r: ConnectorRunner) -> None:
+        codes[r.name] = r.run()
+
+    threads = [
+        threading.Thread(target=target, args=(r,), name=f"connector-{r.name}", daemon=True)
+        for r in runners
+    ]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        for t in threads:
+            t.join(0.2)
+    return max(codes.values(), default=0)
+
+
+def install_stop_handlers(stopping: threading.Event) -> None:
+    """SIGTERM/SIGINT finish the batch in hand, acknowledge it, and exit."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        log.info("signal %d: stopping after the current batch", signum)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def serve(config: HubConfig, names: Sequence[str], *, once: bool = False) -> int:
+    """The process behind ``hub connector run``: logging, metrics, signals, connectors."""
+    from hub.logs import setup_logging
+    from hub.metrics import serve_metrics
+
+    setup_logging(config.logging.level, config.logging.json_format)
+    try:
+        serve_metrics(config.metrics)
+    except OSError as exc:
+        log.warning("metrics not served on %s: %s", config.metrics.listen, exc)
+    stopping = threading.Event()
+    install_stop_handlers(stopping)
+    return run_connectors(config, names, stopping=stopping, once=once)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m connectors.runner", description=__doc__)
+    parser.add_argument("--config", help="config file (default hub.yaml; env HUB_CONFIG)")
+    parser.add_argument("--all", action="store_true", help="run every configured connector")
+    parser.add_argument("--once", action="store_true", help="exit once caught up")
+    parser.add_argument("names", nargs="*", metavar="NAME")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+        names = list(config.sources()) if args.all else args.names
+        if not names:
+            parser.error("name a connector or pass --all")
+        return serve(config, names, once=args.once)
+    except FatalError as exc:
+        print(f"connectors: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""What connectors keep in the hub database: state and status, resume offsets, operator
+requests (``connector_state``, ``connector_offsets``, ``connector_requests``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import OperationalError
+
+from hub.db import engine_for
+from hub.db.models import ConnectorOffset, ConnectorRequest, ConnectorState
+from hub.errors import RetriableError
+
+ACTIONS = ("pause", "resume", "restart", "resnapshot")
+
+_state = ConnectorState.__table__
+_offsets = ConnectorOffset.__table__
+_requests = ConnectorRequest.__table__
+
+
+def hub_engine(url: str) -> Engine:
+    return engine_for(url)
+
+
+class HubDbUnavailable(RetriableError):
+    """The hub database did not answer."""
+
+
+def _retriable(exc: Exception) -> RetriableError:
+    return HubDbUnavailable(f"hub database: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+
+
+def ensure_state(engine: Engine, name: str, capture: str) -> dict[str, Any]:
+    """The connector's state row, created when missing; returned as a dict."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                insert(_state)
+                .values(name=name, capture=capture)
+                .on_conflict_do_update(index_elements=["name"], set_={"capture": capture})
+            )
+            return dict(conn.execute(select(_state).where(_state.c.name == name)).one()._mapping)
+    except OperationalError as exc:
+        raise _retriable(exc) from exc
+
+
+def load_state(engine: Engine, name: str) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(_state).where(_state.c.name == name)).first()
+    return None if row is None else dict(row._mapping)
+
+
+def all_states(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(select(_state).order_by(_state.c.name))]
+
+
+def set_state(engine_or_conn: Engine | Connection, name: str, **values: Any) -> None:
+    """Update columns of the connector's state row (``updated_at`` set to now)."""
+    values["updated_at"] = func.now()
+    stmt = update(_state).where(_state.c.name == name).values(**values)
+    try:
+        if isinstance(engine_or_conn, Connection):
+            engine_or_conn.execute(stmt)
+        else:
+            with engine_or_conn.begin() as conn:
+                conn.execute(stmt)
+    except OperationalError as exc:
+        raise _retriable(exc) from exc
+
+
+def load_offset(engine: Engine, name: str) -> dict[str, Any] | None:
+    try:
+        with engine.connect() as conn:
+            return conn.execute(
+                select(_offsets.c.offset).where(_offsets.c.connector == name)
+            ).scalar()
+    except OperationalError as exc:
+        raise _retriable(exc) from exc
+
+
+def save_offset(conn: Connection, name: str, offset: dict[str, Any]) -> None:
+    conn.execute(
+        insert(_offsets)
+        .values(connector=name, offset=offset)
+        .on_conflict_do_update(
+            index_elements=["connector"], set_={"offset": offset, "updated_at": func.now()}
+        )
+    )
+
+
+def delete_connector_data(engine: Engine, name: str) -> None:
+    """Forget everything the hub database holds about the connector (``connector drop``)."""
+    from hub.db.models import ConnectorSnapshotKey
+
+    keys = ConnectorSnapshotKey.__table__
+    with engine.begin() as conn:
+        conn.execute(keys.delete().where(keys.c.connector == name))
+        conn.execute(_offsets.delete().where(_offsets.c.connector == name))
+        conn.execute(_state.delete().where(_state.c.name == name))
+        conn.execute(_requests.delete().where(_requests.c.connector == name))
+
+
+# ------------------------------------------------------------------ operator requests
+
+
+@dataclass(frozen=True)
+class Request:
+    id: int
+    connector: str
+    action: str
+    requested_by: str
+    requested_at: datetime
+
+
+def add_request(engine: Engine, name: str, action: str, requested_by: str) -> int:
+    """Store an operator request; the running connector handles it within a second or two."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r} (known: {', '.join(ACTIONS)})")
+    with engine.begin() as conn:
+        return conn.execute(
+            insert(_requests)
+            .values(connector=name, action=action, requested_by=requested_by)
+            .returning(_requests.c.id)
+        ).scalar_one()
+
+
+def pending_requests(engine: Engine, name: str) -> list[Request]:
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(_requests)
+                .where(_requests.c.connector == name, _requests.c.handled_at.is_(None))
+                .order_by(_requests.c.id)
+            ).all()
+    except OperationalError as exc:
+        raise _retriable(exc) from exc
+    return [Request(r.id, r.connector, r.action, r.requested_by, r.requested_at) for r in rows]
+
+
+def mark_handled(engine: Engine, ids: Iterable[int]) -> None:
+    ids = list(ids)
+    if not ids:
+        return
+    with engine.begin() as conn:
+        conn.execute(update(_requests).where(_requests.c.id.in_(ids)).values(handled_at=func.now()))

@@ -1,0 +1,113 @@
+"""The compiled Avro writer writes exactly the bytes of hub.avro.Encoder."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from connectors.avrowriter import compile_encoder
+from hub.avro import AvroEncodeError, Encoder, decode
+
+_text = st.one_of(st.none(), st.text(max_size=80))
+_date = st.one_of(st.none(), st.dates(min_value=date(1, 1, 1)))
+_record = st.fixed_dictionaries(
+    {
+        "citizen_id": _text,
+        "legacy_id": _text,
+        "full_name": _text,
+        "date_of_birth": _date,
+        "sex": st.sampled_from([None, "M", "F"]),
+        "province_code": _text,
+        "address": _text,
+        "date_of_death": _date,
+        "status": _text,
+        "last_activity_date": _date,
+        "attributes": st.dictionaries(st.text(max_size=10), st.text(max_size=20), max_size=4),
+    }
+)
+_long = st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1)
+_event = st.fixed_dictionaries(
+    {
+        "op": st.sampled_from("cudr"),
+        "before": st.one_of(st.none(), _record),
+        "after": st.one_of(st.none(), _record),
+        "record_key": st.text(max_size=40),
+        "source": st.fixed_dictionaries(
+            {
+                "system": st.just("postgresql"),
+                "connector": st.text(max_size=10),
+                "database": st.text(max_size=10),
+                "table": st.text(max_size=20),
+                "position": st.text(max_size=20),
+                "lsn": st.one_of(st.none(), _long),
+                "txid": st.one_of(st.none(), _long),
+                "commit_ts_ms": st.one_of(st.none(), _long),
+                "snapshot": st.booleans(),
+            }
+        ),
+        "ts_ms": _long,
+    }
+)
+
+
+@given(_event)
+def test_change_events_encode_to_the_same_bytes_as_the_hub_encoder(event):
+    fast = compile_encoder("hub.ChangeEvent")
+    assert fast is not None
+    data = fast.encode(event)
+    assert data == Encoder("hub.ChangeEvent").encode(event)
+    assert decode(data) == ("hub.ChangeEvent", event)
+
+
+@given(
+    st.fixed_dictionaries(
+        {
+            "stage": st.text(max_size=10),
+            "source": st.text(max_size=10),
+            "record_key": _text,
+            "column": _text,
+            "reason": st.text(max_size=60),
+            "topic": _text,
+            "partition": st.one_of(st.none(), st.integers(-(1 << 31), (1 << 31) - 1)),
+            "offset": st.one_of(st.none(), _long),
+            "payload": st.one_of(st.none(), st.binary(max_size=50)),
+            "ts_ms": _long,
+        }
+    )
+)
+def test_dead_letters_encode_to_the_same_bytes_as_the_hub_encoder(letter):
+    assert compile_encoder("hub.DeadLetter").encode(letter) == Encoder("hub.DeadLetter").encode(
+        letter
+    )
+
+
+def test_optional_fields_left_out_take_their_defaults():
+    event = {"op": "d", "record_key": "k", "ts_ms": 1,
+             "source": {"system": "s", "connector": "c", "database": "d", "table": "t",
+                        "position": "p"}}  # fmt: skip
+    assert compile_encoder("hub.ChangeEvent").encode(event) == Encoder("hub.ChangeEvent").encode(
+        event
+    )
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"op": "x"},  # unknown enum symbol
+        {"record_key": None},  # required string
+        {"ts_ms": "now"},  # not a long
+        {"after": {"full_name": 5, "attributes": {}}},  # not a string
+    ],
+)
+def test_a_record_that_does_not_fit_raises_the_same_error_type(bad):
+    event = {"op": "c", "record_key": "k", "ts_ms": 1,
+             "source": {"system": "s", "connector": "c", "database": "d", "table": "t",
+                        "position": "p"}}  # fmt: skip
+    event.update(bad)
+    with pytest.raises(AvroEncodeError):
+        compile_encoder("hub.ChangeEvent").encode(event)
+    with pytest.raises(AvroEncodeError):
+        Encoder("hub.ChangeEvent").encode(event)
