@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -59,9 +60,16 @@ class RegistryCitizen(Base):
     date_of_death: Mapped[date | None] = mapped_column(Date)
     attributes: Mapped[dict] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     source_position: Mapped[str | None] = mapped_column(String(64))
+    # The registry row's own key (its primary key as text): updates and deletes find the
+    # replica row by it, even when the change's before-image lacks the citizen ID.
+    record_key: Mapped[str | None] = mapped_column(String(256))
+    # Source position of the state held (LSN / commit time): an older change is ignored.
+    source_lsn: Mapped[int | None] = mapped_column(BigInteger)
+    source_ts: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = _now()
 
     __table_args__ = (
+        Index("ix_registry_citizens_record_key", "record_key", unique=True),
         Index("ix_registry_citizens_legacy_id", "legacy_id"),
         # Candidate suggestions: same birth date, then folded-name similarity.
         Index("ix_registry_citizens_dob_name", "date_of_birth", "name_folded"),
@@ -89,6 +97,7 @@ class SectorRecord(Base):
     attributes: Mapped[dict] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     verified: Mapped[bool] = mapped_column(Boolean, server_default=text("false"), nullable=False)
     source_ts: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    source_lsn: Mapped[int | None] = mapped_column(BigInteger)  # an older change is ignored
     updated_at: Mapped[datetime] = _now()
 
     __table_args__ = (
@@ -257,3 +266,56 @@ class StatsSnapshot(Base):
     open_by_rule: Mapped[dict] = mapped_column(JSONB, nullable=False)
 
     __table_args__ = (Index("ix_stats_snapshots_sector_at", "sector", "at"),)
+
+
+class ConnectorOffset(Base):
+    """A connector's machine-readable resume position (e.g. the poll watermark), written only
+    after Kafka acknowledged every message before it."""
+
+    __tablename__ = "connector_offsets"
+
+    connector: Mapped[str] = mapped_column(String(64), primary_key=True)
+    offset: Mapped[dict] = mapped_column(JSONB, nullable=False)
+    updated_at: Mapped[datetime] = _now()
+
+
+class ConnectorSnapshotKey(Base):
+    """One source row seen by a ``snapshot`` connector: a key missing from a later full read
+    was deleted at the source. ``run`` is the snapshot run that last saw it."""
+
+    __tablename__ = "connector_snapshot_keys"
+
+    connector: Mapped[str] = mapped_column(String(64), primary_key=True)
+    record_key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    citizen_id: Mapped[str | None] = mapped_column(String(64))  # as the source holds it
+    row_hash: Mapped[str | None] = mapped_column(String(32))
+    run: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+    __table_args__ = (Index("ix_connector_snapshot_keys_connector_run", "connector", "run"),)
+
+
+class ReconcilerTombstone(Base):
+    """A record the reconciler saw deleted, with the delete's source position: a change
+    older than the delete (re-delivered, or overtaken across partitions) does not revive it.
+    ``source`` is ``registry`` or a sector name."""
+
+    __tablename__ = "reconciler_tombstones"
+
+    source: Mapped[str] = mapped_column(String(40), primary_key=True)
+    record_key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    source_lsn: Mapped[int | None] = mapped_column(BigInteger)
+    source_ts: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deleted_at: Mapped[datetime] = _now()
+
+
+class ReconcilerOutbox(Base):
+    """Messages (mismatch events, dead letters) written in the batch's transaction and
+    produced to Kafka after it commits; a crash in between re-sends them at the next start."""
+
+    __tablename__ = "reconciler_outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(249), nullable=False)
+    key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    value: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[datetime] = _now()

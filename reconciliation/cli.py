@@ -1,0 +1,154 @@
+"""Commands of the matching side: ``reconcile`` and ``corrections publish SECTOR``.
+
+They read the config from the click context object (anything with a ``config`` attribute,
+as ``hub.cli`` provides), so ``hub`` mounts them as they are; ``python -m
+reconciliation.cli --config FILE …`` runs them on their own.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+import click
+
+from hub.config import SEVERITIES
+
+
+@click.command("reconcile")
+@click.option(
+    "--metrics-listen",
+    metavar="HOST:PORT",
+    help="Serve Prometheus metrics here (default: metrics.listen of the config).",
+)
+@click.option("--no-metrics", is_flag=True, help="Serve no metrics.")
+@click.option(
+    "--until-idle",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Exit once every assigned partition has been caught up for this long.",
+)
+@click.option("--group-id", help="Consumer group (default: reconciler.group_id of the config).")
+@click.option(
+    "--assign-all",
+    is_flag=True,
+    help="Take every partition without joining the group (only when one reconciler runs).",
+)
+@click.pass_obj
+def reconcile(
+    obj,
+    metrics_listen: str | None,
+    no_metrics: bool,
+    until_idle: float | None,
+    group_id: str | None,
+    assign_all: bool,
+) -> None:
+    """Run the reconciler: consume registry and sector changes, keep the mismatch store.
+
+    SIGTERM or Ctrl-C finishes the batch in progress, commits it and exits.
+    """
+    from hub.logs import setup_logging
+    from hub.metrics import serve_metrics
+    from reconciliation.engine import Reconciler
+
+    config = obj.config
+    setup_logging(config.logging.level, config.logging.json_format)
+    if not no_metrics:
+        cfg = config.metrics
+        if metrics_listen:
+            cfg = cfg.model_copy(update={"listen": metrics_listen})
+        serve_metrics(cfg)
+    reconciler = Reconciler(config, group_id=group_id, assign_all=assign_all)
+
+    def stop(signum: int, _frame: object) -> None:
+        click.echo(f"signal {signum}: finishing the batch in progress", err=True)
+        reconciler.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    totals = reconciler.run(until_idle_s=until_idle)
+    click.echo(
+        f"reconciler stopped: {totals.messages} messages, {totals.applied} applied, "
+        f"{totals.stale} stale, {totals.dead_letters} dead letters, "
+        f"{totals.transitions} mismatch transitions"
+    )
+
+
+@click.group("corrections")
+def corrections() -> None:
+    """The corrections feed sent back to the sectors."""
+
+
+@corrections.command("publish")
+@click.argument("sector")
+@click.option("--rule", "rules", multiple=True, help="Only this rule (repeatable).")
+@click.option(
+    "--severity", "severities", multiple=True, type=click.Choice(SEVERITIES), help="Repeatable."
+)
+@click.pass_obj
+def corrections_publish(
+    obj, sector: str, rules: tuple[str, ...], severities: tuple[str, ...]
+) -> None:
+    """Publish SECTOR's open mismatches to <prefix>.corrections.<SECTOR>."""
+    from hub.config import RULE_CODES
+    from hub.kafka import Topics
+    from reconciliation.corrections import publish_corrections
+
+    unknown = [r for r in rules if r not in RULE_CODES]
+    if unknown:
+        raise click.BadParameter(f"unknown rule {', '.join(unknown)}", param_hint="--rule")
+    config = obj.config
+    n = publish_corrections(config, sector, rules=rules, severities=severities)
+    click.echo(
+        f"published {n} corrections to {Topics(config.kafka.topic_prefix).corrections(sector)}"
+    )
+
+
+class _Obj:
+    """The context object of the stand-alone command group: the config, loaded on use."""
+
+    def __init__(self, path: str | None):
+        self.path = path
+        self._config = None
+
+    @property
+    def config(self):
+        if self._config is None:
+            from hub.config import load_config
+
+            self._config = load_config(self.path)
+        return self._config
+
+
+@click.group()
+@click.option("--config", "config_path", envvar="HUB_CONFIG", metavar="FILE")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
+    """The reconciler's commands on their own (``hub reconcile`` is the usual entry)."""
+    ctx.obj = _Obj(config_path)
+
+
+main.add_command(reconcile)
+main.add_command(corrections)
+
+
+def _run() -> None:
+    from hub.errors import ConfigError, HubError
+
+    try:
+        main.main(standalone_mode=False, prog_name="python -m reconciliation.cli")
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except ConfigError as exc:
+        click.echo(f"hub: {exc}", err=True)
+        sys.exit(2)
+    except HubError as exc:
+        click.echo(f"hub: {exc}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    _run()

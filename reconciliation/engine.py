@@ -1,0 +1,1035 @@
+"""The reconciler process: consume registry and sector changes, keep their state, evaluate the
+rules and store mismatches — with the exactly-once effect of SPEC §5.
+
+Flow of one poll batch (the unit of work)::
+
+    poll → decode + check shape (bad ones → dead letters)
+         → BEGIN; lock the batch's stored offsets
+         → registry changes (replica rows)  →  sector changes, one by one, in partition order
+         → evaluate every record a change touched (and every record carrying a changed
+           registry ID, and the duplicate groups that changed) → mismatch transitions
+         → write state, mismatches, history, outbox (events, dead letters), offsets; COMMIT
+         → produce the outbox to Kafka, then (optionally) commit offsets to Kafka for lag
+           exporters.
+
+Delivery contract. The truth about what has been applied is ``consumer_offsets`` in the hub
+database, written in the batch's transaction (the Kafka consumer documentation's "storing
+offsets outside Kafka"); on every assignment the consumer seeks to it. A process killed at
+any moment therefore re-reads exactly the messages whose effects were rolled back. A
+stored offset past a batch's first offset means another process applied those messages
+(a rebalance race): they are skipped, or the batch is rolled back. Messages to Kafka
+(mismatch events, dead letters) go through an outbox table and are produced at least once.
+
+Ordering. Partition *i* of every topic is consumed by one process (range assignment of
+co-partitioned topics). Sector partitions wait while the registry partitions have a
+backlog, so a registry being loaded is in place before the sector records are judged
+against it. Within a batch, registry changes take effect together, before the sector
+changes, which take effect one at a time in offset order: the mismatch history of a
+record does not depend on where batch boundaries fall. A change older (by source LSN,
+else commit time) than the state already held — a re-delivery after a connector restart,
+or a record whose citizen ID moved it to another partition — is ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import psycopg
+from kafka import TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka.structs import OffsetAndMetadata
+from rapidfuzz import fuzz, process
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from hub import metrics
+from hub.avro import AvroDecodeError, Decoder, Encoder
+from hub.config import HubConfig
+from hub.db import psycopg_conninfo
+from hub.errors import RetriableError, SkippableError
+from hub.kafka import Topics, ensure_topics, make_consumer, make_producer
+from reconciliation import state
+from reconciliation.avroreader import compile_reader
+from reconciliation.idschemes import IdInfo, get_scheme
+from reconciliation.lifecycle import Ledger, MismatchRow, load_mismatches
+from reconciliation.names import fold
+from reconciliation.rules import SUGGESTING_RULES, RuleSet, evaluate, is_active
+from reconciliation.state import RegistryRow, SectorKey, SectorRow, same_state
+
+log = logging.getLogger(__name__)
+
+REGISTRY = "registry"
+MAX_SUGGESTIONS = 3
+LATENCY_SAMPLES = 500
+SUGGESTION_CUTOFF = 60.0  # token-sort similarity (0–100) below which a candidate is noise
+_LENGTHS = (("citizen_id", 64), ("legacy_id", 32), ("province_code", 16), ("status", 64))
+_SEXES = frozenset({None, "M", "F"})
+_TEXT_FIELDS = ("citizen_id", "legacy_id", "full_name", "province_code", "address", "status")
+_NO_ID: tuple[None, None] = (None, None)
+
+
+class _Fenced(Exception):
+    """Another process stored offsets for this batch's partitions first: roll back."""
+
+
+@dataclass(slots=True)
+class Change:
+    """One decoded change: the state it leaves (``row``; ``None`` for a delete) and where
+    it came from."""
+
+    source: str
+    op: str
+    record_key: str
+    row: RegistryRow | SectorRow | None
+    lsn: int | None
+    ts: datetime | None
+    commit_ms: int | None
+    tp: TopicPartition
+    offset: int
+
+
+@dataclass
+class BatchResult:
+    """What one batch did (for metrics, logs and tests)."""
+
+    messages: int = 0
+    applied: int = 0
+    stale: int = 0
+    skipped: int = 0
+    dead_letters: int = 0
+    transitions: int = 0
+    events: int = 0
+
+
+def is_older(
+    lsn: int | None, ts: datetime | None, ref_lsn: int | None, ref_ts: datetime | None
+) -> bool:
+    """Whether a change at (lsn, ts) is older than state held at (ref_lsn, ref_ts): by LSN
+    when both have one, else by commit time when both have one, else not older."""
+    if lsn is not None and ref_lsn is not None:
+        return lsn < ref_lsn
+    if ts is not None and ref_ts is not None:
+        return ts < ref_ts
+    return False
+
+
+class _Listener(ConsumerRebalanceListener):
+    """Runs on the consumer's IO loop: only records what changed and pauses new partitions
+    (no blocking work); the main loop seeks them to the stored offsets."""
+
+    def __init__(self, owner: Reconciler):
+        self.owner = owner
+
+    def on_partitions_revoked(self, revoked):
+        self.owner._on_revoked(set(revoked))
+
+    def on_partitions_assigned(self, assigned):
+        self.owner._on_assigned(set(assigned))
+
+
+class Reconciler:
+    """One reconciler process of the consumer group ``config.reconciler.group_id``.
+
+    With ``assign_all`` it takes every partition itself instead of joining the group (no
+    rebalancing, no group join delay): for a single reconciler, e.g. an all-in-one install.
+    Offsets are still stored under the group ID, so either mode resumes the other's work.
+
+    ``run()`` blocks until :meth:`stop` is called (the current batch is finished and
+    committed first) or, with ``until_idle_s``, until every assigned partition has been
+    caught up for that long.
+    """
+
+    def __init__(
+        self,
+        config: HubConfig,
+        *,
+        group_id: str | None = None,
+        commit_to_kafka: bool = True,
+        poll_timeout_ms: int = 200,
+        stats_interval_s: float = 15.0,
+        snapshot_interval_s: float = 300.0,
+        registry_gate_lag: int | None = None,
+        assign_all: bool = False,
+    ):
+        self.config = config
+        self.scheme = get_scheme(config.id_scheme)
+        self.topics = Topics(config.kafka.topic_prefix)
+        self.group_id = group_id or config.reconciler.group_id
+        self.commit_to_kafka = commit_to_kafka
+        self.assign_all = assign_all
+        self.poll_timeout_ms = poll_timeout_ms
+        self.stats_interval_s = stats_interval_s
+        self.snapshot_interval_s = snapshot_interval_s
+        self.registry_gate_lag = registry_gate_lag or config.reconciler.max_poll_records
+        self.source_of: dict[str, str] = {self.topics.registry: REGISTRY}
+        self.source_of.update({self.topics.sector(s): s for s in config.sectors})
+        strict = config.reconciler.strict_script_names
+        self.rules = {
+            s: RuleSet.from_config(cfg.rules, strict_script_names=strict)
+            for s, cfg in config.sectors.items()
+        }
+        self._decode_message = compile_reader("hub.ChangeEvent") or Decoder().decode
+        self._event_encoder = Encoder("hub.MismatchEvent")
+        self._dlq_encoder = Encoder("hub.DeadLetter")
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._pending: set[TopicPartition] = set()
+        self._revoked: set[TopicPartition] = set()
+        self._ready: set[TopicPartition] = set()
+        self._positions: dict[TopicPartition, int] = {}
+        self._gate_closed = True
+        self._id_cache: dict[str, tuple[str | None, IdInfo | None]] = {}
+        self._open_labels: set[tuple[str, str, str]] = set()
+        self._lag_labels: set[tuple[str, str]] = set()
+        self._outbox_retry = False
+        self.conn: psycopg.Connection | None = None
+        self.consumer = None
+        self.producer = None
+        self.totals = BatchResult()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask ``run()`` to return after the batch in progress is committed."""
+        self._stop.set()
+
+    def run(self, *, until_idle_s: float | None = None) -> BatchResult:
+        """Consume until stopped; returns the totals."""
+        names = [self.topics.registry, *self.topics.all_for(self.config)]
+        ensure_topics(self.config.kafka, list(dict.fromkeys(names)))
+        retry(
+            retry=retry_if_exception_type(RetriableError),
+            wait=wait_exponential(multiplier=0.5, max=5),
+            stop=stop_after_delay(60),
+            reraise=True,
+        )(self._connect)()
+        self.producer = make_producer(self.config.kafka)
+        self._drain_outbox()
+        self.consumer = make_consumer(
+            self.config.kafka,
+            group_id=self.group_id,
+            client_id=f"hub-reconciler-{self.group_id}",
+            partition_assignment_strategy=[RangePartitionAssignor],
+            max_poll_records=self.config.reconciler.max_poll_records,
+            enable_auto_commit=False,
+        )
+        if self.assign_all:
+            parts = {
+                TopicPartition(topic, p)
+                for topic in self.source_of
+                for p in self.consumer.partitions_for_topic(topic)
+            }
+            self.consumer.assign(sorted(parts))
+            self._on_assigned(parts)
+        else:
+            self.consumer.subscribe(sorted(self.source_of), listener=_Listener(self))
+        log.info(
+            "reconciler %s consuming %d topics (%s)",
+            self.group_id,
+            len(self.source_of),
+            ", ".join(sorted(self.source_of)),
+        )
+        idle_since: float | None = None
+        next_lag = next_stats = 0.0
+        try:
+            while not self._stop.is_set():
+                self._apply_assignment()
+                records = self.consumer.poll(timeout_ms=self.poll_timeout_ms)
+                self._drop_revoked()
+                records = {tp: recs for tp, recs in records.items() if tp in self._ready and recs}
+                if records:
+                    self._process_with_retry(records)
+                    idle_since = None
+                self._gate()
+                now = time.monotonic()
+                if now >= next_lag:
+                    self._export_lag()
+                    next_lag = now + 2.0
+                    if self._outbox_retry:
+                        self._outbox_retry = False
+                        self._drain_outbox()
+                if now >= next_stats:
+                    self.refresh_figures()
+                    next_stats = now + self.stats_interval_s
+                if until_idle_s is not None:
+                    if records or not self._caught_up():
+                        idle_since = None
+                    elif idle_since is None:
+                        idle_since = now
+                    elif now - idle_since >= until_idle_s:
+                        break
+        finally:
+            self._close()
+        return self.totals
+
+    def _connect(self) -> None:
+        """Open the hub database connection; RetriableError when it does not answer."""
+        if self.conn is not None and not self.conn.closed:
+            return
+        try:
+            self.conn = psycopg.connect(
+                psycopg_conninfo(self.config.database.url),
+                autocommit=True,
+                application_name="hub-reconciler",
+                connect_timeout=10,
+            )
+            state.prepare_session(self.conn)
+        except psycopg.OperationalError as exc:
+            self.conn = None
+            raise RetriableError(f"hub database: {str(exc).strip()}") from exc
+
+    def _close(self) -> None:
+        if self.consumer is not None:
+            try:
+                self.consumer.close(autocommit=False)
+            except Exception:  # closing on the way out: nothing to save
+                log.debug("consumer close failed", exc_info=True)
+            self.consumer = None
+        if self.producer is not None:
+            self.producer.flush(30)
+            self.producer.close(10)
+            self.producer = None
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    # -- assignment -----------------------------------------------------------------------
+
+    def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        with self._lock:
+            self._pending |= assigned
+        if assigned:
+            self.consumer.pause(*assigned)
+
+    def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        with self._lock:
+            self._pending -= revoked
+            self._revoked |= revoked
+
+    def _drop_revoked(self) -> None:
+        with self._lock:
+            revoked, self._revoked = self._revoked, set()
+        if revoked:
+            self._ready -= revoked
+            for tp in revoked:
+                self._positions.pop(tp, None)
+
+    def _apply_assignment(self) -> None:
+        """Seek newly assigned partitions to the offsets stored with the state they produced."""
+        self._drop_revoked()
+        with self._lock:
+            pending, self._pending = self._pending, set()
+        if not pending:
+            return
+        self._seek_to_stored(pending)
+        self._ready |= pending
+        log.info(
+            "assigned %d partitions: %s",
+            len(pending),
+            ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(pending)),
+        )
+        registry = [tp for tp in pending if self.source_of[tp.topic] == REGISTRY]
+        if registry:
+            self.consumer.resume(*registry)
+        self._close_gate()
+
+    def _seek_to_stored(self, partitions: Iterable[TopicPartition]) -> None:
+        partitions = list(partitions)
+        stored = state.read_offsets(self.conn, self.group_id, {tp.topic for tp in partitions})
+        for tp in partitions:
+            offset = stored.get((tp.topic, tp.partition))
+            if offset is None:
+                self.consumer.seek_to_beginning(tp)
+                self._positions.pop(tp, None)
+            else:
+                self.consumer.seek(tp, offset)
+                self._positions[tp] = offset
+
+    # -- registry first -------------------------------------------------------------------
+
+    def _registry_lag(self) -> int | None:
+        """Messages the assigned registry partitions are behind; None while unknown."""
+        lag = 0
+        for tp in self._ready:
+            if self.source_of[tp.topic] != REGISTRY:
+                continue
+            high = self.consumer.highwater(tp)
+            pos = self._position(tp)
+            if high is None or pos is None:
+                return None
+            lag += max(0, high - pos)
+        return lag
+
+    def _position(self, tp: TopicPartition) -> int | None:
+        pos = self._positions.get(tp)
+        if pos is None:
+            pos = self.consumer.position(tp, timeout_ms=100)
+            if pos is not None:
+                self._positions[tp] = pos
+        return pos
+
+    def _sector_partitions(self) -> list[TopicPartition]:
+        return [tp for tp in self._ready if self.source_of[tp.topic] != REGISTRY]
+
+    def _close_gate(self) -> None:
+        sectors = self._sector_partitions()
+        if sectors:
+            self.consumer.pause(*sectors)
+        self._gate_closed = True
+
+    def _gate(self) -> None:
+        """Hold sector partitions while the registry partitions have a backlog."""
+        lag = self._registry_lag()
+        if self._gate_closed:
+            if lag == 0:
+                sectors = self._sector_partitions()
+                if sectors:
+                    self.consumer.resume(*sectors)
+                self._gate_closed = False
+                log.debug("registry caught up: sector partitions resumed")
+        elif lag is not None and lag > self.registry_gate_lag:
+            log.info("registry backlog of %d messages: sector partitions wait", lag)
+            self._close_gate()
+
+    def _caught_up(self) -> bool:
+        if self._gate_closed or self._pending or not self._ready:
+            return False
+        for tp in self._ready:
+            high = self.consumer.highwater(tp)
+            pos = self._position(tp)
+            if high is None or pos is None or pos < high:
+                return False
+        return True
+
+    # -- batches --------------------------------------------------------------------------
+
+    def _process_with_retry(self, records: dict) -> None:
+        """Process a batch; on a database outage rewind to the stored offsets once the
+        database answers again (nothing of the batch was stored)."""
+        try:
+            self.process(records)
+            return
+        except _Fenced:
+            log.warning("another process stored offsets for this batch: re-reading them")
+            self._seek_to_stored(records)
+            return
+        except (psycopg.OperationalError, RetriableError) as exc:
+            log.warning("batch not stored (%s); rewinding", exc)
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                if self.conn is not None and (self.conn.closed or self.conn.broken):
+                    self.conn.close()
+                    self.conn = None
+                self._connect()
+                self._seek_to_stored(records)
+                return
+            except (psycopg.OperationalError, RetriableError) as exc:
+                log.warning("database unreachable (%s); retrying in %.1fs", exc, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+
+    def process(self, records: dict[TopicPartition, list]) -> BatchResult:
+        """Apply one poll batch in one transaction; see the module docstring."""
+        started = time.monotonic()
+        result = BatchResult(messages=sum(len(r) for r in records.values()))
+        changes, dead = self._decode(records)
+        ends = {
+            (tp.topic, tp.partition): (recs[0].offset, recs[-1].offset + 1)
+            for tp, recs in records.items()
+        }
+        conn = self.conn
+        with conn.transaction():
+            stored = state.lock_offsets(conn, self.group_id, ends)
+            fresh = [c for c in changes if c.offset >= stored.get((c.tp.topic, c.tp.partition), -1)]
+            dead = [d for d in dead if d[1] >= stored.get(d[0], -1)]
+            result.skipped = len(changes) - len(fresh)
+            batch = _Batch(self, conn)
+            batch.apply_registry([c for c in fresh if c.source == REGISTRY])
+            batch.apply_sectors([c for c in fresh if c.source != REGISTRY])
+            events = batch.finish()
+            outbox = [self._event_message(e) for e in events]
+            outbox += [m for _, _, m in dead]
+            ids = state.outbox_add(conn, outbox)
+            next_offsets = {
+                part: end for part, (_first, end) in ends.items() if end > stored.get(part, -1)
+            }
+            if not state.store_offsets(conn, self.group_id, next_offsets, stored):
+                raise _Fenced()
+        for tp, recs in records.items():
+            self._positions[tp] = recs[-1].offset + 1
+        self._publish(list(zip(ids, outbox, strict=True)))
+        if self.commit_to_kafka:
+            self._commit_to_kafka(records)
+        result.applied = batch.applied
+        result.stale = batch.stale
+        result.dead_letters = len(dead)
+        result.transitions = batch.transitions
+        result.events = len(events)
+        self._count(result, batch, dead, started)
+        return result
+
+    def _count(self, result: BatchResult, batch: _Batch, dead: list, started: float) -> None:
+        for (source, outcome), n in batch.outcomes.items():
+            metrics.RECONCILER_EVENTS.labels(sector=source, outcome=outcome).inc(n)
+        for (_part, _off, _msg), source in zip(dead, batch.dead_sources(dead), strict=True):
+            metrics.RECONCILER_EVENTS.labels(sector=source, outcome="dead_letter").inc()
+        now_ms = time.time() * 1000
+        observe = metrics.RECONCILE_LATENCY.observe
+        times = batch.commit_times
+        # At most LATENCY_SAMPLES observations per batch, evenly spread: the distribution is
+        # what matters, and observing each of 10k events costs more than the rest of metrics.
+        for commit_ms in times[:: max(1, len(times) // LATENCY_SAMPLES)]:
+            observe(max(0.0, (now_ms - commit_ms) / 1000))
+        for name in (
+            "messages",
+            "applied",
+            "stale",
+            "skipped",
+            "dead_letters",
+            "transitions",
+            "events",
+        ):
+            setattr(self.totals, name, getattr(self.totals, name) + getattr(result, name))
+        log.debug(
+            "batch: %d messages, %d applied, %d stale, %d dead letters, %d transitions in %.3fs",
+            result.messages,
+            result.applied,
+            result.stale,
+            result.dead_letters,
+            result.transitions,
+            time.monotonic() - started,
+        )
+
+    def _commit_to_kafka(self, records: dict) -> None:
+        offsets = {
+            tp: OffsetAndMetadata(recs[-1].offset + 1, "", -1) for tp, recs in records.items()
+        }
+        try:
+            self.consumer.commit_async(offsets)
+        except Exception as exc:  # lag exporters only: the database holds the truth
+            log.debug("offset commit to Kafka failed: %s", exc)
+
+    # -- decoding -------------------------------------------------------------------------
+
+    def _decode(self, records: dict) -> tuple[list[Change], list[tuple]]:
+        """Changes in (topic, partition, offset) order, and dead letters as
+        ((topic, partition), offset, outbox message)."""
+        changes: list[Change] = []
+        dead: list[tuple] = []
+        decode = self._decode_message
+        for tp in sorted(records):
+            source = self.source_of[tp.topic]
+            for msg in records[tp]:
+                try:
+                    if msg.value is None:
+                        raise SkippableError("empty message (tombstone)")
+                    name, event = decode(msg.value)
+                    if name != "hub.ChangeEvent":
+                        raise SkippableError(f"a {name} message on a change topic")
+                    changes.append(self._change(source, event, tp, msg.offset))
+                except SkippableError as exc:
+                    dead.append(
+                        ((tp.topic, tp.partition), msg.offset, self._dead_letter(tp, msg, exc))
+                    )
+        return changes, dead
+
+    def _change(self, source: str, event: dict, tp: TopicPartition, offset: int) -> Change:
+        op = event["op"]
+        key = event["record_key"]
+        if not key or len(key) > 256 or "\x00" in key:
+            raise SkippableError("record_key is empty, longer than 256 characters or has a NUL")
+        src = event["source"]
+        commit_ms = src["commit_ts_ms"]
+        ts = datetime.fromtimestamp(commit_ms / 1000, UTC) if commit_ms is not None else None
+        after = event["after"]
+        row: RegistryRow | SectorRow | None = None
+        if op != "d":
+            if after is None:
+                raise SkippableError(f"op {op} without an after image", record_key=key)
+            for name, limit in _LENGTHS:
+                value = after[name]
+                if value is not None and len(value) > limit:
+                    raise SkippableError(
+                        f"{name} longer than {limit} characters", column=name, record_key=key
+                    )
+            if after["sex"] not in _SEXES:
+                raise SkippableError("sex is not M, F or null", column="sex", record_key=key)
+            for name in _TEXT_FIELDS:
+                value = after[name]
+                if value is not None and "\x00" in value:  # PostgreSQL text cannot hold it
+                    raise SkippableError(
+                        f"{name} contains a NUL character", column=name, record_key=key
+                    )
+            if after["attributes"] and any("\x00" in v for v in after["attributes"].values()):
+                raise SkippableError("an attribute contains a NUL character", record_key=key)
+            if source == REGISTRY:
+                row = self._registry_row(key, after, src, ts)
+            else:
+                row = self._sector_row(source, key, after, src, ts)
+        return Change(source, op, key, row, src["lsn"], ts, commit_ms, tp, offset)
+
+    def _registry_row(self, key: str, after: dict, src: dict, ts: datetime | None) -> RegistryRow:
+        cid = self.normalized(after["citizen_id"])[0]
+        if cid is None or len(cid) > 32:
+            raise SkippableError(
+                "registry row without a usable citizen ID", column="citizen_id", record_key=key
+            )
+        legacy = self.normalized(after["legacy_id"])[0]
+        if legacy is not None and len(legacy) > 32:
+            legacy = None
+        name = after["full_name"]
+        return RegistryRow(
+            cid,
+            key,
+            legacy,
+            name,
+            fold(name) or None,
+            after["date_of_birth"],
+            after["sex"],
+            after["province_code"],
+            after["address"],
+            after["date_of_death"],
+            after["attributes"] or {},
+            (src["position"] or "")[:64] or None,
+            src["lsn"],
+            ts,
+        )
+
+    def _sector_row(
+        self, sector: str, key: str, after: dict, src: dict, ts: datetime | None
+    ) -> SectorRow:
+        raw = after["citizen_id"]
+        cid, info = self.normalized(raw)
+        if info is None or info.kind == "invalid" or len(cid) > 32:
+            cid = None
+        name = after["full_name"]
+        return SectorRow(
+            sector,
+            key,
+            raw,
+            cid,
+            after["legacy_id"],
+            name,
+            fold(name) or None,
+            after["date_of_birth"],
+            after["sex"],
+            after["province_code"],
+            after["address"],
+            after["status"],
+            after["last_activity_date"],
+            after["attributes"] or {},
+            False,
+            ts,
+            src["lsn"],
+        )
+
+    def normalized(self, raw: str | None) -> tuple[str | None, IdInfo | None]:
+        """(normalized ID, what the scheme reads from it) of a raw ID; cached, as the scheme
+        is pure. ``(None, None)`` when there is no ID."""
+        if raw is None:
+            return _NO_ID
+        try:
+            return self._id_cache[raw]
+        except KeyError:
+            pass
+        if len(self._id_cache) > 200_000:
+            self._id_cache.clear()
+        norm = self.scheme.normalize(raw)
+        found = self._id_cache[raw] = (norm, None if norm is None else self.scheme.parse(norm))
+        return found
+
+    def id_info(self, raw: str | None) -> IdInfo | None:
+        """What the ID scheme reads from a raw ID (None when there is no ID)."""
+        return self.normalized(raw)[1]
+
+    def _dead_letter(self, tp: TopicPartition, msg, exc: SkippableError) -> tuple:
+        reason = exc.reason
+        category = "undecodable" if isinstance(exc, AvroDecodeError) else "bad_shape"
+        metrics.DEAD_LETTERS.labels(stage="reconciler", reason=category).inc()
+        log.warning("dead letter %s[%d]@%d: %s", tp.topic, tp.partition, msg.offset, reason)
+        value = self._dlq_encoder.encode(
+            {
+                "stage": "reconciler",
+                "source": tp.topic,
+                "record_key": exc.record_key,
+                "column": exc.column,
+                "reason": reason,
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "offset": msg.offset,
+                "payload": msg.value,
+                "ts_ms": int(time.time() * 1000),
+            }
+        )
+        return (self.topics.dlq, msg.key, value)
+
+    def _event_message(self, event: dict) -> tuple[str, bytes, bytes]:
+        cid = self.scheme.normalize(event.get("citizen_id"))
+        key = cid if cid else f"{event['sector']}:{event['record_key']}"
+        return (self.topics.mismatches, key.encode(), self._event_encoder.encode(event))
+
+    # -- outbox ---------------------------------------------------------------------------
+
+    def _publish(self, messages: list[tuple[int, tuple[str, bytes | None, bytes]]]) -> None:
+        """Produce committed outbox messages, wait for the acknowledgements, forget them."""
+        if not messages:
+            return
+        futures = [
+            (i, self.producer.send(topic, key=key, value=value))
+            for i, (topic, key, value) in messages
+        ]
+        self.producer.flush()
+        done = [i for i, f in futures if f.succeeded()]
+        if len(done) < len(futures):
+            self._outbox_retry = True
+            log.warning(
+                "%d outbox messages not acknowledged; kept for a retry", len(futures) - len(done)
+            )
+        state.outbox_delete(self.conn, done)
+
+    def _drain_outbox(self) -> None:
+        """Produce what a previous process committed but did not get to produce."""
+        after = 0
+        while True:
+            rows = state.outbox_pending(self.conn, after)
+            if not rows:
+                return
+            log.info("producing %d messages left in the outbox", len(rows))
+            self._publish([(i, (t, k, v)) for i, t, k, v in rows])
+            after = rows[-1][0]
+
+    # -- figures --------------------------------------------------------------------------
+
+    def _export_lag(self) -> None:
+        seen = set()
+        for tp in self._ready:
+            high = self.consumer.highwater(tp)
+            pos = self._positions.get(tp)
+            if high is None or pos is None:
+                continue
+            labels = (tp.topic, str(tp.partition))
+            metrics.CONSUMER_LAG.labels(*labels).set(max(0, high - pos))
+            seen.add(labels)
+        for labels in self._lag_labels - seen:
+            metrics.CONSUMER_LAG.remove(*labels)
+        self._lag_labels = seen
+
+    def refresh_figures(self) -> None:
+        """Set ``hub_mismatches_open`` and ``hub_records_verified_ratio`` from the database and
+        add a ``stats_snapshots`` row per sector when the last is older than the interval."""
+        try:
+            open_counts = state.open_mismatch_counts(self.conn)
+            counts = state.sector_counts(self.conn)
+            state.write_stats_snapshot(self.conn, counts, open_counts, self.snapshot_interval_s)
+        except psycopg.Error as exc:
+            log.warning("figures not refreshed: %s", exc)
+            return
+        seen = set()
+        for sector, rule, severity, n in open_counts:
+            metrics.MISMATCHES_OPEN.labels(sector, rule, severity).set(n)
+            seen.add((sector, rule, severity))
+        for labels in self._open_labels - seen:
+            metrics.MISMATCHES_OPEN.labels(*labels).set(0)
+        self._open_labels |= seen
+        for sector in self.config.sectors:
+            total, verified = counts.get(sector, (0, 0))
+            metrics.RECORDS_VERIFIED.labels(sector).set(verified / total if total else 0.0)
+
+
+class _Batch:
+    """The working set of one batch inside its transaction (see the module docstring)."""
+
+    def __init__(self, owner: Reconciler, conn: psycopg.Connection):
+        self.owner = owner
+        self.conn = conn
+        self.changed_ids: set[str] = set()
+        self.outcomes: Counter[tuple[str, str]] = Counter()
+        self.commit_times: list[int] = []
+        self.applied = self.stale = self.transitions = 0
+        self.ledger = Ledger()
+        self.records: dict[SectorKey, SectorRow] = {}
+        self.matches: dict[SectorKey, RegistryRow | None] = {}
+        self.evaluated: set[SectorKey] = set()
+
+    def _outcome(self, change: Change, outcome: str) -> None:
+        self.outcomes[(change.source, outcome)] += 1
+        if outcome == "applied":
+            self.applied += 1
+            if change.commit_ms is not None:
+                self.commit_times.append(change.commit_ms)
+        elif outcome == "stale":
+            self.stale += 1
+
+    def dead_sources(self, dead: list) -> list[str]:
+        return [self.owner.source_of[part[0]] for part, _off, _msg in dead]
+
+    # -- registry -------------------------------------------------------------------------
+
+    def apply_registry(self, changes: list[Change]) -> None:
+        """Apply registry changes to the replica; remember which citizen IDs changed."""
+        if not changes:
+            return
+        keys = list({c.record_key for c in changes})
+        original, tombs = state.registry_by_record_keys(self.conn, keys)
+        current: dict[str, RegistryRow | None] = dict(original)
+        put_tombs: dict[str, tuple] = {}
+        drop_tombs: set[str] = set()
+        for c in changes:
+            old = current.get(c.record_key)
+            ref = (old.source_lsn, old.source_ts) if old is not None else tombs.get(c.record_key)
+            if ref is not None and is_older(c.lsn, c.ts, *ref):
+                self._outcome(c, "stale")
+                continue
+            self._outcome(c, "applied")
+            if c.op == "d":
+                current[c.record_key] = None
+                tombs[c.record_key] = put_tombs[c.record_key] = (c.lsn, c.ts)
+                drop_tombs.discard(c.record_key)
+                if old is not None:
+                    self.changed_ids.update(i for i in (old.citizen_id, old.legacy_id) if i)
+                continue
+            new = c.row
+            current[c.record_key] = new
+            if tombs.pop(c.record_key, None) is not None:
+                put_tombs.pop(c.record_key, None)
+                drop_tombs.add(c.record_key)
+            if not new.same_facts(old):
+                self.changed_ids.update(i for i in (new.citizen_id, new.legacy_id) if i)
+                if old is not None:
+                    self.changed_ids.update(i for i in (old.citizen_id, old.legacy_id) if i)
+        cleared = [
+            k
+            for k, old in original.items()
+            if current.get(k) is None or current[k].citizen_id != old.citizen_id
+        ]
+        # One row per citizen ID (two registry rows claiming one ID: the last one listed wins).
+        rows = list(
+            {
+                r.citizen_id: r
+                for k, r in current.items()
+                if r is not None and not same_state(r, original.get(k))
+            }.values()
+        )
+        state.replace_registry(self.conn, cleared, rows)
+        state.write_tombstones(
+            self.conn,
+            [(REGISTRY, k, lsn, ts) for k, (lsn, ts) in put_tombs.items()],
+            [(REGISTRY, k) for k in drop_tombs],
+        )
+
+    # -- sectors --------------------------------------------------------------------------
+
+    def apply_sectors(self, changes: list[Change]) -> None:
+        """Apply sector changes in order and re-evaluate everything they (and the registry
+        changes before them) touch."""
+        if not changes and not self.changed_ids:
+            return
+        owner = self.owner
+        keys = {(c.source, c.record_key) for c in changes}
+        unique = {s for s, rules in owner.rules.items() if rules.unique_citizen}
+        groups = {
+            (c.source, c.row.citizen_id)
+            for c in changes
+            if c.source in unique and c.row is not None and c.row.citizen_id
+        }
+        records, tombs = state.sector_records_for(self.conn, keys, self.changed_ids, groups, unique)
+        self.records = records
+        current_ids: set[str] = set()
+        legacy_ids: set[str] = set()
+        for rec in [*records.values(), *(c.row for c in changes if c.row is not None)]:
+            if rec.citizen_id:
+                info = owner.id_info(rec.citizen_id_raw)
+                (legacy_ids if info is not None and info.kind == "legacy" else current_ids).add(
+                    rec.citizen_id
+                )
+        self.by_id, self.by_legacy = state.registry_for_ids(self.conn, current_ids, legacy_ids)
+        known = [k for k in keys if k in records or k in tombs]
+        known += [k for k in records if k not in keys]
+        self.ledger = Ledger(load_mismatches(self.conn, known))
+        self.groups: dict[tuple[str, str], set[str]] = {}
+        for rec in records.values():
+            if rec.citizen_id:
+                self.groups.setdefault((rec.sector, rec.citizen_id), set()).add(rec.record_key)
+        self.dirty: set[SectorKey] = set()  # changed by a change event: the row is rewritten
+        self.reverified: set[SectorKey] = set()  # only ``verified`` moved
+        self.deleted: set[SectorKey] = set()
+        put_tombs: dict[SectorKey, tuple] = {}
+        drop_tombs: set[SectorKey] = set()
+
+        # Registry changes first: every record carrying a changed ID is judged again.
+        if self.changed_ids:
+            for key in sorted(k for k, r in records.items() if r.citizen_id in self.changed_ids):
+                self.evaluate(key)
+
+        for c in changes:
+            key = (c.source, c.record_key)
+            old = records.get(key)
+            ref = (old.source_lsn, old.source_ts) if old is not None else tombs.get(key)
+            if ref is not None and is_older(c.lsn, c.ts, *ref):
+                self._outcome(c, "stale")
+                continue
+            self._outcome(c, "applied")
+            if old is not None:
+                self._ungroup(old)
+            if c.op == "d":
+                records.pop(key, None)
+                self.deleted.add(key)
+                tombs[key] = put_tombs[key] = (c.lsn, c.ts)
+                drop_tombs.discard(key)
+                self.ledger.record_deleted(key)
+            else:
+                new = c.row
+                new.verified = old.verified if old is not None else False
+                records[key] = new
+                self.deleted.discard(key)
+                if not same_state(new, old):  # an identical re-delivery rewrites nothing
+                    self.dirty.add(key)
+                if tombs.pop(key, None) is not None:
+                    put_tombs.pop(key, None)
+                    drop_tombs.add(key)
+                if new.citizen_id:
+                    self.groups.setdefault((new.sector, new.citizen_id), set()).add(c.record_key)
+                self.evaluate(key)
+            new = records.get(key)
+            if owner.rules[c.source].unique_citizen and _membership_changed(old, new):
+                others: set[str] = set()
+                for rec in (old, new):
+                    if rec is not None and rec.citizen_id:
+                        others |= self.groups.get((rec.sector, rec.citizen_id), set())
+                for other in sorted(others - {c.record_key}):
+                    self.evaluate((c.source, other))
+
+        self._suggest()
+        state.write_sector_records(
+            self.conn,
+            [records[k] for k in sorted(self.dirty) if k in records],
+            sorted(self.deleted),
+        )
+        # Records re-judged only (registry change, duplicate group): their row may have been
+        # changed meanwhile by another reconciler (a legacy ID lives in another partition),
+        # so only the flag is written.
+        state.write_verified(
+            self.conn,
+            [
+                (k[0], k[1], records[k].verified)
+                for k in sorted(self.reverified - self.dirty)
+                if k in records
+            ],
+        )
+        state.write_tombstones(
+            self.conn,
+            [(s, k, lsn, ts) for (s, k), (lsn, ts) in put_tombs.items()],
+            sorted(drop_tombs),
+        )
+
+    def _ungroup(self, rec: SectorRow) -> None:
+        if rec.citizen_id:
+            group = self.groups.get((rec.sector, rec.citizen_id))
+            if group is not None:
+                group.discard(rec.record_key)
+
+    def evaluate(self, key: SectorKey) -> None:
+        """Judge one record as it stands now and record the transitions."""
+        rec = self.records[key]
+        owner = self.owner
+        rules = owner.rules.get(rec.sector)
+        if rules is None:  # a sector dropped from the config: its records are left alone
+            return
+        info = owner.id_info(rec.citizen_id_raw)
+        match = None
+        if info is not None and rec.citizen_id:
+            if info.kind == "legacy":
+                match = self.by_legacy.get(rec.citizen_id)
+            elif info.kind == "current":
+                match = self.by_id.get(rec.citizen_id)
+        duplicates: list[str] = []
+        if rules.unique_citizen and rec.citizen_id:
+            for other in self.groups.get((rec.sector, rec.citizen_id), ()):
+                if other != rec.record_key and is_active(self.records[(rec.sector, other)].status):
+                    duplicates.append(other)
+        findings = evaluate(rec, match, info, rules, duplicates=duplicates)
+        self.ledger.observe(
+            key,
+            findings,
+            citizen_id=rec.citizen_id_raw,
+            province_code=rec.province_code or (match.province_code if match else None),
+            disabled=rules.disabled,
+        )
+        self.matches[key] = match
+        self.evaluated.add(key)
+        verified = match is not None and not self.ledger.has_open(key)
+        if verified != rec.verified:
+            rec.verified = verified
+            self.reverified.add(key)
+
+    def _suggest(self) -> None:
+        """Registry candidates for open ID_MISSING / ID_NOT_IN_REGISTRY / ID_LEGACY
+        mismatches: same birth date, most similar folded name (one query per batch)."""
+        rows = self.ledger.suggestion_rows(sorted(self.evaluated), SUGGESTING_RULES)
+        if not rows:
+            return
+        probes: list[tuple[MismatchRow, SectorRow]] = []
+        for row in rows:
+            rec = self.records.get((row.sector, row.record_key))
+            if rec is None:
+                continue
+            if rec.date_of_birth is not None and rec.name_folded:
+                probes.append((row, rec))
+            else:
+                self.ledger.set_suggestions(row, self._held(row, rec))
+        if not probes:
+            return
+        born = state.candidates_by_birth_date(self.conn, (rec.date_of_birth for _, rec in probes))
+        for row, rec in probes:
+            out = self._held(row, rec)
+            taken = {s["citizen_id"] for s in out}
+            pool = {cid: folded for cid, _name, folded in born.get(rec.date_of_birth, ()) if folded}
+            names = {cid: name for cid, name, _ in born.get(rec.date_of_birth, ())}
+            found = process.extract(
+                rec.name_folded,
+                pool,
+                scorer=fuzz.token_sort_ratio,
+                limit=MAX_SUGGESTIONS + len(taken),
+                score_cutoff=SUGGESTION_CUTOFF,
+            )
+            for _folded, score, cid in sorted(found, key=lambda f: (-f[1], f[2])):
+                if cid in taken or len(out) >= MAX_SUGGESTIONS:
+                    continue
+                out.append(
+                    {"citizen_id": cid, "full_name": names[cid], "score": round(score / 100, 4)}
+                )
+            self.ledger.set_suggestions(row, out)
+
+    def _held(self, row: MismatchRow, rec: SectorRow) -> list[dict]:
+        """For ID_LEGACY, the citizen holding the legacy number comes first."""
+        match = self.matches.get((row.sector, row.record_key))
+        if row.rule != "ID_LEGACY" or match is None:
+            return []
+        score = fuzz.token_sort_ratio(rec.name_folded or "", match.name_folded or "") / 100
+        return [
+            {"citizen_id": match.citizen_id, "full_name": match.full_name, "score": round(score, 4)}
+        ]
+
+    def finish(self) -> list[dict]:
+        """Write the mismatch transitions; return the events to publish."""
+        self.transitions = self.ledger.transitions
+        events = self.ledger.flush(self.conn)
+        if self.transitions:
+            log.debug("%d mismatch transitions", self.transitions)
+        return events
+
+
+def _membership_changed(old: SectorRow | None, new: SectorRow | None) -> bool:
+    """Whether a change can alter a duplicate group: ID or active-ness moved."""
+    old_id = old.citizen_id if old is not None else None
+    new_id = new.citizen_id if new is not None else None
+    old_active = old is not None and is_active(old.status)
+    new_active = new is not None and is_active(new.status)
+    return (old_id, old_active) != (new_id, new_active) and bool(old_id or new_id)

@@ -1,0 +1,118 @@
+"""A reconciler running in a thread against the session's PostgreSQL and broker."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+from kafka import TopicPartition
+
+from hub.avro import decode
+from hub.config import HubConfig
+from hub.db import psycopg_conninfo
+from hub.kafka import make_consumer
+from reconciliation.engine import Reconciler
+from tests.integration.reconciliation.feed import Feed, hub_config
+
+
+@dataclass
+class Running:
+    """A config, a feed producing to its topics, and a reconciler consuming them."""
+
+    config: HubConfig
+    feed: Feed
+    reconciler: Reconciler
+    thread: threading.Thread
+
+    @property
+    def db(self) -> str:
+        return psycopg_conninfo(self.config.database.url)
+
+    def settle(self, timeout: float = 60.0) -> None:
+        """Wait until the reconciler has stored offsets past every message sent."""
+        group = self.reconciler.group_id
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.thread.is_alive(), "the reconciler thread died"
+            with psycopg.connect(self.db) as conn:
+                done = conn.execute(
+                    "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE group_id = %s",
+                    (group,),
+                ).fetchone()[0]
+            if done >= self.feed.sent:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"reconciler applied {done} of {self.feed.sent} messages")
+            time.sleep(0.05)
+
+    def query(self, sql: str, *args) -> list[tuple]:
+        with psycopg.connect(self.db) as conn:
+            return conn.execute(sql, args).fetchall()
+
+    def mismatches(self, sector: str | None = None) -> dict[tuple[str, str, str], tuple]:
+        """{(record_key, rule, field): (status, resolution, severity, sector_value, registry_value)}."""
+        rows = self.query(
+            "SELECT record_key, rule, field, status, resolution, severity, sector_value, "
+            "registry_value FROM mismatches WHERE %s::text IS NULL OR sector = %s",
+            sector,
+            sector,
+        )
+        return {(r[0], r[1], r[2]): r[3:] for r in rows}
+
+    def history(self, record_key: str, rule: str) -> list[tuple]:
+        """(action, from, to, actor, note) of one record's mismatch of ``rule``, in order."""
+        return self.query(
+            "SELECT h.action, h.from_status, h.to_status, h.actor, h.note FROM mismatch_history h "
+            "JOIN mismatches m ON m.id = h.mismatch_id WHERE m.record_key = %s AND m.rule = %s "
+            "ORDER BY h.id",
+            record_key,
+            rule,
+        )
+
+    def topic_messages(self, topic: str, expect: int, timeout: float = 20.0) -> list[dict]:
+        """At least ``expect`` decoded messages of ``topic`` (all partitions, from the start)."""
+        consumer = make_consumer(self.config.kafka)
+        parts = [TopicPartition(topic, p) for p in range(self.config.kafka.partitions)]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        out: list[dict] = []
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                for records in consumer.poll(timeout_ms=200).values():
+                    for r in records:
+                        out.append({"_key": r.key, **decode(r.value)[1]})
+                if len(out) >= expect:
+                    # Give stragglers (duplicates) a moment to show up too.
+                    for records in consumer.poll(timeout_ms=300).values():
+                        out += [{"_key": r.key, **decode(r.value)[1]} for r in records]
+                    break
+        finally:
+            consumer.close()
+        return out
+
+
+def start(config: HubConfig, **kwargs) -> Running:
+    feed = Feed(config)  # creates the topics
+    reconciler = Reconciler(config, poll_timeout_ms=100, stats_interval_s=3600, **kwargs)
+    thread = threading.Thread(target=reconciler.run, name="reconciler", daemon=True)
+    thread.start()
+    return Running(config, feed, reconciler, thread)
+
+
+@pytest.fixture(params=[pytest.param(True, id="assigned")])
+def running(request, hub_db, kafka_config) -> Iterator[Running]:
+    """A reconciler over a registry, ``tax`` (unique citizens) and ``bank`` sectors; it takes
+    every partition itself unless the test parametrizes ``running`` with ``False`` (then it
+    joins the consumer group, which costs a few seconds of group join)."""
+    env = start(hub_config(hub_db, kafka_config), assign_all=request.param)
+    try:
+        yield env
+    finally:
+        env.reconciler.stop()
+        env.thread.join(30)
+        env.feed.close()

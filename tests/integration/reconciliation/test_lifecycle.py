@@ -1,0 +1,360 @@
+"""The reconciler against the real PostgreSQL and broker: mismatches open, resolve by
+themselves, stay dismissed, never duplicate; registry changes re-check sector records."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import psycopg
+import pytest
+from kafka import TopicPartition
+
+from hub.avro import decode
+from hub.kafka import make_consumer
+from reconciliation.corrections import publish_corrections
+from reconciliation.idschemes.vn import make_id
+from reconciliation.state import refresh_verified
+from tests.integration.reconciliation.feed import person
+
+A = make_id("079", 1985, "M", 1)
+B = make_id("001", 1990, "F", 2)
+DOB_A = date(1985, 3, 14)
+
+
+@pytest.mark.parametrize("running", [False], indirect=True, ids=["group"])
+def test_fixing_the_sector_row_resolves_the_mismatch_by_itself(running):
+    feed = running.feed
+    feed.put("registry", A, **person(A))
+    feed.put("tax", "T1", **person(A, dob=date(1985, 4, 14), status="active"))
+    running.settle()
+    assert running.mismatches("tax") == {
+        ("T1", "DOB_MISMATCH", "date_of_birth"): (
+            "open",
+            None,
+            "medium",
+            "1985-04-14",
+            "1985-03-14",
+        )
+    }
+    assert running.query("SELECT verified FROM sector_records WHERE record_key = 'T1'") == [
+        (False,)
+    ]
+
+    feed.put("tax", "T1", **person(A, status="active"))
+    running.settle()
+    status, resolution, *_ = running.mismatches("tax")[("T1", "DOB_MISMATCH", "date_of_birth")]
+    assert (status, resolution) == ("resolved", "fixed_at_source")
+    assert [h[:4] for h in running.history("T1", "DOB_MISMATCH")] == [
+        ("opened", None, "open", "reconciler"),
+        ("resolved", "open", "resolved", "reconciler"),
+    ]
+    assert running.query("SELECT verified FROM sector_records WHERE record_key = 'T1'") == [(True,)]
+    events = running.topic_messages(running.feed.topics.mismatches, 2)
+    assert [(e["event"], e["rule"], e["status"]) for e in events] == [
+        ("opened", "DOB_MISMATCH", "open"),
+        ("resolved", "DOB_MISMATCH", "resolved"),
+    ]
+    assert {e["_key"] for e in events} == {A.encode()}
+
+
+def test_fixing_the_registry_row_resolves_the_mismatch_by_itself(running):
+    feed = running.feed
+    feed.put("registry", A, **person(A, "Nguyễn Văn Bình"))
+    feed.put("bank", "B1", **person(A, "NGUYEN VAN AN", status="ACTIVE"))
+    running.settle()
+    row = running.mismatches("bank")[("B1", "NAME_MISMATCH", "full_name")]
+    assert row[:3] == ("open", None, "high")
+
+    feed.put("registry", A, **person(A, "Nguyễn Văn An"))  # the registry corrects the name
+    running.settle()
+    row = running.mismatches("bank")[("B1", "NAME_MISMATCH", "full_name")]
+    assert row[:2] == ("resolved", "fixed_at_source")
+
+
+def test_deleting_the_sector_row_resolves_it_as_record_deleted(running):
+    feed = running.feed
+    feed.put("registry", A, **person(A))
+    feed.put("tax", "T1", **person(A, sex="F", status="active"))
+    running.settle()
+    assert running.mismatches("tax")[("T1", "SEX_MISMATCH", "sex")][0] == "open"
+
+    feed.delete("tax", "T1", A)
+    running.settle()
+    found = running.mismatches("tax")
+    assert found[("T1", "SEX_MISMATCH", "sex")][:2] == ("resolved", "record_deleted")
+    assert found[("T1", "ID_ATTRIBUTES_INCONSISTENT", "citizen_id")][:2] == (
+        "resolved",
+        "record_deleted",
+    )
+    assert running.query("SELECT count(*) FROM sector_records WHERE record_key = 'T1'") == [(0,)]
+
+    # A re-delivered (older) insert does not bring the deleted record back.
+    feed.send(feed.event("tax", "c", "T1", person(A, sex="F", status="active"), lsn=1))
+    running.settle()
+    assert running.query("SELECT count(*) FROM sector_records WHERE record_key = 'T1'") == [(0,)]
+    assert running.mismatches("tax")[("T1", "SEX_MISMATCH", "sex")][0] == "resolved"
+
+
+def _dismiss(running, record_key: str, rule: str) -> None:
+    """What the steward API does: status dismissed, history row by the steward."""
+    with psycopg.connect(running.db) as conn:
+        (mid,) = conn.execute(
+            "UPDATE mismatches SET status = 'dismissed', resolution = 'false_positive' "
+            "WHERE record_key = %s AND rule = %s RETURNING id",
+            (record_key, rule),
+        ).fetchone()
+        conn.execute(
+            "INSERT INTO mismatch_history (mismatch_id, actor, action, from_status, to_status) "
+            "VALUES (%s, 'steward', 'dismissed', 'open', 'dismissed')",
+            (mid,),
+        )
+        refresh_verified(conn, [("tax", record_key)])
+
+
+def test_a_dismissed_mismatch_stays_dismissed_until_its_values_change(running):
+    feed = running.feed
+    feed.put("registry", A, **person(A, "Nguyễn Văn An"))
+    same = person(A, "Nguyễn Văn Anh", status="active")  # a typo
+    feed.put("tax", "T1", **same)
+    running.settle()
+    _dismiss(running, "T1", "NAME_MISMATCH")
+    assert running.query("SELECT verified FROM sector_records WHERE record_key = 'T1'") == [(True,)]
+
+    message = feed.event("tax", "u", "T1", same)
+    feed.send(message, message)  # the same change twice
+    feed.put("tax", "T1", **same)  # and a newer change with the same values
+    feed.put("registry", A, **person(A, "Nguyễn Văn An"))  # registry re-delivered
+    running.settle()
+    assert running.mismatches("tax")[("T1", "NAME_MISMATCH", "full_name")][0] == "dismissed"
+    assert [h[0] for h in running.history("T1", "NAME_MISMATCH")] == ["opened", "dismissed"]
+
+    feed.put("tax", "T1", **person(A, "Nguyễn Văn Bảo", status="active"))  # another wrong name
+    running.settle()
+    status, resolution, _sev, sector_value, _ = running.mismatches("tax")[
+        ("T1", "NAME_MISMATCH", "full_name")
+    ]
+    assert (status, resolution, sector_value) == ("open", None, "Nguyễn Văn Bảo")
+    history = running.history("T1", "NAME_MISMATCH")
+    assert [h[0] for h in history] == ["opened", "dismissed", "reopened"]
+    assert history[-1][1:3] == ("dismissed", "open")
+
+
+def test_redelivery_never_duplicates_a_mismatch_or_its_history(running):
+    feed = running.feed
+    messages = [
+        feed.event("registry", "r", A, person(A)),
+        feed.event("registry", "r", B, person(B, "Trần Thị Bình", date(1990, 1, 2), sex="F")),
+        feed.event("tax", "r", "T1", person(A, "Lê Văn An", status="active")),
+        feed.event("tax", "r", "T2", person(None, status="active")),
+        feed.event("bank", "r", "B1", person("0790850000", status="ACTIVE")),
+    ]
+    feed.send(*messages)
+    running.settle()
+    before = running.query("SELECT * FROM mismatches ORDER BY id")
+    history = running.query("SELECT id, mismatch_id, action FROM mismatch_history ORDER BY id")
+    assert {(r[2], r[3]) for r in before} == {
+        ("T1", "NAME_MISMATCH"),
+        ("T2", "ID_MISSING"),
+        ("B1", "ID_INVALID"),
+    }
+
+    feed.send(*messages, *messages)  # a connector restarted twice and sent it all again
+    running.settle()
+    after = running.query("SELECT * FROM mismatches ORDER BY id")
+    assert [r[:14] for r in after] == [r[:14] for r in before]
+    assert running.query("SELECT id, mismatch_id, action FROM mismatch_history ORDER BY id") == (
+        history
+    )
+
+
+def test_a_death_registered_later_rechecks_existing_sector_records(running):
+    feed = running.feed
+    feed.put("registry", A, **person(A))
+    feed.put("tax", "T1", **person(A, status="active", last_activity_date=date(2024, 5, 1)))
+    feed.put("bank", "B1", **person(A, status="closed", last_activity_date=date(2024, 6, 1)))
+    feed.put("bank", "B2", **person(A, status="closed", last_activity_date=date(2023, 6, 1)))
+    running.settle()
+    assert running.mismatches() == {}
+
+    feed.put("registry", A, **person(A, date_of_death=date(2024, 1, 1)))
+    running.settle()
+    found = running.mismatches()
+    assert found[("T1", "DECEASED_ACTIVE", "status")][:3] == ("open", None, "critical")
+    assert found[("B1", "DECEASED_ACTIVE", "status")][:3] == ("open", None, "critical")
+    assert ("B2", "DECEASED_ACTIVE", "status") not in found  # closed, no activity after death
+
+    feed.put("tax", "T1", **person(A, status="closed", last_activity_date=date(2023, 12, 1)))
+    running.settle()
+    assert running.mismatches()[("T1", "DECEASED_ACTIVE", "status")][:2] == (
+        "resolved",
+        "fixed_at_source",
+    )
+
+
+def test_a_citizen_added_to_the_registry_resolves_id_not_in_registry(running):
+    feed = running.feed
+    feed.put("registry", B, **person(B, "Trần Thị Bình", date(1990, 1, 2), sex="F"))
+    feed.put("tax", "T1", **person(A, status="active"))
+    feed.put("bank", "B9", **person(None, "TRAN THI BINH", date(1990, 1, 2), sex="F"))
+    running.settle()
+    assert running.mismatches()[("T1", "ID_NOT_IN_REGISTRY", "citizen_id")][0] == "open"
+    (suggestions,) = running.query("SELECT suggestions FROM mismatches WHERE record_key = 'B9'")[0]
+    assert suggestions == [{"citizen_id": B, "full_name": "Trần Thị Bình", "score": 1.0}]
+
+    feed.put("registry", A, **person(A))
+    running.settle()
+    assert running.mismatches()[("T1", "ID_NOT_IN_REGISTRY", "citizen_id")][:2] == (
+        "resolved",
+        "fixed_at_source",
+    )
+    assert running.query("SELECT verified FROM sector_records WHERE record_key = 'T1'") == [(True,)]
+
+
+def test_legacy_id_suggests_the_current_id(running):
+    feed = running.feed
+    feed.put("registry", A, **person(A, legacy_id="123456789"))
+    feed.put("bank", "B1", **person("123 456 789", "NGUYEN VAN AN", status="ACTIVE"))
+    running.settle()
+    row = running.mismatches("bank")[("B1", "ID_LEGACY", "citizen_id")]
+    assert row == ("open", None, "low", "123 456 789", A)
+    (suggestions,) = running.query("SELECT suggestions FROM mismatches WHERE record_key = 'B1'")[0]
+    assert suggestions[0] == {"citizen_id": A, "full_name": "Nguyễn Văn An", "score": 1.0}
+
+    feed.put("bank", "B1", **person(A, "NGUYEN VAN AN", status="ACTIVE"))  # the bank updates it
+    running.settle()
+    assert running.mismatches("bank")[("B1", "ID_LEGACY", "citizen_id")][:2] == (
+        "resolved",
+        "fixed_at_source",
+    )
+
+
+def test_duplicate_id_flags_every_active_record_of_a_unique_sector(running):
+    feed = running.feed
+    feed.put("registry", A, **person(A))
+    for key in ("T1", "T2", "T3"):
+        feed.put("tax", key, **person(A, status="active"))
+    feed.put("bank", "B1", **person(A, status="active"))  # bank allows several accounts
+    feed.put("bank", "B2", **person(A, status="active"))
+    running.settle()
+    dup = {k: v[0] for k, v in running.mismatches().items() if k[1] == "DUPLICATE_ID"}
+    assert dup == {(k, "DUPLICATE_ID", "citizen_id"): "open" for k in ("T1", "T2", "T3")}
+
+    feed.put("tax", "T2", **person(A, status="closed"))
+    running.settle()
+    dup = {k[0]: v[0] for k, v in running.mismatches().items() if k[1] == "DUPLICATE_ID"}
+    assert dup == {"T1": "open", "T2": "resolved", "T3": "open"}
+
+    feed.delete("tax", "T3", A)
+    running.settle()
+    dup = {k[0]: v[:2] for k, v in running.mismatches().items() if k[1] == "DUPLICATE_ID"}
+    assert dup == {
+        "T1": ("resolved", "fixed_at_source"),
+        "T2": ("resolved", "fixed_at_source"),
+        "T3": ("resolved", "record_deleted"),
+    }
+
+
+def test_an_older_change_does_not_overwrite_a_newer_one(running):
+    feed = running.feed
+    feed.put("registry", A, **person(A))
+    new = feed.event("tax", "u", "T1", person(A, status="active"), lsn=5_000_000)
+    old = feed.event("tax", "u", "T1", person(A, "Lê Văn An", status="active"), lsn=4_000_000)
+    feed.send(new, old)
+    running.settle()
+    assert running.query("SELECT full_name FROM sector_records WHERE record_key = 'T1'") == [
+        ("Nguyễn Văn An",)
+    ]
+    assert running.mismatches() == {}
+    assert running.reconciler.totals.stale == 1
+
+
+def test_undecodable_and_impossible_messages_go_to_the_dead_letter_topic(running):
+    feed = running.feed
+    topic = feed.topics.sector("tax")
+    feed.send(
+        (topic, b"x", b"not avro at all"),
+        feed.event("tax", "u", "T1", None),  # an update without an after image
+        feed.event("tax", "u", "T2", person(A, sex="X", status="active")),
+        feed.event("tax", "u", "T4", person(A, "Lê\x00Văn An", status="active")),
+    )
+    feed.put("registry", A, **person(A))
+    feed.put("tax", "T3", **person(A, "Lê Văn An", status="active"))
+    running.settle()
+    assert set(running.mismatches()) == {("T3", "NAME_MISMATCH", "full_name")}
+    letters = running.topic_messages(feed.topics.dlq, 4)
+    assert sorted((d["stage"], d["record_key"] or "", d["column"] or "") for d in letters) == [
+        ("reconciler", "", ""),
+        ("reconciler", "T1", ""),
+        ("reconciler", "T2", "sex"),
+        ("reconciler", "T4", "full_name"),
+    ]
+    reasons = {d["record_key"]: d["reason"] for d in letters}
+    assert "not an Avro single-object message" in reasons[None]
+    assert reasons["T1"] == "op u without an after image"
+    assert all(d["topic"] == topic and d["payload"] for d in letters)
+
+
+def test_open_mismatches_are_published_to_the_corrections_feed(running):
+    feed = running.feed
+    feed.put("registry", A, **person(A, legacy_id="123456789"))
+    feed.put("tax", "T1", **person("123456789", status="active"))
+    feed.put("tax", "T2", **person(A, "Lê Văn An", status="active"))
+    feed.put("bank", "B1", **person(A, sex="F", status="ACTIVE"))
+    running.settle()
+    assert publish_corrections(running.config, "tax") == 2
+    topic = feed.topics.corrections("tax")
+    consumer = make_consumer(running.config.kafka)
+    parts = [TopicPartition(topic, p) for p in range(running.config.kafka.partitions)]
+    consumer.assign(parts)
+    got = []
+    for _ in range(50):
+        for records in consumer.poll(timeout_ms=200).values():
+            got += [decode(r.value)[1] for r in records]
+        if len(got) >= 2:
+            break
+    consumer.close()
+    by_rule = {c["rule"]: c for c in got}
+    assert by_rule["ID_LEGACY"]["current_value"] == "123456789"
+    assert by_rule["ID_LEGACY"]["suggested_value"] == A
+    assert by_rule["NAME_MISMATCH"]["suggested_value"] == "Nguyễn Văn An"
+    assert {c["sector"] for c in got} == {"tax"}
+
+
+def test_metrics_count_events_and_open_mismatches(running):
+    from prometheus_client import REGISTRY
+
+    def sample(name, **labels):
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = sample("hub_reconciler_events_total", sector="tax", outcome="applied")
+    feed = running.feed
+    feed.put("registry", A, **person(A))
+    feed.put("tax", "T1", **person(A, "Lê Văn An", status="active"))
+    running.settle()
+    assert sample("hub_reconciler_events_total", sector="tax", outcome="applied") == before + 1
+    running.reconciler.refresh_figures()
+    assert sample("hub_mismatches_open", sector="tax", rule="NAME_MISMATCH", severity="high") >= 1
+    assert sample("hub_records_verified_ratio", sector="tax") == 0.0
+    assert sample("hub_reconcile_latency_seconds_count") >= 1
+
+
+def test_corrections_publish_command(running, tmp_path):
+    import yaml
+    from click.testing import CliRunner
+
+    from reconciliation.cli import main
+    from tests.integration.reconciliation.feed import config_data
+
+    running.feed.put("registry", A, **person(A))
+    running.feed.put("tax", "T1", **person(A, "Lê Văn An", status="active"))
+    running.settle()
+    kafka = running.config.kafka
+    path = tmp_path / "hub.yaml"
+    path.write_text(yaml.safe_dump(config_data(running.config.database.url, kafka)))
+    result = CliRunner().invoke(
+        main, ["--config", str(path), "corrections", "publish", "tax", "--severity", "high"]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"published 1 corrections to {kafka.topic_prefix}.corrections.tax" in result.output
+    result = CliRunner().invoke(main, ["--config", str(path), "corrections", "publish", "nope"])
+    assert result.exit_code != 0
