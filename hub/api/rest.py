@@ -1,0 +1,480 @@
+"""The REST API under /api/v1 (SPEC §6): mismatches, stats, connectors, audit log, users."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import StreamingResponse
+from pydantic import StringConstraints
+
+from hub.api import audit, connectors, mismatches, stats, users
+from hub.api.auth import ROLE_PERMISSIONS, Permission, Principal
+from hub.api.deps import AppState, api_principal, get_state, require
+from hub.api.errors import Conflict
+from hub.api.mismatches import MAX_LIMIT, MAX_OFFSET, SORTS, MismatchFilter
+from hub.api.schemas import (
+    SAFE_TEXT,
+    AssignBody,
+    AuditPage,
+    BulkBody,
+    BulkResultOut,
+    ConnectorAction,
+    ConnectorOut,
+    ConnectorRequestOut,
+    DismissBody,
+    Error,
+    Me,
+    MismatchDetail,
+    MismatchItem,
+    MismatchPage,
+    NoteBody,
+    RequiredNoteBody,
+    Rule,
+    RuleCount,
+    RuleCounts,
+    Severity,
+    StatsOut,
+    Status,
+    TokenOut,
+    UserCreate,
+    UserCreated,
+    UserName,
+    UserOut,
+)
+
+_ERRORS = {code: {"model": Error} for code in (400, 401, 403, 404, 409, 422)}
+router = APIRouter(prefix="/api/v1", responses=_ERRORS)
+
+MismatchId = Annotated[int, Path(ge=1, lt=2**63, description="A mismatch id.")]
+Sector = Annotated[str, StringConstraints(max_length=40)]
+SortField = Literal[tuple(SORTS)]  # type: ignore[valid-type]
+
+
+def mismatch_filter(
+    sector: Annotated[list[Sector], Query(description="Sector name(s).")] = [],  # noqa: B006
+    rule: Annotated[list[Rule], Query()] = [],  # noqa: B006
+    severity: Annotated[list[Severity], Query()] = [],  # noqa: B006
+    status: Annotated[list[Status], Query()] = [],  # noqa: B006
+    province: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9]{1,16}$")] = None,
+    min_age_days: Annotated[
+        int | None, Query(ge=0, le=36500, description="First seen at least this many days ago.")
+    ] = None,
+    max_age_days: Annotated[
+        int | None, Query(ge=0, le=36500, description="First seen at most this many days ago.")
+    ] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=64,
+            pattern=SAFE_TEXT,
+            description="Prefix of the record key or of the citizen ID.",
+        ),
+    ] = None,
+    assignee: Annotated[UserName | None, Query()] = None,
+) -> MismatchFilter:
+    return MismatchFilter(
+        sector=tuple(sector),
+        rule=tuple(rule),
+        severity=tuple(severity),
+        status=tuple(status),
+        province=province,
+        min_age_days=min_age_days,
+        max_age_days=max_age_days,
+        q=q,
+        assignee=assignee,
+    )
+
+
+def _filter_from_body(body: BulkBody) -> MismatchFilter | None:
+    if body.filter is None:
+        return None
+    f = body.filter
+    return MismatchFilter(
+        sector=tuple(f.sector),
+        rule=tuple(f.rule),
+        severity=tuple(f.severity),
+        status=tuple(f.status),
+        province=f.province,
+        min_age_days=f.min_age_days,
+        max_age_days=f.max_age_days,
+        q=f.q,
+        assignee=f.assignee,
+    )
+
+
+State = Annotated[AppState, Depends(get_state)]
+Filter = Annotated[MismatchFilter, Depends(mismatch_filter)]
+Reader = Annotated[Principal, Depends(require(Permission.READ))]
+Steward = Annotated[Principal, Depends(require(Permission.ACT))]
+Operator = Annotated[Principal, Depends(require(Permission.OPERATE))]
+Admin = Annotated[Principal, Depends(require(Permission.ADMIN))]
+
+
+# ------------------------------------------------------------------------------ mismatches
+
+
+@router.get("/mismatches", response_model=MismatchPage, tags=["mismatches"])
+def list_mismatches(
+    *,
+    f: Filter,
+    sort: SortField = "id",
+    order: Literal["asc", "desc"] = "desc",
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+    after: Annotated[
+        str | None,
+        Query(max_length=512, pattern=r"^[A-Za-z0-9_-]+$", description="A next_cursor."),
+    ] = None,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    state: State,
+    _: Reader,
+) -> dict:
+    """A page of mismatches matching every given filter (repeat a list filter for OR)."""
+    with state.engine.connect() as conn:
+        mismatches.check_filter(conn, f, state.sectors)
+        page = mismatches.list_page(
+            conn, f, sort=sort, order=order, limit=limit, after=after, offset=offset
+        )
+    return {
+        "items": page.items,
+        "total": page.total,
+        "total_exact": page.total_exact,
+        "next_cursor": page.next_cursor,
+    }
+
+
+@router.get("/mismatches/counts", response_model=RuleCounts, tags=["mismatches"])
+def count_mismatches(
+    *,
+    f: Filter,
+    state: State,
+    _: Reader,
+) -> dict:
+    """Per rule, how many mismatches match every other filter (exact up to 10000)."""
+    with state.engine.connect() as conn:
+        mismatches.check_filter(conn, f, state.sectors)
+        counts = mismatches.rule_counts(conn, f)
+    return {"counts": [RuleCount(rule=r, count=n, exact=e) for r, (n, e) in counts.items()]}
+
+
+@router.get(
+    "/mismatches/export",
+    tags=["mismatches"],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
+def export_mismatches(
+    *,
+    f: Filter,
+    state: State,
+    principal: Reader,
+) -> StreamingResponse:
+    """Every mismatch matching the filters as CSV, streamed (ordered by id)."""
+    with state.engine.begin() as conn:
+        mismatches.check_filter(conn, f, state.sectors)
+        audit.record(conn, principal.name, "export", target_type="mismatches", detail=f.params())
+    return csv_response(state, f)
+
+
+def csv_response(state: AppState, f: MismatchFilter) -> StreamingResponse:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    scope = f.sector[0] if len(f.sector) == 1 else "all"
+    return StreamingResponse(
+        mismatches.export_csv(state.engine, f),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="mismatches-{scope}-{stamp}.csv"'},
+    )
+
+
+@router.post("/mismatches/bulk", response_model=BulkResultOut, tags=["mismatches"])
+def bulk_action(*, body: BulkBody, state: State, principal: Steward) -> dict:
+    """Apply one action to a list of ids or to the mismatches matching a filter."""
+    where = _filter_from_body(body)
+    note = body.reason if body.action == "dismiss" else body.note
+    with state.engine.begin() as conn:
+        if where is not None:
+            mismatches.check_filter(conn, where, state.sectors)
+        result = mismatches.act_bulk(
+            conn,
+            body.action,
+            principal.name,
+            ids=body.ids,
+            where=where,
+            note=note,
+            assignee=body.assignee,
+            limit=body.limit,
+        )
+    state.stats.invalidate()
+    return {"changed": result.changed, "skipped": result.skipped, "more": result.more}
+
+
+@router.get("/mismatches/{mismatch_id}", response_model=MismatchDetail, tags=["mismatches"])
+def get_mismatch(*, mismatch_id: MismatchId, state: State, principal: Reader) -> dict:
+    """Both records side by side with differing fields marked, suggestions and history.
+    Every call is written to the audit log (who viewed which citizen's record)."""
+    with state.engine.begin() as conn:
+        d = mismatches.detail(conn, mismatch_id)
+        audit.record_mismatch(conn, principal.name, "view", d["mismatch"])
+    return d
+
+
+def _act(state: AppState, mismatch_id: int, action: str, principal: Principal, **kw) -> dict:
+    with state.engine.begin() as conn:
+        item = mismatches.act(conn, mismatch_id, action, principal.name, **kw)
+    state.stats.invalidate()
+    return item
+
+
+@router.post("/mismatches/{mismatch_id}/assign", response_model=MismatchItem, tags=["mismatches"])
+def assign(
+    *,
+    mismatch_id: MismatchId,
+    body: AssignBody | None = None,
+    state: State,
+    principal: Steward,
+) -> dict:
+    """Put the mismatch in review, assigned to ``assignee`` (default: yourself)."""
+    body = body or AssignBody()
+    return _act(state, mismatch_id, "assign", principal, note=body.note, assignee=body.assignee)
+
+
+@router.post("/mismatches/{mismatch_id}/resolve", response_model=MismatchItem, tags=["mismatches"])
+def resolve(
+    *,
+    mismatch_id: MismatchId,
+    body: NoteBody | None = None,
+    state: State,
+    principal: Steward,
+) -> dict:
+    """Mark the mismatch resolved (resolution ``manual``), with an optional note."""
+    return _act(state, mismatch_id, "resolve", principal, note=(body or NoteBody()).note)
+
+
+@router.post("/mismatches/{mismatch_id}/dismiss", response_model=MismatchItem, tags=["mismatches"])
+def dismiss(
+    *,
+    mismatch_id: MismatchId,
+    body: DismissBody,
+    state: State,
+    principal: Steward,
+) -> dict:
+    """Dismiss as a false positive; a reason is required. It holds until the values change."""
+    return _act(state, mismatch_id, "dismiss", principal, note=body.reason)
+
+
+@router.post("/mismatches/{mismatch_id}/reopen", response_model=MismatchItem, tags=["mismatches"])
+def reopen(
+    *,
+    mismatch_id: MismatchId,
+    body: NoteBody | None = None,
+    state: State,
+    principal: Steward,
+) -> dict:
+    """Reopen a resolved or dismissed mismatch."""
+    return _act(state, mismatch_id, "reopen", principal, note=(body or NoteBody()).note)
+
+
+@router.post("/mismatches/{mismatch_id}/comment", response_model=MismatchItem, tags=["mismatches"])
+def comment(
+    *,
+    mismatch_id: MismatchId,
+    body: RequiredNoteBody,
+    state: State,
+    principal: Steward,
+) -> dict:
+    """Add a note to the mismatch's history without changing its status."""
+    return _act(state, mismatch_id, "comment", principal, note=body.note)
+
+
+# ----------------------------------------------------------------------------------- stats
+
+
+@router.get("/stats", response_model=StatsOut, tags=["stats"])
+def get_stats(
+    *,
+    days: Annotated[int, Query(ge=1, le=3660, description="History window.")] = 30,
+    points: Annotated[int, Query(ge=2, le=1000, description="At most this many points.")] = 200,
+    state: State,
+    _: Reader,
+) -> dict:
+    """Per sector: records seen and verified, verified ratio, open mismatches by rule (live,
+    cached for a few seconds), and their history from periodic snapshots."""
+    now = state.stats.get()
+    with state.engine.connect() as conn:
+        series = stats.history(conn, [s.sector for s in now], stats.default_since(days), points)
+    return {
+        "computed_at": datetime.now(UTC),
+        "sectors": [
+            {
+                "sector": s.sector,
+                "records_seen": s.records_seen,
+                "records_verified": s.records_verified,
+                "verified_ratio": s.verified_ratio,
+                "open_total": s.open_total,
+                "open_by_rule": s.open_by_rule,
+                "series": [
+                    {
+                        "at": p.at,
+                        "records_seen": p.records_seen,
+                        "records_verified": p.records_verified,
+                        "verified_ratio": p.verified_ratio,
+                        "open_by_rule": p.open_by_rule,
+                    }
+                    for p in series.get(s.sector, [])
+                ],
+            }
+            for s in now
+        ],
+    }
+
+
+# ------------------------------------------------------------------------------ connectors
+
+
+@router.get("/connectors", response_model=list[ConnectorOut], tags=["connectors"])
+def list_connectors(*, state: State, _: Reader) -> list[dict]:
+    """Every connector's last reported state, lag and pending control requests."""
+    with state.engine.connect() as conn:
+        return connectors.status(conn, state.config)
+
+
+@router.post(
+    "/connectors/{name}/{action}",
+    response_model=ConnectorRequestOut,
+    status_code=202,
+    tags=["connectors"],
+)
+def control_connector(
+    *,
+    name: Annotated[str, Path(max_length=64, pattern=r"^[a-z][a-z0-9_]*$")],
+    action: ConnectorAction,
+    state: State,
+    principal: Operator,
+) -> dict:
+    """Ask a connector to pause, resume, restart or re-snapshot; it acts on its next poll."""
+    with state.engine.begin() as conn:
+        return connectors.request(conn, state.config, name, action, principal.name)
+
+
+# ----------------------------------------------------------------------------- audit, users
+
+
+@router.get("/audit", response_model=AuditPage, tags=["admin"])
+def audit_log(
+    *,
+    actor: Annotated[UserName | None, Query()] = None,
+    action: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_]+$")] = None,
+    target_type: Annotated[str | None, Query(max_length=32, pattern=r"^[a-z_]+$")] = None,
+    target_id: Annotated[str | None, Query(max_length=256, pattern=SAFE_TEXT)] = None,
+    citizen_id: Annotated[
+        str | None, Query(max_length=64, pattern=SAFE_TEXT, description="Who viewed/acted on it.")
+    ] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+    after: Annotated[int | None, Query(ge=1, lt=2**63)] = None,
+    state: State,
+    _: Admin,
+) -> dict:
+    """The audit log, newest first."""
+    q = audit.AuditQuery(
+        actor=actor,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        citizen_id=citizen_id,
+        since=_aware(since),
+        until=_aware(until),
+        limit=limit,
+        after=after,
+    )
+    with state.engine.connect() as conn:
+        rows, next_after = audit.query(conn, q)
+    return {"items": rows, "next_after": next_after}
+
+
+def _aware(t: datetime | None) -> datetime | None:
+    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
+
+
+@router.get("/users", response_model=list[UserOut], tags=["admin"])
+def list_users(*, state: State, _: Admin) -> list:
+    return users.list_users(state.engine)
+
+
+@router.post("/users", response_model=UserCreated, status_code=201, tags=["admin"])
+def create_user(*, body: UserCreate, state: State, principal: Admin) -> dict:
+    """Create a user; the answer holds their first API token, shown this once."""
+    info, token = users.create_user(state.engine, body.name, body.role, body.password)
+    with state.engine.begin() as conn:
+        audit.record(
+            conn,
+            principal.name,
+            "user_create",
+            target_type="user",
+            target_id=body.name,
+            detail={"role": body.role},
+        )
+    return {"user": info, "token": token}
+
+
+def _set_disabled(state: AppState, principal: Principal, name: str, disabled: bool):
+    if disabled and name == principal.name:
+        raise Conflict("you cannot disable yourself")
+    info = users.set_disabled(state.engine, name, disabled)
+    with state.engine.begin() as conn:
+        audit.record(
+            conn,
+            principal.name,
+            "user_disable" if disabled else "user_enable",
+            target_type="user",
+            target_id=name,
+        )
+    return info
+
+
+@router.post("/users/{name}/disable", response_model=UserOut, tags=["admin"])
+def disable_user(
+    *,
+    name: Annotated[str, Path(max_length=128)],
+    state: State,
+    principal: Admin,
+):
+    """Disable a user: their sessions and tokens stop working at once."""
+    return _set_disabled(state, principal, name, True)
+
+
+@router.post("/users/{name}/enable", response_model=UserOut, tags=["admin"])
+def enable_user(
+    *,
+    name: Annotated[str, Path(max_length=128)],
+    state: State,
+    principal: Admin,
+):
+    return _set_disabled(state, principal, name, False)
+
+
+@router.post("/users/{name}/tokens", response_model=TokenOut, status_code=201, tags=["admin"])
+def new_token(
+    *,
+    name: Annotated[str, Path(max_length=128)],
+    state: State,
+    principal: Admin,
+) -> dict:
+    """Issue another API token for a user, shown this once."""
+    token = users.new_token_for(state.engine, name)
+    with state.engine.begin() as conn:
+        audit.record(conn, principal.name, "token_create", target_type="user", target_id=name)
+    return {"token": token}
+
+
+@router.get("/me", response_model=Me, tags=["users"])
+def me(principal: Annotated[Principal, Depends(api_principal)]) -> dict:
+    """Who the token belongs to and what their role may do."""
+    return {
+        "name": principal.name,
+        "role": principal.role,
+        "permissions": sorted(p.value for p in ROLE_PERMISSIONS[principal.role]),
+    }

@@ -1,0 +1,284 @@
+"""Request and response bodies of the REST API: the shapes /api/v1/openapi.json publishes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from hub.api.connectors import ACTIONS as CONNECTOR_ACTIONS
+from hub.api.mismatches import MAX_BULK, MAX_BULK_IDS
+from hub.api.users import NAME_PATTERN
+from hub.config import RULE_CODES, SEVERITIES
+from hub.db.models import MISMATCH_STATUSES, ROLES
+
+# Text that PostgreSQL can store: no NUL (lone surrogates are refused by the app's handler).
+SAFE_TEXT = r"^[^\x00]*$"
+Note = Annotated[str, StringConstraints(max_length=4000, pattern=SAFE_TEXT)]
+UserName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+
+Rule = Literal[RULE_CODES]  # type: ignore[valid-type]
+Severity = Literal[SEVERITIES]  # type: ignore[valid-type]
+Status = Literal[MISMATCH_STATUSES]  # type: ignore[valid-type]
+Role = Literal[ROLES]  # type: ignore[valid-type]
+ConnectorAction = Literal[CONNECTOR_ACTIONS]  # type: ignore[valid-type]
+MismatchAction = Literal["assign", "resolve", "dismiss", "reopen", "comment"]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Error(BaseModel):
+    """Every error answer: the reason, in words."""
+
+    detail: str
+
+
+class MismatchItem(_Out):
+    id: int
+    sector: str
+    record_key: str
+    citizen_id: str | None = Field(description="The citizen ID as the sector holds it.")
+    rule: str
+    field: str
+    severity: str
+    status: str
+    resolution: str | None
+    sector_value: str | None
+    registry_value: str | None
+    score: float | None
+    province_code: str | None
+    assignee: str | None
+    first_seen_at: datetime
+    last_seen_at: datetime
+    resolved_at: datetime | None
+    updated_at: datetime
+
+
+class MismatchPage(BaseModel):
+    items: list[MismatchItem]
+    total: int = Field(
+        description="Mismatches matching the filters (on every page): exact up to 10000 "
+        "(total_exact), beyond it the planner's estimate."
+    )
+    total_exact: bool
+    next_cursor: str | None = Field(description="Pass as `after` for the next page.")
+
+
+class RuleCount(BaseModel):
+    rule: str
+    count: int
+    exact: bool
+
+
+class RuleCounts(BaseModel):
+    counts: list[RuleCount]
+
+
+class FieldComparison(BaseModel):
+    field: str
+    sector_value: str | None
+    registry_value: str | None
+    differs: bool = Field(description="Both sides hold a value and the values differ.")
+    flagged: bool = Field(description="An open or in-review mismatch of the record names it.")
+
+
+class HistoryEntry(_Out):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    from_status: str | None
+    to_status: str | None
+    note: str | None
+
+
+class RelatedMismatch(BaseModel):
+    id: int
+    rule: str
+    field: str
+    severity: str
+    status: str
+
+
+class MismatchDetail(BaseModel):
+    mismatch: MismatchItem
+    sector_record: dict[str, Any] | None
+    registry_record: dict[str, Any] | None
+    fields: list[FieldComparison]
+    suggestions: list[dict[str, Any]]
+    related: list[RelatedMismatch]
+    history: list[HistoryEntry]
+
+
+class AssignBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    assignee: UserName | None = Field(None, description="A steward's name; default yourself.")
+    note: Note | None = None
+
+
+class NoteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: Note | None = None
+
+
+class RequiredNoteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: Annotated[Note, StringConstraints(min_length=1)]
+
+
+class DismissBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: Annotated[Note, StringConstraints(min_length=1)]
+
+
+class FilterBody(BaseModel):
+    """The list filters, for bulk actions over a filter."""
+
+    model_config = ConfigDict(extra="forbid")
+    sector: list[Annotated[str, StringConstraints(max_length=40)]] = []
+    rule: list[Rule] = []
+    severity: list[Severity] = []
+    status: list[Status] = []
+    province: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,16}$")] | None = None
+    min_age_days: Annotated[int, Field(ge=0, le=36500)] | None = None
+    max_age_days: Annotated[int, Field(ge=0, le=36500)] | None = None
+    q: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=SAFE_TEXT)] | None = (
+        None
+    )
+    assignee: UserName | None = None
+
+
+class BulkBody(BaseModel):
+    """Exactly one of ``ids`` and ``filter``. ``reason`` is required to dismiss, ``note`` to
+    comment; ``assignee`` applies to assign (default yourself)."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: MismatchAction
+    ids: (
+        Annotated[list[Annotated[int, Field(ge=1, lt=2**63)]], Field(max_length=MAX_BULK_IDS)]
+        | None
+    ) = None
+    filter: FilterBody | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_BULK)] = MAX_BULK
+    note: Note | None = None
+    reason: Note | None = None
+    assignee: UserName | None = None
+
+
+class BulkResultOut(BaseModel):
+    changed: list[int]
+    skipped: list[dict[str, Any]]
+    more: bool = Field(description="Filter mode: more matching mismatches remain; run again.")
+
+
+class SeriesPoint(BaseModel):
+    at: datetime
+    records_seen: int
+    records_verified: int
+    verified_ratio: float | None
+    open_by_rule: dict[str, int]
+
+
+class SectorStatsOut(BaseModel):
+    sector: str
+    records_seen: int
+    records_verified: int
+    verified_ratio: float | None
+    open_total: int
+    open_by_rule: dict[str, int]
+    series: list[SeriesPoint]
+
+
+class StatsOut(BaseModel):
+    computed_at: datetime
+    sectors: list[SectorStatsOut]
+
+
+class PendingRequest(BaseModel):
+    id: int
+    action: str
+    requested_by: str
+    requested_at: datetime
+
+
+class ConnectorOut(BaseModel):
+    name: str
+    capture: str | None
+    state: str
+    configured: bool
+    position: str | None
+    snapshot_done: bool | None
+    snapshot_progress: dict[str, Any] | None
+    rows_captured: int | None
+    lag_bytes: int | None
+    lag_seconds: float | None
+    last_event_at: datetime | None
+    heartbeat_at: datetime | None
+    error: str | None
+    updated_at: datetime | None
+    pending_requests: list[PendingRequest]
+
+
+class ConnectorRequestOut(BaseModel):
+    id: int
+    connector: str
+    action: str
+    requested_by: str
+    requested_at: datetime
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target_type: str | None
+    target_id: str | None
+    detail: dict[str, Any] | None
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntry]
+    next_after: int | None = Field(description="Pass as `after` for the next (older) page.")
+
+
+class UserOut(_Out):
+    id: int
+    name: str
+    role: str
+    disabled: bool
+    has_password: bool
+    created_at: datetime
+    tokens: int
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: UserName
+    role: Role
+    password: (
+        Annotated[str, StringConstraints(min_length=8, max_length=1024, pattern=SAFE_TEXT)] | None
+    ) = None
+
+
+class UserCreated(BaseModel):
+    user: UserOut
+    token: str = Field(description="The new API token: shown this once, stored only hashed.")
+
+
+class TokenOut(BaseModel):
+    token: str = Field(description="The new API token: shown this once, stored only hashed.")
+
+
+class Me(BaseModel):
+    name: str
+    role: str
+    permissions: list[str]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = {}

@@ -1,0 +1,64 @@
+"""Running the web app with uvicorn: blocking for ``hub serve``, in a thread for ``hub run``."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import uvicorn
+
+from hub.config import HubConfig
+from hub.db.migrate import current_revision, head_revision
+from hub.errors import FatalError
+
+log = logging.getLogger(__name__)
+
+
+def check_schema(config: HubConfig) -> None:
+    """FatalError unless the hub database is migrated to the code's head revision."""
+    current, head = current_revision(config.database.url), head_revision()
+    if current != head:
+        raise FatalError(
+            f"the hub database is at revision {current or 'empty'}, the code needs {head}: "
+            "run `hub db upgrade`"
+        )
+
+
+def make_server(config: HubConfig, listen: str | None = None) -> uvicorn.Server:
+    """A uvicorn server for the app on ``listen`` (default ``config.api.listen``). The access
+    log is the app's own (no query strings: they can hold citizen IDs)."""
+    from hub.api.app import create_app
+
+    host, _, port = (listen or config.api.listen).rpartition(":")
+    return uvicorn.Server(
+        uvicorn.Config(
+            create_app(config),
+            host=host.strip("[]") or "127.0.0.1",
+            port=int(port),
+            access_log=False,
+            log_config=None,
+            lifespan="off",
+            server_header=False,
+        )
+    )
+
+
+def serve(config: HubConfig, listen: str | None = None) -> None:
+    """Serve until SIGINT/SIGTERM."""
+    server = make_server(config, listen)
+    log.info("web UI and API on http://%s:%d/", server.config.host, server.config.port)
+    server.run()
+
+
+def start_in_thread(server: uvicorn.Server, timeout_s: float = 10.0) -> threading.Thread:
+    """Run ``server`` in a daemon thread and wait until it accepts connections; stop it with
+    ``server.should_exit = True`` and join the thread."""
+    thread = threading.Thread(target=server.run, name="web", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise FatalError(f"the web server did not start on {server.config.port}")
+        time.sleep(0.02)
+    return thread

@@ -1,0 +1,507 @@
+"""The steward web UI: server-rendered pages over the same services as the REST API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from importlib.resources import files
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
+from starlette.datastructures import FormData
+
+from hub.api import audit, connectors, mismatches, stats, users
+from hub.api.auth import ROLE_PERMISSIONS, Permission, Principal
+from hub.api.deps import (
+    AppState,
+    csrf_token,
+    get_state,
+    ui_principal,
+    ui_require,
+    verify_csrf,
+)
+from hub.api.errors import ApiError, Conflict, Unprocessable
+from hub.api.mismatches import ACTIVE_STATUSES, MAX_LIMIT, SORTS, TRANSITIONS, MismatchFilter
+from hub.api.rest import csv_response
+from hub.config import RULE_CODES, SEVERITIES
+from hub.db.models import MISMATCH_STATUSES, ROLES
+from hub.web.charts import Series, line_chart, percent
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(files("hub.web") / "templates"))
+templates.env.globals.update(
+    rules=RULE_CODES,
+    severities=SEVERITIES,
+    statuses=MISMATCH_STATUSES,
+    roles=ROLES,
+    sorts=tuple(SORTS),
+    percent=percent,
+)
+
+State = Annotated[AppState, Depends(get_state)]
+Viewer = Annotated[Principal, Depends(ui_require(Permission.READ))]
+Steward = Annotated[Principal, Depends(ui_require(Permission.ACT))]
+Operator = Annotated[Principal, Depends(ui_require(Permission.OPERATE))]
+Admin = Annotated[Principal, Depends(ui_require(Permission.ADMIN))]
+Csrf = Depends(verify_csrf)
+
+
+async def _form(request: Request) -> FormData:
+    """The posted form, parsed on the event loop so handlers can stay plain functions
+    (they run in the thread pool and may block on the database and on argon2)."""
+    return await request.form()
+
+
+Form = Annotated[FormData, Depends(_form)]
+
+
+def render(
+    request: Request, template: str, principal: Principal | None, status: int = 200, **ctx: Any
+) -> HTMLResponse:
+    """A page with the base context: user, their permissions, CSRF token, flashed messages."""
+    ctx.update(
+        user=principal,
+        can={p.value: principal.can(p) for p in Permission} if principal else {},
+        csrf=csrf_token(request),
+        flashes=request.session.pop("flash", []),
+    )
+    return templates.TemplateResponse(request, template, ctx, status_code=status)
+
+
+def flash(request: Request, message: str, kind: str = "ok") -> None:
+    request.session.setdefault("flash", []).append([kind, message])
+    request.session["flash"] = request.session["flash"][-5:]
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def _safe_next(url: str | None) -> str:
+    """Only a path on this site: an open redirect would make the login form a phishing aid."""
+    if not url or not url.startswith("/") or url.startswith("//") or "\\" in url:
+        return "/queue"
+    return url
+
+
+def render_error(request: Request, exc: ApiError) -> HTMLResponse:
+    """The HTML answer to an error on a UI route."""
+    principal = getattr(request.state, "principal", None)
+    return render(
+        request, "error.html", principal, status=exc.status, reason=exc.reason, code=exc.status
+    )
+
+
+# ---------------------------------------------------------------------------------- login
+
+
+@router.get("/login")
+def login_form(request: Request, next: str = "/queue") -> HTMLResponse:
+    return render(request, "login.html", None, next=_safe_next(next))
+
+
+@router.post("/login", dependencies=[Csrf])
+def login(request: Request, state: State, form: Form) -> Response:
+    name, password = str(form.get("name") or ""), str(form.get("password") or "")
+    target = _safe_next(str(form.get("next") or ""))
+    principal = None
+    if name and password and "\x00" not in name + password:
+        principal = users.authenticate_password(state.engine, name, password)
+    if principal is None:
+        return render(
+            request,
+            "login.html",
+            None,
+            status=401,
+            next=target,
+            error="Wrong user name or password, or the account is disabled.",
+            name=name,
+        )
+    request.session.clear()  # a fresh session (and CSRF token) for the signed-in user
+    request.session["uid"] = principal.user_id
+    with state.engine.begin() as conn:
+        audit.record(conn, principal.name, "login", target_type="user", target_id=principal.name)
+    return redirect(target)
+
+
+@router.post("/logout", dependencies=[Csrf])
+def logout(request: Request) -> Response:
+    request.session.clear()
+    return redirect("/login")
+
+
+@router.get("/")
+def home(_: Annotated[Principal, Depends(ui_principal)]) -> Response:
+    return redirect("/queue")
+
+
+# ---------------------------------------------------------------------------------- queue
+
+
+def _int_param(raw: str | None, name: str, lo: int, hi: int) -> int | None:
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        v = int(raw)
+    except ValueError:
+        raise Unprocessable(f"{name} must be a whole number") from None
+    if not lo <= v <= hi:
+        raise Unprocessable(f"{name} must be between {lo} and {hi}")
+    return v
+
+
+def queue_filter(params: dict[str, str]) -> MismatchFilter:
+    """The queue's filter from query/form fields; an empty field means any. ``status``
+    empty means the working queue (open and in review); ``all`` means every status."""
+    status = params.get("status", "")
+    statuses: tuple[str, ...] = (
+        ACTIVE_STATUSES if status == "" else () if status == "all" else (status,)
+    )
+    q = (params.get("q") or "").strip() or None
+    if q is not None and (len(q) > 64 or "\x00" in q):
+        raise Unprocessable("search text: at most 64 characters")
+    province = (params.get("province") or "").strip() or None
+    if province is not None and not (province.isascii() and province.isalnum()):
+        raise Unprocessable("province: letters and digits only")
+    return MismatchFilter(
+        sector=(params["sector"],) if params.get("sector") else (),
+        rule=(params["rule"],) if params.get("rule") else (),
+        severity=(params["severity"],) if params.get("severity") else (),
+        status=statuses,
+        province=province[:16] if province else None,
+        min_age_days=_int_param(params.get("min_age_days"), "min age", 0, 36500),
+        max_age_days=_int_param(params.get("max_age_days"), "max age", 0, 36500),
+        q=q,
+        assignee=(params.get("assignee") or "").strip() or None,
+    )
+
+
+_FILTER_KEYS = (
+    "sector",
+    "rule",
+    "severity",
+    "status",
+    "province",
+    "min_age_days",
+    "max_age_days",
+    "q",
+    "assignee",
+)
+
+
+@router.get("/queue")
+def queue(request: Request, state: State, principal: Viewer) -> HTMLResponse:
+    params = {k: v for k, v in request.query_params.items()}
+    form = {k: params.get(k, "") for k in (*_FILTER_KEYS, "sort", "order", "limit")}
+    sort = params.get("sort") or "id"
+    order = params.get("order") or "desc"
+    error = None
+    page = None
+    counts: dict[str, tuple[int, bool]] = {}
+    try:
+        f = queue_filter(params)
+        limit = _int_param(params.get("limit"), "page size", 1, MAX_LIMIT) or 50
+        with state.engine.connect() as conn:
+            mismatches.check_filter(conn, f, state.sectors)
+            page = mismatches.list_page(
+                conn, f, sort=sort, order=order, limit=limit, after=params.get("after") or None
+            )
+            counts = mismatches.rule_counts(conn, f)
+    except ApiError as exc:
+        error = exc.reason
+        f = MismatchFilter()
+    base = {k: v for k, v in params.items() if k in form and v}
+    return render(
+        request,
+        "queue.html",
+        principal,
+        status=200 if error is None else 422,
+        form=form,
+        page=page,
+        counts=counts,
+        error=error,
+        sectors=sorted(set(state.sectors) | set(f.sector)),
+        query=urlencode(base),
+        rule_link=lambda r: (
+            "/queue?" + urlencode({**base, "rule": r} if r else _drop(base, "rule"))
+        ),
+        next_link=(
+            "/queue?" + urlencode({**base, "after": page.next_cursor})
+            if page and page.next_cursor
+            else None
+        ),
+        first_link="/queue?" + urlencode(base) if params.get("after") else None,
+        actions=list(TRANSITIONS),
+        filter_params=f.params(),
+    )
+
+
+def _drop(d: dict[str, str], key: str) -> dict[str, str]:
+    return {k: v for k, v in d.items() if k != key}
+
+
+@router.get("/queue/export.csv")
+def queue_export(request: Request, state: State, principal: Viewer) -> Response:
+    f = queue_filter(dict(request.query_params))
+    with state.engine.begin() as conn:
+        mismatches.check_filter(conn, f, state.sectors)
+        audit.record(conn, principal.name, "export", target_type="mismatches", detail=f.params())
+    return csv_response(state, f)
+
+
+@router.post("/queue/bulk", dependencies=[Csrf])
+def queue_bulk(request: Request, state: State, principal: Steward, form: Form) -> Response:
+    action = str(form.get("action") or "")
+    back = _safe_next(str(form.get("back") or "/queue"))
+    note = str(form.get("note") or "")
+    try:
+        if form.get("scope") == "filter":
+            f = queue_filter({k: str(form.get("f_" + k) or "") for k in _FILTER_KEYS})
+            ids = None
+        else:
+            f = None
+            ids = [int(v) for v in form.getlist("ids") if str(v).isdigit()]
+            if not ids:
+                raise Unprocessable("select at least one mismatch")
+        with state.engine.begin() as conn:
+            if f is not None:
+                mismatches.check_filter(conn, f, state.sectors)
+            result = mismatches.act_bulk(
+                conn,
+                action,
+                principal.name,
+                ids=ids,
+                where=f,
+                note=note,
+                assignee=str(form.get("assign_to") or "") or None,
+            )
+        state.stats.invalidate()
+        msg = f"{action}: {len(result.changed)} changed"
+        if result.skipped:
+            msg += f", {len(result.skipped)} skipped ({result.skipped[0]['reason']}…)"
+        if result.more:
+            msg += "; more match the filter — run it again"
+        flash(request, msg)
+    except (ApiError, ValueError) as exc:
+        flash(request, getattr(exc, "reason", str(exc)), "error")
+    return redirect(back)
+
+
+# --------------------------------------------------------------------------------- detail
+
+
+@router.get("/mismatches/{mismatch_id}")
+def mismatch_page(
+    request: Request, mismatch_id: int, state: State, principal: Viewer
+) -> HTMLResponse:
+    if not 1 <= mismatch_id < 2**63:
+        raise Unprocessable("bad mismatch id")
+    with state.engine.begin() as conn:
+        d = mismatches.detail(conn, mismatch_id)
+        audit.record_mismatch(conn, principal.name, "view", d["mismatch"])
+    status = d["mismatch"]["status"]
+    allowed = [name for name, t in TRANSITIONS.items() if status in t.from_statuses]
+    stewards = [
+        u.name
+        for u in users.list_users(state.engine)
+        if not u.disabled and Permission.ACT in ROLE_PERMISSIONS[u.role]
+    ]
+    return render(
+        request,
+        "detail.html",
+        principal,
+        d=d,
+        m=d["mismatch"],
+        allowed=allowed,
+        stewards=stewards,
+        back=_safe_next(request.query_params.get("back") or "/queue"),
+    )
+
+
+@router.post("/mismatches/{mismatch_id}/{action}", dependencies=[Csrf])
+def mismatch_action(
+    request: Request, mismatch_id: int, action: str, state: State, principal: Steward, form: Form
+) -> Response:
+    back = _safe_next(str(form.get("back") or "/queue"))
+    here = f"/mismatches/{mismatch_id}?" + urlencode({"back": back})
+    try:
+        if action not in TRANSITIONS:
+            raise Unprocessable(f"unknown action {action!r}")
+        with state.engine.begin() as conn:
+            mismatches.act(
+                conn,
+                mismatch_id,
+                action,
+                principal.name,
+                note=str(form.get("note") or ""),
+                assignee=str(form.get("assignee") or "") or None,
+            )
+        state.stats.invalidate()
+    except (Unprocessable, Conflict) as exc:
+        flash(request, exc.reason, "error")
+        return redirect(here)
+    flash(request, f"mismatch {mismatch_id}: {action} done")
+    return redirect(here if action in ("comment", "assign", "reopen") else back)
+
+
+# ------------------------------------------------------------------------------ dashboard
+
+
+@router.get("/dashboard")
+def dashboard(request: Request, state: State, principal: Viewer, days: int = 30) -> HTMLResponse:
+    days = min(max(days, 1), 3660)
+    now = state.stats.get()
+    with state.engine.connect() as conn:
+        hist = stats.history(conn, [s.sector for s in now], stats.default_since(days), 120)
+    cards = []
+    at = datetime.now(UTC)
+    for s in now:
+        pts = hist.get(s.sector, [])
+        live = stats.Point(at, s.records_seen, s.records_verified, s.open_by_rule)
+        pts = [*pts, live]
+        share = Series(
+            "verified share",
+            [(p.at, p.verified_ratio) for p in pts if p.verified_ratio is not None],
+        )
+        rules = sorted({r for p in pts for r in p.open_by_rule})
+        by_rule = [Series(r, [(p.at, p.open_by_rule.get(r, 0)) for p in pts]) for r in rules]
+        cards.append(
+            {
+                "s": s,
+                "share_chart": line_chart(
+                    [share], title=f"{s.sector}: verified share", y_max=1.0, y_format=percent
+                ),
+                "rule_chart": line_chart(by_rule, title=f"{s.sector}: open mismatches by rule")
+                if by_rule
+                else Markup('<p class="muted">No open mismatches.</p>'),
+            }
+        )
+    return render(request, "dashboard.html", principal, cards=cards, days=days)
+
+
+# ----------------------------------------------------------------------------- connectors
+
+
+@router.get("/connectors")
+def connectors_page(request: Request, state: State, principal: Viewer) -> HTMLResponse:
+    with state.engine.connect() as conn:
+        rows = connectors.status(conn, state.config)
+    return render(
+        request, "connectors.html", principal, connectors=rows, actions=connectors.ACTIONS
+    )
+
+
+@router.post("/connectors/{name}/{action}", dependencies=[Csrf])
+def connector_action(
+    request: Request, name: str, action: str, state: State, principal: Operator
+) -> Response:
+    try:
+        with state.engine.begin() as conn:
+            connectors.request(conn, state.config, name, action, principal.name)
+        flash(request, f"{action} requested for {name}")
+    except ApiError as exc:
+        flash(request, exc.reason, "error")
+    return redirect("/connectors")
+
+
+# ---------------------------------------------------------------------------------- admin
+
+
+def _users_page(
+    request: Request, state: AppState, principal: Principal, new_token: list[str] | None = None
+) -> HTMLResponse:
+    return render(
+        request,
+        "users.html",
+        principal,
+        users=users.list_users(state.engine),
+        new_token=new_token,
+    )
+
+
+@router.get("/admin/users")
+def users_page(request: Request, state: State, principal: Admin) -> HTMLResponse:
+    return _users_page(request, state, principal)
+
+
+@router.post("/admin/users", dependencies=[Csrf])
+def users_create(request: Request, state: State, principal: Admin, form: Form) -> Response:
+    name, role = str(form.get("name") or "").strip(), str(form.get("role") or "")
+    password = str(form.get("password") or "") or None
+    try:
+        _, token = users.create_user(state.engine, name, role, password)
+        with state.engine.begin() as conn:
+            audit.record(
+                conn,
+                principal.name,
+                "user_create",
+                target_type="user",
+                target_id=name,
+                detail={"role": role},
+            )
+    except ApiError as exc:
+        flash(request, exc.reason, "error")
+        return redirect("/admin/users")
+    # The token is shown in this answer only: never stored, never in a cookie or a URL.
+    flash(request, f"user {name} created")
+    return _users_page(request, state, principal, [name, token])
+
+
+@router.post("/admin/users/{name}/{action}", dependencies=[Csrf])
+def users_action(
+    request: Request, name: str, action: str, state: State, principal: Admin
+) -> Response:
+    token = None
+    try:
+        if action in ("disable", "enable"):
+            if action == "disable" and name == principal.name:
+                raise Conflict("you cannot disable yourself")
+            users.set_disabled(state.engine, name, action == "disable")
+        elif action == "token":
+            token = users.new_token_for(state.engine, name)
+        else:
+            raise Unprocessable(f"unknown action {action!r}")
+        audit_action = {"disable": "user_disable", "enable": "user_enable", "token": "token_create"}
+        with state.engine.begin() as conn:
+            audit.record(
+                conn, principal.name, audit_action[action], target_type="user", target_id=name
+            )
+        flash(request, f"{name}: {action} done")
+    except ApiError as exc:
+        flash(request, exc.reason, "error")
+    if token is not None:
+        return _users_page(request, state, principal, [name, token])
+    return redirect("/admin/users")
+
+
+@router.get("/admin/audit")
+def audit_page(request: Request, state: State, principal: Admin) -> HTMLResponse:
+    p = request.query_params
+    after = _int_param(p.get("after"), "after", 1, 2**63 - 1)
+    q = audit.AuditQuery(
+        actor=p.get("actor") or None,
+        action=p.get("action") or None,
+        target_id=p.get("target_id") or None,
+        citizen_id=p.get("citizen_id") or None,
+        limit=100,
+        after=after,
+    )
+    for v in (q.actor, q.action, q.target_id, q.citizen_id):
+        if v and (len(v) > 256 or "\x00" in v):
+            raise Unprocessable("filter values: at most 256 characters")
+    with state.engine.connect() as conn:
+        rows, next_after = audit.query(conn, q)
+    base = {k: v for k, v in p.items() if k != "after" and v}
+    return render(
+        request,
+        "audit.html",
+        principal,
+        rows=rows,
+        form=base,
+        next_link="/admin/audit?" + urlencode({**base, "after": next_after})
+        if next_after
+        else None,
+    )

@@ -1,0 +1,209 @@
+"""Test-only timing of the API and UI at a million mismatches (not collected by pytest).
+
+    .venv/bin/python -m tests.integration.api.bench_million [--rows 1000000] [--url PG_URL]
+
+Starts the embedded PostgreSQL unless ``--url`` names a server (maintenance database URL),
+creates a fresh hub database, fills it with ``seed_million.sql`` (generate_series, shaped
+like reconciler output) and as many sector records, then times each page/query (median of
+several runs, warm cache) and a full CSV export (rows/s, peak memory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import tempfile
+import time
+import tracemalloc
+import warnings
+from pathlib import Path
+
+import psycopg
+
+from hub.config import parse_config
+from hub.db import engine_for, psycopg_conninfo
+from hub.db.migrate import upgrade
+from tests.integration.api.seed import PASSWORD
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+SQL = Path(__file__).with_name("seed_million.sql")
+SECTOR_RECORDS_SQL = """
+INSERT INTO sector_records (sector, record_key, citizen_id_raw, citizen_id, full_name,
+                            date_of_birth, sex, province_code, status, verified)
+SELECT (ARRAY['tax','banking','labour','construction'])[1 + g %% 4], 'K' || lpad(g::text, 9, '0'),
+       lpad(g::text, 12, '0'), lpad(g::text, 12, '0'), 'Nguyễn Văn ' || g,
+       date '1950-01-01' + (g %% 20000)::int, CASE WHEN g %% 2 = 0 THEN 'M' ELSE 'F' END,
+       lpad((g %% 96 + 1)::text, 2, '0'), 'active', g %% 3 <> 0
+FROM generate_series(1::bigint, %(n)s) AS g
+"""
+
+
+def fill(url: str, rows: int) -> None:
+    sql = SQL.read_text().replace("%", "%%").replace(":n", "%(n)s")
+    sql = "\n".join(line for line in sql.splitlines() if not line.startswith("--"))
+    with psycopg.connect(psycopg_conninfo(url), autocommit=True) as conn:
+        started = time.perf_counter()
+        for statement in sql.split(";"):
+            if statement.strip():
+                conn.execute(statement, {"n": rows})
+        conn.execute(SECTOR_RECORDS_SQL, {"n": rows})
+        conn.execute("VACUUM ANALYZE")
+        print(f"filled {rows:,} mismatches + {rows:,} sector records in "
+              f"{time.perf_counter() - started:.0f}s")  # fmt: skip
+
+
+def timed(fn, runs: int = 5) -> float:
+    fn()  # warm
+    samples = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t) * 1000)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--url", help="maintenance database URL of a PostgreSQL server")
+    args = parser.parse_args()
+    stack = None
+    if args.url:
+        server_url = args.url
+    else:
+        from hub.embedded import EmbeddedPostgres
+
+        stack = EmbeddedPostgres(Path(tempfile.mkdtemp()) / "pg", durable=False).start()
+        server_url = stack.url
+    name = "hub_bench_api"
+    with psycopg.connect(psycopg_conninfo(server_url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = server_url.rsplit("/", 1)[0] + "/" + name
+    upgrade(url)
+    fill(url, args.rows)
+    engine = engine_for(url)
+    from hub.api.app import create_app
+    from hub.api.users import create_user
+
+    create_user(engine, "bench", "admin", PASSWORD)
+    _, token = create_user(engine, "bench-api", "admin")
+    config = parse_config(
+        {
+            "database": {"url": url},
+            "kafka": {"bootstrap_servers": "127.0.0.1:1"},
+            "sectors": {
+                s: {
+                    "url": "postgresql://x@y/z",
+                    "table": "t",
+                    "key": "id",
+                    "columns": {"citizen_id": "c"},
+                }
+                for s in ("tax", "banking", "labour", "construction")
+            },
+        },
+        env={},
+    )
+    app = create_app(config)
+    h = {"Authorization": f"Bearer {token}"}
+    results: list[tuple[str, float]] = []
+    with TestClient(app, follow_redirects=False) as c:
+
+        def api(label: str, path: str, **params) -> None:
+            def call():
+                r = c.get(path, headers=h, params=params)
+                assert r.status_code == 200, (path, r.status_code, r.text[:200])
+
+            results.append((label, timed(call)))
+
+        active = {"status": ["open", "in_review"]}
+        api("list: default (all statuses, newest first)", "/api/v1/mismatches")
+        api("list: open + in review", "/api/v1/mismatches", **active)
+        api("list: open, sector + rule", "/api/v1/mismatches", status="open", sector="tax",
+            rule="NAME_MISMATCH")  # fmt: skip
+        api("list: severity=critical", "/api/v1/mismatches", **active, severity="critical")
+        api("list: province", "/api/v1/mismatches", **active, province="07")
+        api("list: age >= 100 days", "/api/v1/mismatches", **active, min_age_days=100)
+        api("list: q= citizen ID prefix", "/api/v1/mismatches", q="0011")
+        api("list: q= record key prefix", "/api/v1/mismatches", q="K00012")
+        api("list: sort=first_seen_at asc", "/api/v1/mismatches", **active,
+            sort="first_seen_at", order="asc")  # fmt: skip
+        api("list: sort=severity desc", "/api/v1/mismatches", **active, sort="severity")
+        api("list: sort=record_key asc", "/api/v1/mismatches", **active, sort="record_key",
+            order="asc")  # fmt: skip
+        api("list: q= exact record key", "/api/v1/mismatches", q="K000500000")
+        api("list: limit=500", "/api/v1/mismatches", **active, limit=500)
+        cursor = c.get("/api/v1/mismatches", headers=h, params={**active, "offset": 5000}).json()
+        api("list: keyset page after offset 5000", "/api/v1/mismatches", **active,
+            after=cursor["next_cursor"])  # fmt: skip
+        api("list: offset=10000", "/api/v1/mismatches", **active, offset=10_000)
+        api("counts per rule: open + in review", "/api/v1/mismatches/counts", **active)
+        api("counts per rule: sector=tax", "/api/v1/mismatches/counts", **active, sector="tax")
+        api("detail (+ audit row)", "/api/v1/mismatches/500000")
+        api("audit log page", "/api/v1/audit")
+        results.append(
+            (
+                "stats (uncached)",
+                timed(
+                    lambda: (app.state.hub.stats.invalidate(), c.get("/api/v1/stats", headers=h))
+                ),
+            )  # fmt: skip
+        )
+        api("stats (cached figures + series)", "/api/v1/stats")
+
+        page = c.get("/login").text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        c.post("/login", data={"name": "bench", "password": PASSWORD, "csrf_token": csrf})
+
+        def ui(label: str, path: str) -> None:
+            def call():
+                r = c.get(path)
+                assert r.status_code == 200, (path, r.status_code)
+
+            results.append((label, timed(call)))
+
+        ui("UI queue (default: open + in review, rule counts)", "/queue")
+        ui("UI queue filtered (tax, NAME_MISMATCH)", "/queue?sector=tax&rule=NAME_MISMATCH")
+        ui("UI detail page", "/mismatches/500000")
+        ui("UI dashboard", "/dashboard")
+
+        tracemalloc.start()
+        started = time.perf_counter()
+        size = rows = 0
+        with c.stream("GET", "/api/v1/mismatches/export", headers=h) as r:
+            for chunk in r.iter_bytes():
+                size += len(chunk)
+                rows += chunk.count(b"\n")
+        elapsed = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        export = (
+            f"CSV export of every row: {rows - 1:,} rows, {size / 1e6:.0f} MB in {elapsed:.1f}s "
+            f"({(rows - 1) / elapsed:,.0f} rows/s), peak Python memory {peak / 1e6:.1f} MB"
+        )
+        started = time.perf_counter()
+        r = c.post(
+            "/api/v1/mismatches/bulk",
+            headers=h,
+            json={"action": "resolve", "filter": {"status": ["open"]}, "note": "bench"},
+        )
+        bulk = f"bulk resolve over a filter, 10,000 rows: {time.perf_counter() - started:.2f}s"
+        assert r.status_code == 200 and len(r.json()["changed"]) == 10_000
+
+    width = max(len(label) for label, _ in results)
+    print(f"\nat {args.rows:,} mismatches (median of 5, warm):")
+    for label, ms in results:
+        print(f"  {label.ljust(width)}  {ms:8.1f} ms")
+    print("  " + export)
+    print("  " + bulk)
+    engine.dispose()
+    if stack is not None:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""The steward UI in a real headless Chromium (Debian's), served by uvicorn on a free port."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hub.api.server import make_server, start_in_thread
+from hub.embedded import free_port
+from tests.integration.api.seed import PASSWORD
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[3] / "artifacts"
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    with playwright_sync.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def site(api) -> Iterator[str]:
+    """The app for this test's database on http://127.0.0.1:<free port>."""
+    port = free_port()
+    server = make_server(api.config, f"127.0.0.1:{port}")
+    thread = start_in_thread(server)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="vi-VN")
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    context.close()
+
+
+def log_in(page, site: str, name: str, target: str = "/queue") -> None:
+    page.goto(site + target)
+    assert "/login" in page.url
+    page.fill('input[name="name"]', name)
+    page.fill('input[name="password"]', PASSWORD)
+    page.click('button:has-text("Sign in")')
+    page.wait_for_url(re.compile(re.escape(target) + r"($|\?)"))
+
+
+def test_steward_filters_opens_resolves_and_the_mismatch_leaves_the_open_queue(page, site, api):
+    log_in(page, site, "steward")
+    assert page.locator("table.queue tbody tr").count() == 6  # open + in review
+
+    page.select_option('select[name="sector"]', "tax")
+    page.select_option('select[name="rule"]', "NAME_MISMATCH")
+    page.click('form.filters button:has-text("Apply")')
+    page.wait_for_url(re.compile(r"rule=NAME_MISMATCH"))
+    rows = page.locator("table.queue tbody tr")
+    assert rows.count() == 1
+    assert "Nguyễn Văn Anh" in rows.first.inner_text()
+    assert page.locator('.chip[data-rule="NAME_MISMATCH"] b').inner_text() == "1"
+
+    page.click(f'a[href^="/mismatches/{api.ids["name"]}"]')
+    page.wait_for_url(re.compile(rf"/mismatches/{api.ids['name']}"))
+    name_row = page.locator('table.compare tr[data-field="full_name"]')
+    assert "differs" in name_row.get_attribute("class")
+    assert "flagged" in name_row.get_attribute("class")
+    assert name_row.locator("td").nth(0).inner_text() == "Nguyễn Văn Anh"
+    assert name_row.locator("td").nth(1).inner_text() == "Nguyễn Văn An"
+    assert "reconciler" in page.locator("ol.history").inner_text()
+
+    page.fill('form[action$="/resolve"] input[name="note"]', "đã sửa tên tại nguồn")
+    page.click('form[action$="/resolve"] button')
+    page.wait_for_url(re.compile(r"/queue\?"))
+    assert "resolve done" in page.locator(".flash").inner_text()
+    assert page.locator("table.queue tbody tr").inner_text().startswith("No mismatch")
+    page.goto(site + "/queue")
+    assert page.locator("table.queue tbody tr").count() == 5
+    assert "Nguyễn Văn Anh" not in page.locator("table.queue").inner_text()
+
+    page.goto(site + f"/mismatches/{api.ids['name']}")
+    assert page.locator("#status").inner_text() == "resolved"
+    assert "đã sửa tên tại nguồn" in page.locator("ol.history").inner_text()
+
+
+def test_audit_log_page_shows_the_detail_view_and_the_resolution_by_name(browser, site, api):
+    steward = browser.new_context()
+    p = steward.new_page()
+    log_in(p, site, "steward", f"/mismatches/{api.ids['dob']}")
+    p.fill('form[action$="/resolve"] input[name="note"]', "ngày sinh đã sửa")
+    p.click('form[action$="/resolve"] button')
+    p.wait_for_url(re.compile(r"/queue"))
+    steward.close()
+
+    admin = browser.new_context()
+    p = admin.new_page()
+    log_in(p, site, "admin", "/admin/audit")
+    p.fill('input[name="target_id"]', str(api.ids["dob"]))
+    p.click('form.filters button:has-text("Apply")')
+    p.wait_for_url(re.compile(r"target_id="))
+    rows = p.locator("table.audit tbody tr")
+    texts = [rows.nth(i).inner_text() for i in range(rows.count())]
+    assert [t.split("\t")[1:3] for t in texts] == [["steward", "resolve"], ["steward", "view"]]
+    assert "MST0002" in texts[0] and "ngày sinh đã sửa" in texts[0]
+    admin.close()
+
+
+def test_steward_cannot_reach_the_user_admin_page(page, site):
+    log_in(page, site, "steward")
+    assert page.locator('nav a[href="/admin/users"]').count() == 0
+    response = page.goto(site + "/admin/users")
+    assert response.status == 403
+    assert "Not allowed" in page.locator("h1").inner_text()
+    assert page.goto(site + "/admin/audit").status == 403
+
+
+def test_bulk_dismiss_of_selected_rows_with_a_reason(page, site, api):
+    log_in(page, site, "steward", "/queue?sector=banking")
+    page.check(f'input[name="ids"][value="{api.ids["arabic"]}"]')
+    page.check(f'input[name="ids"][value="{api.ids["unknown_id"]}"]')
+    page.select_option('fieldset.bulk select[name="action"]', "dismiss")
+    page.fill('fieldset.bulk input[name="note"]', "hồ sơ thử nghiệm")
+    page.on("dialog", lambda d: d.accept())
+    page.click('fieldset.bulk button:has-text("Apply")')
+    page.wait_for_load_state()
+    assert "dismiss: 2 changed" in page.locator(".flash").inner_text()
+    assert page.locator("table.queue tbody tr").inner_text().startswith("No mismatch")
+
+
+def test_arabic_values_render_right_to_left_and_vietnamese_intact(page, site, api):
+    log_in(page, site, "viewer", f"/mismatches/{api.ids['arabic']}")
+    cells = page.locator('table.compare tr[data-field="full_name"] td')
+    direction = cells.nth(0).evaluate("el => getComputedStyle(el).direction")
+    assert direction == "rtl"
+    assert cells.nth(0).inner_text() == "أحمد علي"
+    assert cells.nth(1).inner_text() == "محمد عبد الله"
+    page.goto(site + f"/mismatches/{api.ids['dob']}")
+    cell = page.locator('table.compare tr[data-field="full_name"] td').nth(0)
+    assert cell.evaluate("el => getComputedStyle(el).direction") == "ltr"
+    assert cell.inner_text() == "Trần Thị Bích Ngọc"
+    assert page.locator('form[action$="/resolve"]').count() == 0  # a viewer only reads
+
+
+def test_admin_creates_a_user_and_sees_the_token_once(page, site):
+    log_in(page, site, "admin", "/admin/users")
+    page.fill('form.create-user input[name="name"]', "thu.le")
+    page.select_option('form.create-user select[name="role"]', "steward")
+    page.click('form.create-user button:has-text("Create")')
+    page.wait_for_load_state()
+    token = page.locator("#new-token").inner_text()
+    assert len(token) == 43
+    page.goto(site + "/admin/users")
+    assert page.locator("#new-token").count() == 0
+    assert "thu.le" in page.locator("table.users").inner_text()
+
+
+def test_dashboard_draws_charts_per_sector_and_is_saved_as_an_artifact(page, site):
+    log_in(page, site, "viewer", "/dashboard")
+    cards = page.locator("section.card")
+    assert cards.count() == 3
+    tax = page.locator('section.card[data-sector="tax"]')
+    assert "20%" in tax.locator(".figures").inner_text()
+    assert tax.locator("svg.chart").count() == 2
+    assert tax.locator("svg.chart polyline").count() >= 3  # share + one line per rule
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
