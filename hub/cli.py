@@ -119,50 +119,6 @@ def demo(data_dir: Path, citizens: int, seed: int, once: bool) -> None:
 
 
 @cli.group()
-def connector() -> None:
-    """Capture connectors (logical decoding, polling, snapshot)."""
-
-
-for _name, _what in [
-    ("run", "Running connectors"),
-    ("check", "Checking a connector's source"),
-    ("status", "Connector status"),
-    ("pause", "Pausing a connector"),
-    ("resume", "Resuming a connector"),
-    ("restart", "Restarting a connector"),
-    ("resnapshot", "Re-snapshotting a connector"),
-    ("drop", "Dropping a connector's slot and publication"),
-]:
-    _planned(connector, _name, 3, _what)
-
-
-@cli.group()
-def mismatches() -> None:
-    """The mismatch queue."""
-
-
-_planned(mismatches, "list", 5, "Listing mismatches")
-_planned(mismatches, "export", 5, "Exporting mismatches")
-
-
-@cli.group()
-def users() -> None:
-    """Users and API tokens."""
-
-
-_planned(users, "create", 5, "Creating users")
-
-
-@cli.group()
-def dlq() -> None:
-    """The dead-letter topic."""
-
-
-_planned(dlq, "list", 3, "Listing dead letters")
-_planned(dlq, "replay", 3, "Replaying dead letters")
-
-
-@cli.group()
 def schemas() -> None:
     """Avro schemas."""
 
@@ -180,10 +136,32 @@ def schemas_check() -> None:
     click.echo("Avro schemas are backward compatible with every released version")
 
 
-_planned(cli, "reconcile", 4, "The reconciler")
-_planned(cli, "serve", 5, "The web server (API and steward UI)")
-_planned(cli, "run", 6, "The all-in-one process")
+@cli.command("run")
+@pass_ctx
+def run_all(ctx: Ctx) -> None:
+    """Connectors, reconciler and web server in one process (small installs).
+
+    SIGTERM or Ctrl-C: each part finishes the batch in hand, commits, and the process exits.
+    """
+    from hub.allinone import run
+
+    sys.exit(run(ctx.config))
+
+
 _planned(cli, "bench", 7, "The benchmark")
+
+
+def _mount() -> None:
+    """Subcommands that live with the package whose job they are (SPEC §2)."""
+    from connectors.cli import connector, dlq
+    from hub.api.cli import mismatches, serve, users
+    from reconciliation.cli import corrections, reconcile
+
+    for command in (connector, dlq, reconcile, corrections, serve, users, mismatches):
+        cli.add_command(command)
+
+
+_mount()
 
 
 def main() -> None:

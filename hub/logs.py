@@ -50,3 +50,5 @@ def setup_logging(level: str = "INFO", json_format: bool = False) -> None:
     root.setLevel(level)
     for noisy in ("kafka", "alembic.runtime.migration"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # kafka-python's event-loop timing notices ("Task ... ran for 0.1s") are not actionable.
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)

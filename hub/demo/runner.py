@@ -18,7 +18,8 @@ from hub.config import HubConfig, parse_config
 from hub.db import psycopg_conninfo
 from hub.demo.generator import generate
 from hub.demo.population import SOURCE_TABLES, demo_config
-from hub.embedded import EmbeddedStack, install_signal_handlers
+from hub.embedded import EmbeddedStack, free_port, install_signal_handlers
+from hub.errors import FatalError
 from hub.kafka import Topics, ensure_topics
 from hub.logs import setup_logging
 
@@ -61,19 +62,35 @@ class DemoEnvironment:
         return self.database_url(name)
 
 
+def _listen(preferred: int) -> str:
+    """``127.0.0.1:preferred`` if that port is free, else any free port."""
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+            return f"127.0.0.1:{preferred}"
+        except OSError:
+            pass
+    return f"127.0.0.1:{free_port()}"
+
+
 def demo_hub_config(env: DemoEnvironment, source_urls: dict[str, str]) -> dict:
     """The hub.yaml the demo runs with (written to the data directory for inspection)."""
     return {
         "kafka": {"bootstrap_servers": env.bootstrap, "topic_prefix": "demo", "partitions": 12},
         "database": {"url": env.database_url(HUB_DB)},
         "id_scheme": "vn",
-        "api": {"listen": "127.0.0.1:8080"},
-        "metrics": {"listen": "127.0.0.1:9464"},
+        "api": {"listen": _listen(8080)},
+        "metrics": {"listen": _listen(9464)},
+        "logging": {"level": "WARNING"},
         **demo_config(source_urls),
     }
 
 
-def prepare(env: DemoEnvironment, *, citizens: int, seed: int) -> tuple[HubConfig, dict]:
+def prepare(
+    env: DemoEnvironment, *, citizens: int, seed: int
+) -> tuple[HubConfig, dict, dict[str, str]]:
     """Generate the population once per (citizens, seed); reset the hub's state for this broker.
 
     The embedded broker keeps topics in memory, so a second run starts the hub's own store
@@ -102,7 +119,124 @@ def prepare(env: DemoEnvironment, *, citizens: int, seed: int) -> tuple[HubConfi
     config = parse_config(raw, env={})
     ensure_topics(config.kafka, Topics(config.kafka.topic_prefix).all_for(config))
     manifest = json.loads(manifest_path.read_text())
-    return config, manifest
+    return config, manifest, source_urls
+
+
+def read_figures(config: HubConfig) -> tuple[Counter, dict[str, tuple[int, int]], set]:
+    """Open mismatches by (sector, rule), (records, verified) per sector, open (sector, key, rule)."""
+    with psycopg.connect(psycopg_conninfo(config.database.url)) as conn:
+        open_rows = conn.execute(
+            "SELECT sector, record_key, rule FROM mismatches WHERE status IN ('open', 'in_review')"
+        ).fetchall()
+        verified = {
+            sector: (seen, ok)
+            for sector, seen, ok in conn.execute(
+                "SELECT sector, count(*), count(*) FILTER (WHERE verified) FROM sector_records"
+                " GROUP BY sector ORDER BY sector"
+            )
+        }
+    return Counter((s, r) for s, _, r in open_rows), verified, set(open_rows)
+
+
+def print_figures(config: HubConfig, manifest: dict) -> None:
+    """The table ``hub demo --once`` ends with, plus precision and recall against the manifest."""
+    counts, verified, found = read_figures(config)
+    sectors = sorted(config.sectors)
+    rules = sorted({r for _, r in counts} | {m["rule"] for m in manifest["mismatches"]})
+    width = max(len(r) for r in rules) + 2
+    click.echo("open mismatches by sector and rule:")
+    click.echo("  " + "rule".ljust(width) + "".join(s.rjust(14) for s in sectors))
+    for rule in rules:
+        cells = "".join(str(counts.get((s, rule), 0)).rjust(14) for s in sectors)
+        click.echo("  " + rule.ljust(width) + cells)
+    click.echo("  " + "total".ljust(width) + "".join(
+        str(sum(n for (s, _), n in counts.items() if s == sector)).rjust(14) for sector in sectors
+    ))  # fmt: skip
+    click.echo("verified share:")
+    for sector in sectors:
+        seen, ok = verified.get(sector, (0, 0))
+        share = ok / seen if seen else 0.0
+        click.echo(f"  {sector.ljust(width)}{share:>13.1%}  ({ok:,} of {seen:,} records)")
+    truth = {(m["sector"], m["record_key"], m["rule"]) for m in manifest["mismatches"]}
+    hits = len(found & truth)
+    precision = hits / len(found) if found else 1.0
+    recall = hits / len(truth) if truth else 1.0
+    click.echo(f"against the manifest: precision {precision:.4f}, recall {recall:.4f}")
+
+
+def run_once(config: HubConfig, manifest: dict) -> None:
+    """Capture every source to its end, reconcile until idle, print the figures."""
+    from connectors.runner import run_connectors
+    from reconciliation.engine import Reconciler
+
+    started = time.monotonic()
+    click.echo("capturing the registry and the four sectors …")
+    if run_connectors(config, list(config.sources()), once=True) != 0:
+        raise FatalError("a connector failed: see `hub connector status`")
+    click.echo(f"captured in {time.monotonic() - started:.1f}s; reconciling …")
+    Reconciler(config, assign_all=True).run(until_idle_s=2.0)
+    click.echo(f"steady state after {time.monotonic() - started:.1f}s")
+    print_figures(config, manifest)
+
+
+def _snapshot_progress(config: HubConfig) -> dict[str, tuple[bool, int]]:
+    with psycopg.connect(psycopg_conninfo(config.database.url)) as conn:
+        return {
+            name: (done, rows)
+            for name, done, rows in conn.execute(
+                "SELECT name, snapshot_done, rows_captured FROM connector_state"
+            )
+        }
+
+
+def run_live(config: HubConfig, manifest: dict, source_urls: dict[str, str]) -> None:
+    """Everything in this process, live changes included, until Ctrl-C or SIGTERM."""
+    from hub.allinone import AllInOne
+    from hub.api.users import create_user
+    from hub.db import engine_for
+    from hub.demo.live import LiveChanges
+
+    engine = engine_for(config.database.url)
+    logins = {"admin": ("admin", "admin-demo-password"), "steward": ("steward", "steward-demo-pw")}
+    for role, (name, password) in logins.items():
+        create_user(engine, name, role, password)
+    app = AllInOne(config).start()
+    live = LiveChanges(source_urls, manifest)
+    try:
+        expected = set(config.sources())
+        shown: dict[str, int] = {}
+        while not app.stopping.is_set():
+            progress = _snapshot_progress(config)
+            for name, (done, rows) in sorted(progress.items()):
+                if shown.get(name) != rows:
+                    bar = "#" * min(30, rows * 30 // max(1, manifest_rows(manifest, name)))
+                    click.echo(
+                        f"  snapshot {name:<13} [{bar:<30}] {rows:,} rows{' done' if done else ''}"
+                    )
+                    shown[name] = rows
+            if expected <= {n for n, (done, _) in progress.items() if done}:
+                break
+            time.sleep(1.0)
+        threading.Thread(target=live.run, name="live-changes", daemon=True).start()
+        click.echo("")
+        click.echo(f"steward UI     http://{config.api.listen}/")
+        for role, (name, password) in logins.items():
+            click.echo(f"  {role:<8} login {name} / {password}")
+        click.echo(f"metrics        http://{config.metrics.listen}{config.metrics.path}")
+        click.echo(
+            "live changes running (filings, transactions, deaths, names fixed); Ctrl-C stops"
+        )
+        while not app.stopping.wait(0.5):
+            pass
+    finally:
+        live.stop()
+        app.stop()
+
+
+def manifest_rows(manifest: dict, source: str) -> int:
+    if source == "registry":
+        return int(manifest.get("citizens", 1))
+    return int(manifest.get("records", {}).get(source, 1))
 
 
 def print_manifest_table(manifest: dict) -> None:
@@ -126,22 +260,17 @@ def run_demo(*, data_dir: Path, citizens: int, seed: int, once: bool) -> None:
     install_signal_handlers()
     env = DemoEnvironment(data_dir).start()
     try:
-        config, manifest = prepare(env, citizens=citizens, seed=seed)
+        config, manifest, source_urls = prepare(env, citizens=citizens, seed=seed)
         click.echo(f"hub database   {config.database.url}")
         click.echo(
             f"kafka          {config.kafka.bootstrap_servers} (topics {config.kafka.topic_prefix}.*)"
         )
         click.echo(f"config         {data_dir / 'hub.yaml'}")
         click.echo(f"manifest       {data_dir / 'manifest.json'}")
-        print_manifest_table(manifest)
-        click.echo(
-            "note: connectors (issue #3), reconciler (#4) and web UI (#5) are not wired into "
-            "the demo yet"
-        )
         if once:
-            return
-        click.echo("servers running; Ctrl-C stops them")
-        threading.Event().wait()
+            run_once(config, manifest)
+        else:
+            run_live(config, manifest, source_urls)
     except KeyboardInterrupt:
         click.echo("stopping …")
     finally:
