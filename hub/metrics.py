@@ -67,6 +67,15 @@ RECORDS_VERIFIED = Gauge(
 DEAD_LETTERS = Counter(
     "hub_dead_letters", "Records sent to the dead-letter topic.", ["stage", "reason"]
 )
+DEAD_LETTER_REASONS = {
+    "connector": ("unmappable_value", "undecodable_value", "schema_mismatch", "truncate"),
+    "reconciler": ("undecodable", "bad_shape"),
+}
+"""The bounded ``reason`` label values, per stage. Every series starts at 0, so the first
+dead letter is an increase that rate()/increase() and the alert rules can see."""
+for _stage, _reasons in DEAD_LETTER_REASONS.items():
+    for _reason in _reasons:
+        DEAD_LETTERS.labels(_stage, _reason)
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -164,15 +164,42 @@ def print_figures(config: HubConfig, manifest: dict) -> None:
     click.echo(f"against the manifest: precision {precision:.4f}, recall {recall:.4f}")
 
 
+def capture_with_progress(config: HubConfig, manifest: dict) -> None:
+    """Capture every source to its end (snapshots first), drawing a progress bar per source."""
+    from connectors.runner import run_connectors
+
+    result: dict[str, int] = {}
+    worker = threading.Thread(
+        target=lambda: result.update(
+            code=run_connectors(config, list(config.sources()), once=True)
+        ),
+        name="initial-capture",
+        daemon=True,
+    )
+    worker.start()
+    shown: dict[str, tuple[bool, int]] = {}
+    while True:
+        worker.join(1.0)
+        for name, (done, rows) in sorted(_snapshot_progress(config).items()):
+            if shown.get(name) != (done, rows):
+                total = max(1, manifest_rows(manifest, name))
+                bar = "#" * min(30, rows * 30 // total)
+                tail = " done" if done else ""
+                click.echo(f"  {name:<13} [{bar:<30}] {rows:>9,} / {total:,} rows{tail}")
+                shown[name] = (done, rows)
+        if not worker.is_alive():
+            break
+    if result.get("code", 1) != 0:
+        raise FatalError("a connector failed: see `hub connector status`")
+
+
 def run_once(config: HubConfig, manifest: dict) -> None:
     """Capture every source to its end, reconcile until idle, print the figures."""
-    from connectors.runner import run_connectors
     from reconciliation.engine import Reconciler
 
     started = time.monotonic()
     click.echo("capturing the registry and the four sectors …")
-    if run_connectors(config, list(config.sources()), once=True) != 0:
-        raise FatalError("a connector failed: see `hub connector status`")
+    capture_with_progress(config, manifest)
     click.echo(f"captured in {time.monotonic() - started:.1f}s; reconciling …")
     Reconciler(config, assign_all=True).run(until_idle_s=2.0)
     click.echo(f"steady state after {time.monotonic() - started:.1f}s")
@@ -189,42 +216,35 @@ def _snapshot_progress(config: HubConfig) -> dict[str, tuple[bool, int]]:
         }
 
 
+DEMO_LOGINS = {"admin": ("admin", "admin-demo-password"), "steward": ("steward", "steward-demo-pw")}
+
+
 def run_live(config: HubConfig, manifest: dict, source_urls: dict[str, str]) -> None:
-    """Everything in this process, live changes included, until Ctrl-C or SIGTERM."""
+    """Capture and reconcile the initial state, then stream live changes until Ctrl-C/SIGTERM.
+
+    The registry is in place before streaming starts, so no sector record is judged
+    against a half-loaded registry.
+    """
     from hub.allinone import AllInOne
     from hub.api.users import create_user
     from hub.db import engine_for
     from hub.demo.live import LiveChanges
 
     engine = engine_for(config.database.url)
-    logins = {"admin": ("admin", "admin-demo-password"), "steward": ("steward", "steward-demo-pw")}
-    for role, (name, password) in logins.items():
+    for role, (name, password) in DEMO_LOGINS.items():
         create_user(engine, name, role, password)
+    run_once(config, manifest)
     app = AllInOne(config).start()
     live = LiveChanges(source_urls, manifest)
+    threading.Thread(target=live.run, name="live-changes", daemon=True).start()
     try:
-        expected = set(config.sources())
-        shown: dict[str, int] = {}
-        while not app.stopping.is_set():
-            progress = _snapshot_progress(config)
-            for name, (done, rows) in sorted(progress.items()):
-                if shown.get(name) != rows:
-                    bar = "#" * min(30, rows * 30 // max(1, manifest_rows(manifest, name)))
-                    click.echo(
-                        f"  snapshot {name:<13} [{bar:<30}] {rows:,} rows{' done' if done else ''}"
-                    )
-                    shown[name] = rows
-            if expected <= {n for n, (done, _) in progress.items() if done}:
-                break
-            time.sleep(1.0)
-        threading.Thread(target=live.run, name="live-changes", daemon=True).start()
         click.echo("")
         click.echo(f"steward UI     http://{config.api.listen}/")
-        for role, (name, password) in logins.items():
+        for role, (name, password) in DEMO_LOGINS.items():
             click.echo(f"  {role:<8} login {name} / {password}")
         click.echo(f"metrics        http://{config.metrics.listen}{config.metrics.path}")
         click.echo(
-            "live changes running (filings, transactions, deaths, names fixed); Ctrl-C stops"
+            "live changes: filings, transactions, deaths, names fixed at source; Ctrl-C stops"
         )
         while not app.stopping.wait(0.5):
             pass
