@@ -33,7 +33,7 @@ from hub.api.auth import ASSIGNABLE_ROLES
 from hub.api.errors import BadRequest, Conflict, NotFound, Unprocessable
 from hub.api.models import SEVERITY_RANK_SQL
 from hub.api.users import active_user_role
-from hub.config import RULE_CODES, SEVERITIES
+from hub.config import CANONICAL_FIELDS, RULE_CODES, SEVERITIES
 from hub.db.models import (
     MISMATCH_STATUSES,
     Mismatch,
@@ -325,18 +325,7 @@ def rule_counts(conn: Connection, f: MismatchFilter) -> dict[str, tuple[int, boo
 
 # Canonical fields shown side by side; a sector record lacks date_of_death, the registry
 # lacks status and last_activity_date.
-RECORD_FIELDS = (
-    "citizen_id",
-    "legacy_id",
-    "full_name",
-    "date_of_birth",
-    "sex",
-    "province_code",
-    "address",
-    "date_of_death",
-    "status",
-    "last_activity_date",
-)
+RECORD_FIELDS = CANONICAL_FIELDS
 _SECTOR_ONLY = {"status", "last_activity_date"}
 _REGISTRY_ONLY = {"date_of_death"}
 

@@ -24,6 +24,7 @@ import psycopg
 from hub.demo.population import SECTORS, SOURCE_TABLES, SourceTable, libpq_url
 from hub.errors import FatalError, RetriableError
 from reconciliation.idschemes.vn import PROVINCE_CODES, VietnamPersonalId, make_id
+from reconciliation.rules import RULE_FIELDS
 
 AS_OF = date(2025, 6, 30)
 """The demo's "today": activity dates never pass it, so the data does not depend on the clock."""
@@ -64,19 +65,6 @@ BENIGN_RATE = 0.01
 """Share of (non-bank) sector names written in a spelling that folds equal (NFD, old tone
 placement, upper case, double spaces), and of IDs typed with separators: not mismatches."""
 
-RULE_FIELDS: dict[str, str] = {
-    "ID_MISSING": "citizen_id",
-    "ID_INVALID": "citizen_id",
-    "ID_LEGACY": "citizen_id",
-    "ID_NOT_IN_REGISTRY": "citizen_id",
-    "ID_ATTRIBUTES_INCONSISTENT": "citizen_id",
-    "NAME_MISMATCH": "full_name",
-    "DOB_MISMATCH": "date_of_birth",
-    "SEX_MISMATCH": "sex",
-    "DECEASED_ACTIVE": "status",
-    "DUPLICATE_ID": "citizen_id",
-    "PROVINCE_MISMATCH": "province_code",
-}
 
 # Activity windows of living citizens' sector records: last filing, transaction,
 # social-insurance payment, permit issue.
