@@ -28,6 +28,7 @@ from connectors.state import (
 )
 from hub.config import HubConfig, load_config
 from hub.errors import FatalError, HubError, RetriableError
+from hub.logs import error_summary
 from hub.metrics import CONNECTOR_LAG, CONNECTOR_SLOT_LAG, CONNECTOR_UP
 from reconciliation.idschemes import get_scheme
 
@@ -98,7 +99,7 @@ class ConnectorRunner:
                 log.exception("%s: stopped by an unexpected error", self.name)
             CONNECTOR_UP.labels(self.name).set(0)
             self._close()
-            self._set_state_quietly(state="failed", error=str(exc)[:2000])
+            self._set_state_quietly(state="failed", error=error_summary(exc))
             return 1
         self._close()
         CONNECTOR_UP.labels(self.name).set(0)
@@ -127,7 +128,7 @@ class ConnectorRunner:
     def _on_retry(self, exc: BaseException, wait_s: float) -> None:
         CONNECTOR_UP.labels(self.name).set(0)
         log.warning("%s: %s; retrying in %.1fs", self.name, exc, wait_s)
-        self._set_state_quietly(state="retrying", error=str(exc)[:2000])
+        self._set_state_quietly(state="retrying", error=error_summary(exc))
 
     def _open(self) -> None:
         self._close()

@@ -164,6 +164,22 @@ def _mount() -> None:
 _mount()
 
 
+def _is_unreachable(exc: BaseException) -> bool:
+    import psycopg
+    import sqlalchemy.exc
+    from kafka.errors import KafkaConnectionError, KafkaTimeoutError
+
+    unreachable = (
+        sqlalchemy.exc.OperationalError,
+        sqlalchemy.exc.InterfaceError,
+        psycopg.OperationalError,
+        KafkaConnectionError,
+        KafkaTimeoutError,
+        ConnectionError,
+    )
+    return isinstance(exc, unreachable)
+
+
 def main() -> None:
     """Console entry point: hub errors become one clear message, never a traceback."""
     try:
@@ -184,6 +200,14 @@ def main() -> None:
         sys.exit(1)
     except HubError as exc:
         click.echo(f"hub: {exc}", err=True)
+        sys.exit(1)
+    except Exception as exc:
+        # A database or broker that cannot be reached is an operator's problem, not a bug.
+        if not _is_unreachable(exc):
+            raise
+        from hub.logs import error_summary
+
+        click.echo(f"hub: a server cannot be reached: {error_summary(exc)}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

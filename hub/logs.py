@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
+
+_ID_LIKE = re.compile(r"(?<!\d)\d{9,14}(?!\d)")
 
 
 def mask_id(value: str | None) -> str:
@@ -15,6 +18,24 @@ def mask_id(value: str | None) -> str:
     if len(value) <= 6:
         return "*" * len(value)
     return value[:4] + "*" * (len(value) - 6) + value[-2:]
+
+
+def mask_ids(text: str) -> str:
+    """Mask every run of 9–14 digits (a legacy or current citizen ID) in free text."""
+    return _ID_LIKE.sub(lambda m: mask_id(m.group()), text)
+
+
+def error_summary(exc: BaseException) -> str:
+    """``Type: first line`` of an exception, IDs masked: safe to log, store and show."""
+    first = (str(exc).strip().splitlines() or [""])[0][:500]
+    return mask_ids(f"{type(exc).__name__}: {first}" if first else type(exc).__name__)
+
+
+class MaskingFormatter(logging.Formatter):
+    """Plain-text lines with ID-like digit runs masked (a safety net under careful call sites)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_ids(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -35,7 +56,7 @@ class JsonFormatter(logging.Formatter):
                 out[k] = v
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False, default=str)
+        return mask_ids(json.dumps(out, ensure_ascii=False, default=str))
 
 
 def setup_logging(level: str = "INFO", json_format: bool = False) -> None:
@@ -44,7 +65,7 @@ def setup_logging(level: str = "INFO", json_format: bool = False) -> None:
     if json_format:
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(MaskingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -57,7 +57,10 @@ def reconcile(
         cfg = config.metrics
         if metrics_listen:
             cfg = cfg.model_copy(update={"listen": metrics_listen})
-        serve_metrics(cfg)
+        try:
+            serve_metrics(cfg)
+        except OSError as exc:
+            raise click.ClickException(f"metrics cannot be served on {cfg.listen}: {exc}") from None
     reconciler = Reconciler(config, group_id=group_id, assign_all=assign_all)
 
     def stop(signum: int, _frame: object) -> None:

@@ -44,6 +44,7 @@ import psycopg
 from kafka import TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from rapidfuzz import fuzz, process
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
@@ -464,7 +465,13 @@ class Reconciler:
                 raise _Fenced()
         for tp, recs in records.items():
             self._positions[tp] = recs[-1].offset + 1
-        self._publish(list(zip(ids, outbox, strict=True)))
+        if self._outbox_retry:
+            # Earlier messages are still waiting: send everything in outbox order, so no
+            # consumer sees a newer transition before an older one.
+            self._outbox_retry = False
+            self._drain_outbox()
+        else:
+            self._publish(list(zip(ids, outbox, strict=True)))
         if self.commit_to_kafka:
             self._commit_to_kafka(records)
         result.applied = batch.applied
@@ -681,11 +688,17 @@ class Reconciler:
         """Produce committed outbox messages, wait for the acknowledgements, forget them."""
         if not messages:
             return
-        futures = [
-            (i, self.producer.send(topic, key=key, value=value))
-            for i, (topic, key, value) in messages
-        ]
-        self.producer.flush()
+        try:
+            futures = [
+                (i, self.producer.send(topic, key=key, value=value))
+                for i, (topic, key, value) in messages
+            ]
+            self.producer.flush()
+        except KafkaError as exc:
+            # Committed state is safe; the messages stay in the outbox for the next drain.
+            self._outbox_retry = True
+            log.warning("outbox not produced (%s); kept for a retry", type(exc).__name__)
+            return
         done = [i for i, f in futures if f.succeeded()]
         if len(done) < len(futures):
             self._outbox_retry = True
@@ -703,6 +716,8 @@ class Reconciler:
                 return
             log.info("producing %d messages left in the outbox", len(rows))
             self._publish([(i, (t, k, v)) for i, t, k, v in rows])
+            if self._outbox_retry:
+                return  # the broker is still failing: keep the order, retry later
             after = rows[-1][0]
 
     # -- figures --------------------------------------------------------------------------

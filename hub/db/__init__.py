@@ -27,5 +27,5 @@ def engine_for(url: str, pool_size: int = 10) -> Engine:
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
-        future=True,
+        hide_parameters=True,  # error text never carries row values (citizen IDs, names)
     )

@@ -14,7 +14,7 @@ import click
 import psycopg
 import yaml
 
-from hub.config import HubConfig, parse_config
+from hub.config import HubConfig, parse_config, redact_url
 from hub.db import psycopg_conninfo
 from hub.demo.generator import generate
 from hub.demo.population import SOURCE_TABLES, demo_config
@@ -25,7 +25,7 @@ from hub.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
-HUB_DB = "hub"
+HUB_DB = "demo_hub"  # demo-only: the demo recreates it on every run
 
 
 class DemoEnvironment:
@@ -281,7 +281,7 @@ def run_demo(*, data_dir: Path, citizens: int, seed: int, once: bool) -> None:
     env = DemoEnvironment(data_dir).start()
     try:
         config, manifest, source_urls = prepare(env, citizens=citizens, seed=seed)
-        click.echo(f"hub database   {config.database.url}")
+        click.echo(f"hub database   {redact_url(config.database.url)}")
         click.echo(
             f"kafka          {config.kafka.bootstrap_servers} (topics {config.kafka.topic_prefix}.*)"
         )

@@ -248,3 +248,32 @@ def test_schemas_check_passes_on_the_shipped_schemas():
     res = run_hub("schemas", "check")
     assert res.returncode == 0, res.stderr
     assert "backward compatible" in res.stdout
+
+
+def test_log_lines_mask_citizen_ids(capsys):
+    import logging
+
+    from hub.logs import error_summary, mask_id, setup_logging
+
+    setup_logging("INFO")
+    logging.getLogger("t").warning("row 001234567889 and legacy 123456789 failed")
+    err = capsys.readouterr().err
+    assert "001234567889" not in err and "123456789 " not in err
+    assert mask_id("001234567889") in err
+    setup_logging("INFO", json_format=True)
+    logging.getLogger("t").warning("id %s", "079188001234")
+    assert "079188001234" not in capsys.readouterr().err
+    assert error_summary(ValueError("Key (so_cccd)=(079188001234) exists\nDETAIL")) == (
+        "ValueError: Key (so_cccd)=(0791******34) exists"
+    )
+
+
+@pytest.mark.parametrize("args", [("db", "upgrade"), ("connector", "status"), ("mismatches", "list")])
+def test_unreachable_database_is_one_clear_line_not_a_traceback(tmp_path, args):
+    path = tmp_path / "hub.yaml"
+    path.write_text('database:\n  url: "postgresql://u:secret@127.0.0.1:1/x"\n')
+    res = run_hub("--config", str(path), *args)
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    assert "a server cannot be reached" in res.stderr
+    assert "secret" not in res.stderr
