@@ -268,7 +268,9 @@ def test_log_lines_mask_citizen_ids(capsys):
     )
 
 
-@pytest.mark.parametrize("args", [("db", "upgrade"), ("connector", "status"), ("mismatches", "list")])
+@pytest.mark.parametrize(
+    "args", [("db", "upgrade"), ("connector", "status"), ("mismatches", "list")]
+)
 def test_unreachable_database_is_one_clear_line_not_a_traceback(tmp_path, args):
     path = tmp_path / "hub.yaml"
     path.write_text('database:\n  url: "postgresql://u:secret@127.0.0.1:1/x"\n')
