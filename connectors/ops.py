@@ -308,12 +308,37 @@ def status(config: HubConfig) -> list[dict[str, Any]]:
     return rows
 
 
+ALIVE_WINDOW_S = 120
+
+
+def _refuse_if_running(config: HubConfig, name: str) -> None:
+    """A logical slot is ``active`` only during each peek, so ask the connector's own reports:
+    a running state updated within ``ALIVE_WINDOW_S`` means the connector is still running."""
+    engine = hub_engine(config.database.url)
+    with engine.connect() as conn:
+        row = conn.exec_driver_sql(
+            "SELECT state, extract(epoch FROM now() - updated_at) FROM connector_state"
+            " WHERE name = %(name)s",
+            {"name": name},
+        ).fetchone()
+    if (
+        row
+        and row[0] in ("running", "snapshotting", "idle", "retrying")
+        and row[1] < ALIVE_WINDOW_S
+    ):
+        raise FatalError(
+            f"connector {name} is {row[0]} (last report {row[1]:.0f}s ago): stop it first, "
+            f"or wait {ALIVE_WINDOW_S}s if it was killed"
+        )
+
+
 def drop(config: HubConfig, name: str) -> list[str]:
     """Drop a logical connector's slot and publication and forget its hub-side state.
 
     Refuses while the slot is in use (the connector still runs). Returns what was done.
     """
     source = source_of(config, name)
+    _refuse_if_running(config, name)
     done: list[str] = []
     if source.capture == "logical":
         slot, publication = slot_names(name, source)

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Engine,
     Integer,
     and_,
+    case,
     func,
     literal,
     literal_column,
@@ -700,10 +701,17 @@ def act_bulk(
 _TIMESTAMPS = {"first_seen_at", "last_seen_at", "resolved_at", "updated_at"}
 
 
+# Values that come from the sources: a leading = + - @ (or tab/CR) would make a spreadsheet
+# evaluate the cell, so the export prefixes such values with ' (OWASP "CSV injection").
+_SOURCE_TEXT = {"record_key", "citizen_id", "sector_value", "registry_value", "province_code"}
+
+
 def _export_column(name: str) -> ColumnElement:
     col = getattr(M, name)
     if name in _TIMESTAMPS:  # ISO 8601 in UTC, like the JSON answers
         col = func.to_char(func.timezone("UTC", col), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+    elif name in _SOURCE_TEXT:
+        col = case((col.op("~")(r"^[=+\-@\t\r]"), literal("'") + col), else_=col)
     return col.label(name)
 
 

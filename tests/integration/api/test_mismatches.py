@@ -6,9 +6,9 @@ import csv
 import io
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from hub.db.models import AuditLog
+from hub.db.models import AuditLog, Mismatch
 
 SPEC_FIELDS = {
     "id",
@@ -229,3 +229,16 @@ def test_beyond_the_count_cap_totals_and_rule_counts_are_estimates(api_ro, monke
     assert name["exact"] is False and name["count"] >= 3
     dob = next(c for c in counts if c["rule"] == "DOB_MISMATCH")
     assert dob == {"rule": "DOB_MISMATCH", "count": 1, "exact": True}
+
+
+def test_export_defuses_values_a_spreadsheet_would_evaluate(api):
+    with api.engine.begin() as conn:
+        conn.execute(
+            update(Mismatch)
+            .where(Mismatch.id == api.ids["name"])
+            .values(sector_value='=HYPERLINK("http://x")', record_key="+123")
+        )
+    resp = api.get("/api/v1/mismatches/export", "viewer", params={"sector": "tax"})
+    row = next(r for r in csv.DictReader(io.StringIO(resp.text)) if int(r["id"]) == api.ids["name"])
+    assert row["sector_value"] == '\'=HYPERLINK("http://x")'
+    assert row["record_key"] == "'+123"

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from connectors.cli import connector, dlq
 from connectors.runner import ConnectorRunner
 from connectors.state import hub_engine, load_state
+from hub.errors import FatalError
 from tests.integration.connectors.conftest import changes, dead_letters, run_once
 from tests.integration.connectors.test_logical import TABLE, insert_rows, tax_source
 
@@ -138,3 +139,18 @@ def test_dead_letters_are_listed_and_replayed_after_the_mapping_is_fixed(nnt, ma
     assert "published 1 change(s); 0 still failing" in cli(fixed, "dlq", "replay")
     (event,) = changes(config, "tax").read()
     assert event.record_key == "X1" and event.op == "c" and event.value["after"]["sex"] is None
+
+
+def test_drop_refuses_while_the_connector_reports_itself_running(nnt, make_config):
+    from connectors.state import set_state
+
+    config = make_config(tax=tax_source(nnt))
+    run_once(config, "tax")
+    set_state(hub_engine(config.database.url), "tax", state="running")
+    with pytest.raises(FatalError, match="tax is running .* stop it first"):
+        cli(config, "connector", "drop", "tax", "--yes")
+    slot = f"hub_{nnt.name}"
+    assert nnt.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+    set_state(hub_engine(config.database.url), "tax", state="stopped")
+    out = cli(config, "connector", "drop", "tax", "--yes")
+    assert "dropped replication slot" in out
