@@ -44,10 +44,15 @@ def create_app(config: HubConfig, *, engine: Engine | None = None) -> FastAPI:
         version="1",
         description="Mismatch queue, sector statistics and connector control (SPEC §6). "
         "Authenticate with `Authorization: Bearer <token>` (`hub users create`).",
-        openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        openapi_url=None,  # served below, behind a login like every API route (SPEC §6)
+        docs_url=None,
         redoc_url=None,
     )
+
+    @app.get("/api/v1/openapi.json", include_in_schema=False)
+    def openapi_document(_: rest.Reader) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
     app.state.hub = AppState(
         config=config,
         engine=engine,
