@@ -28,27 +28,6 @@ class Ctx:
 pass_ctx = click.make_pass_decorator(Ctx)
 
 
-def _not_yet(issue: int, what: str):
-    """A listed subcommand whose issue has not landed: says so and exits 2, never pretends."""
-
-    def run(**_: object) -> None:
-        raise click.ClickException(f"{what} is not available yet: it arrives with issue #{issue}")
-
-    return run
-
-
-def _planned(group: click.Group, name: str, issue: int, what: str) -> None:
-    group.add_command(
-        click.Command(
-            name,
-            callback=_not_yet(issue, what),
-            help=f"{what} (not available yet: issue #{issue}).",
-            context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-            params=[click.Argument(["args"], nargs=-1, required=False)],
-        )
-    )
-
-
 @click.group(context_settings=CONTEXT)
 @click.option(
     "--config",
@@ -148,16 +127,14 @@ def run_all(ctx: Ctx) -> None:
     sys.exit(run(ctx.config))
 
 
-_planned(cli, "bench", 7, "The benchmark")
-
-
 def _mount() -> None:
     """Subcommands that live with the package whose job they are (SPEC §2)."""
     from connectors.cli import connector, dlq
     from hub.api.cli import mismatches, serve, users
+    from hub.bench import bench
     from reconciliation.cli import corrections, reconcile
 
-    for command in (connector, dlq, reconcile, corrections, serve, users, mismatches):
+    for command in (connector, dlq, reconcile, corrections, serve, users, mismatches, bench):
         cli.add_command(command)
 
 

@@ -642,10 +642,9 @@ class Reconciler:
         is pure. ``(None, None)`` when there is no ID."""
         if raw is None:
             return _NO_ID
-        try:
-            return self._id_cache[raw]
-        except KeyError:
-            pass
+        found = self._id_cache.get(raw)  # most IDs are seen once: no KeyError per miss
+        if found is not None:
+            return found
         if len(self._id_cache) > 200_000:
             self._id_cache.clear()
         norm = self.scheme.normalize(raw)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from dataclasses import dataclass
 from typing import Literal
@@ -88,6 +89,13 @@ def fold(name: str | None) -> str:
     punctuation, canonical Arabic letters and compounds, single spaces; ``None`` → ``""``."""
     if not name:
         return ""
+    return _fold(name)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _fold(name: str) -> str:
+    # Cached: names repeat a lot (a population has far fewer distinct full names than
+    # people), and the registry side of every comparison is folded again per record.
     if name.isascii():
         return " ".join(name.lower().translate(_FOLD_TABLE).split())
     # NFKD before casefold catches compatibility forms that fold to upper case (ℌ → H);
@@ -111,6 +119,7 @@ def _join_compounds(words: list[str]) -> list[str]:
     return joined
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _plain(name: str | None) -> str:
     """Only case, spacing and Unicode composition removed: what ``strict_script`` compares."""
     return " ".join(unicodedata.normalize("NFC", name or "").casefold().split())

@@ -238,12 +238,6 @@ def test_help_lists_every_subcommand_of_the_spec():
         assert f"  {name} " in res.stdout, name
 
 
-def test_a_subcommand_not_built_yet_says_so_and_fails():
-    res = run_hub("bench")
-    assert res.returncode == 2
-    assert "not available yet" in res.stderr
-
-
 def test_schemas_check_passes_on_the_shipped_schemas():
     res = run_hub("schemas", "check")
     assert res.returncode == 0, res.stderr
