@@ -21,7 +21,8 @@ from typing import Any
 
 import psycopg
 
-from hub.demo.population import SECTORS, SOURCE_TABLES, SourceTable, libpq_url
+from hub.db import psycopg_conninfo
+from hub.demo.population import SECTORS, SOURCE_TABLES, SourceTable
 from hub.errors import FatalError, RetriableError
 from reconciliation.idschemes.vn import PROVINCE_CODES, VietnamPersonalId, make_id
 from reconciliation.rules import RULE_FIELDS
@@ -804,7 +805,7 @@ def generate(
 def load_table(url: str, table: SourceTable, rows: Sequence[tuple[Any, ...]]) -> None:
     """(Re)create ``table`` in the database at ``url`` and COPY ``rows`` into it."""
     try:
-        with psycopg.connect(libpq_url(url)) as conn, conn.cursor() as cur:
+        with psycopg.connect(psycopg_conninfo(url)) as conn, conn.cursor() as cur:
             cur.execute(table.drop_sql())
             cur.execute(table.create_sql())
             with cur.copy(table.copy_sql()) as copy:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 import psycopg
 
-from hub.demo.population import libpq_url
+from hub.db import psycopg_conninfo
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class LiveChanges:
         interval_s: float = 1.0,
         per_tick: int = 5,
     ):
-        self.urls = {k: libpq_url(v) for k, v in urls.items()}
+        self.urls = {k: psycopg_conninfo(v) for k, v in urls.items()}
         self.rng = random.Random(seed)
         self.interval_s = interval_s
         self.per_tick = per_tick

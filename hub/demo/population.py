@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlencode
 
-from psycopg.conninfo import conninfo_to_dict
+from hub.db import sqlalchemy_url
 
 SEX_VN = {"Nam": "M", "Nữ": "F"}
 """Vietnamese sex labels as sector and registry systems store them → canonical M/F."""
@@ -258,50 +257,3 @@ def demo_config(urls: Mapping[str, str]) -> dict[str, Any]:
         "registry": REGISTRY.config(urls["registry"]),
         "sectors": {s: SOURCE_TABLES[s].config(urls[s]) for s in SECTORS},
     }
-
-
-_SCHEMES = ("postgresql+psycopg://", "postgresql+psycopg2://", "postgresql://", "postgres://")
-
-
-def sqlalchemy_url(url: str) -> str:
-    """Any PostgreSQL URL or conninfo → ``postgresql+psycopg://…`` (what the hub config holds)."""
-    return "postgresql+psycopg://" + _strip_scheme(url)
-
-
-def libpq_url(url: str) -> str:
-    """Any PostgreSQL URL or conninfo → ``postgresql://…`` (what psycopg connects with)."""
-    return "postgresql://" + _strip_scheme(url)
-
-
-def _strip_scheme(url: str) -> str:
-    for scheme in _SCHEMES:
-        if url.startswith(scheme):
-            return url[len(scheme) :]
-    if "://" in url:
-        raise ValueError(f"not a PostgreSQL URL: {url.partition('://')[0]}://…")
-    return _conninfo_to_url_tail(url)
-
-
-def _conninfo_to_url_tail(conninfo: str) -> str:
-    """``host=h port=5 dbname=d user=u`` → ``u@h:5/d`` (socket dirs and extras as query)."""
-    params = conninfo_to_dict(conninfo)
-    user = params.pop("user", None)
-    password = params.pop("password", None)
-    host = params.pop("host", None)
-    port = params.pop("port", None)
-    dbname = params.pop("dbname", None)
-    query = {k: str(v) for k, v in params.items()}
-    if host and (host.startswith("/") or "," in host):
-        query["host"] = host
-        host = None
-    auth = ""
-    if user:
-        auth = quote(user, safe="")
-        if password:
-            auth += ":" + quote(password, safe="")
-        auth += "@"
-    netloc = auth + (host or "") + (f":{port}" if port else "")
-    tail = netloc + "/" + quote(dbname or "", safe="")
-    if query:
-        tail += "?" + urlencode(query)
-    return tail

@@ -9,23 +9,24 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from hub.db import psycopg_conninfo
 from hub.demo.generator import generate
-from hub.demo.population import SECTORS, SOURCE_TABLES, libpq_url
+from hub.demo.population import SECTORS, SOURCE_TABLES
 
 
 def create_databases(admin_url: str, prefix: str) -> dict[str, str]:
     """One fresh empty database per demo source; returns source → URL."""
     urls = {}
-    with psycopg.connect(libpq_url(admin_url), autocommit=True) as conn:
+    with psycopg.connect(psycopg_conninfo(admin_url), autocommit=True) as conn:
         for source in SOURCE_TABLES:
             name = f"{prefix}_{source}"
             conn.execute(f'CREATE DATABASE "{name}"')
-            urls[source] = libpq_url(admin_url).rsplit("/", 1)[0] + "/" + name
+            urls[source] = psycopg_conninfo(admin_url).rsplit("/", 1)[0] + "/" + name
     return urls
 
 
 def drop_databases(admin_url: str, urls: dict[str, str]) -> None:
-    with psycopg.connect(libpq_url(admin_url), autocommit=True) as conn:
+    with psycopg.connect(psycopg_conninfo(admin_url), autocommit=True) as conn:
         for url in urls.values():
             conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 

@@ -14,7 +14,6 @@ import urllib.request
 import psycopg
 
 from hub.db import psycopg_conninfo
-from hub.demo.population import libpq_url
 from hub.demo.runner import read_figures
 
 SPEC_METRICS = (
@@ -85,7 +84,7 @@ class Load:
     and one row per second that cannot be mapped (a dead letter)."""
 
     def __init__(self, urls):
-        self.urls = {k: libpq_url(v) for k, v in urls.items()}
+        self.urls = {k: psycopg_conninfo(v) for k, v in urls.items()}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.bad = 0

@@ -13,7 +13,7 @@ from hub.config import parse_config
 from hub.db import psycopg_conninfo
 from hub.db.migrate import upgrade
 from hub.demo.generator import generate
-from hub.demo.population import SOURCE_TABLES, demo_config, libpq_url
+from hub.demo.population import SOURCE_TABLES, demo_config
 from hub.kafka import Topics, ensure_topics
 from reconciliation.engine import Reconciler
 
@@ -23,7 +23,7 @@ CITIZENS = int(os.environ.get("HUB_E2E_CITIZENS", "3000"))
 def test_demo_mismatches_are_found_with_precision_and_recall_1(servers):
     prefix = f"demo_e2e_{uuid.uuid4().hex[:8]}"
     urls: dict[str, str] = {}
-    with psycopg.connect(libpq_url(servers.pg_url), autocommit=True) as conn:
+    with psycopg.connect(psycopg_conninfo(servers.pg_url), autocommit=True) as conn:
         for source in [*SOURCE_TABLES, "hub"]:
             conn.execute(f'CREATE DATABASE "{prefix}_{source}"')
             urls[source] = servers.database_url(f"{prefix}_{source}")
@@ -69,6 +69,6 @@ def test_demo_mismatches_are_found_with_precision_and_recall_1(servers):
         found_rules = {(s, r) for s, _k, r, _f in found}
         assert {r for _s, r in found_rules} == {m.rule for m in manifest.mismatches}
     finally:
-        with psycopg.connect(libpq_url(servers.pg_url), autocommit=True) as conn:
+        with psycopg.connect(psycopg_conninfo(servers.pg_url), autocommit=True) as conn:
             for url in urls.values():
                 conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hub.config import RULE_CODES, RulesConfig, parse_config
+from hub.db import psycopg_conninfo, sqlalchemy_url
 from hub.demo.generator import (
     FIRST_BIRTH_YEAR,
     LAST_BIRTH_YEAR,
@@ -23,7 +24,7 @@ from hub.demo.generator import (
     build,
     fold_name,
 )
-from hub.demo.population import SECTORS, SOURCE_TABLES, demo_config, libpq_url, sqlalchemy_url
+from hub.demo.population import SECTORS, SOURCE_TABLES, demo_config
 from reconciliation.idschemes.vn import VietnamPersonalId
 
 SCHEME = VietnamPersonalId()
@@ -354,7 +355,7 @@ def test_demo_config_is_a_valid_hub_config_in_sqlalchemy_form() -> None:
     ],
 )
 def test_urls_are_accepted_in_either_form(given: str, libpq: str, sqlalchemy: str) -> None:
-    assert libpq_url(given) == libpq
+    assert psycopg_conninfo(given) == libpq
     assert sqlalchemy_url(given) == sqlalchemy
 
 
@@ -378,3 +379,7 @@ def test_100k_citizens_build_well_under_30_seconds(large: tuple[Population, floa
 def test_manifest_is_exact_at_100k(large: tuple[Population, float]) -> None:
     population, _ = large
     assert independent_check(population) == manifest_set(population.manifest)
+
+
+def test_another_databases_sqlalchemy_url_is_left_as_it_is() -> None:
+    assert sqlalchemy_url("mysql+pymysql://u@h/db") == "mysql+pymysql://u@h/db"
