@@ -110,6 +110,12 @@ class Delivery:
         """Send ``batch`` and wait until Kafka acknowledged every message of it."""
         self.finish(self.start(batch))
 
+    def warm(self) -> None:
+        """Start the producer processes now (a snapshot is about to produce large batches)
+        instead of at the first large batch, so their start-up overlaps the first read."""
+        if self._processes > 1 and self._pool is None:
+            self._pool = _ProducerPool(self.kafka, self.topic, self._processes)
+
     def start(self, batch: Batch) -> _InFlight:
         """Hand ``batch`` to the producer(s) without waiting; :meth:`finish` waits.
 

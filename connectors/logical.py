@@ -52,11 +52,19 @@ from connectors.pgoutput import (
 )
 from connectors.state import ensure_state, hub_engine, set_state
 from hub.db import psycopg_conninfo
-from hub.errors import FatalError, RetriableError
+from hub.errors import FatalError, HubError, RetriableError
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_PREFIX = "hub.heartbeat"
+PEEK_BATCHES = 20
+"""One ``peek`` call reads up to this many batches: every call decodes the WAL again from
+the slot's ``restart_lsn``, so a backlog read in 10k-row peeks costs quadratic time."""
+ADVANCE_EVERY_S = 1.0
+"""While a peek's rows are being read, the slot advances at most this often (and always
+before the next peek): each advance decodes from ``restart_lsn`` too."""
+LOG_SNAPSHOT_EVERY_S = 0.5
+"""How often an advance also logs a running-xacts record (``pg_log_standby_snapshot()``)."""
 
 
 # ------------------------------------------------------------------ source introspection
@@ -228,6 +236,10 @@ class LogicalCapture(CaptureMode):
         self._peek_conn: psycopg.Connection | None = None
         self._peek_cursor: psycopg.ServerCursor | None = None
         self._peek_rows = 0
+        self._advanced_at = 0.0
+        self._snapshot_logged_at = 0.0
+        self._unadvanced: int | None = None  # acknowledged LSN the slot has not moved to yet
+        self._log_snapshots = True  # pg_log_standby_snapshot(): see _advance()
         self._relations = RelationCache()
         self._txn: Begin | None = None
         self._txn_seen: list[bool] = []
@@ -416,11 +428,38 @@ class LogicalCapture(CaptureMode):
                 position=batch.position,
             )
         elif kind == "lsn":
-            with self._source_errors():
-                self._c().execute(
-                    "SELECT pg_replication_slot_advance(%s, %s::pg_lsn)",
-                    (self.slot, int_to_lsn(token[1])),
-                )
+            self._unadvanced = token[1]
+            now = time.monotonic()
+            if self._peek_cursor is None or now - self._advanced_at >= ADVANCE_EVERY_S:
+                self._advance()
+
+    def _advance(self) -> None:
+        """Move the slot to the last acknowledged commit (before any new peek: a peek
+        starts at the slot's confirmed position)."""
+        lsn, self._unadvanced = self._unadvanced, None
+        if lsn is None:
+            return
+        with self._source_errors():
+            conn = self._c()
+            conn.execute(
+                "SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", (self.slot, int_to_lsn(lsn))
+            )
+            now = time.monotonic()
+            if self._log_snapshots and now - self._snapshot_logged_at >= LOG_SNAPSHOT_EVERY_S:
+                self._snapshot_logged_at = now
+                # Decoding restarts at the slot's restart_lsn, which only moves past a
+                # running-xacts record (logged every ~15 s): log one now, so the next advance
+                # moves it and peeks stop re-decoding the last seconds of WAL every time.
+                try:
+                    conn.execute("SELECT pg_log_standby_snapshot()")
+                except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedFunction):
+                    self._log_snapshots = False
+                    log.info(
+                        "%s: pg_log_standby_snapshot() is not available to this user;"
+                        " the slot's restart point moves every ~15 s instead",
+                        self.ctx.name,
+                    )
+            self._advanced_at = now
 
     # -------------------------------------------------------------- snapshot
 
@@ -507,6 +546,7 @@ class LogicalCapture(CaptureMode):
     # -------------------------------------------------------------- stream
 
     def _open_peek(self) -> None:
+        self._advance()
         conn = self._peek_conn
         if conn is None or conn.closed:
             conn = self._peek_conn = self._connect(autocommit=False)
@@ -515,7 +555,7 @@ class LogicalCapture(CaptureMode):
         cursor.execute(
             "SELECT data FROM pg_logical_slot_peek_binary_changes(%s, NULL, %s,"
             " 'proto_version', '1', 'publication_names', %s, 'messages', 'true')",
-            (self.slot, self.batch_size, self.publication),
+            (self.slot, self.batch_size * PEEK_BATCHES, self.publication),
         )
         self._peek_cursor = cursor
         self._peek_rows = 0
@@ -543,7 +583,11 @@ class LogicalCapture(CaptureMode):
         self._apply(rows, batch)
         if exhausted:
             self._close_peek()
-            batch.caught_up = self._peek_rows < self.batch_size
+            batch.caught_up = self._peek_rows < self.batch_size * PEEK_BATCHES
+        else:
+            # The peek's result is materialized on the server: the next batch can be read
+            # while Kafka acknowledges this one; the slot advances per acknowledged batch.
+            batch.read_ahead = True
         return batch
 
     def _apply(self, rows: list[tuple[bytes]], batch: Batch) -> None:
@@ -705,6 +749,10 @@ class LogicalCapture(CaptureMode):
     def close(self) -> None:
         self._close_snapshot()
         self._close_peek()
+        if self._unadvanced is not None:
+            # Acknowledged by Kafka: advancing now saves re-sending it after a restart.
+            with contextlib.suppress(HubError, psycopg.Error):
+                self._advance()
         for conn in (self._peek_conn, self._conn):
             if conn is not None:
                 with contextlib.suppress(psycopg.Error):

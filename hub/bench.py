@@ -198,18 +198,38 @@ def _worker_capture(config, args: dict) -> dict:
     """One connector to the end of its source (``once``): rows and seconds."""
     from connectors.runner import ConnectorRunner
 
-    runner = ConnectorRunner(config, args["name"], once=True)
-    before = None
+    class BenchRunner(ConnectorRunner):
+        """Records when the batch loop starts (connections, slot and producers are open)
+        and when the last batch with rows was committed."""
+
+        loop_started: float | None = None
+        last_commit: float | None = None
+
+        def _loop(self):
+            if self.loop_started is None:
+                self.loop_started = time.time()
+            super()._loop()
+
+        def _record(self, batch):
+            super()._record(batch)
+            if len(batch):
+                self.last_commit = time.time()
+
+    runner = BenchRunner(config, args["name"], once=True)
     started = time.time()
     from connectors.state import ensure_state
 
     before = ensure_state(runner.engine, args["name"], runner.source.capture)["rows_captured"] or 0
     code = runner.run()
     ended = time.time()
+    busy = None
+    if runner.loop_started is not None and runner.last_commit is not None:
+        busy = runner.last_commit - runner.loop_started
     return {
         "code": code,
         "rows": runner.rows_total - before,
         "seconds": ended - started,
+        "busy_seconds": busy,
         "ended": ended,
     }
 
@@ -617,7 +637,8 @@ class ScaleRun:
                 name: {
                     "rows": r["rows"],
                     "seconds": r["seconds"],
-                    "rows_per_s": r["rows"] / r["seconds"] if r["seconds"] else None,
+                    "busy_seconds": r["busy_seconds"],
+                    "rows_per_s": r["rows"] / r["busy_seconds"] if r["busy_seconds"] else None,
                     "peak_rss_mb": r["peak_rss_mb"],
                 }
                 for name, r in results.items()
@@ -846,7 +867,8 @@ class Bench:
                     (keys[i : i + step],),
                 )
         cap = run.worker("capture", name=TAX_SOURCE).result()
-        stream_rate = cap["rows"] / cap["seconds"] if cap["seconds"] else None
+        busy = cap["busy_seconds"]
+        stream_rate = cap["rows"] / busy if busy else None
         run.stream_rate = stream_rate
         self.echo(f"[{fmt_n(run.n)}] raw kafka-python producer: {m:,} messages of {size} bytes …")
         prod = run.worker(

@@ -68,6 +68,7 @@ log = logging.getLogger(__name__)
 REGISTRY = "registry"
 MAX_SUGGESTIONS = 3
 LATENCY_SAMPLES = 500
+FETCH_MAX_WAIT_MS = 50
 SUGGESTION_CUTOFF = 60.0  # token-sort similarity (0–100) below which a candidate is noise
 _LENGTHS = (("citizen_id", 64), ("legacy_id", 32), ("province_code", 16), ("status", 64))
 _SEXES = frozenset({None, "M", "F"})
@@ -219,6 +220,9 @@ class Reconciler:
             partition_assignment_strategy=[RangePartitionAssignor],
             max_poll_records=self.config.reconciler.max_poll_records,
             enable_auto_commit=False,
+            # A fetch the broker holds open waits at most this long for new records: it
+            # bounds the time a change waits between the broker and this process.
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
         if self.assign_all:
             parts = {
@@ -251,6 +255,7 @@ class Reconciler:
                 now = time.monotonic()
                 if now >= next_lag:
                     self._export_lag()
+                    self._refresh_statistics()
                     next_lag = now + 2.0
                     if self._outbox_retry:
                         self._outbox_retry = False
@@ -281,9 +286,23 @@ class Reconciler:
                 connect_timeout=10,
             )
             state.prepare_session(self.conn)
+            self._refresh_statistics()
         except psycopg.OperationalError as exc:
             self.conn = None
             raise RetriableError(f"hub database: {str(exc).strip()}") from exc
+
+    def _refresh_statistics(self) -> None:
+        """Keep the planner's statistics of the state tables current (see
+        :func:`state.refresh_statistics`); best effort: a failure only slows plans."""
+        if self.conn is None or self.conn.closed:
+            return
+        try:
+            analyzed = state.refresh_statistics(self.conn)
+        except psycopg.Error as exc:
+            log.warning("could not refresh planner statistics: %s", str(exc).strip())
+            return
+        if analyzed:
+            log.debug("analyzed %s", ", ".join(analyzed))
 
     def _close(self) -> None:
         if self.consumer is not None:

@@ -247,6 +247,46 @@ def test_heartbeats_let_an_idle_slot_advance(nnt, make_config):
     assert lag < 64 * 1024
 
 
+def test_a_backlog_of_many_peeks_arrives_once_in_commit_order_and_the_slot_follows(
+    nnt, make_config
+):
+    """Several peeks (each read in read-ahead batches, the slot advanced in between): every
+    change once, each record's changes in commit order, and the slot's restart point moves
+    on (pg_log_standby_snapshot), so later peeks do not decode the whole backlog again."""
+    insert_rows(nnt, 1, 200)
+    source = tax_source(nnt)
+    source["logical"]["batch_size"] = 40  # a peek reads 40 x PEEK_BATCHES rows
+    config = make_config(tax=source)
+    run_once(config, "tax")
+    topic = changes(config, "tax")
+    topic.read()
+    slot = f"hub_{nnt.name}"
+    (restart_before,) = nnt.execute(
+        "SELECT restart_lsn - '0/0'::pg_lsn FROM pg_replication_slots WHERE slot_name = %s",
+        (slot,),
+    )[0]
+    for rnd in range(15):  # 15 transactions x 200 updates: 6,000+ rows of pgoutput
+        nnt.execute("UPDATE nnt SET ghi_chu = %s", (f"round {rnd}",))
+    run_once(config, "tax")
+    streamed = topic.read()
+    assert len(streamed) == 15 * 200
+    assert len({(m.partition, m.offset) for m in streamed}) == len(streamed)
+    rounds: dict[str, list[int]] = {}
+    for m in by_partition_order(streamed):
+        rounds.setdefault(m.record_key, []).append(
+            int(m.value["after"]["attributes"]["ghi_chu"][6:])
+        )
+    assert len(rounds) == 200 and all(r == list(range(15)) for r in rounds.values())
+    restart_after, pending = nnt.execute(
+        "SELECT restart_lsn - '0/0'::pg_lsn,"
+        " pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)"
+        " FROM pg_replication_slots WHERE slot_name = %s",
+        (slot,),
+    )[0]
+    assert restart_after > restart_before
+    assert pending < 64 * 1024  # acknowledged up to the end before the connector stopped
+
+
 def test_100k_rows_are_snapshotted_then_streamed_and_match_the_source(nnt, make_config, capsys):
     insert_rows(nnt, 1, 100_000)
     config = make_config(tax=tax_source(nnt))

@@ -1,0 +1,64 @@
+"""Query plans of the reconciler's batch look-ups: a batch of a hundred keys probes the
+indexes of a large table instead of scanning it, and the state tables' statistics follow a
+first load instead of waiting for autovacuum."""
+
+from __future__ import annotations
+
+import psycopg
+
+from hub.db import psycopg_conninfo
+from reconciliation import state
+
+ROWS = 100_000
+
+
+def _connect(url: str) -> psycopg.Connection:
+    conn = psycopg.connect(psycopg_conninfo(url), autocommit=True)
+    state.prepare_session(conn)
+    return conn
+
+
+def _load_sector_records(conn: psycopg.Connection, first: int, count: int) -> None:
+    conn.execute(
+        "INSERT INTO sector_records (sector, record_key, citizen_id, full_name, verified)"
+        " SELECT 'tax', 'T' || i, lpad(i::text, 12, '0'), 'Nguyen Van ' || i, true"
+        " FROM generate_series(%s::int, %s::int) i",
+        (first, first + count - 1),
+    )
+    conn.execute("SELECT pg_stat_force_next_flush()")
+
+
+def _seq_scans(conn: psycopg.Connection, table: str) -> int:
+    """Sequential scans of ``table`` started in the current transaction."""
+    return conn.execute("SELECT pg_stat_get_xact_numscans(%s::regclass)", (table,)).fetchone()[0]
+
+
+def test_refresh_statistics_analyzes_only_tables_that_grew(hub_db):
+    conn = _connect(hub_db)
+    conn.execute("ANALYZE")
+    _load_sector_records(conn, 1, 500)
+    assert state.refresh_statistics(conn) == []  # under the 1,000-row floor
+    _load_sector_records(conn, 501, ROWS)
+    assert state.refresh_statistics(conn) == ["sector_records"]
+    (tuples,) = conn.execute(
+        "SELECT reltuples FROM pg_class WHERE oid = 'sector_records'::regclass"
+    ).fetchone()
+    assert tuples == ROWS + 500
+    conn.execute("SELECT pg_stat_force_next_flush()")
+    assert state.refresh_statistics(conn) == []  # nothing changed since
+
+
+def test_a_small_batch_probes_the_indexes_of_a_large_table(hub_db):
+    conn = _connect(hub_db)
+    _load_sector_records(conn, 1, ROWS)
+    state.refresh_statistics(conn)
+    keys = [("tax", f"T{i}") for i in range(1, 20_000, 200)]  # 100 records of the batch
+    ids = [f"{i:012d}" for i in range(7, 20_000, 400)]  # registry changes to fan out
+    with conn.transaction():
+        before = _seq_scans(conn, "sector_records")
+        groups = [("tax", f"{i:012d}") for i in range(3, 300, 3)]
+        rows, _ = state.sector_records_for(conn, keys, ids, groups, unique_sectors=["tax"])
+        assert _seq_scans(conn, "sector_records") == before
+    assert set(keys) <= rows.keys()
+    found = {r.citizen_id for r in rows.values()}
+    assert set(ids) <= found and {f"{i:012d}" for i in range(3, 300, 3)} <= found
