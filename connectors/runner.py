@@ -145,7 +145,11 @@ class ConnectorRunner:
         self.delivery.open()
         self.mode = mode_for(ctx)
         self.mode.open()
-        if self.mode.phase == "snapshotting" and not self.paused:
+        if not self.paused and (
+            self.mode.phase == "snapshotting" or self.mode.capture == "logical"
+        ):
+            # Large batches ahead (a snapshot, or a slot's backlog): start the producer
+            # processes now rather than at the first large batch.
             self.delivery.warm()
         CONNECTOR_UP.labels(self.name).set(0 if self.paused else 1)
         set_state(self.engine, self.name, state=self._state_name(), error=None)

@@ -244,41 +244,31 @@ def _bench_reconciler(config, *, live: bool, ready_path: str | None = None):
         last_end: float | None = None
         latencies: list[tuple[float, float, float]] = []  # (commit s, to Kafka s, stored s)
         ready_written = False
-        _stamps: dict = {}
-        _changes: list = []
 
         def _decode(self, records):
-            changes, dead = super()._decode(records)
-            if live:
-                self._stamps = {
-                    (tp, m.offset): m.timestamp for tp, recs in records.items() for m in recs
-                }
-                self._changes = changes
-            return changes, dead
-
-        def process(self, records):
-            if self.first_start is None:
+            if self.first_start is None:  # the first batch's decoding is part of its work
                 self.first_start = time.time()
-            result = super().process(records)
-            self.last_end = time.time()
-            return result
+            return super()._decode(records)
 
-        def _count(self, result, batch, dead, started):
+        def _apply(self, records, changes, dead):
+            # Runs on the reconciler's database thread, once per batch, in batch order.
+            result = super()._apply(records, changes, dead)
+            self.last_end = time.time()
             if live:
                 # Changes applied in this (now committed) batch: source commit → produced to
                 # Kafka (the record's CreateTime) → mismatch stored.
-                now_ms = time.time() * 1000
-                stamps = self._stamps
+                now_ms = self.last_end * 1000
+                stamps = {(tp, m.offset): m.timestamp for tp, recs in records.items() for m in recs}
                 self.latencies.extend(
                     (
                         c.commit_ms / 1000,
                         (stamps.get((c.tp, c.offset), c.commit_ms) - c.commit_ms) / 1000,
                         (now_ms - c.commit_ms) / 1000,
                     )
-                    for c in self._changes
+                    for c in changes
                     if c.commit_ms is not None and c.source != "registry"
                 )
-            super()._count(result, batch, dead, started)
+            return result
 
         def _gate(self):
             super()._gate()

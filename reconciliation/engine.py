@@ -37,6 +37,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -190,6 +191,8 @@ class Reconciler:
         self._open_labels: set[tuple[str, str, str]] = set()
         self._lag_labels: set[tuple[str, str]] = set()
         self._outbox_retry = False
+        self._db: ThreadPoolExecutor | None = None
+        self._inflight: tuple[Future, dict] | None = None
         self.conn: psycopg.Connection | None = None
         self.consumer = None
         self.producer = None
@@ -242,26 +245,34 @@ class Reconciler:
         )
         idle_since: float | None = None
         next_lag = next_stats = 0.0
+        # Every use of the database connection runs on this one thread, in submission
+        # order: batch N is applied there while this thread polls and decodes batch N+1.
+        self._db = ThreadPoolExecutor(1, thread_name_prefix="hub-reconciler-db")
         try:
             while not self._stop.is_set():
+                if self._assignment_changing():
+                    self._finish_inflight()  # seeks read the stored offsets
                 self._apply_assignment()
                 records = self.consumer.poll(timeout_ms=self.poll_timeout_ms)
                 self._drop_revoked()
                 records = {tp: recs for tp, recs in records.items() if tp in self._ready and recs}
-                if records:
-                    self._process_with_retry(records)
+                decoded = self._decode(records) if records else None
+                if not self._finish_inflight():
+                    decoded = None  # rewound to the stored offsets: it will be polled again
+                if decoded is not None:
+                    self._inflight = (self._db.submit(self._apply, records, *decoded), records)
                     idle_since = None
                 self._gate()
                 now = time.monotonic()
                 if now >= next_lag:
                     self._export_lag()
-                    self._refresh_statistics()
+                    self._db_task(self._refresh_statistics)
                     next_lag = now + 2.0
                     if self._outbox_retry:
                         self._outbox_retry = False
-                        self._drain_outbox()
+                        self._db_task(self._drain_outbox)
                 if now >= next_stats:
-                    self.refresh_figures()
+                    self._db_task(self.refresh_figures)
                     next_stats = now + self.stats_interval_s
                 if until_idle_s is not None:
                     if records or not self._caught_up():
@@ -270,7 +281,10 @@ class Reconciler:
                         idle_since = now
                     elif now - idle_since >= until_idle_s:
                         break
+            self._finish_inflight()
         finally:
+            self._db.shutdown(wait=True)
+            self._db = None
             self._close()
         return self.totals
 
@@ -328,6 +342,8 @@ class Reconciler:
             self.consumer.pause(*assigned)
 
     def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        # The batch in flight may hold revoked partitions: let it commit before they go.
+        self._wait_inflight()
         with self._lock:
             self._pending -= revoked
             self._revoked |= revoked
@@ -361,7 +377,8 @@ class Reconciler:
 
     def _seek_to_stored(self, partitions: Iterable[TopicPartition]) -> None:
         partitions = list(partitions)
-        stored = state.read_offsets(self.conn, self.group_id, {tp.topic for tp in partitions})
+        topics = {tp.topic for tp in partitions}
+        stored = self._db_call(lambda: state.read_offsets(self.conn, self.group_id, topics))
         for tp in partitions:
             offset = stored.get((tp.topic, tp.partition))
             if offset is None:
@@ -418,7 +435,7 @@ class Reconciler:
             self._close_gate()
 
     def _caught_up(self) -> bool:
-        if self._gate_closed or self._pending or not self._ready:
+        if self._inflight is not None or self._gate_closed or self._pending or not self._ready:
             return False
         for tp in self._ready:
             high = self.consumer.highwater(tp)
@@ -429,37 +446,102 @@ class Reconciler:
 
     # -- batches --------------------------------------------------------------------------
 
-    def _process_with_retry(self, records: dict) -> None:
-        """Process a batch; on a database outage rewind to the stored offsets once the
-        database answers again (nothing of the batch was stored)."""
+    def _db_task(self, fn, *args) -> None:
+        """Run ``fn`` where the database connection is used — on the database thread after
+        what was submitted before, while the loop runs; at once outside it — without
+        waiting for it. A failure is logged: these are periodic, best-effort tasks."""
+
+        def task() -> None:
+            try:
+                fn(*args)
+            except Exception:  # noqa: BLE001 - the next period tries again
+                log.warning("%s failed", getattr(fn, "__name__", "task"), exc_info=True)
+
+        if self._db is None:
+            task()
+        else:
+            self._db.submit(task)
+
+    def _db_call(self, fn, *args):
+        """Run ``fn`` on the database thread (after what was submitted before) and wait for
+        its result; at once when there is no database thread."""
+        if self._db is None:
+            return fn(*args)
+        return self._db.submit(fn, *args).result()
+
+    def _assignment_changing(self) -> bool:
+        with self._lock:
+            return bool(self._pending or self._revoked)
+
+    def _wait_inflight(self) -> None:
+        """Block until the batch in flight (if any) is committed or has failed."""
+        if self._inflight is not None:
+            wait([self._inflight[0]])
+
+    def _finish_inflight(self) -> bool:
+        """Wait for the batch in flight and take its outcome: positions and Kafka offsets
+        after a commit; after a failure, every partition back to its stored offset (what
+        was polled meanwhile is dropped too). False when it rewound."""
+        if self._inflight is None:
+            return True
+        future, records = self._inflight
+        self._inflight = None
         try:
-            self.process(records)
-            return
+            future.result()
         except _Fenced:
             log.warning("another process stored offsets for this batch: re-reading them")
-            self._seek_to_stored(records)
-            return
+            self._rewind(set(records) | self._ready)
+            return False
         except (psycopg.OperationalError, RetriableError) as exc:
             log.warning("batch not stored (%s); rewinding", exc)
+            self._rewind(set(records) | self._ready, reconnect=True)
+            return False
+        self._committed(records)
+        return True
+
+    def _rewind(self, partitions: set[TopicPartition], *, reconnect: bool = False) -> None:
+        """Seek ``partitions`` to their stored offsets, once the database answers."""
+        partitions = {tp for tp in partitions if tp in self._ready}
+
+        def connect() -> None:
+            if reconnect and self.conn is not None and (self.conn.closed or self.conn.broken):
+                self.conn.close()
+                self.conn = None
+            self._connect()
+
         delay = 0.5
-        while not self._stop.is_set():
+        while True:
             try:
-                if self.conn is not None and (self.conn.closed or self.conn.broken):
-                    self.conn.close()
-                    self.conn = None
-                self._connect()
-                self._seek_to_stored(records)
+                self._db_call(connect)
+                self._seek_to_stored(partitions)
                 return
             except (psycopg.OperationalError, RetriableError) as exc:
+                if self._stop.is_set():
+                    return  # nothing of the batch was stored; a restart re-reads it
                 log.warning("database unreachable (%s); retrying in %.1fs", exc, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 30.0)
 
+    def _committed(self, records: dict) -> None:
+        """Consumer-side bookkeeping after a batch's transaction committed."""
+        for tp, recs in records.items():
+            self._positions[tp] = recs[-1].offset + 1
+        if self.commit_to_kafka:
+            self._commit_to_kafka(records)
+
     def process(self, records: dict[TopicPartition, list]) -> BatchResult:
-        """Apply one poll batch in one transaction; see the module docstring."""
+        """Apply one poll batch in one transaction (decode, apply, consumer bookkeeping, in
+        this thread); see the module docstring."""
+        changes, dead = self._decode(records)
+        result = self._apply(records, changes, dead)
+        self._committed(records)
+        return result
+
+    def _apply(self, records: dict, changes: list[Change], dead: list[tuple]) -> BatchResult:
+        """The database side of a batch: one transaction, then the outbox produced. Touches
+        no consumer state, so it can run on the database thread."""
         started = time.monotonic()
         result = BatchResult(messages=sum(len(r) for r in records.values()))
-        changes, dead = self._decode(records)
         ends = {
             (tp.topic, tp.partition): (recs[0].offset, recs[-1].offset + 1)
             for tp, recs in records.items()
@@ -482,8 +564,6 @@ class Reconciler:
             }
             if not state.store_offsets(conn, self.group_id, next_offsets, stored):
                 raise _Fenced()
-        for tp, recs in records.items():
-            self._positions[tp] = recs[-1].offset + 1
         if self._outbox_retry:
             # Earlier messages are still waiting: send everything in outbox order, so no
             # consumer sees a newer transition before an older one.
@@ -491,8 +571,6 @@ class Reconciler:
             self._drain_outbox()
         else:
             self._publish(list(zip(ids, outbox, strict=True)))
-        if self.commit_to_kafka:
-            self._commit_to_kafka(records)
         result.applied = batch.applied
         result.stale = batch.stale
         result.dead_letters = len(dead)

@@ -3,6 +3,7 @@ themselves, stay dismissed, never duplicate; registry changes re-check sector re
 
 from __future__ import annotations
 
+import time
 from datetime import date
 
 import psycopg
@@ -358,3 +359,38 @@ def test_corrections_publish_command(running, tmp_path):
     assert f"published 1 corrections to {kafka.topic_prefix}.corrections.tax" in result.output
     result = CliRunner().invoke(main, ["--config", str(path), "corrections", "publish", "nope"])
     assert result.exit_code != 0
+
+
+def test_a_lost_database_connection_mid_stream_loses_and_duplicates_nothing(running):
+    """Batches are applied on a database thread while the next one is polled: a batch whose
+    connection dies is rolled back, the batch polled meanwhile is dropped, and both are
+    read again from the stored offsets once the reconciler has reconnected."""
+    feed = running.feed
+    feed.put("registry", A, **person(A))
+    running.settle()
+    killed = 0
+    for i in range(40):
+        messages = [
+            feed.event("bank", "r", f"B{i}-{j}", person(A, f"Tên {i} {j}", status="ACTIVE"))
+            for j in range(25)
+        ]
+        feed.send(*messages)
+        if i % 10 == 5:
+            killed += running.query(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'hub-reconciler' AND pid <> pg_backend_pid()) t"
+            )[0][0]
+            time.sleep(0.05)
+    running.settle(timeout=90)
+    assert killed >= 1
+    names = running.query(
+        "SELECT record_key, count(*) FROM mismatches WHERE sector = 'bank' AND rule = %s"
+        " GROUP BY record_key",
+        "NAME_MISMATCH",
+    )
+    assert len(names) == 40 * 25 and {n for _, n in names} == {1}
+    assert running.query(
+        "SELECT count(*), count(DISTINCT mismatch_id) FROM mismatch_history h"
+        " JOIN mismatches m ON m.id = h.mismatch_id WHERE m.sector = 'bank'"
+    ) == [(1000, 1000)]
+    assert running.thread.is_alive()
