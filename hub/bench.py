@@ -893,6 +893,28 @@ class Bench:
 
     # -- 4 -----------------------------------------------------------------------------------
 
+    @staticmethod
+    def _wait_for_slots(run: ScaleRun, caps: list[Worker]) -> None:
+        """Wait until the live connectors' slots have caught up with the WAL: the hub's own
+        writes since the capture phase are WAL the slots must decode past first (the hub
+        and the sources share one embedded server), which is start-up, not latency."""
+        import psycopg
+
+        from hub.db import psycopg_conninfo
+
+        time.sleep(2.0)
+        deadline = time.monotonic() + 300
+        with psycopg.connect(psycopg_conninfo(run.src_url), autocommit=True) as conn:
+            while time.monotonic() < deadline:
+                (behind,) = conn.execute(
+                    "SELECT coalesce(max(pg_wal_lsn_diff(pg_current_wal_lsn(),"
+                    " confirmed_flush_lsn)), 0) FROM pg_replication_slots"
+                    " WHERE database = current_database()"
+                ).fetchone()
+                if behind < 1024 * 1024 or any(w.proc.poll() is not None for w in caps):
+                    return
+                time.sleep(0.5)
+
     def latency_figure(self, run: ScaleRun, figures: dict) -> dict[str, Any]:
         import psycopg
 
@@ -954,7 +976,7 @@ class Bench:
                 rec.result(30)
                 raise click.ClickException("the live reconciler did not catch up")
             time.sleep(0.2)
-        time.sleep(2.0)  # let the connectors reach streaming
+        self._wait_for_slots(run, caps)
         tick = 0.02
         per_tick = max(1, round(rate * tick))
         since.write_text(str(time.time()))

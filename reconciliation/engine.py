@@ -194,6 +194,8 @@ class Reconciler:
         self._db: ThreadPoolExecutor | None = None
         self._inflight: tuple[Future, dict] | None = None
         self.conn: psycopg.Connection | None = None
+        self._figures_conn: psycopg.Connection | None = None
+        self._figures_thread: ThreadPoolExecutor | None = None
         self.consumer = None
         self.producer = None
         self.totals = BatchResult()
@@ -248,6 +250,8 @@ class Reconciler:
         # Every use of the database connection runs on this one thread, in submission
         # order: batch N is applied there while this thread polls and decodes batch N+1.
         self._db = ThreadPoolExecutor(1, thread_name_prefix="hub-reconciler-db")
+        self._figures_thread = ThreadPoolExecutor(1, thread_name_prefix="hub-reconciler-figures")
+        figures: Future | None = None
         try:
             while not self._stop.is_set():
                 if self._assignment_changing():
@@ -271,8 +275,10 @@ class Reconciler:
                     if self._outbox_retry:
                         self._outbox_retry = False
                         self._db_task(self._drain_outbox)
-                if now >= next_stats:
-                    self._db_task(self.refresh_figures)
+                if now >= next_stats and (figures is None or figures.done()):
+                    # Full counts take a while on large tables: on their own connection and
+                    # thread, they never hold a batch up.
+                    figures = self._figures_thread.submit(self.refresh_figures)
                     next_stats = now + self.stats_interval_s
                 if until_idle_s is not None:
                     if records or not self._caught_up():
@@ -285,6 +291,7 @@ class Reconciler:
         finally:
             self._db.shutdown(wait=True)
             self._db = None
+            self._figures_thread.shutdown(wait=True)
             self._close()
         return self.totals
 
@@ -329,9 +336,10 @@ class Reconciler:
             self.producer.flush(30)
             self.producer.close(10)
             self.producer = None
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        for conn in (self.conn, self._figures_conn):
+            if conn is not None:
+                conn.close()
+        self.conn = self._figures_conn = None
 
     # -- assignment -----------------------------------------------------------------------
 
@@ -836,11 +844,22 @@ class Reconciler:
         """Set ``hub_mismatches_open`` and ``hub_records_verified_ratio`` from the database and
         add a ``stats_snapshots`` row per sector when the last is older than the interval."""
         try:
-            open_counts = state.open_mismatch_counts(self.conn)
-            counts = state.sector_counts(self.conn)
-            state.write_stats_snapshot(self.conn, counts, open_counts, self.snapshot_interval_s)
+            if self._figures_conn is None or self._figures_conn.closed:
+                self._figures_conn = psycopg.connect(
+                    psycopg_conninfo(self.config.database.url),
+                    autocommit=True,
+                    application_name="hub-reconciler-figures",
+                    connect_timeout=10,
+                )
+            conn = self._figures_conn
+            open_counts = state.open_mismatch_counts(conn)
+            counts = state.sector_counts(conn)
+            state.write_stats_snapshot(conn, counts, open_counts, self.snapshot_interval_s)
         except psycopg.Error as exc:
-            log.warning("figures not refreshed: %s", exc)
+            log.warning("figures not refreshed: %s", str(exc).strip())
+            if self._figures_conn is not None:
+                self._figures_conn.close()
+                self._figures_conn = None
             return
         seen = set()
         for sector, rule, severity, n in open_counts:
