@@ -12,6 +12,11 @@ Flow of one poll batch (the unit of work)::
          → produce the outbox to Kafka, then (optionally) commit offsets to Kafka for lag
            exporters.
 
+Everything from BEGIN to the outbox runs on a database thread, one batch at a time and in
+order, while the consumer thread polls and decodes the next batch; the consumer thread
+takes the outcome (positions, Kafka offsets, or a rewind to the stored offsets that also
+drops what it polled meanwhile) before it hands that batch over.
+
 Delivery contract. The truth about what has been applied is ``consumer_offsets`` in the hub
 database, written in the batch's transaction (the Kafka consumer documentation's "storing
 offsets outside Kafka"); on every assignment the consumer seeks to it. A process killed at
