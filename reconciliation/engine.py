@@ -503,18 +503,21 @@ class Reconciler:
             future.result()
         except _Fenced:
             log.warning("another process stored offsets for this batch: re-reading them")
-            self._rewind(set(records) | self._ready)
+            self._rewind()
             return False
         except (psycopg.OperationalError, RetriableError) as exc:
             log.warning("batch not stored (%s); rewinding", exc)
-            self._rewind(set(records) | self._ready, reconnect=True)
+            self._rewind(reconnect=True)
             return False
-        self._committed(records)
+        for tp, recs in records.items():
+            self._positions[tp] = recs[-1].offset + 1
+        if self.commit_to_kafka:
+            self._commit_to_kafka(records)
         return True
 
-    def _rewind(self, partitions: set[TopicPartition], *, reconnect: bool = False) -> None:
-        """Seek ``partitions`` to their stored offsets, once the database answers."""
-        partitions = {tp for tp in partitions if tp in self._ready}
+    def _rewind(self, *, reconnect: bool = False) -> None:
+        """Seek every assigned partition to its stored offset, once the database answers:
+        the failed batch's partitions, and those polled since."""
 
         def connect() -> None:
             if reconnect and self.conn is not None and (self.conn.closed or self.conn.broken):
@@ -526,7 +529,7 @@ class Reconciler:
         while True:
             try:
                 self._db_call(connect)
-                self._seek_to_stored(partitions)
+                self._seek_to_stored(self._ready)
                 return
             except (psycopg.OperationalError, RetriableError) as exc:
                 if self._stop.is_set():
@@ -534,21 +537,6 @@ class Reconciler:
                 log.warning("database unreachable (%s); retrying in %.1fs", exc, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 30.0)
-
-    def _committed(self, records: dict) -> None:
-        """Consumer-side bookkeeping after a batch's transaction committed."""
-        for tp, recs in records.items():
-            self._positions[tp] = recs[-1].offset + 1
-        if self.commit_to_kafka:
-            self._commit_to_kafka(records)
-
-    def process(self, records: dict[TopicPartition, list]) -> BatchResult:
-        """Apply one poll batch in one transaction (decode, apply, consumer bookkeeping, in
-        this thread); see the module docstring."""
-        changes, dead = self._decode(records)
-        result = self._apply(records, changes, dead)
-        self._committed(records)
-        return result
 
     def _apply(self, records: dict, changes: list[Change], dead: list[tuple]) -> BatchResult:
         """The database side of a batch: one transaction, then the outbox produced. Touches
