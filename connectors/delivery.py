@@ -37,6 +37,7 @@ from hub.config import KafkaConfig
 from hub.errors import RetriableError
 from hub.kafka import Topics, ensure_topics, make_producer
 from hub.metrics import CONNECTOR_EVENTS, CONNECTOR_LAST_EVENT, DEAD_LETTERS
+from hub.runtime import tune_gc
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -318,6 +319,7 @@ def _producer_process(fd: int) -> None:
     # the socket, which ends this loop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    tune_gc()
     conn = Connection(fd)
     kafka, topic = conn.recv()
     producer = make_producer(kafka, linger_ms=1000, batch_size=1024 * 1024)

@@ -30,6 +30,7 @@ from hub.config import HubConfig, load_config
 from hub.errors import FatalError, HubError, RetriableError
 from hub.logs import error_summary
 from hub.metrics import CONNECTOR_LAG, CONNECTOR_SLOT_LAG, CONNECTOR_UP
+from hub.runtime import tune_gc
 from reconciliation.idschemes import get_scheme
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class ConnectorRunner:
 
     def run(self) -> int:
         """Run to the end; 0 after a clean stop, 1 after a fatal error."""
+        tune_gc()
         try:
             state = retrying(
                 lambda: ensure_state(self.engine, self.name, self.source.capture),

@@ -61,6 +61,7 @@ from hub.config import HubConfig
 from hub.db import psycopg_conninfo
 from hub.errors import RetriableError, SkippableError
 from hub.kafka import Topics, ensure_topics, make_consumer, make_producer
+from hub.runtime import tune_gc
 from reconciliation import state
 from reconciliation.avroreader import compile_reader
 from reconciliation.idschemes import IdInfo, get_scheme
@@ -213,6 +214,7 @@ class Reconciler:
 
     def run(self, *, until_idle_s: float | None = None) -> BatchResult:
         """Consume until stopped; returns the totals."""
+        tune_gc()
         names = [self.topics.registry, *self.topics.all_for(self.config)]
         ensure_topics(self.config.kafka, list(dict.fromkeys(names)))
         retry(
@@ -879,7 +881,8 @@ class _Batch:
         self.ledger = Ledger()
         self.records: dict[SectorKey, SectorRow] = {}
         self.matches: dict[SectorKey, RegistryRow | None] = {}
-        self.evaluated: set[SectorKey] = set()
+        self.judged_at: dict[SectorKey, int] = {}  # the records judged, and at which step
+        self.step = 0
 
     def _outcome(self, change: Change, outcome: str) -> None:
         self.outcomes[(change.source, outcome)] += 1
@@ -983,6 +986,10 @@ class _Batch:
         self.dirty: set[SectorKey] = set()  # changed by a change event: the row is rewritten
         self.reverified: set[SectorKey] = set()  # only ``verified`` moved
         self.deleted: set[SectorKey] = set()
+        # Duplicate groups of unique sectors: the step at which each group's membership
+        # (IDs, active-ness) last changed, and each group's active keys as of that change.
+        self.group_changed: dict[tuple[str, str], int] = {}
+        self.actives: dict[tuple[str, str], tuple[int, list[str]]] = {}
         put_tombs: dict[SectorKey, tuple] = {}
         drop_tombs: set[SectorKey] = set()
 
@@ -1001,6 +1008,7 @@ class _Batch:
             self._outcome(c, "applied")
             if old is not None:
                 self._ungroup(old)
+            new = None
             if c.op == "d":
                 records.pop(key, None)
                 self.deleted.add(key)
@@ -1019,15 +1027,25 @@ class _Batch:
                     drop_tombs.add(key)
                 if new.citizen_id:
                     self.groups.setdefault((new.sector, new.citizen_id), set()).add(c.record_key)
-                self.evaluate(key)
-            new = records.get(key)
-            if owner.rules[c.source].unique_citizen and _membership_changed(old, new):
-                others: set[str] = set()
+            self.step += 1
+            if c.source in unique and _membership_changed(old, new):
                 for rec in (old, new):
                     if rec is not None and rec.citizen_id:
-                        others |= self.groups.get((rec.sector, rec.citizen_id), set())
-                for other in sorted(others - {c.record_key}):
-                    self.evaluate((c.source, other))
+                        self.group_changed[(rec.sector, rec.citizen_id)] = self.step
+            if new is None:
+                continue
+            if new.citizen_id and (new.sector, new.citizen_id) in self.group_changed:
+                self.judged_at.pop(key, None)  # judged below, with the rest of its group
+            else:
+                self.evaluate(key)
+
+        # Every record of a duplicate group whose membership changed is judged once, against
+        # the group as the batch leaves it — not again at each change, which made a batch
+        # loading a large group cost the cube of its size (and a history row per step).
+        for group, changed_at in sorted(self.group_changed.items()):
+            for other in sorted(self.groups.get(group, ())):
+                if self.judged_at.get((group[0], other), -1) < changed_at:
+                    self.evaluate((group[0], other))
 
         self._suggest()
         state.write_sector_records(
@@ -1074,9 +1092,8 @@ class _Batch:
                 match = self.by_id.get(rec.citizen_id)
         duplicates: list[str] = []
         if rules.unique_citizen and rec.citizen_id:
-            for other in self.groups.get((rec.sector, rec.citizen_id), ()):
-                if other != rec.record_key and is_active(self.records[(rec.sector, other)].status):
-                    duplicates.append(other)
+            actives = self._actives((rec.sector, rec.citizen_id))
+            duplicates = [other for other in actives if other != rec.record_key]
         findings = evaluate(rec, match, info, rules, duplicates=duplicates)
         self.ledger.observe(
             key,
@@ -1086,16 +1103,30 @@ class _Batch:
             disabled=rules.disabled,
         )
         self.matches[key] = match
-        self.evaluated.add(key)
+        self.judged_at[key] = self.step
         verified = match is not None and not self.ledger.has_open(key)
         if verified != rec.verified:
             rec.verified = verified
             self.reverified.add(key)
 
+    def _actives(self, group: tuple[str, str]) -> list[str]:
+        """The active records of a duplicate group, sorted; computed once per membership
+        change of the group (each of its records is judged against the same list)."""
+        sector = group[0]
+        members = self.groups.get(group, ())
+        if len(members) < 2:  # most IDs: a group of one has nothing worth caching
+            return [k for k in members if is_active(self.records[(sector, k)].status)]
+        version = self.group_changed.get(group, 0)
+        cached = self.actives.get(group)
+        if cached is None or cached[0] != version:
+            keys = sorted(k for k in members if is_active(self.records[(sector, k)].status))
+            cached = self.actives[group] = (version, keys)
+        return cached[1]
+
     def _suggest(self) -> None:
         """Registry candidates for open ID_MISSING / ID_NOT_IN_REGISTRY / ID_LEGACY
         mismatches: same birth date, most similar folded name (one query per batch)."""
-        rows = self.ledger.suggestion_rows(sorted(self.evaluated), SUGGESTING_RULES)
+        rows = self.ledger.suggestion_rows(sorted(self.judged_at), SUGGESTING_RULES)
         if not rows:
             return
         probes: list[tuple[MismatchRow, SectorRow]] = []

@@ -33,7 +33,8 @@ class Running:
         return psycopg_conninfo(self.config.database.url)
 
     def settle(self, timeout: float = 60.0) -> None:
-        """Wait until the reconciler has stored offsets past every message sent."""
+        """Wait until the reconciler has stored offsets past every message sent and finished
+        the batch (outbox published, metrics counted)."""
         group = self.reconciler.group_id
         deadline = time.monotonic() + timeout
         while True:
@@ -44,6 +45,10 @@ class Running:
                     (group,),
                 ).fetchone()[0]
             if done >= self.feed.sent:
+                # The offsets commit with the batch's transaction; its outbox and metrics
+                # follow on the reconciler's database thread. That thread runs tasks in
+                # order, so a no-op queued now returns once the batch is fully done.
+                self.reconciler._db_call(lambda: None)
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(f"reconciler applied {done} of {self.feed.sent} messages")
@@ -96,8 +101,9 @@ class Running:
         return out
 
 
-def start(config: HubConfig, **kwargs) -> Running:
-    feed = Feed(config)  # creates the topics
+def start(config: HubConfig, feed: Feed | None = None, **kwargs) -> Running:
+    """A reconciler thread over ``config``'s topics (``feed``: one that already sent)."""
+    feed = feed or Feed(config)  # creates the topics
     reconciler = Reconciler(config, poll_timeout_ms=100, stats_interval_s=3600, **kwargs)
     thread = threading.Thread(target=reconciler.run, name="reconciler", daemon=True)
     thread.start()

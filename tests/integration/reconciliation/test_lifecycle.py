@@ -15,7 +15,8 @@ from hub.kafka import make_consumer
 from reconciliation.corrections import publish_corrections
 from reconciliation.idschemes.vn import make_id
 from reconciliation.state import refresh_verified
-from tests.integration.reconciliation.feed import person
+from tests.integration.reconciliation.conftest import start
+from tests.integration.reconciliation.feed import Feed, hub_config, person
 
 A = make_id("079", 1985, "M", 1)
 B = make_id("001", 1990, "F", 2)
@@ -253,6 +254,41 @@ def test_duplicate_id_flags_every_active_record_of_a_unique_sector(running):
         "T2": ("resolved", "fixed_at_source"),
         "T3": ("resolved", "record_deleted"),
     }
+
+
+def test_a_large_duplicate_group_is_judged_once_per_batch(hub_db, kafka_config):
+    """1,500 active tax records carrying one ID (a placeholder number, say), waiting on the
+    topic when the reconciler starts, so one batch holds them all: each is judged once,
+    against the group as the batch leaves it — one ``opened`` each and no intermediate
+    updates — and the batch takes seconds, not the cube of the group's size."""
+    feed = Feed(hub_config(hub_db, kafka_config))
+    n = 1500
+    keys = [f"P{i:04d}" for i in range(n)]
+    feed.put("registry", A, **person(A))
+    feed.send(*(feed.event("tax", "c", k, person(A, status="active")) for k in keys))
+    started = time.monotonic()
+    running = start(feed.config, feed, assign_all=True)
+    try:
+        running.settle(timeout=120)
+        assert time.monotonic() - started < 60
+        dup = {k[0]: v[0] for k, v in running.mismatches("tax").items() if k[1] == "DUPLICATE_ID"}
+        assert dup == dict.fromkeys(keys, "open")
+        history = running.query(
+            "SELECT h.action, count(*) FROM mismatch_history h JOIN mismatches m"
+            " ON m.id = h.mismatch_id WHERE m.rule = 'DUPLICATE_ID' GROUP BY h.action"
+        )
+        assert dict(history) == {"opened": n}
+
+        feed.put("tax", keys[0], **person(A, status="closed"))
+        running.settle()
+        dup = {k[0]: v[0] for k, v in running.mismatches("tax").items() if k[1] == "DUPLICATE_ID"}
+        assert dup == {keys[0]: "resolved", **dict.fromkeys(keys[1:], "open")}
+        # The others' group changed once: one update each (their list of other records).
+        assert [h[0] for h in running.history(keys[1], "DUPLICATE_ID")] == ["opened", "updated"]
+    finally:
+        running.reconciler.stop()
+        running.thread.join(30)
+        feed.close()
 
 
 def test_an_older_change_does_not_overwrite_a_newer_one(running):
