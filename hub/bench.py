@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import platform
 import random
@@ -35,6 +36,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,25 @@ def percentile(values: list[float], q: float) -> float | None:
     s = sorted(values)
     idx = min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))
     return s[idx]
+
+
+def slow_seconds(
+    offsets: list[float], stored: list[float], to_kafka: list[float], limit_s: float = 0.5
+) -> list[dict[str, Any]]:
+    """The seconds of the live run (by source commit, from the start of the load) in which
+    some change took longer than ``limit_s`` to be stored: when, how many, the worst, and
+    the worst capture part — stalls show here, a queue shows as a run of seconds."""
+    seconds: dict[int, list[float]] = {}
+    for at, total, kafka in zip(offsets, stored, to_kafka, strict=True):
+        if total > limit_s:
+            row = seconds.setdefault(int(at), [0, 0.0, 0.0])
+            row[0] += 1
+            row[1] = max(row[1], total)
+            row[2] = max(row[2], kafka)
+    return [
+        {"at_s": at, "over": n, "max_ms": round(worst * 1000), "capture_max_ms": round(k * 1000)}
+        for at, (n, worst, k) in sorted(seconds.items())
+    ]
 
 
 def machine_info() -> dict[str, Any]:
@@ -302,11 +323,12 @@ def _worker_live_reconcile(config, args: dict) -> dict:
     totals = rec.run()
     since = args.get("since_path")
     t0 = float(Path(since).read_text()) if since and Path(since).exists() else 0.0
-    kept = [(kafka, stored) for commit_s, kafka, stored in rec.latencies if commit_s >= t0]
+    kept = [row for row in rec.latencies if row[0] >= t0]
     return {
         "messages": totals.messages,
-        "latencies": [stored for _, stored in kept],
-        "to_kafka": [kafka for kafka, _ in kept],
+        "latencies": [stored for _, _, stored in kept],
+        "to_kafka": [kafka for _, kafka, _ in kept],
+        "commit_offsets": [commit_s - t0 for commit_s, _, _ in kept],
     }
 
 
@@ -324,7 +346,9 @@ def _worker_raw_consume(config, args: dict) -> dict:
     from kafka import TopicPartition
 
     from hub.kafka import make_consumer
+    from hub.runtime import tune_gc
 
+    tune_gc()  # the hub's processes run with these collector settings: so does the baseline
     consumer = make_consumer(config.kafka, group_id=None, enable_auto_commit=False)
     parts = [TopicPartition(t, p) for t in args["topics"] for p in consumer.partitions_for_topic(t)]
     consumer.assign(parts)
@@ -365,7 +389,9 @@ def _worker_raw_produce(config, args: dict) -> dict:
     """The same number of messages of the same size, one plain kafka-python producer with the
     connector's producer settings (acks=all, idempotent, 1 MiB batches)."""
     from hub.kafka import ensure_topics, make_producer
+    from hub.runtime import tune_gc
 
+    tune_gc()  # as in the connector's producer processes
     topic = args["topic"]
     ensure_topics(config.kafka, [topic])
     n, size = args["messages"], args["size"]
@@ -408,17 +434,37 @@ def worker_main(argv: list[str]) -> int:
 # ------------------------------------------------------------------------------ data
 
 
-def build_population(n: int, seed: int):
-    """N citizens, each with a tax record (the other sectors are generated and not loaded)."""
-    from hub.demo import generator
+PART_CITIZENS = 500_000
+"""Citizens per generated part. Parts are built and loaded by worker processes, two at a
+time, each exiting after its part: generation memory stays bounded at any scale (building
+10M citizens at once would take ~18 GB)."""
 
-    saved = dict(generator.SECTOR_SHARES)
-    generator.SECTOR_SHARES["tax"] = 1.0
-    try:
-        return generator.build(n, seed)
-    finally:
-        generator.SECTOR_SHARES.clear()
-        generator.SECTOR_SHARES.update(saved)
+
+def part_count(n: int, per_part: int = PART_CITIZENS) -> int:
+    return max(1, -(-n // per_part))
+
+
+def generate_part(src_url: str, n: int, seed: int, index: int, parts: int) -> dict[str, int]:
+    """Build part ``index`` of ``parts`` of N citizens, each with a tax record, and COPY it
+    into the registry and tax tables (made by ``create_table``). Runs in a worker process."""
+    from hub.demo import generator
+    from hub.demo.population import REGISTRY, TAX
+
+    population = generator.build(
+        n, seed, sectors=(TAX_SOURCE,), shares={TAX_SOURCE: 1.0}, part=(index, parts)
+    )
+    _in_threads(
+        (generator.append_rows, src_url, REGISTRY, population.rows["registry"]),
+        (generator.append_rows, src_url, TAX, population.rows["tax"]),
+    )
+    return {"registry": len(population.rows["registry"]), "tax": len(population.rows["tax"])}
+
+
+def _in_threads(*calls: tuple) -> None:
+    """Run each ``(fn, *args)`` in its own thread; re-raise the first failure."""
+    with ThreadPoolExecutor(len(calls)) as pool:
+        for future in [pool.submit(*call) for call in calls]:
+            future.result()
 
 
 def _fold_sql(expr: str) -> str:
@@ -528,43 +574,36 @@ class ScaleRun:
 
         from hub.config import parse_config
         from hub.db.migrate import upgrade
-        from hub.demo.generator import load_table
+        from hub.demo.generator import create_table, finish_table
         from hub.demo.population import REGISTRY, TAX
         from hub.kafka import Topics, ensure_topics
 
         env = self.bench.env
         echo = self.bench.echo
+        parts = part_count(self.n, self.bench.part_citizens)
+        echo(
+            f"[{fmt_n(self.n)}] generating {self.n:,} citizens, each with a tax record "
+            f"({parts} part{'s' if parts > 1 else ''}) …"
+        )
         t0 = time.monotonic()
-        echo(f"[{fmt_n(self.n)}] generating {self.n:,} citizens, each with a tax record …")
-        population = build_population(self.n, self.bench.seed)
-        t_gen = time.monotonic() - t0
-        self.records = {
-            "registry": len(population.rows["registry"]),
-            "tax": len(population.rows["tax"]),
-        }
         self.src_url = env.ensure_database(self.src_db, fresh=True)
+        _in_threads((create_table, self.src_url, REGISTRY), (create_table, self.src_url, TAX))
+        self.records = {"registry": 0, "tax": 0}
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(2, parts), mp_context=spawn, max_tasks_per_child=1) as pool:
+            futures = [
+                pool.submit(generate_part, self.src_url, self.n, self.bench.seed, i, parts)
+                for i in range(parts)
+            ]
+            for future in futures:
+                for table, count in future.result().items():
+                    self.records[table] += count
+        t_gen = time.monotonic() - t0
         t1 = time.monotonic()
-        errors: list[BaseException] = []
-
-        def load(table, rows):
-            try:
-                load_table(self.src_url, table, rows)
-            except BaseException as exc:  # noqa: BLE001 - re-raised below
-                errors.append(exc)
-
-        threads = [
-            threading.Thread(target=load, args=(REGISTRY, population.rows["registry"])),
-            threading.Thread(target=load, args=(TAX, population.rows["tax"])),
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        del population
-        if errors:
-            raise errors[0]
+        _in_threads((finish_table, self.src_url, REGISTRY), (finish_table, self.src_url, TAX))
         t_load = time.monotonic() - t1
-        hub_url = env.ensure_database(self.hub_db, fresh=True)
+        hub_env = self.bench.hub_env
+        hub_url = hub_env.ensure_database(self.hub_db, fresh=True)
         upgrade(hub_url)
         reg = REGISTRY.config(self.src_url)
         reg["logical"] = {"slot": self.slots[0], "publication": f"bench_{self.tag}_registry"}
@@ -576,7 +615,7 @@ class ScaleRun:
                 "topic_prefix": f"bench{self.tag.replace('_', '')}",
                 "partitions": 12,
             },
-            "database": {"url": env.database_url(self.hub_db)},
+            "database": {"url": hub_env.database_url(self.hub_db)},
             "id_scheme": "vn",
             "logging": {"level": "WARNING"},
             "registry": reg,
@@ -587,7 +626,7 @@ class ScaleRun:
         ensure_topics(
             self.config.kafka, Topics(self.config.kafka.topic_prefix).all_for(self.config)
         )
-        echo(f"[{fmt_n(self.n)}] generated in {t_gen:.1f}s, loaded in {t_load:.1f}s")
+        echo(f"[{fmt_n(self.n)}] generated and loaded in {t_gen:.1f}s, indexed in {t_load:.1f}s")
         return {"generate_s": t_gen, "load_s": t_load}
 
     def worker(self, role: str, **args: Any) -> Worker:
@@ -654,16 +693,18 @@ class ScaleRun:
 
         from hub.db import psycopg_conninfo
 
+        env, hub_env = self.bench.env, self.bench.hub_env
         try:
-            with psycopg.connect(psycopg_conninfo(self.bench.env.admin_url), autocommit=True) as c:
+            with psycopg.connect(psycopg_conninfo(env.admin_url), autocommit=True) as c:
                 for slot in self.slots:
                     c.execute(
                         "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
                         " WHERE slot_name = %s AND NOT active",
                         (slot,),
                     )
-                for db in (self.src_db, self.hub_db):
-                    c.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+                c.execute(f'DROP DATABASE IF EXISTS "{self.src_db}" WITH (FORCE)')
+            with psycopg.connect(psycopg_conninfo(hub_env.admin_url), autocommit=True) as c:
+                c.execute(f'DROP DATABASE IF EXISTS "{self.hub_db}" WITH (FORCE)')
         except psycopg.Error as exc:
             log.warning("bench clean-up of %s: %s", self.tag, exc)
 
@@ -673,8 +714,13 @@ class ScaleRun:
 
 class Bench:
     def __init__(self, *, n: int, data_dir: Path, skip: set[str], seed: int, rate: int | None,
+                 part_citizens: int = PART_CITIZENS, shared_server: bool = False,
                  echo=click.echo):  # fmt: skip
         self.n = n
+        self.shared_server = shared_server
+        self.hub_env = None
+        self.hub_postgres = None
+        self.part_citizens = part_citizens
         self.data_dir = data_dir
         self.skip = skip
         self.seed = seed
@@ -686,9 +732,17 @@ class Bench:
 
     def run(self) -> dict[str, Any]:
         from hub.demo.runner import DemoEnvironment
+        from hub.embedded import EmbeddedPostgres
 
         started = time.monotonic()
-        self.env = DemoEnvironment(self.data_dir).start()
+        self.env = self.hub_env = DemoEnvironment(self.data_dir).start()
+        if self.env.stack is not None and not self.shared_server:
+            # The hub's database on a server of its own, as in a deployment: the sources'
+            # slots then decode only the sources' WAL, not the hub's.
+            self.hub_postgres = EmbeddedPostgres(self.data_dir / "postgres-hub").start()
+            self.hub_env = DemoEnvironment(
+                self.data_dir, admin_url=self.hub_postgres.url, bootstrap=self.env.bootstrap
+            )
         figures: dict[str, Any] = {}
         out = {
             "scale": self.n,
@@ -702,6 +756,9 @@ class Bench:
                     os.environ.get("HUB_DATABASE_URL") and os.environ.get("HUB_KAFKA_BOOTSTRAP")
                 ),
                 "connector_producer_processes": _producer_processes(),
+                "hub_database_server": "shared with the sources"
+                if self.hub_postgres is None
+                else "its own embedded server",
             },
             "figures": figures,
         }
@@ -733,6 +790,8 @@ class Bench:
         finally:
             for r in runs:
                 r.drop()
+            if self.hub_postgres is not None:
+                self.hub_postgres.stop()
             self.env.stop()
         out["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
         out["total_s"] = round(time.monotonic() - started, 1)
@@ -887,9 +946,9 @@ class Bench:
 
     @staticmethod
     def _wait_for_slots(run: ScaleRun, caps: list[Worker]) -> None:
-        """Wait until the live connectors' slots have caught up with the WAL: the hub's own
-        writes since the capture phase are WAL the slots must decode past first (the hub
-        and the sources share one embedded server), which is start-up, not latency."""
+        """Wait until the live connectors' slots have caught up with the WAL: with
+        ``--shared-server`` the hub's own writes since the capture phase are WAL the slots
+        must decode past first, which is start-up, not latency."""
         import psycopg
 
         from hub.db import psycopg_conninfo
@@ -1026,6 +1085,7 @@ class Bench:
                 for q in (50, 95, 99)
                 if (v := percentile(to_kafka, q)) is not None
             },
+            "slow_seconds": slow_seconds(result["commit_offsets"], lat, to_kafka),
             "baseline": "the offered load (commit time of each source change)",
             "target": "p99 <= 500 ms",
             "met": p[99] is not None and p[99] <= 0.5 and seen >= len(keys),
@@ -1164,8 +1224,13 @@ def print_table(result: dict[str, Any], echo=click.echo) -> None:
 @click.option("--seed", default=6, show_default=True, help="Generator seed.")
 @click.option("--rate", type=int, default=None,
               help="Offered load of the latency figure (default 5000/s or what the machine sustains).")  # fmt: skip
+@click.option("--shared-server", is_flag=True,
+              help="Embedded servers: the hub's database on the sources' PostgreSQL server "
+                   "(default: a server of its own).")  # fmt: skip
+@click.option("--part-citizens", type=click.IntRange(min=1), default=PART_CITIZENS, hidden=True,
+              help="Citizens per generated part (tests use small parts).")  # fmt: skip
 def bench(scale: str, out: Path, data_dir: Path | None, skip: tuple[str, ...], seed: int,
-          rate: int | None) -> None:  # fmt: skip
+          rate: int | None, shared_server: bool, part_citizens: int) -> None:  # fmt: skip
     """Throughput, latency and scaling against the SQL-join and Kafka-client baselines."""
     from hub.embedded import install_signal_handlers
     from hub.logs import setup_logging
@@ -1176,7 +1241,10 @@ def bench(scale: str, out: Path, data_dir: Path | None, skip: tuple[str, ...], s
     temp = data_dir is None
     data_dir = Path(tempfile.mkdtemp(prefix="hub-bench-")) if temp else data_dir
     try:
-        result = Bench(n=n, data_dir=data_dir, skip=set(skip), seed=seed, rate=rate).run()
+        result = Bench(
+            n=n, data_dir=data_dir, skip=set(skip), seed=seed, rate=rate,
+            part_citizens=part_citizens, shared_server=shared_server,
+        ).run()  # fmt: skip
     finally:
         if temp:
             shutil.rmtree(data_dir, ignore_errors=True)

@@ -11,8 +11,9 @@ import json
 import operator
 import random
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from itertools import islice
@@ -280,21 +281,74 @@ class _Record:
         self.injected = False
 
 
-def build(citizens: int, seed: int = 6) -> Population:
-    """Generate the registry, the four sectors and the manifest; pure and deterministic."""
+def build(
+    citizens: int,
+    seed: int = 6,
+    *,
+    sectors: Sequence[str] = SECTORS,
+    shares: Mapping[str, float] | None = None,
+    part: tuple[int, int] = (0, 1),
+) -> Population:
+    """Generate the registry, the sectors and the manifest; pure and deterministic.
+
+    ``sectors`` limits the sectors generated (in ``SECTORS`` order), ``shares`` overrides
+    their ``SECTOR_SHARES``. ``part=(i, parts)`` builds the i-th of ``parts`` independent
+    parts of a population of ``citizens`` (see :func:`part_sizes`): its own seed and
+    disjoint citizen-ID serials, legacy numbers and record keys, so the parts of a large
+    population can be built and loaded one after another (or side by side) in bounded
+    memory. ``part=(0, 1)`` is the whole population, as it always was.
+    """
     if citizens < 0:
         raise ValueError("citizens must be >= 0")
-    return _Builder(citizens, seed).run()
+    index, parts = part
+    if parts < 1 or not 0 <= index < parts:
+        raise ValueError(f"part {index} of {parts} does not exist")
+    unknown = [s for s in sectors if s not in SECTORS]
+    if unknown:
+        raise ValueError(f"unknown sector {unknown[0]!r}")
+    return _Builder(citizens, seed, sectors=sectors, shares=shares, part=part).run()
+
+
+def _share(lo: int, hi: int, part: tuple[int, int]) -> range:
+    """Part ``(i, parts)``'s share of the numbers ``[lo, hi)``: disjoint across parts."""
+    index, parts = part
+    return range(lo + (hi - lo) * index // parts, lo + (hi - lo) * (index + 1) // parts)
+
+
+def part_sizes(citizens: int, parts: int) -> list[int]:
+    """Citizens in each of ``parts`` parts (the first ones take the remainder)."""
+    base, extra = divmod(citizens, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
 
 
 class _Builder:
     """One generation run. Stages draw from the one rng in a fixed order: registry,
     sector memberships, registry-side errors, clean sector records, injections."""
 
-    def __init__(self, citizens: int, seed: int) -> None:
-        self.n = citizens
+    def __init__(
+        self,
+        total: int,
+        seed: int,
+        *,
+        sectors: Sequence[str] = SECTORS,
+        shares: Mapping[str, float] | None = None,
+        part: tuple[int, int] = (0, 1),
+    ) -> None:
+        index, parts = part
+        sizes = part_sizes(total, parts)
+        self.n = sizes[index]
         self.seed = seed
-        self.rng = random.Random(seed)
+        self.rng = random.Random(seed if parts == 1 else f"{seed}:{index}/{parts}")
+        self.sectors = tuple(s for s in SECTORS if s in sectors)
+        self.shares = {**SECTOR_SHARES, **(shares or {})}
+        # This part's share of every number space, so parts never collide: ID serials,
+        # legacy numbers, random record keys, and sequential keys (a part has < 2n records).
+        self.serials = _share(0, 1_000_000, part)
+        self.legacy_numbers = _share(10_000_000, 1_000_000_000, part)
+        self.tax_codes = _share(8_000_000_000, 9_000_000_000, part)
+        self.insurance_numbers = _share(0, 100_000_000, part)
+        self.bank_codes = _share(1_000_000_000, 10_000_000_000, part)
+        self.key_base = 2 * sum(sizes[:index])
         self.people: list[_Citizen] = []
         self.used_ids: set[str] = set()
         self.records: dict[str, list[_Record]] = {}
@@ -305,9 +359,9 @@ class _Builder:
         self._citizens()
         self._memberships()
         self._registry_anomalies()
-        for sector in SECTORS:
+        for sector in self.sectors:
             self.records[sector] = self._clean_records(sector)
-        for sector in SECTORS:
+        for sector in self.sectors:
             self._inject(sector)
         self._permit_numbers()
         order = {s: i for i, s in enumerate(SECTORS)}
@@ -316,7 +370,7 @@ class _Builder:
             key=lambda m: (order[m.sector], m.record_key, m.rule),
         )
         rows = {"registry": _render(SOURCE_TABLES["registry"], self.people)}
-        for sector in SECTORS:
+        for sector in self.sectors:
             rows[sector] = _render(SOURCE_TABLES[sector], self.records[sector])
         dead = sum(1 for c in self.people if c.date_of_death)
         legacy = sum(1 for c in self.people if c.legacy_id)
@@ -324,12 +378,12 @@ class _Builder:
             seed=self.seed,
             citizens=self.n,
             as_of=AS_OF.isoformat(),
-            records={s: len(rows[s]) for s in SECTORS},
+            records={s: len(rows[s]) for s in self.sectors},
             mismatches=mismatches,
             rates=dict(RATES),
             registry_anomalies=sorted(self.registry_anomalies, key=lambda a: a["citizen_id"]),
             shares={
-                "sectors": dict(SECTOR_SHARES),
+                "sectors": {s: self.shares[s] for s in self.sectors},
                 "deceased": round(dead / self.n, 4) if self.n else 0.0,
                 "legacy_id": round(legacy / self.n, 4) if self.n else 0.0,
                 "benign_spelling": BENIGN_RATE,
@@ -361,6 +415,7 @@ class _Builder:
         death_lo = date(2015, 1, 1).toordinal()
         death_span = (AS_OF - timedelta(days=60)).toordinal() - death_lo + 1
         n_streets = len(_STREETS)
+        serials, n_serials = self.serials, len(self.serials)
         legacy_count = 0
         for i in range(n):
             c = _Citizen()
@@ -370,7 +425,7 @@ class _Builder:
             sex = "M" if rnd() < 0.5 else "F"
             province = provinces[i]
             while True:
-                cid = make_id(province, year, sex, int(rnd() * 1_000_000))
+                cid = make_id(province, year, sex, serials[int(rnd() * n_serials)])
                 if cid not in self.used_ids:
                     break
             self.used_ids.add(cid)
@@ -400,21 +455,22 @@ class _Builder:
             if rnd() < p_death:
                 c.date_of_death = date.fromordinal(death_lo + int(rnd() * death_span))
             self.people.append(c)
-        numbers = iter(rng.sample(range(10_000_000, 1_000_000_000), legacy_count))
+        numbers = iter(rng.sample(self.legacy_numbers, legacy_count))
         for c in self.people:
             if c.legacy_id is not None:
                 c.legacy_id = f"{next(numbers):09d}"
 
     def _memberships(self) -> None:
         rng = self.rng
+        shares = [(sector, self.shares[sector]) for sector in self.sectors]
         for c in self.people:
-            for sector in SECTORS:
-                if rng.random() < SECTOR_SHARES[sector]:
+            for sector, share in shares:
+                if rng.random() < share:
                     c.sectors.append(sector)
         # Enough deceased members in every sector for DECEASED_ACTIVE plus clean ones.
         dead = [c for c in self.people if c.date_of_death]
-        for sector in SECTORS:
-            members = round(self.n * SECTOR_SHARES[sector])
+        for sector in self.sectors:
+            members = round(self.n * self.shares[sector])
             want = self._count("DECEASED_ACTIVE", members) + 2
             have = sum(1 for c in dead if sector in c.sectors)
             outsiders = [c for c in dead if sector not in c.sectors]
@@ -428,7 +484,7 @@ class _Builder:
     def _registry_anomalies(self) -> None:
         """Registry citizens whose birth year or sex was mistyped: their ID disagrees."""
         rng = self.rng
-        for sector in SECTORS:
+        for sector in self.sectors:
             members = [c for c in self.people if sector in c.sectors]
             candidates = [c for c in members if not c.date_of_death and not c.reserved]
             rng.shuffle(candidates)
@@ -489,9 +545,9 @@ class _Builder:
             records.append(r)
         if sector == "banking":
             rng.shuffle(records)  # ids follow account opening, not registry order
-            codes = rng.sample(range(1_000_000_000, 10_000_000_000), len(records))
+            codes = rng.sample(self.bank_codes, len(records))
             for i, (r, code) in enumerate(zip(records, codes, strict=True)):
-                r.key = str(i + 1)
+                r.key = str(self.key_base + i + 1)
                 r.extra["ma_khach_hang"] = f"{code}"
         return records
 
@@ -504,8 +560,11 @@ class _Builder:
 
     def _permit_numbers(self) -> None:
         """Construction permits are numbered by province and year of issue: GP-079-2021-000123."""
-        for i, r in enumerate(self.records["construction"]):
-            r.key = f"GP-{r.citizen.province_code}-{r.last_activity_date.year}-{i + 1:06d}"
+        for i, r in enumerate(self.records.get("construction", ())):
+            r.key = (
+                f"GP-{r.citizen.province_code}-{r.last_activity_date.year}-"
+                f"{self.key_base + i + 1:06d}"
+            )
 
     def _new_key(self, sector: str, c: _Citizen, existing: set[str]) -> str:
         """A tax code (personal ones start with 8) or a social-insurance number (2-digit
@@ -513,9 +572,9 @@ class _Builder:
         rng = self.rng
         while True:
             if sector == "tax":
-                key = f"{rng.randrange(8_000_000_000, 9_000_000_000)}"
+                key = f"{rng.choice(self.tax_codes)}"
             else:
-                key = f"{int(c.province_code) % 100:02d}{rng.randrange(100_000_000):08d}"
+                key = f"{int(c.province_code) % 100:02d}{rng.choice(self.insurance_numbers):08d}"
             if key not in existing:
                 existing.add(key)
                 return key
@@ -583,9 +642,8 @@ class _Builder:
         for r in pick("ID_NOT_IN_REGISTRY", living):
             c = r.citizen
             while True:
-                cid = make_id(
-                    c.province_code, c.date_of_birth.year, c.sex, rng.randrange(1_000_000)
-                )
+                serial = rng.choice(self.serials)
+                cid = make_id(c.province_code, c.date_of_birth.year, c.sex, serial)
                 if cid not in self.used_ids:
                     break
             self.used_ids.add(cid)
@@ -804,16 +862,53 @@ def generate(
 
 def load_table(url: str, table: SourceTable, rows: Sequence[tuple[Any, ...]]) -> None:
     """(Re)create ``table`` in the database at ``url`` and COPY ``rows`` into it."""
-    try:
+    with _table_errors(table):
         with psycopg.connect(psycopg_conninfo(url)) as conn, conn.cursor() as cur:
             cur.execute(table.drop_sql())
             cur.execute(table.create_sql())
-            with cur.copy(table.copy_sql()) as copy:
-                for row in rows:
-                    copy.write_row(row)
-            for statement in table.after_load:
-                cur.execute(statement)
-            cur.execute(f"ANALYZE {table.table}")
+            _copy(cur, table, rows)
+            _finish(cur, table)
+
+
+def create_table(url: str, table: SourceTable) -> None:
+    """(Re)create ``table`` empty, without its keys and indexes: for loading in parts with
+    :func:`append_rows`, then :func:`finish_table`."""
+    with _table_errors(table):
+        with psycopg.connect(psycopg_conninfo(url)) as conn, conn.cursor() as cur:
+            cur.execute(table.drop_sql())
+            cur.execute(table.create_sql())
+
+
+def append_rows(url: str, table: SourceTable, rows: Sequence[tuple[Any, ...]]) -> None:
+    """COPY ``rows`` into a table made by :func:`create_table`, in one transaction."""
+    with _table_errors(table):
+        with psycopg.connect(psycopg_conninfo(url)) as conn, conn.cursor() as cur:
+            _copy(cur, table, rows)
+
+
+def finish_table(url: str, table: SourceTable) -> None:
+    """Give a table loaded in parts its keys and indexes, and its statistics."""
+    with _table_errors(table):
+        with psycopg.connect(psycopg_conninfo(url)) as conn, conn.cursor() as cur:
+            _finish(cur, table)
+
+
+def _copy(cur: psycopg.Cursor, table: SourceTable, rows: Sequence[tuple[Any, ...]]) -> None:
+    with cur.copy(table.copy_sql()) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _finish(cur: psycopg.Cursor, table: SourceTable) -> None:
+    for statement in table.after_load:
+        cur.execute(statement)
+    cur.execute(f"ANALYZE {table.table}")
+
+
+@contextmanager
+def _table_errors(table: SourceTable) -> Iterator[None]:
+    try:
+        yield
     except psycopg.OperationalError as exc:
         raise RetriableError(f"demo {table.source} database: {exc}".strip()) from exc
     except psycopg.Error as exc:

@@ -31,11 +31,13 @@ HUB_DB = "demo_hub"  # demo-only: the demo recreates it on every run
 class DemoEnvironment:
     """Servers (embedded, or external via HUB_DATABASE_URL/HUB_KAFKA_BOOTSTRAP) + databases."""
 
-    def __init__(self, data_dir: Path):
+    def __init__(
+        self, data_dir: Path, *, admin_url: str | None = None, bootstrap: str | None = None
+    ):
         self.data_dir = data_dir
         self.stack: EmbeddedStack | None = None
-        self.admin_url = os.environ.get("HUB_DATABASE_URL")
-        self.bootstrap = os.environ.get("HUB_KAFKA_BOOTSTRAP")
+        self.admin_url = admin_url or os.environ.get("HUB_DATABASE_URL")
+        self.bootstrap = bootstrap or os.environ.get("HUB_KAFKA_BOOTSTRAP")
 
     def start(self) -> DemoEnvironment:
         self.data_dir.mkdir(parents=True, exist_ok=True)

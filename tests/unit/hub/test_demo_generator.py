@@ -187,6 +187,61 @@ def test_manifest_is_exact_for_any_seed(seed: int, citizens: int) -> None:
     assert independent_check(population) == manifest_set(population.manifest)
 
 
+# -- parts: a large population built in bounded memory ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def parts() -> list[Population]:
+    return [build(9001, seed=6, part=(i, 3)) for i in range(3)]
+
+
+def test_parts_together_are_one_population_with_an_exact_manifest(
+    parts: list[Population],
+) -> None:
+    """Keys, IDs and legacy numbers never collide across parts, and no injected unknown ID
+    belongs to another part's citizen: the union of the parts' manifests is exactly what
+    the independent check finds on all rows together."""
+    combined = SimpleNamespace(
+        rows={s: [row for p in parts for row in p.rows[s]] for s in SOURCE_TABLES}
+    )
+    for source, table in SOURCE_TABLES.items():
+        rows = combined.rows[source]
+        key_at = table.column_names.index(table.key)
+        assert len({row[key_at] for row in rows}) == len(rows), source
+    legacy = [c.legacy_id for _, c in canonical("registry", combined) if c.legacy_id]
+    assert len(set(legacy)) == len(legacy)
+    assert [p.manifest.citizens for p in parts] == [3001, 3000, 3000]
+    assert sum(len(p.rows["registry"]) for p in parts) == 9001
+    expected = set().union(*(manifest_set(p.manifest) for p in parts))
+    assert independent_check(combined) == expected
+
+
+def test_parts_differ_and_the_whole_is_part_0_of_1(parts: list[Population]) -> None:
+    assert parts[0].rows["registry"] != parts[1].rows["registry"]
+    assert build(2000, seed=6, part=(0, 1)).rows == build(2000, seed=6).rows
+
+
+def test_only_the_sectors_asked_for_are_generated() -> None:
+    population = build(2000, seed=6, sectors=("tax",), shares={"tax": 1.0})
+    assert set(population.rows) == {"registry", "tax"}
+    assert {m.sector for m in population.manifest.mismatches} == {"tax"}
+    assert len(population.rows["tax"]) >= 2000  # everyone, plus duplicate-ID copies
+    assert population.manifest.shares["sectors"] == {"tax": 1.0}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"part": (3, 3)}, "part 3 of 3"),
+        ({"part": (0, 0)}, "part 0 of 0"),
+        ({"sectors": ("tax", "police")}, "unknown sector 'police'"),
+    ],
+)
+def test_impossible_parts_and_unknown_sectors_are_refused(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build(100, seed=6, **kwargs)
+
+
 def test_reconciliation_rules_find_exactly_the_manifest(small: Population) -> None:
     """The reconciler's own rule engine, fed the demo rows, agrees with the manifest."""
     from reconciliation.rules import RuleSet, evaluate
