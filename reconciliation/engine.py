@@ -257,8 +257,10 @@ class Reconciler:
         # Every use of the database connection runs on this one thread, in submission
         # order: batch N is applied there while this thread polls and decodes batch N+1.
         self._db = ThreadPoolExecutor(1, thread_name_prefix="hub-reconciler-db")
+        # Figures and planner statistics: on their own connection and thread.
         self._figures_thread = ThreadPoolExecutor(1, thread_name_prefix="hub-reconciler-figures")
         figures: Future | None = None
+        analyzing: Future | None = None
         try:
             while not self._stop.is_set():
                 if self._assignment_changing():
@@ -277,7 +279,11 @@ class Reconciler:
                 now = time.monotonic()
                 if now >= next_lag:
                     self._export_lag()
-                    self._db_task(self._refresh_statistics)
+                    if analyzing is None or analyzing.done():
+                        # On the background connection: an ANALYZE of a big state table
+                        # takes a second or more, and on the batch connection every batch
+                        # waited for it.
+                        analyzing = self._figures_thread.submit(self._refresh_statistics, None)
                     next_lag = now + 2.0
                     if self._outbox_retry:
                         self._outbox_retry = False
@@ -314,18 +320,17 @@ class Reconciler:
                 connect_timeout=10,
             )
             state.prepare_session(self.conn)
-            self._refresh_statistics()
+            self._refresh_statistics(self.conn)
         except psycopg.OperationalError as exc:
             self.conn = None
             raise RetriableError(f"hub database: {str(exc).strip()}") from exc
 
-    def _refresh_statistics(self) -> None:
+    def _refresh_statistics(self, conn: psycopg.Connection | None) -> None:
         """Keep the planner's statistics of the state tables current (see
-        :func:`state.refresh_statistics`); best effort: a failure only slows plans."""
-        if self.conn is None or self.conn.closed:
-            return
+        :func:`state.refresh_statistics`) over ``conn`` (None: the background connection);
+        best effort: a failure only slows plans."""
         try:
-            analyzed = state.refresh_statistics(self.conn)
+            analyzed = state.refresh_statistics(conn or self._background_conn())
         except psycopg.Error as exc:
             log.warning("could not refresh planner statistics: %s", str(exc).strip())
             return
@@ -835,20 +840,24 @@ class Reconciler:
             metrics.CONSUMER_LAG.remove(*labels)
         self._lag_labels = seen
 
+    def _background_conn(self) -> psycopg.Connection:
+        """The connection of the figures thread (gauges, planner statistics), opened on
+        first use: what runs over it never holds a batch up."""
+        if self._figures_conn is None or self._figures_conn.closed:
+            self._figures_conn = psycopg.connect(
+                psycopg_conninfo(self.config.database.url),
+                autocommit=True,
+                application_name="hub-reconciler-figures",
+                connect_timeout=10,
+            )
+        return self._figures_conn
+
     def refresh_figures(self) -> None:
         """Set ``hub_mismatches_open`` and ``hub_records_verified_ratio`` from the database and
         add a ``stats_snapshots`` row per sector when the last is older than the interval."""
         try:
-            if self._figures_conn is None or self._figures_conn.closed:
-                self._figures_conn = psycopg.connect(
-                    psycopg_conninfo(self.config.database.url),
-                    autocommit=True,
-                    application_name="hub-reconciler-figures",
-                    connect_timeout=10,
-                )
-            conn = self._figures_conn
-            open_counts = state.open_mismatch_counts(conn)
-            counts = state.sector_counts(conn)
+            conn = self._background_conn()
+            counts, open_counts = state.figure_counts(conn)
             state.write_stats_snapshot(conn, counts, open_counts, self.snapshot_interval_s)
         except psycopg.Error as exc:
             log.warning("figures not refreshed: %s", str(exc).strip())

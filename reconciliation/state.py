@@ -18,6 +18,8 @@ from operator import attrgetter
 
 import psycopg
 
+from hub.db import figures
+
 # Temp tables of a session: name → columns. Created once per connection, emptied at commit.
 _STAGING: dict[str, tuple[tuple[str, str], ...]] = {
     "_hub_keys1": (("a", "text"),),
@@ -749,8 +751,28 @@ def outbox_delete(conn: psycopg.Connection, ids: Sequence[int]) -> None:
 # -- figures --------------------------------------------------------------------------------
 
 
+def figure_counts(
+    conn: psycopg.Connection,
+) -> tuple[dict[str, tuple[int, int]], list[tuple[str, str, str, int]]]:
+    """({sector: (records, verified records)}, [(sector, rule, severity, open and in-review
+    mismatches)]) from the trigger-kept counts (:mod:`hub.db.figures`): exact, and without
+    counting the big tables. Folds the delta rows first, unless another reader is folding."""
+    with conn.transaction():
+        if conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (figures.FOLD_LOCK,)).fetchone()[0]:
+            conn.execute(figures.FOLD)
+        rows = conn.execute(figures.SUMS).fetchall()
+    counts = {
+        sector: (records, verified)
+        for sector, rule, _severity, records, verified, _open in rows
+        if not rule and records
+    }
+    open_counts = [(s, rule, sev, n) for s, rule, sev, _r, _v, n in rows if rule and n]
+    return counts, open_counts
+
+
 def open_mismatch_counts(conn: psycopg.Connection) -> list[tuple[str, str, str, int]]:
-    """(sector, rule, severity, count) of open and in-review mismatches."""
+    """(sector, rule, severity, count) of open and in-review mismatches, counted in full
+    (:func:`figure_counts` gives the same without a scan)."""
     return conn.execute(
         """
         SELECT sector, rule, severity, count(*) FROM mismatches
@@ -760,7 +782,7 @@ def open_mismatch_counts(conn: psycopg.Connection) -> list[tuple[str, str, str, 
 
 
 def sector_counts(conn: psycopg.Connection) -> dict[str, tuple[int, int]]:
-    """{sector: (records, verified records)}."""
+    """{sector: (records, verified records)}, counted in full (see :func:`figure_counts`)."""
     rows = conn.execute(
         "SELECT sector, count(*), count(*) FILTER (WHERE verified) FROM sector_records GROUP BY sector"
     ).fetchall()

@@ -319,3 +319,23 @@ class ReconcilerOutbox(Base):
     key: Mapped[bytes | None] = mapped_column(LargeBinary)
     value: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     created_at: Mapped[datetime] = _now()
+
+
+class FigureCount(Base):
+    """Running counts of the gauges: per sector (``rule`` = ``severity`` = '') the records
+    and verified records, per (sector, rule, severity) the open and in-review mismatches.
+
+    Statement-level triggers on ``sector_records`` and ``mismatches`` (migration 0005) add
+    one delta row per statement and key, in the writer's transaction, so the sums are exact
+    at every snapshot without counting the big tables; readers fold the deltas back into one
+    row per key (:func:`reconciliation.state.figure_counts`)."""
+
+    __tablename__ = "figure_counts"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    sector: Mapped[str] = mapped_column(String(40), nullable=False)
+    rule: Mapped[str] = mapped_column(String(40), nullable=False, server_default="")
+    severity: Mapped[str] = mapped_column(String(16), nullable=False, server_default="")
+    records: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    verified: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    open_mismatches: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")

@@ -15,6 +15,7 @@ from hub.avro import decode
 from hub.config import HubConfig
 from hub.db import psycopg_conninfo
 from hub.kafka import make_consumer
+from reconciliation import state
 from reconciliation.engine import Reconciler
 from tests.integration.reconciliation.feed import Feed, hub_config
 
@@ -122,3 +123,8 @@ def running(request, hub_db, kafka_config) -> Iterator[Running]:
         env.reconciler.stop()
         env.thread.join(30)
         env.feed.close()
+    # Whatever the test did, the trigger-kept gauge counts equal full counts.
+    with psycopg.connect(env.db, autocommit=True) as conn:
+        counts, open_counts = state.figure_counts(conn)
+        assert counts == state.sector_counts(conn)
+        assert sorted(open_counts) == sorted(state.open_mismatch_counts(conn))
