@@ -103,7 +103,6 @@ class SectorRecord(Base):
     __table_args__ = (
         # A registry change fans out to every sector record carrying the citizen ID.
         Index("ix_sector_records_citizen_id", "citizen_id"),
-        Index("ix_sector_records_sector_verified", "sector", "verified"),
     )
 
 
