@@ -289,8 +289,8 @@ class Reconciler:
                         self._outbox_retry = False
                         self._db_task(self._drain_outbox)
                 if now >= next_stats and (figures is None or figures.done()):
-                    # Full counts take a while on large tables: on their own connection and
-                    # thread, they never hold a batch up.
+                    # The trigger-kept counts (hub.db.figures) are cheap, but a stats
+                    # snapshot is a write: on their own connection, no batch waits.
                     figures = self._figures_thread.submit(self.refresh_figures)
                     next_stats = now + self.stats_interval_s
                 if until_idle_s is not None:
