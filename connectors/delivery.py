@@ -30,9 +30,9 @@ from tenacity import (
     wait_exponential,
 )
 
-from connectors.avrowriter import compile_encoder
 from connectors.events import Batch, DeadLetter
 from hub.avro import Encoder
+from hub.avrowriter import compile_encoder
 from hub.config import KafkaConfig
 from hub.errors import RetriableError
 from hub.kafka import Topics, ensure_topics, make_producer

@@ -8,10 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.avrowriter import compile_encoder
 from connectors.mapping import RecordMapper, dump_payload, encode_row
 from connectors.pgoutput import PgValueError
 from hub.avro import AvroEncodeError, Encoder
+from hub.avrowriter import compile_encoder
 from hub.errors import SkippableError
 
 

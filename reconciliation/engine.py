@@ -57,6 +57,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_expo
 
 from hub import metrics
 from hub.avro import AvroDecodeError, Decoder, Encoder
+from hub.avrowriter import compile_encoder
 from hub.config import HubConfig
 from hub.db import psycopg_conninfo
 from hub.errors import RetriableError, SkippableError
@@ -184,8 +185,8 @@ class Reconciler:
             for s, cfg in config.sectors.items()
         }
         self._decode_message = compile_reader("hub.ChangeEvent") or Decoder().decode
-        self._event_encoder = Encoder("hub.MismatchEvent")
-        self._dlq_encoder = Encoder("hub.DeadLetter")
+        self._event_encoder = compile_encoder("hub.MismatchEvent") or Encoder("hub.MismatchEvent")
+        self._dlq_encoder = compile_encoder("hub.DeadLetter") or Encoder("hub.DeadLetter")
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._pending: set[TopicPartition] = set()
