@@ -241,10 +241,11 @@ class _Generator:
             *other,
         ]
 
-    def _function(self, full: str, body: Callable[[list[str]], None]) -> str:
+    def _function(self, full: str, body: Callable[[list[str]], None], *, named: bool = True) -> str:
         name = "_write_" + "".join(c if c.isalnum() else "_" for c in full) + f"_{self._n}"
         self._n += 1
-        self.named.setdefault(full, name)
+        if named:  # records and enums: later references use the name
+            self.named.setdefault(full, name)
         lines = [f"def {name}(out, v):"]
         self.functions[name] = lines  # reserved first: a recursive reference calls it
         body(lines)
@@ -289,7 +290,7 @@ class _Generator:
                 self.emit(schema["items"], "item", lines, "            ")
             lines.append("    out.append(0)")
 
-        return self._function(f"_{kind}", body)
+        return self._function(kind, body, named=False)
 
     def compile(self, schema: Any) -> Writer:
         lines = ["def write(out, v):"]
