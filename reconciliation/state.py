@@ -434,9 +434,7 @@ def sector_records_for(
     Records: those with the given ``keys``; every record (any sector) carrying one of
     ``citizen_ids`` (registry changes re-check them); and the duplicate groups — the
     records of each (sector, citizen ID) in ``groups``, and of the IDs the keyed records of
-    ``unique_sectors`` carry now. One query per table; a keyed record comes back once, not
-    again as a member of its own group (in a batch of updates that halves the rows read
-    back).
+    ``unique_sectors`` carry now. One query per table.
     """
     keys, ids, groups = set(keys), set(citizen_ids), set(groups)
     if not keys and not ids and not groups:
@@ -461,11 +459,9 @@ def sector_records_for(
         SELECT * FROM by_key
         UNION ALL
         SELECT {cols} FROM sector_records s JOIN _hub_keys1 i ON s.citizen_id = i.a
-        WHERE NOT EXISTS (SELECT 1 FROM _hub_keys2 k WHERE k.a = s.sector AND k.b = s.record_key)
         UNION ALL
         SELECT {cols} FROM sector_records s JOIN grp g
           ON s.citizen_id = g.citizen_id AND s.sector = g.sector
-        WHERE NOT EXISTS (SELECT 1 FROM _hub_keys2 k WHERE k.a = s.sector AND k.b = s.record_key)
         """,
         (sorted(set(unique_sectors)),),
     )
