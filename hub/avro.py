@@ -191,6 +191,21 @@ class SchemaSet:
             ) from None
 
 
+ENCODE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, OverflowError)
+"""What writing a record that does not fit its schema raises (fastavro or the compiled
+writer of :mod:`hub.avrowriter`)."""
+
+
+def encode_error(schema: str, record: Any, exc: Exception) -> AvroEncodeError:
+    """The :class:`AvroEncodeError` for ``record`` not fitting ``schema``; it names the
+    record key when the record has one."""
+    key = record.get("record_key") if isinstance(record, Mapping) else None
+    return AvroEncodeError(
+        f"record does not fit Avro schema {schema}: {exc}",
+        record_key=key if isinstance(key, str) else None,
+    )
+
+
 class Encoder:
     """Encodes records of one schema as single-object messages.
 
@@ -226,12 +241,8 @@ class Encoder:
         buffer.write(self._header)
         try:
             schemaless_writer(buffer, self._schema, record)
-        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
-            key = record.get("record_key") if isinstance(record, Mapping) else None
-            raise AvroEncodeError(
-                f"record does not fit Avro schema {self.name}: {exc}",
-                record_key=key if isinstance(key, str) else None,
-            ) from exc
+        except ENCODE_ERRORS as exc:
+            raise encode_error(self.name, record, exc) from exc
         return buffer.getvalue()
 
 

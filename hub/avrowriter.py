@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any
 
-from hub.avro import MAGIC, AvroEncodeError, shipped
+from hub.avro import ENCODE_ERRORS, MAGIC, encode_error, shipped
 
 Writer = Callable[[bytearray, Any], None]
 
@@ -43,39 +43,22 @@ def _write_long(out: bytearray, n: int) -> None:
     out.append(n)
 
 
-def _long(out: bytearray, v: Any) -> None:
-    if type(v) is not int:
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise TypeError(f"{type(v).__name__} is not a long")
-    if not _LONG_MIN <= v <= _LONG_MAX:
-        raise ValueError(f"{v} does not fit a long")
-    _write_long(out, v)
+def _ranged(what: str, low: int, high: int) -> Writer:
+    """The checked writer of an Avro ``int`` or ``long`` (the generated code's slow path)."""
+
+    def write(out: bytearray, v: Any) -> None:
+        if type(v) is not int:
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"{type(v).__name__} is not {what}")
+        if not low <= v <= high:
+            raise ValueError(f"{v} does not fit {what}")
+        _write_long(out, v)
+
+    return write
 
 
-def _int(out: bytearray, v: Any) -> None:
-    if type(v) is not int:
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise TypeError(f"{type(v).__name__} is not an int")
-    if not _INT_MIN <= v <= _INT_MAX:
-        raise ValueError(f"{v} does not fit an int")
-    _write_long(out, v)
-
-
-def _date(out: bytearray, v: Any) -> None:
-    if type(v) is date:
-        _write_long(out, v.toordinal() - _EPOCH_ORDINAL)
-    else:
-        _int(out, v)
-
-
-def _string(out: bytearray, v: Any) -> None:
-    b = v.encode()  # AttributeError for a non-str: reported as AvroEncodeError
-    n = len(b)
-    if n < 64:
-        out.append(n << 1)
-    else:
-        _write_long(out, n)
-    out += b
+_long = _ranged("a long", _LONG_MIN, _LONG_MAX)
+_int = _ranged("an int", _INT_MIN, _INT_MAX)
 
 
 def _bytes(out: bytearray, v: Any) -> None:
@@ -114,16 +97,7 @@ def _null(out: bytearray, v: Any) -> None:
         raise TypeError(f"{type(v).__name__} is not null")
 
 
-_PRIMITIVES: dict[str, Writer] = {
-    "null": _null,
-    "boolean": _boolean,
-    "int": _int,
-    "long": _long,
-    "string": _string,
-    "bytes": _bytes,
-    "float": _float,
-    "double": _double,
-}
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "string", "bytes", "float", "double"})
 
 
 class _Generator:
@@ -138,7 +112,6 @@ class _Generator:
             "_write_long": _write_long,
             "_long": _long,
             "_int": _int,
-            "_string": _string,
             "_bytes": _bytes,
             "_boolean": _boolean,
             "_null": _null,
@@ -316,12 +289,8 @@ class FastEncoder:
         out = bytearray(self._header)
         try:
             self._write(out, record)
-        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
-            key = record.get("record_key") if isinstance(record, Mapping) else None
-            raise AvroEncodeError(
-                f"record does not fit Avro schema {self.name}: {exc}",
-                record_key=key if isinstance(key, str) else None,
-            ) from exc
+        except ENCODE_ERRORS as exc:
+            raise encode_error(self.name, record, exc) from exc
         return bytes(out)
 
 
