@@ -149,6 +149,8 @@ class Reconciler:
     With ``assign_all`` it takes every partition itself instead of joining the group (no
     rebalancing, no group join delay): for a single reconciler, e.g. an all-in-one install.
     Offsets are still stored under the group ID, so either mode resumes the other's work.
+    Only a group member locks the legacy ID numbers it reads across partitions through:
+    alone, nothing else applies the other side.
 
     ``run()`` blocks until :meth:`stop` is called (the current batch is finished and
     committed first) or, with ``until_idle_s``, until every assigned partition has been
@@ -173,6 +175,9 @@ class Reconciler:
         self.group_id = group_id or config.reconciler.group_id
         self.commit_to_kafka = commit_to_kafka
         self.assign_all = assign_all
+        # Several processes share the partitions: a batch that reads across them through a
+        # legacy ID number locks that number first (see _Batch.apply_sectors).
+        self.lock_legacy = not assign_all
         self.poll_timeout_ms = poll_timeout_ms
         self.stats_interval_s = stats_interval_s
         self.snapshot_interval_s = snapshot_interval_s
@@ -891,6 +896,7 @@ class _Batch:
         self.owner = owner
         self.conn = conn
         self.changed_ids: set[str] = set()
+        self.changed_legacy: set[str] = set()  # legacy numbers of the registry rows changed
         self.outcomes: Counter[tuple[str, str]] = Counter()
         self.commit_times: list[int] = []
         self.applied = self.stale = self.transitions = 0
@@ -935,7 +941,7 @@ class _Batch:
                 tombs[c.record_key] = put_tombs[c.record_key] = (c.lsn, c.ts)
                 drop_tombs.discard(c.record_key)
                 if old is not None:
-                    self.changed_ids.update(i for i in (old.citizen_id, old.legacy_id) if i)
+                    self._changed(old)
                 continue
             new = c.row
             current[c.record_key] = new
@@ -943,9 +949,9 @@ class _Batch:
                 put_tombs.pop(c.record_key, None)
                 drop_tombs.add(c.record_key)
             if not new.same_facts(old):
-                self.changed_ids.update(i for i in (new.citizen_id, new.legacy_id) if i)
+                self._changed(new)
                 if old is not None:
-                    self.changed_ids.update(i for i in (old.citizen_id, old.legacy_id) if i)
+                    self._changed(old)
         cleared = [
             k
             for k, old in original.items()
@@ -966,6 +972,13 @@ class _Batch:
             [(REGISTRY, k) for k in drop_tombs],
         )
 
+    def _changed(self, row: RegistryRow) -> None:
+        """Every sector record carrying one of ``row``'s IDs is judged again."""
+        self.changed_ids.add(row.citizen_id)
+        if row.legacy_id:
+            self.changed_ids.add(row.legacy_id)
+            self.changed_legacy.add(row.legacy_id)
+
     # -- sectors --------------------------------------------------------------------------
 
     def apply_sectors(self, changes: list[Change]) -> None:
@@ -974,6 +987,18 @@ class _Batch:
         if not changes and not self.changed_ids:
             return
         owner = self.owner
+        # With several reconcilers, the citizen holding a legacy number and the sector
+        # records carrying it are on different partitions, possibly in another process
+        # applying its batch now: lock the batch's legacy numbers before reading either
+        # side, so of two batches the second waits and reads what the first committed.
+        locked: set[str] = set()
+        if owner.lock_legacy:
+            locked = self.changed_legacy | {
+                c.row.citizen_id
+                for c in changes
+                if c.row is not None and c.row.citizen_id and _is_legacy(owner, c.row)
+            }
+            state.lock_legacy_ids(self.conn, locked)
         keys = {(c.source, c.record_key) for c in changes}
         unique = {s for s, rules in owner.rules.items() if rules.unique_citizen}
         groups = {
@@ -991,6 +1016,12 @@ class _Batch:
                 (legacy_ids if info is not None and info.kind == "legacy" else current_ids).add(
                     rec.citizen_id
                 )
+        if owner.lock_legacy and not legacy_ids <= locked:
+            # A record's stored version carries a number the changes do not (a delete, an
+            # ID corrected away from a legacy number). Taken after the first lock: a
+            # deadlock with another batch is possible here, and PostgreSQL breaks it by
+            # failing one batch, which is re-read from its stored offsets.
+            state.lock_legacy_ids(self.conn, legacy_ids - locked)
         self.by_id, self.by_legacy = state.registry_for_ids(self.conn, current_ids, legacy_ids)
         known = [k for k in keys if k in records or k in tombs]
         known += [k for k in records if k not in keys]
@@ -1194,6 +1225,11 @@ class _Batch:
         if self.transitions:
             log.debug("%d mismatch transitions", self.transitions)
         return events
+
+
+def _is_legacy(owner: Reconciler, row: SectorRow) -> bool:
+    info = owner.id_info(row.citizen_id_raw)
+    return info is not None and info.kind == "legacy"
 
 
 def _membership_changed(old: SectorRow | None, new: SectorRow | None) -> bool:

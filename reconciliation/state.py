@@ -624,6 +624,28 @@ def write_tombstones(
 # -- consumer offsets -----------------------------------------------------------------------
 
 
+def lock_legacy_ids(conn: psycopg.Connection, legacy_ids: Iterable[str]) -> None:
+    """Lock the rows of ``legacy_ids`` in ``reconciler_legacy_locks`` until the end of the
+    transaction, creating those that do not exist yet.
+
+    Rows are taken in sorted order, so two batches locking overlapping sets wait for each
+    other instead of deadlocking. A row that another transaction is inserting makes the
+    insert wait for it; an existing one is locked by ``ON CONFLICT DO UPDATE … WHERE
+    false``, which locks every conflicting row and rewrites none.
+    """
+    ids = sorted(set(legacy_ids))
+    if not ids:
+        return
+    conn.execute(
+        """
+        INSERT INTO reconciler_legacy_locks (legacy_id)
+        SELECT k FROM unnest(%s::text[]) WITH ORDINALITY AS u(k, n) ORDER BY n
+        ON CONFLICT (legacy_id) DO UPDATE SET legacy_id = EXCLUDED.legacy_id WHERE false
+        """,
+        (ids,),
+    )
+
+
 def read_offsets(
     conn: psycopg.Connection, group_id: str, topics: Iterable[str]
 ) -> dict[tuple[str, int], int]:

@@ -307,6 +307,17 @@ class ReconcilerTombstone(Base):
     deleted_at: Mapped[datetime] = _now()
 
 
+class ReconcilerLegacyLock(Base):
+    """One row per legacy ID number a reconciler batch read across partitions through: a
+    batch locks the rows of its legacy numbers (sorted) before it reads the sector records
+    carrying them or the citizens holding them, so two reconcilers applying the two sides
+    at once take turns (:func:`reconciliation.state.lock_legacy_ids`, migration 0006)."""
+
+    __tablename__ = "reconciler_legacy_locks"
+
+    legacy_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
 class ReconcilerOutbox(Base):
     """Messages (mismatch events, dead letters) written in the batch's transaction and
     produced to Kafka after it commits; a crash in between re-sends them at the next start."""
