@@ -902,6 +902,7 @@ class _Batch:
         self.applied = self.stale = self.transitions = 0
         self.ledger = Ledger()
         self.records: dict[SectorKey, SectorRow] = {}
+        self.stored: dict[SectorKey, SectorRow] = {}
         self.matches: dict[SectorKey, RegistryRow | None] = {}
         self.judged_at: dict[SectorKey, int] = {}  # the records judged, and at which step
         self.step = 0
@@ -1008,6 +1009,7 @@ class _Batch:
         }
         records, tombs = state.sector_records_for(self.conn, keys, self.changed_ids, groups, unique)
         self.records = records
+        self.stored = dict(records)  # the records as stored before this batch
         current_ids: set[str] = set()
         legacy_ids: set[str] = set()
         for rec in [*records.values(), *(c.row for c in changes if c.row is not None)]:
@@ -1172,14 +1174,21 @@ class _Batch:
 
     def _suggest(self) -> None:
         """Registry candidates for open ID_MISSING / ID_NOT_IN_REGISTRY / ID_LEGACY
-        mismatches: same birth date, most similar folded name (one query per batch)."""
+        mismatches: same birth date, most similar folded name (one query per batch).
+
+        Found when the mismatch opens or reopens, and again when what they are found by
+        changed: the record's ID, name or birth date, or (through a registry change) the
+        citizen holding its ID. A change of other fields (status, address, activity: most
+        updates) keeps them; a citizen added to the registry later does not refresh them.
+        """
         rows = self.ledger.suggestion_rows(sorted(self.judged_at), SUGGESTING_RULES)
         if not rows:
             return
         probes: list[tuple[MismatchRow, SectorRow]] = []
         for row in rows:
-            rec = self.records.get((row.sector, row.record_key))
-            if rec is None:
+            key = (row.sector, row.record_key)
+            rec = self.records.get(key)
+            if rec is None or (row.suggestions is not None and not self._moved(key, rec)):
                 continue
             if rec.date_of_birth is not None and rec.name_folded:
                 probes.append((row, rec))
@@ -1207,6 +1216,17 @@ class _Batch:
                     {"citizen_id": cid, "full_name": names[cid], "score": round(score / 100, 4)}
                 )
             self.ledger.set_suggestions(row, out)
+
+    def _moved(self, key: SectorKey, rec: SectorRow) -> bool:
+        """Whether what a record's suggestions are found by changed in this batch."""
+        stored = self.stored.get(key)
+        return (
+            stored is None
+            or stored.name_folded != rec.name_folded
+            or stored.date_of_birth != rec.date_of_birth
+            or stored.citizen_id_raw != rec.citizen_id_raw
+            or (rec.citizen_id is not None and rec.citizen_id in self.changed_ids)
+        )
 
     def _held(self, row: MismatchRow, rec: SectorRow) -> list[dict]:
         """For ID_LEGACY, the citizen holding the legacy number comes first."""

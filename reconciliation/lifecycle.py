@@ -178,8 +178,8 @@ class Ledger:
     def suggestion_rows(
         self, keys: Iterable[SectorKey], rules: Collection[str]
     ) -> list[MismatchRow]:
-        """Open rows of ``rules`` on the given records (the ones evaluated in this batch),
-        whose candidates the engine recomputes from the record as it stands now."""
+        """Open rows of ``rules`` on the given records (the ones evaluated in this batch);
+        the engine finds candidates for those that have none yet or whose record changed."""
         return [
             row
             for key in keys
@@ -231,6 +231,7 @@ class Ledger:
     def _reopen(self, row: MismatchRow, note: str | None) -> None:
         before = row.status
         row.status, row.resolution, row.resolved_at = "open", None, "clear"
+        row.suggestions = None  # found again for the record as it stands (engine._suggest)
         row.dirty = True
         self._transition(row, "reopened", before, "open", note, event="reopened")
 

@@ -212,6 +212,45 @@ def test_a_citizen_added_to_the_registry_resolves_id_not_in_registry(running):
     assert running.query("SELECT verified FROM sector_records WHERE record_key = 'T1'") == [(True,)]
 
 
+def test_suggestions_are_found_again_only_when_what_they_are_found_by_changes(running):
+    feed = running.feed
+    born = date(1990, 1, 2)
+    citizens = [make_id("001", 1990, "F", n) for n in (2, 3, 4)]
+
+    def add_citizen(n: int) -> None:
+        feed.put("registry", citizens[n], **person(citizens[n], "Trần Thị Bình", born, sex="F"))
+
+    def bank(citizen_id: str | None, name: str = "TRAN THI BINH", **kw) -> None:
+        feed.put("bank", "B9", **person(citizen_id, name, born, sex="F", **kw))
+        running.settle()
+
+    def suggested() -> list[str]:
+        (found,) = running.query(
+            "SELECT suggestions FROM mismatches WHERE record_key = 'B9' AND rule = 'ID_MISSING'"
+        )[0]
+        return [s["citizen_id"] for s in found]
+
+    add_citizen(0)
+    bank(None)
+    assert suggested() == citizens[:1]
+
+    # A citizen born the same day joins the registry: an update of the record's other
+    # fields keeps the suggestions; a change of its name finds them again.
+    add_citizen(1)
+    bank(None, address="12 Lê Lợi")
+    assert suggested() == citizens[:1]
+    bank(None, "TRAN THI BINH A")
+    assert suggested() == citizens[:2]
+
+    # A reopened mismatch finds them again too.
+    bank(citizens[0])
+    assert running.mismatches("bank")[("B9", "ID_MISSING", "citizen_id")][0] == "resolved"
+    add_citizen(2)
+    bank(None)
+    assert running.mismatches("bank")[("B9", "ID_MISSING", "citizen_id")][0] == "open"
+    assert suggested() == citizens
+
+
 def test_legacy_id_suggests_the_current_id(running):
     feed = running.feed
     feed.put("registry", A, **person(A, legacy_id="123456789"))
