@@ -175,9 +175,6 @@ class Reconciler:
         self.group_id = group_id or config.reconciler.group_id
         self.commit_to_kafka = commit_to_kafka
         self.assign_all = assign_all
-        # Several processes share the partitions: a batch that reads across them through a
-        # legacy ID number locks that number first (see _Batch.apply_sectors).
-        self.lock_legacy = not assign_all
         self.poll_timeout_ms = poll_timeout_ms
         self.stats_interval_s = stats_interval_s
         self.snapshot_interval_s = snapshot_interval_s
@@ -211,6 +208,13 @@ class Reconciler:
         self.consumer = None
         self.producer = None
         self.totals = BatchResult()
+
+    @property
+    def lock_legacy(self) -> bool:
+        """Whether a batch that reads across partitions through a legacy ID number locks
+        that number first (see _Batch.apply_sectors): only when other processes may hold
+        the other partitions."""
+        return not self.assign_all
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -1014,10 +1018,7 @@ class _Batch:
         legacy_ids: set[str] = set()
         for rec in [*records.values(), *(c.row for c in changes if c.row is not None)]:
             if rec.citizen_id:
-                info = owner.id_info(rec.citizen_id_raw)
-                (legacy_ids if info is not None and info.kind == "legacy" else current_ids).add(
-                    rec.citizen_id
-                )
+                (legacy_ids if _is_legacy(owner, rec) else current_ids).add(rec.citizen_id)
         if owner.lock_legacy and not legacy_ids <= locked:
             # A record's stored version carries a number the changes do not (a delete, an
             # ID corrected away from a legacy number). Taken after the first lock: a
@@ -1248,6 +1249,7 @@ class _Batch:
 
 
 def _is_legacy(owner: Reconciler, row: SectorRow) -> bool:
+    """Whether the record's ID is a legacy number (it finds its citizen by legacy_id)."""
     info = owner.id_info(row.citizen_id_raw)
     return info is not None and info.kind == "legacy"
 

@@ -621,7 +621,7 @@ def write_tombstones(
         )
 
 
-# -- consumer offsets -----------------------------------------------------------------------
+# -- legacy ID locks ------------------------------------------------------------------------
 
 
 def lock_legacy_ids(conn: psycopg.Connection, legacy_ids: Iterable[str]) -> None:
@@ -644,6 +644,9 @@ def lock_legacy_ids(conn: psycopg.Connection, legacy_ids: Iterable[str]) -> None
         """,
         (ids,),
     )
+
+
+# -- consumer offsets -----------------------------------------------------------------------
 
 
 def read_offsets(
