@@ -1198,24 +1198,29 @@ class _Batch:
         if not probes:
             return
         born = state.candidates_by_birth_date(self.conn, (rec.date_of_birth for _, rec in probes))
+        chosen: list[tuple[MismatchRow, list[dict], list[tuple[str, float]]]] = []
         for row, rec in probes:
             out = self._held(row, rec)
             taken = {s["citizen_id"] for s in out}
-            pool = {cid: folded for cid, _name, folded in born.get(rec.date_of_birth, ()) if folded}
-            names = {cid: name for cid, name, _ in born.get(rec.date_of_birth, ())}
             found = process.extract(
                 rec.name_folded,
-                pool,
+                born.get(rec.date_of_birth, {}),
                 scorer=fuzz.token_sort_ratio,
                 limit=MAX_SUGGESTIONS + len(taken),
                 score_cutoff=SUGGESTION_CUTOFF,
             )
-            for _folded, score, cid in sorted(found, key=lambda f: (-f[1], f[2])):
-                if cid in taken or len(out) >= MAX_SUGGESTIONS:
-                    continue
-                out.append(
-                    {"citizen_id": cid, "full_name": names[cid], "score": round(score / 100, 4)}
-                )
+            picks = [
+                (cid, score)
+                for _folded, score, cid in sorted(found, key=lambda f: (-f[1], f[2]))
+                if cid not in taken
+            ]
+            chosen.append((row, out, picks[: MAX_SUGGESTIONS - len(out)]))
+        names = state.full_names(self.conn, (cid for *_, picks in chosen for cid, _ in picks))
+        for row, out, picks in chosen:
+            out.extend(
+                {"citizen_id": cid, "full_name": names.get(cid), "score": round(score / 100, 4)}
+                for cid, score in picks
+            )
             self.ledger.set_suggestions(row, out)
 
     def _moved(self, key: SectorKey, rec: SectorRow) -> bool:

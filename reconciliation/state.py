@@ -396,27 +396,43 @@ def registry_for_ids(
 
 def candidates_by_birth_date(
     conn: psycopg.Connection, dates: Iterable[date], per_date: int = 5000
-) -> dict[date, list[tuple[str, str | None, str | None]]]:
-    """Registry citizens born on each date as (citizen_id, full_name, name_folded), read
-    through the (date_of_birth, name_folded) index; at most ``per_date`` per date."""
+) -> dict[date, dict[str, str]]:
+    """Registry citizens born on each date as {citizen_id: name_folded}, at most
+    ``per_date`` per date, read from the (date_of_birth, name_folded, citizen_id) index
+    alone (an index-only scan: no heap fetch per candidate). Citizens without a folded
+    name are left out; :func:`full_names` reads the names of those chosen."""
     wanted = sorted(set(dates))
     if not wanted:
         return {}
     rows = conn.execute(
         """
-        SELECT d.dob, c.citizen_id, c.full_name, c.name_folded
+        SELECT d.dob, c.citizen_id, c.name_folded
         FROM unnest(%s::date[]) AS d(dob)
         CROSS JOIN LATERAL (
-            SELECT citizen_id, full_name, name_folded FROM registry_citizens r
+            SELECT citizen_id, name_folded FROM registry_citizens r
             WHERE r.date_of_birth = d.dob ORDER BY r.name_folded, r.citizen_id LIMIT %s
         ) c
         """,
         (wanted, per_date),
     ).fetchall()
-    out: dict[date, list[tuple[str, str | None, str | None]]] = {d: [] for d in wanted}
-    for dob, cid, name, folded in rows:
-        out[dob].append((cid, name, folded))
+    out: dict[date, dict[str, str]] = {d: {} for d in wanted}
+    for dob, cid, folded in rows:
+        if folded:
+            out[dob][cid] = folded
     return out
+
+
+def full_names(conn: psycopg.Connection, citizen_ids: Iterable[str]) -> dict[str, str | None]:
+    """The registry's full name of each given citizen (one query)."""
+    ids = sorted(set(citizen_ids))
+    if not ids:
+        return {}
+    return dict(
+        conn.execute(
+            "SELECT citizen_id, full_name FROM registry_citizens WHERE citizen_id = ANY(%s)",
+            (ids,),
+        ).fetchall()
+    )
 
 
 # -- sector records -------------------------------------------------------------------------

@@ -71,8 +71,9 @@ class RegistryCitizen(Base):
     __table_args__ = (
         Index("ix_registry_citizens_record_key", "record_key", unique=True),
         Index("ix_registry_citizens_legacy_id", "legacy_id"),
-        # Candidate suggestions: same birth date, then folded-name similarity.
-        Index("ix_registry_citizens_dob_name", "date_of_birth", "name_folded"),
+        # Candidate suggestions: same birth date, then folded-name similarity; the citizen
+        # ID in the key makes the candidate read an index-only scan.
+        Index("ix_registry_citizens_dob_name_id", "date_of_birth", "name_folded", "citizen_id"),
     )
 
 

@@ -4,6 +4,8 @@ first load instead of waiting for autovacuum."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import psycopg
 
 from hub.db import psycopg_conninfo
@@ -140,3 +142,31 @@ def test_the_batch_connection_plans_each_look_up_for_the_size_of_its_batch(hub_d
             assert prepared.fetchone()[0] == 0
     finally:
         reconciler.conn.close()
+
+
+def test_registry_candidates_are_read_from_the_index_alone(hub_db):
+    """Suggestions read every citizen born on a date (~360 a date at 10M citizens). With the
+    citizen ID in the (date_of_birth, name_folded, …) index the read needs no heap fetch per
+    candidate once the pages are all-visible: 1.8 s → 0.4 s for 1,000 probes at 10M."""
+    conn = _connect(hub_db)
+    # Flushed at commit: VACUUM marks a page all-visible only once its rows' commit is on
+    # disk, and the embedded server commits asynchronously.
+    conn.execute("SET synchronous_commit = on")
+    conn.execute(
+        "INSERT INTO registry_citizens (citizen_id, full_name, name_folded, date_of_birth)"
+        " SELECT lpad(i::text, 12, '0'), 'Nguyễn Văn ' || i, 'nguyen van ' || i,"
+        " date '1960-01-01' + (i %% 500) FROM generate_series(1, %s) i",
+        (ROWS,),
+    )
+    conn.execute("VACUUM ANALYZE registry_citizens")
+    dates = [date(1960, 1, 1) + timedelta(days=d) for d in range(0, 500, 25)]
+    with conn.transaction():
+        fetched = "SELECT pg_stat_get_xact_tuples_fetched('registry_citizens'::regclass)"
+        (before,) = conn.execute(fetched).fetchone()
+        born = state.candidates_by_birth_date(conn, dates)
+        (after,) = conn.execute(fetched).fetchone()
+        names = state.full_names(conn, ["000000000025", "000000000525", "999999999999"])
+    assert after == before
+    assert {d: len(c) for d, c in born.items()} == {d: ROWS // 500 for d in dates}
+    assert born[date(1960, 1, 26)]["000000000525"] == "nguyen van 525"
+    assert names == {"000000000025": "Nguyễn Văn 25", "000000000525": "Nguyễn Văn 525"}
