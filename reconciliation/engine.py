@@ -1175,7 +1175,8 @@ class _Batch:
 
     def _suggest(self) -> None:
         """Registry candidates for open ID_MISSING / ID_NOT_IN_REGISTRY / ID_LEGACY
-        mismatches: same birth date, most similar folded name (one query per batch).
+        mismatches: same birth date, most similar folded name (one query per batch for the
+        candidates, one for the full names of those chosen).
 
         Found when the mismatch opens or reopens, and again when what they are found by
         changed: the record's ID, name or birth date, or (through a registry change) the
