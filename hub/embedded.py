@@ -89,6 +89,8 @@ class EmbeddedPostgres:
     data_dir: Path
     port: int = 0
     durable: bool = True
+    settings: dict[str, str] = field(default_factory=dict)
+    """Server settings over the defaults below (``hub bench`` sizes ``shared_buffers``)."""
     proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
 
     @property
@@ -182,6 +184,7 @@ class EmbeddedPostgres:
         }
         if not self.durable:
             settings |= {"fsync": "off", "full_page_writes": "off"}
+        settings |= self.settings
         args = [str(bindir / "postgres"), "-D", str(self.data_dir)]
         for k, v in settings.items():
             args += ["-c", f"{k}={v}"]

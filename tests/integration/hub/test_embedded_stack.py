@@ -16,7 +16,7 @@ from kafka import TopicPartition
 
 from hub.db import psycopg_conninfo
 from hub.db.migrate import current_revision, head_revision, upgrade
-from hub.embedded import EmbeddedStack
+from hub.embedded import EmbeddedPostgres, EmbeddedStack
 from hub.kafka import Topics, ensure_topics, make_consumer, make_producer
 
 
@@ -138,6 +138,16 @@ def test_stack_stops_cleanly_and_leaves_no_process(scratch_dir):
     pg_children = [c.pid for c in psutil.Process(pg_pid).children(recursive=True)]
     stack.stop()
     assert _children_of([pg_pid, broker_pid, *pg_children]) == []
+
+
+def test_a_server_takes_settings_over_the_defaults(scratch_dir):
+    pg = EmbeddedPostgres(scratch_dir / "p", durable=False, settings={"shared_buffers": "40MB"})
+    try:
+        with psycopg.connect(pg.start().conninfo()) as conn:
+            assert conn.execute("SHOW shared_buffers").fetchone() == ("40MB",)
+            assert conn.execute("SHOW wal_level").fetchone() == ("logical",)
+    finally:
+        pg.stop()
 
 
 def test_second_start_in_the_same_directory_reuses_the_data(scratch_dir):
