@@ -1,13 +1,28 @@
-"""The bench's pure helpers: scales, parts, percentiles and the slow-seconds timeline."""
+"""The bench's pure helpers: scales, parts, percentiles, the slow-seconds timeline and the
+phase probe's CPU accounting."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import click
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.bench import PART_CITIZENS, parse_scale, part_count, percentile, slow_seconds
+from hub.bench import (
+    PART_CITIZENS,
+    hub_shared_buffers_mb,
+    parse_scale,
+    part_count,
+    percentile,
+    phase_delta,
+    phase_summary,
+    slow_seconds,
+    tree_cpu_seconds,
+)
 from hub.demo.generator import part_sizes
 
 
@@ -56,3 +71,44 @@ def test_slow_seconds_groups_the_changes_over_the_limit_by_their_commit_second()
         {"at_s": 4, "over": 1, "max_ms": 510, "capture_max_ms": 100},
     ]
     assert slow_seconds(offsets, [0.1] * 6, [0.1] * 6) == []
+
+
+def test_a_process_tree_keeps_the_cpu_of_children_it_has_reaped() -> None:
+    # A postmaster's backends come and go within a phase: their time must still count.
+    before = tree_cpu_seconds(os.getpid())
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
+    subprocess.run([sys.executable, "-c", burn], check=True)
+    after = tree_cpu_seconds(os.getpid())
+    assert before is not None and after is not None
+    assert after - before >= 0.3
+
+
+def test_a_process_that_is_gone_has_no_cpu_reading() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    assert tree_cpu_seconds(proc.pid) is None
+
+
+def test_phase_delta_is_unknown_where_either_reading_is() -> None:
+    before = {"steal": 1.0, "iowait": None, "user": 10.0}
+    after = {"steal": 4.25, "iowait": 2.0, "user": 10.0, "idle": 3.0}
+    assert phase_delta(before, after) == {"steal": 3.2, "iowait": None, "user": 0.0, "idle": None}
+
+
+def test_phase_summary_names_who_used_the_cpu_and_what_ran_in_the_background() -> None:
+    phase = {
+        "workers_cpu_s": 120.4,
+        "servers": {"hub_postgres": 61.0, "source_postgres": None, "broker": 9.6},
+        "machine": {"steal": 3.0, "iowait": 0.4, "user": 200.0},
+        "hub_db": {"checkpoints": 2.0, "autovacuums": 5.0, "autoanalyzes": 7.0, "wal_mb": 9.0},
+    }
+    assert phase_summary(phase) == (
+        "CPU s: workers 120, hub server 61, broker 10; steal 3, iowait 0;"
+        " 2 checkpoints, 5 autovacuums, 7 autoanalyzes"
+    )
+    assert phase_summary({}) == "CPU s: workers -"
+
+
+@pytest.mark.parametrize(("memory_gb", "mb"), [(0.5, 256), (2, 512), (24, 6144), (64, 8192)])
+def test_the_bench_hub_server_gets_a_quarter_of_memory_within_bounds(memory_gb, mb) -> None:
+    assert hub_shared_buffers_mb(int(memory_gb * 2**30)) == mb
