@@ -36,7 +36,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -336,11 +336,17 @@ class Worker:
     def __init__(self, role: str, config_path: Path, args: dict[str, Any]):
         self.role = role
         self.started = time.time()
+        from hub.embedded import die_with_parent
+
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hub.bench", role, str(config_path), json.dumps(args)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # A bench stopped by a signal (or killed) takes its workers with it: they would
+            # go on retrying against the servers it stopped. Created on the main thread only,
+            # since the kernel sends the signal when the creating thread ends.
+            preexec_fn=lambda: die_with_parent(signal.SIGKILL),
         )
         self.sampler = TreeSampler(self.proc.pid)
 
@@ -777,13 +783,12 @@ class ScaleRun:
         _in_threads((create_table, self.src_url, REGISTRY), (create_table, self.src_url, TAX))
         self.records = {"registry": 0, "tax": 0}
         spawn = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(2, parts), mp_context=spawn, max_tasks_per_child=1) as pool:
-            futures = [
-                pool.submit(generate_part, self.src_url, self.n, self.bench.seed, i, parts)
-                for i in range(parts)
-            ]
-            for future in futures:
-                for table, count in future.result().items():
+        # A pool whose exit terminates its workers: on Ctrl-C or SIGTERM the bench stops at
+        # once, where an executor's exit would first build and load every part still queued.
+        with spawn.Pool(min(2, parts), maxtasksperchild=1) as pool:
+            args = [(self.src_url, self.n, self.bench.seed, i, parts) for i in range(parts)]
+            for counts in pool.starmap(generate_part, args, chunksize=1):
+                for table, count in counts.items():
                     self.records[table] += count
         t_gen = time.monotonic() - t0
         t1 = time.monotonic()

@@ -38,7 +38,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent(sig: int) -> None:
+def die_with_parent(sig: int) -> None:
     """Ask the kernel to send ``sig`` to this (child) process when its parent dies."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
@@ -120,7 +120,7 @@ class EmbeddedPostgres:
                 os.setgroups([])
                 os.setgid(gid)
                 os.setuid(uid)
-            _die_with_parent(signal.SIGQUIT)  # after setuid: a credential change clears it
+            die_with_parent(signal.SIGQUIT)  # after setuid: a credential change clears it
 
         return preexec
 
@@ -249,7 +249,7 @@ class EmbeddedBroker:
             [tansu_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, close_fds=True,
-            preexec_fn=lambda: (os.setsid(), _die_with_parent(signal.SIGKILL)),
+            preexec_fn=lambda: (os.setsid(), die_with_parent(signal.SIGKILL)),
         )  # fmt: skip
         if out is not subprocess.DEVNULL:
             out.close()

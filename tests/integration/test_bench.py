@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 
+import psutil
 import psycopg
 import pytest
 
@@ -22,13 +24,17 @@ FIGURES = {
 }
 
 
+def bench_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+
+
 def run_bench(tmp_path, *argv: str, timeout: float) -> tuple[subprocess.CompletedProcess, dict]:
     """``hub bench --scale 20k`` with ``argv``: the finished process and its JSON results."""
     out = tmp_path / "bench.json"
     # No HUB_DATABASE_URL / HUB_KAFKA_BOOTSTRAP: the bench starts its own embedded servers,
     # as `hub bench` does on a fresh machine — the hub's database on a PostgreSQL server of
     # its own, next to the sources' one.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    env = bench_env()
     # 20k (hidden scale) keeps the suite's budget; CI runs `hub bench --scale 100k` itself.
     # Parts of 8k citizens: the 20k data is built and loaded as 3 parts (2 at a time).
     base = ["--scale", "20k", "--out", str(out), "--part-citizens", "8000"]
@@ -139,3 +145,45 @@ def test_two_reconcilers_of_a_group_share_the_partitions_and_agree_with_the_sql(
     assert "by 2 reconciler processes" in proc.stdout
     assert "latency: connectors + 2 reconcilers live" in proc.stdout
     assert "for 2)" in proc.stdout
+
+
+def _cmdline(p: psutil.Process) -> str:
+    try:
+        return " ".join(p.cmdline())
+    except psutil.Error:
+        return ""
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(
+    ("parts", "phase"),
+    [("80", "generating"), ("3", "capturing")],  # 80 parts: ~30 s of generation
+)
+def test_a_signal_stops_the_bench_at_once_and_leaves_no_process(tmp_path, parts, phase):
+    """SIGTERM in the middle of a phase: the bench stops within seconds, with its servers,
+    its workers and the part generators it started (none of them goes on retrying)."""
+    citizens = str(20_000 // int(parts) + 1)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub.bench", "--scale", "20k", "--part-citizens", citizens,
+         "--out", str(tmp_path / "bench.json"), "--skip", "scaling"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=bench_env(),
+    )  # fmt: skip
+    try:
+        for line in proc.stdout:
+            if phase in line:
+                break
+        time.sleep(2)
+        tree = psutil.Process(proc.pid).children(recursive=True)
+        names = [_cmdline(p) for p in tree]
+        busy = "spawn_main" if phase == "generating" else "hub.bench capture"
+        assert any(busy in n for n in names), names  # the phase's own processes are at work
+        proc.terminate()
+        started = time.monotonic()
+        proc.wait(timeout=60)
+        assert time.monotonic() - started < 12
+        assert not (tmp_path / "bench.json").exists()
+        _, alive = psutil.wait_procs(tree, timeout=10)
+        assert [_cmdline(p) for p in alive] == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
