@@ -652,6 +652,57 @@ def generate_part(src_url: str, n: int, seed: int, index: int, parts: int) -> di
     return {"registry": len(population.rows["registry"]), "tax": len(population.rows["tax"])}
 
 
+def _in_processes(fn, calls: list[tuple], at_once: int) -> list[Any]:
+    """``fn(*args)`` for each of ``calls``, each in a spawned process of its own, ``at_once``
+    at a time; their results, in the order they came. A call that raises, or a process that dies
+    without an answer (killed, out of memory), raises here; on any exception, Ctrl-C or
+    SIGTERM included, the processes still running are killed — none goes on loading."""
+    from multiprocessing.connection import wait
+
+    spawn = multiprocessing.get_context("spawn")
+    queued = list(enumerate(calls))
+    running: dict[Any, tuple[int, Any]] = {}  # answer pipe -> (call index, process)
+    results = []
+    try:
+        while queued or running:
+            while queued and len(running) < at_once:
+                index, args = queued.pop(0)
+                answer, send = spawn.Pipe(duplex=False)
+                proc = spawn.Process(target=_process_call, args=(send, fn, args), daemon=True)
+                proc.start()
+                send.close()
+                running[answer] = (index, proc)
+            for answer in wait(list(running)):
+                index, proc = running.pop(answer)
+                try:
+                    ok, value = answer.recv()
+                except EOFError:
+                    proc.join()
+                    raise click.ClickException(
+                        f"bench part {index} died (exit {proc.exitcode})"
+                    ) from None
+                finally:
+                    answer.close()
+                proc.join()
+                if not ok:
+                    raise click.ClickException(f"bench part {index} failed: {value}")
+                results.append(value)
+        return results
+    finally:
+        for _, proc in running.values():
+            proc.kill()
+            proc.join()
+
+
+def _process_call(send, fn, args: tuple) -> None:
+    try:
+        result = (True, fn(*args))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        result = (False, f"{type(exc).__name__}: {exc}")
+    send.send(result)
+    send.close()
+
+
 def _in_threads(*calls: tuple) -> None:
     """Run each ``(fn, *args)`` in its own thread; re-raise the first failure."""
     with ThreadPoolExecutor(len(calls)) as pool:
@@ -782,14 +833,10 @@ class ScaleRun:
         self.src_url = env.ensure_database(self.src_db, fresh=True)
         _in_threads((create_table, self.src_url, REGISTRY), (create_table, self.src_url, TAX))
         self.records = {"registry": 0, "tax": 0}
-        spawn = multiprocessing.get_context("spawn")
-        # A pool whose exit terminates its workers: on Ctrl-C or SIGTERM the bench stops at
-        # once, where an executor's exit would first build and load every part still queued.
-        with spawn.Pool(min(2, parts), maxtasksperchild=1) as pool:
-            args = [(self.src_url, self.n, self.bench.seed, i, parts) for i in range(parts)]
-            for counts in pool.starmap(generate_part, args, chunksize=1):
-                for table, count in counts.items():
-                    self.records[table] += count
+        calls = [(self.src_url, self.n, self.bench.seed, i, parts) for i in range(parts)]
+        for counts in _in_processes(generate_part, calls, min(2, parts)):
+            for table, count in counts.items():
+                self.records[table] += count
         t_gen = time.monotonic() - t0
         t1 = time.monotonic()
         _in_threads((finish_table, self.src_url, REGISTRY), (finish_table, self.src_url, TAX))

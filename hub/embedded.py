@@ -38,10 +38,22 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def _libc_prctl():
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+# Looked up once, at import in the parent: ``die_with_parent`` runs as a ``preexec_fn`` in
+# a child forked from a process with threads, where loading a library could deadlock.
+_PRCTL = _libc_prctl()
+
+
 def die_with_parent(sig: int) -> None:
     """Ask the kernel to send ``sig`` to this (child) process when its parent dies."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
 
 
 def pg_bin_dir() -> Path:

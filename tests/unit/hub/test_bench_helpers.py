@@ -3,9 +3,12 @@ phase probe's CPU accounting."""
 
 from __future__ import annotations
 
+import multiprocessing
+import operator
 import os
 import subprocess
 import sys
+import time
 
 import click
 import pytest
@@ -14,6 +17,7 @@ from hypothesis import strategies as st
 
 from hub.bench import (
     PART_CITIZENS,
+    _in_processes,
     hub_shared_buffers_mb,
     parse_scale,
     part_count,
@@ -112,3 +116,26 @@ def test_phase_summary_names_who_used_the_cpu_and_what_ran_in_the_background() -
 @pytest.mark.parametrize(("memory_gb", "mb"), [(0.5, 256), (2, 512), (24, 6144), (64, 8192)])
 def test_the_bench_hub_server_gets_a_quarter_of_memory_within_bounds(memory_gb, mb) -> None:
     assert hub_shared_buffers_mb(int(memory_gb * 2**30)) == mb
+
+
+def test_parts_run_in_processes_and_their_results_come_back():
+    assert sorted(_in_processes(operator.add, [(1, 2), (3, 4), (5, 6)], 2)) == [3, 7, 11]
+
+
+def test_a_failed_part_is_an_error_and_the_running_ones_are_killed():
+    started = time.monotonic()
+    with pytest.raises(click.ClickException, match=r"part 1 failed: ZeroDivisionError"):
+        _in_processes(_sleep_or_divide, [(60,), (0,)], 2)
+    assert time.monotonic() - started < 30  # the 60 s sleeper did not hold it up
+    assert multiprocessing.active_children() == []
+
+
+def test_a_part_that_dies_without_an_answer_is_an_error_not_a_hang():
+    with pytest.raises(click.ClickException, match=r"part 0 died \(exit 3\)"):
+        _in_processes(os._exit, [(3,)], 1)
+
+
+def _sleep_or_divide(x: int) -> float:
+    if x:
+        time.sleep(x)
+    return 1 / x
