@@ -668,7 +668,9 @@ def _in_processes(fn, calls: list[tuple], at_once: int) -> list[Any]:
             while queued and len(running) < at_once:
                 index, args = queued.pop(0)
                 answer, send = spawn.Pipe(duplex=False)
-                proc = spawn.Process(target=_process_call, args=(send, fn, args), daemon=True)
+                proc = spawn.Process(
+                    target=_process_call, args=(send, os.getpid(), fn, args), daemon=True
+                )
                 proc.start()
                 send.close()
                 running[answer] = (index, proc)
@@ -694,7 +696,12 @@ def _in_processes(fn, calls: list[tuple], at_once: int) -> list[Any]:
             proc.join()
 
 
-def _process_call(send, fn, args: tuple) -> None:
+def _process_call(send, parent: int, fn, args: tuple) -> None:
+    from hub.embedded import die_with_parent
+
+    die_with_parent(signal.SIGKILL)  # a killed bench takes its parts along
+    if os.getppid() != parent:  # it died before that was asked
+        os._exit(1)
     try:
         result = (True, fn(*args))
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it

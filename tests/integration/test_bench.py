@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -164,12 +165,14 @@ def _zombie(p: psutil.Process) -> bool:
 
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize(
-    ("parts", "phase"),
-    [("80", "generating"), ("3", "capturing")],  # 80 parts: ~30 s of generation
-)
-def test_a_signal_stops_the_bench_at_once_and_leaves_no_process(tmp_path, parts, phase):
-    """SIGTERM in the middle of a phase: the bench stops within seconds, with its servers,
-    its workers and the part generators it started (none of them goes on retrying)."""
+    ("parts", "phase", "sig"),  # 80 parts: ~30 s of generation
+    [("80", "generating", signal.SIGTERM), ("3", "capturing", signal.SIGTERM),
+     ("80", "generating", signal.SIGKILL)],
+)  # fmt: skip
+def test_a_signal_stops_the_bench_at_once_and_leaves_no_process(tmp_path, parts, phase, sig):
+    """SIGTERM (or SIGKILL) in the middle of a phase: the bench stops within seconds, with
+    its servers, its workers and the part generators it started (none goes on loading or
+    retrying)."""
     citizens = str(20_000 // int(parts) + 1)
     proc = subprocess.Popen(
         [sys.executable, "-m", "hub.bench", "--scale", "20k", "--part-citizens", citizens,
@@ -186,7 +189,7 @@ def test_a_signal_stops_the_bench_at_once_and_leaves_no_process(tmp_path, parts,
         busy = "spawn_main" if phase == "generating" else "hub.bench capture"
         assert any(busy in n for n in names), names  # the phase's own processes are at work
         tree += psutil.Process(proc.pid).children(recursive=True)  # parts come and go
-        proc.terminate()
+        proc.send_signal(sig)
         started = time.monotonic()
         proc.wait(timeout=90)
         # Before, the bench first generated every part still queued (59 s here).
