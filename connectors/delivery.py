@@ -6,8 +6,6 @@ message before it (SPEC §4, at least once).
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -37,7 +35,7 @@ from hub.config import KafkaConfig
 from hub.errors import RetriableError
 from hub.kafka import Topics, ensure_topics, make_producer
 from hub.metrics import CONNECTOR_EVENTS, CONNECTOR_LAST_EVENT, DEAD_LETTERS
-from hub.runtime import tune_gc
+from hub.runtime import die_with_parent, tune_gc
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -250,7 +248,8 @@ class _ProducerPool:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "connectors.delivery", str(child.fileno())],
                 pass_fds=[child.fileno()], stdin=subprocess.DEVNULL, close_fds=True,
-                preexec_fn=_die_with_parent,
+                # Linux: SIGKILL this child when the connector process dies, even mid-flush.
+                preexec_fn=lambda: die_with_parent(signal.SIGKILL),
             )  # fmt: skip
             child.close()
             conn = Connection(parent.detach())
@@ -305,12 +304,6 @@ class _ProducerPool:
                 proc.wait(5)
         for conn in self.conns:
             conn.close()
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this child when the connector process dies, even mid-flush."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
 
 
 def _producer_process(fd: int) -> None:

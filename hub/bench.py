@@ -336,7 +336,7 @@ class Worker:
     def __init__(self, role: str, config_path: Path, args: dict[str, Any]):
         self.role = role
         self.started = time.time()
-        from hub.embedded import die_with_parent
+        from hub.runtime import die_with_parent
 
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hub.bench", role, str(config_path), json.dumps(args)],
@@ -678,14 +678,13 @@ def _in_processes(fn, calls: list[tuple], at_once: int) -> list[Any]:
                 index, proc = running.pop(answer)
                 try:
                     ok, value = answer.recv()
-                except EOFError:
-                    proc.join()
-                    raise click.ClickException(
-                        f"bench part {index} died (exit {proc.exitcode})"
-                    ) from None
+                except EOFError:  # ended without an answer
+                    ok, value = None, None
                 finally:
                     answer.close()
                 proc.join()
+                if ok is None:
+                    raise click.ClickException(f"bench part {index} died (exit {proc.exitcode})")
                 if not ok:
                     raise click.ClickException(f"bench part {index} failed: {value}")
                 results.append(value)
@@ -697,7 +696,7 @@ def _in_processes(fn, calls: list[tuple], at_once: int) -> list[Any]:
 
 
 def _process_call(send, parent: int, fn, args: tuple) -> None:
-    from hub.embedded import die_with_parent
+    from hub.runtime import die_with_parent
 
     die_with_parent(signal.SIGKILL)  # a killed bench takes its parts along
     if os.getppid() != parent:  # it died before that was asked

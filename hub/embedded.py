@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import importlib.util
 import logging
 import os
@@ -23,12 +22,12 @@ from pathlib import Path
 import psycopg
 
 from hub.errors import FatalError
+from hub.runtime import die_with_parent
 
 log = logging.getLogger(__name__)
 
 PG_USER = "postgres"
 _SYSTEM_USER = "hubpg"  # the postmaster refuses to run as root
-_PR_SET_PDEATHSIG = 1
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -36,24 +35,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
-
-
-def _libc_prctl():
-    try:
-        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-# Looked up once, at import in the parent: ``die_with_parent`` runs as a ``preexec_fn`` in
-# a child forked from a process with threads, where loading a library could deadlock.
-_PRCTL = _libc_prctl()
-
-
-def die_with_parent(sig: int) -> None:
-    """Ask the kernel to send ``sig`` to this (child) process when its parent dies."""
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
 
 
 def pg_bin_dir() -> Path:

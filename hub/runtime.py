@@ -1,7 +1,9 @@
-"""Process-wide settings for the hub's long-running batch loops."""
+"""Process-wide settings for the hub's long-running batch loops, and the lifetime of the
+child processes they start."""
 
 from __future__ import annotations
 
+import ctypes
 import gc
 
 GC_THRESHOLDS = (20_000, 20, 20)
@@ -28,3 +30,24 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _libc_prctl():
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+# Looked up once, at import in the parent: ``die_with_parent`` runs as a ``preexec_fn`` in
+# a child forked from a process with threads, where loading a library could deadlock.
+_PRCTL = _libc_prctl()
+
+
+def die_with_parent(sig: int) -> None:
+    """Ask the kernel (Linux) to send ``sig`` to this child process when its parent dies."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
