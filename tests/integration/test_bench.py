@@ -118,9 +118,15 @@ def test_the_phase_probe_of_an_unreachable_database_reports_no_figures():
 @pytest.mark.timeout(300)
 def test_two_reconcilers_of_a_group_share_the_partitions_and_agree_with_the_sql(tmp_path):
     proc, result = run_bench(
-        tmp_path, "--reconcilers", "2", "--skip", "capture", "--skip", "latency",
-        "--skip", "scaling", timeout=280,
-    )  # fmt: skip
+        tmp_path,
+        "--reconcilers",
+        "2",
+        "--skip",
+        "capture",
+        "--skip",
+        "scaling",
+        timeout=280,
+    )
     assert result["settings"]["reconciler_processes"] == 2
     full = result["figures"]["full_reconciliation"]
     assert full["agree"], full["agreement"]
@@ -130,7 +136,15 @@ def test_two_reconcilers_of_a_group_share_the_partitions_and_agree_with_the_sql(
     assert sum(per_process) == stream["messages"]
     assert stream["reconciler_processes"] == 2
     assert stream["hub_events_per_s"] * 2 == pytest.approx(stream["hub_group_events_per_s"], abs=2)
+    # Live, both members store mismatches, every change is timed once, by the one that stored it.
+    latency = result["figures"]["latency"]
+    assert latency["reconciler_processes"] == 2
+    assert latency["mismatches_stored"] == latency["changes"]
+    per_member = latency["samples_per_reconciler"]
+    assert len(per_member) == 2 and all(n > 0 for n in per_member), per_member
+    assert sum(per_member) == latency["samples"] >= latency["changes"]
     assert "by 2 reconciler processes" in proc.stdout
+    assert "latency: connectors + 2 reconcilers live" in proc.stdout
     assert "for 2)" in proc.stdout
 
 
