@@ -338,17 +338,29 @@ class Worker:
         self.started = time.time()
         from hub.runtime import die_with_parent
 
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hub.bench", role, str(config_path), json.dumps(args)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            # A bench stopped by a signal (or killed) takes its workers with it: they would
-            # go on retrying against the servers it stopped. Created on the main thread only,
-            # since the kernel sends the signal when the creating thread ends.
-            preexec_fn=lambda: die_with_parent(signal.SIGKILL),
-        )
+        # The worker's log goes to a file beside its config, not to a pipe: a pipe nobody
+        # reads until the worker ends blocks the worker once it holds 64 kB of log.
+        fd, log_path = tempfile.mkstemp(prefix=f"{role}-", suffix=".log", dir=config_path.parent)
+        self.log_path = Path(log_path)
+        with os.fdopen(fd, "w") as log_file:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "hub.bench", role, str(config_path), json.dumps(args)],
+                stdout=subprocess.PIPE,
+                stderr=log_file,
+                text=True,
+                # A bench stopped by a signal (or killed) takes its workers with it: they
+                # would go on retrying against the servers it stopped. Created on the main
+                # thread only, since the kernel sends the signal when the creating thread ends.
+                preexec_fn=lambda: die_with_parent(signal.SIGKILL),
+            )
         self.sampler = TreeSampler(self.proc.pid)
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.strip().splitlines()[-lines:])
 
     def terminate(self) -> None:
         if self.proc.poll() is None:
@@ -356,18 +368,20 @@ class Worker:
 
     def result(self, timeout: float | None = None) -> dict[str, Any]:
         try:
-            out, err = self.proc.communicate(timeout=timeout)
+            out, _ = self.proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, err = self.proc.communicate()
-            raise click.ClickException(f"bench worker {self.role} timed out") from None
+            self.proc.communicate()
+            raise click.ClickException(
+                f"bench worker {self.role} timed out (its log: {self.log_path})"
+            ) from None
         finally:
             peak = self.sampler.stop()
         lines = [ln for ln in out.splitlines() if ln.startswith("{")]
         if self.proc.returncode != 0 or not lines:
-            tail = "\n".join(err.strip().splitlines()[-15:])
             raise click.ClickException(
-                f"bench worker {self.role} failed (exit {self.proc.returncode}):\n{tail}"
+                f"bench worker {self.role} failed (exit {self.proc.returncode}):\n"
+                f"{self.log_tail()}\n(its log: {self.log_path})"
             )
         data = json.loads(lines[-1])
         # Sampled, not ru_maxrss: Linux carries the parent's RSS at fork() into the child's
@@ -444,7 +458,14 @@ def _worker_capture(config, args: dict) -> dict:
     }
 
 
-def _bench_reconciler(config, *, live: bool, ready_path: str | None = None, group: bool = False):
+def _bench_reconciler(
+    config,
+    *,
+    live: bool,
+    ready_path: str | None = None,
+    group: bool = False,
+    group_id: str | None = None,
+):
     from reconciliation.engine import Reconciler
 
     class BenchReconciler(Reconciler):
@@ -488,7 +509,7 @@ def _bench_reconciler(config, *, live: bool, ready_path: str | None = None, grou
 
     # One process takes every partition itself; several join the consumer group and share
     # the partitions as in a deployment (co-partitioned: partition p of every topic together).
-    return BenchReconciler(config, assign_all=not group)
+    return BenchReconciler(config, group_id=group_id, assign_all=not group)
 
 
 def _worker_reconcile(config, args: dict) -> dict:
@@ -508,7 +529,11 @@ def _worker_reconcile(config, args: dict) -> dict:
 
 def _worker_live_reconcile(config, args: dict) -> dict:
     rec = _bench_reconciler(
-        config, live=True, ready_path=args["ready"], group=args.get("group", False)
+        config,
+        live=True,
+        ready_path=args["ready"],
+        group=args.get("group", False),
+        group_id=args.get("group_id"),
     )
     signal.signal(signal.SIGTERM, lambda *_: rec.stop())
     totals = rec.run()
@@ -863,6 +888,9 @@ class ScaleRun:
             "database": {"url": hub_env.database_url(self.hub_db)},
             "id_scheme": "vn",
             "logging": {"level": "WARNING"},
+            # A consumer group per run: on the embedded broker, a group whose members left
+            # during a rebalance keeps a departed leader for a while (see live_group).
+            "reconciler": {"group_id": f"bench-{self.tag}"},
             "registry": reg,
             "sectors": {TAX_SOURCE: tax},
         }
@@ -1151,6 +1179,34 @@ class Bench:
 
     # -- 2 -----------------------------------------------------------------------------------
 
+    @staticmethod
+    def live_group(run: ScaleRun) -> str:
+        """A consumer group for the live reconcilers, starting at the offsets figure 1's
+        group stored in the hub database (the truth about what has been applied).
+
+        Not figure 1's group itself: its members left one after the other as each went
+        idle, and the embedded broker (tansu) can keep a member that left during the
+        rebalance as the group's leader. New members then join, wait for the departed
+        leader's assignment, get REBALANCE_IN_PROGRESS and join again: for tens of seconds,
+        or for minutes (2 runs in 16 of the two-reconciler test). Kafka drops a member at
+        its LeaveGroup."""
+        import psycopg
+
+        from hub.db import psycopg_conninfo
+
+        source = run.config.reconciler.group_id
+        live = f"{source}-live"
+        with psycopg.connect(psycopg_conninfo(run.config.database.url)) as hub:
+            hub.execute(
+                "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)"
+                " SELECT %s, topic, partition, next_offset FROM consumer_offsets"
+                " WHERE group_id = %s"
+                " ON CONFLICT (group_id, topic, partition)"
+                " DO UPDATE SET next_offset = excluded.next_offset, updated_at = now()",
+                (live, source),
+            )
+        return live
+
     def stream_figure(self, run: ScaleRun, pipe: dict) -> dict[str, Any]:
         from hub.kafka import Topics
 
@@ -1328,8 +1384,15 @@ class Bench:
         duration = min(20.0 if run.n >= 1_000_000 else 10.0, 0.8 * len(clean) / rate)
         total = int(rate * duration)
         keys = clean[:total]
+        group_id = self.live_group(run) if n_rec > 1 else None
         recs = [
-            run.worker("live-reconcile", ready=str(r), since_path=str(since), group=n_rec > 1)
+            run.worker(
+                "live-reconcile",
+                ready=str(r),
+                since_path=str(since),
+                group=n_rec > 1,
+                group_id=group_id,
+            )
             for r in readies
         ]
         caps = [run.worker("live-capture", name=n) for n in ("registry", TAX_SOURCE)]
@@ -1406,6 +1469,8 @@ class Bench:
             "slow_seconds": slow_seconds(commit_offsets, lat, to_kafka),
             "reconciler_processes": n_rec,
             "samples_per_reconciler": [len(r["latencies"]) for r in results],
+            # What the live reconcilers consumed: they resume where figure 1 stopped.
+            "messages_per_reconciler": [r["messages"] for r in results],
             "baseline": "the offered load (commit time of each source change)",
             "target": "p99 <= 500 ms",
             "met": p[99] is not None and p[99] <= 0.5 and seen >= len(keys),

@@ -143,6 +143,10 @@ def test_two_reconcilers_of_a_group_share_the_partitions_and_agree_with_the_sql(
     per_member = latency["samples_per_reconciler"]
     assert len(per_member) == 2 and all(n > 0 for n in per_member), per_member
     assert sum(per_member) == latency["samples"] >= latency["changes"]
+    # Their group of its own starts where figure 1's group stopped, not at the beginning
+    # (which would be figure 1's messages again, and then the changes).
+    live_messages = sum(latency["messages_per_reconciler"])
+    assert latency["changes"] <= live_messages < stream["messages"], live_messages
     assert "by 2 reconciler processes" in proc.stdout
     assert "latency: connectors + 2 reconcilers live" in proc.stdout
     assert "for 2)" in proc.stdout

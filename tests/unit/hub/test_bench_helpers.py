@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from hub.bench import (
     PART_CITIZENS,
+    Worker,
     _in_processes,
     hub_shared_buffers_mb,
     parse_scale,
@@ -139,3 +140,17 @@ def _sleep_or_divide(x: int) -> float:
     if x:
         time.sleep(x)
     return 1 / x
+
+
+def test_a_worker_that_fails_is_an_error_naming_its_log_and_quoting_its_end(tmp_path):
+    config = tmp_path / "hub.yaml"
+    config.write_text("kafka: {partitions: 0}\n")
+    worker = Worker("raw-consume", config, {})
+    with pytest.raises(click.ClickException) as failed:
+        worker.result(60)
+    message = failed.value.message
+    assert "bench worker raw-consume failed (exit 1)" in message
+    assert "kafka.partitions: Input should be greater than or equal to 1" in message
+    # The log is a file beside the config, not a pipe the worker could fill and block on.
+    assert worker.log_path.parent == tmp_path and str(worker.log_path) in message
+    assert "Traceback" in worker.log_path.read_text()
