@@ -1193,18 +1193,16 @@ class Bench:
         import psycopg
 
         from hub.db import psycopg_conninfo
+        from hub.kafka import Topics
+        from reconciliation import state
 
+        topics = Topics(run.config.kafka.topic_prefix)
         source = run.config.reconciler.group_id
         live = f"{source}-live"
         with psycopg.connect(psycopg_conninfo(run.config.database.url)) as hub:
-            hub.execute(
-                "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)"
-                " SELECT %s, topic, partition, next_offset FROM consumer_offsets"
-                " WHERE group_id = %s"
-                " ON CONFLICT (group_id, topic, partition)"
-                " DO UPDATE SET next_offset = excluded.next_offset, updated_at = now()",
-                (live, source),
-            )
+            offsets = state.read_offsets(hub, source, [topics.registry, topics.sector(TAX_SOURCE)])
+            if not state.store_offsets(hub, live, offsets, locked=()):
+                raise click.ClickException(f"consumer group {live} already has offsets")
         return live
 
     def stream_figure(self, run: ScaleRun, pipe: dict) -> dict[str, Any]:
