@@ -115,6 +115,16 @@ class Delivery:
         if self._processes > 1 and self._pool is None:
             self._pool = _ProducerPool(self.kafka, self.topic, self._processes)
 
+    def wait_warm(self, timeout: float = 60.0) -> None:
+        """Wait until the processes :meth:`warm` started have their producers open
+        (RetriableError if one failed or did not answer in ``timeout`` seconds)."""
+        if self._pool is not None:
+            try:
+                self._pool.wait_ready(timeout)
+            except RetriableError:
+                self._reset()
+                raise
+
     def start(self, batch: Batch) -> _InFlight:
         """Hand ``batch`` to the producer(s) without waiting; :meth:`finish` waits.
 
@@ -241,6 +251,7 @@ class _ProducerPool:
         # program's __main__ module, fork would copy this process's threads and locks.
         self.partitions = kafka.partitions
         self.pending: list[Connection] = []
+        self.starting: list[Connection] = []
         self.conns: list[Connection] = []
         self.procs: list[subprocess.Popen] = []
         for _ in range(processes):
@@ -256,8 +267,18 @@ class _ProducerPool:
             conn.send((kafka, topic))
             self.conns.append(conn)
             self.procs.append(proc)
+        self.starting = list(self.conns)
+
+    def wait_ready(self, timeout: float = FLUSH_TIMEOUT_S + 30) -> None:
+        """Wait for each process's first answer: its producer is open (or it failed)."""
+        starting, self.starting = self.starting, []
+        errors = self._replies(starting, timeout)
+        if errors:
+            raise RetriableError("producer process did not start: " + "; ".join(errors))
 
     def send(self, events: list[tuple[bytes, bytes]]) -> None:
+        if self.starting:
+            self.wait_ready()
         n = len(self.conns)
         parts: list[list[tuple[int, bytes, bytes]]] = [[] for _ in range(n)]
         partitions = self.partitions
@@ -274,10 +295,19 @@ class _ProducerPool:
             raise RetriableError(f"producer process gone: {exc}") from exc
 
     def wait(self) -> None:
+        pending, self.pending = self.pending, []
+        errors = self._replies(pending, FLUSH_TIMEOUT_S + 30)
+        if errors:
+            raise RetriableError("; ".join(errors))
+
+    @staticmethod
+    def _replies(conns: list[Connection], timeout: float) -> list[str]:
+        """One reply from each of ``conns`` (``None`` = success); the errors reported."""
         errors = []
-        for conn in self.pending:
+        deadline = time.monotonic() + timeout
+        for conn in conns:
             try:
-                if not conn.poll(FLUSH_TIMEOUT_S + 30):
+                if not conn.poll(max(0.0, deadline - time.monotonic())):
                     errors.append("producer process did not answer")
                     continue
                 reply = conn.recv()
@@ -286,9 +316,7 @@ class _ProducerPool:
                 continue
             if reply is not None:
                 errors.append(reply)
-        self.pending = []
-        if errors:
-            raise RetriableError("; ".join(errors))
+        return errors
 
     def close(self) -> None:
         for conn in self.conns:
@@ -315,7 +343,12 @@ def _producer_process(fd: int) -> None:
     tune_gc()
     conn = Connection(fd)
     kafka, topic = conn.recv()
-    producer = make_producer(kafka, linger_ms=1000, batch_size=1024 * 1024)
+    try:
+        producer = make_producer(kafka, linger_ms=1000, batch_size=1024 * 1024)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which retries
+        conn.send(f"{type(exc).__name__}: {exc}")
+        return
+    conn.send(None)  # ready
     send = producer.send
     try:
         while True:

@@ -423,14 +423,15 @@ def _worker_capture(config, args: dict) -> dict:
     from connectors.runner import ConnectorRunner
 
     class BenchRunner(ConnectorRunner):
-        """Records when the batch loop starts (connections, slot and producers are open)
-        and when the last batch with rows was committed."""
+        """Records when the batch loop starts (connections, slot and producers are open:
+        the producer processes too) and when the last batch with rows was committed."""
 
         loop_started: float | None = None
         last_commit: float | None = None
 
         def _loop(self):
             if self.loop_started is None:
+                self.delivery.wait_warm()
                 self.loop_started = time.time()
             super()._loop()
 
