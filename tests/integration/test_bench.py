@@ -1,4 +1,5 @@
-"""``hub bench`` end to end at a small scale: every figure with its baseline and ratio."""
+"""``hub bench`` end to end: ``--scale 100k`` within 5 minutes with every figure, its baseline
+and ratio; smaller hidden scales for the reconciler group and for signals."""
 
 from __future__ import annotations
 
@@ -29,16 +30,18 @@ def bench_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
 
 
-def run_bench(tmp_path, *argv: str, timeout: float) -> tuple[subprocess.CompletedProcess, dict]:
-    """``hub bench --scale 20k`` with ``argv``: the finished process and its JSON results."""
+def run_bench(
+    tmp_path, *argv: str, timeout: float, scale: str = "20k", part_citizens: int = 8000
+) -> tuple[subprocess.CompletedProcess, dict]:
+    """``hub bench --scale 20k`` (or ``scale``) with ``argv``: the finished process and its
+    JSON results."""
     out = tmp_path / "bench.json"
     # No HUB_DATABASE_URL / HUB_KAFKA_BOOTSTRAP: the bench starts its own embedded servers,
     # as `hub bench` does on a fresh machine — the hub's database on a PostgreSQL server of
     # its own, next to the sources' one.
     env = bench_env()
-    # 20k (hidden scale) keeps the suite's budget; CI runs `hub bench --scale 100k` itself.
-    # Parts of 8k citizens: the 20k data is built and loaded as 3 parts (2 at a time).
-    base = ["--scale", "20k", "--out", str(out), "--part-citizens", "8000"]
+    # Small parts: the data is built and loaded as 3 parts (2 at a time), as larger scales are.
+    base = ["--scale", scale, "--out", str(out), "--part-citizens", str(part_citizens)]
     proc = subprocess.run(
         [sys.executable, "-m", "hub.bench", *base, *argv],
         capture_output=True,
@@ -50,9 +53,11 @@ def run_bench(tmp_path, *argv: str, timeout: float) -> tuple[subprocess.Complete
     return proc, json.loads(out.read_text())
 
 
-@pytest.mark.timeout(420)
-def test_bench_prints_every_figure_with_baseline_and_ratio(tmp_path):
-    proc, result = run_bench(tmp_path, timeout=400)
+@pytest.mark.timeout(360)
+def test_bench_at_100k_prints_every_figure_with_baseline_and_ratio_within_5_minutes(tmp_path):
+    # Issue #7's acceptance: `hub bench --scale 100k` completes in CI in under 5 minutes
+    # (it does not fail on the ratios: the machine is shared).
+    proc, result = run_bench(tmp_path, timeout=300, scale="100k", part_citizens=40_000)
     for figure, keys in FIGURES.items():
         data = result["figures"][figure]
         for key in keys:
@@ -84,7 +89,7 @@ def test_bench_prints_every_figure_with_baseline_and_ratio(tmp_path):
         assert line in proc.stdout
     assert "only_hub" in proc.stdout
     assert "(3 parts)" in proc.stdout
-    assert result["settings"]["records"]["registry"] == 20_000
+    assert result["settings"]["records"]["registry"] == 100_000
     assert result["settings"]["hub_database_server"] == "its own embedded server"
     assert result["settings"]["hub_server_settings"] == hub_server_settings()
     for second in result["figures"]["latency"]["slow_seconds"]:
