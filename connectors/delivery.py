@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 FLUSH_TIMEOUT_S = 120.0
+START_TIMEOUT_S = 60.0
+"""How long a producer process may take to start and open its producer."""
+_READY = "ready"
 POOL_MIN_EVENTS = 4000
 """Batches at least this large are produced by the producer processes (when there are any)."""
 
@@ -115,7 +118,7 @@ class Delivery:
         if self._processes > 1 and self._pool is None:
             self._pool = _ProducerPool(self.kafka, self.topic, self._processes)
 
-    def wait_warm(self, timeout: float = 60.0) -> None:
+    def wait_warm(self, timeout: float = START_TIMEOUT_S) -> None:
         """Wait until the processes :meth:`warm` started have their producers open
         (RetriableError if one failed or did not answer in ``timeout`` seconds)."""
         if self._pool is not None:
@@ -269,10 +272,11 @@ class _ProducerPool:
             self.procs.append(proc)
         self.starting = list(self.conns)
 
-    def wait_ready(self, timeout: float = FLUSH_TIMEOUT_S + 30) -> None:
-        """Wait for each process's first answer: its producer is open (or it failed)."""
+    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
+        """Wait for each process's first answer, ``("ready", error or None)``: its producer
+        is open, or why not. On an error the pool is unusable: close it."""
         starting, self.starting = self.starting, []
-        errors = self._replies(starting, timeout)
+        errors = self._replies(starting, timeout, ready=True)
         if errors:
             raise RetriableError("producer process did not start: " + "; ".join(errors))
 
@@ -301,8 +305,10 @@ class _ProducerPool:
             raise RetriableError("; ".join(errors))
 
     @staticmethod
-    def _replies(conns: list[Connection], timeout: float) -> list[str]:
-        """One reply from each of ``conns`` (``None`` = success); the errors reported."""
+    def _replies(conns: list[Connection], timeout: float, ready: bool = False) -> list[str]:
+        """One reply from each of ``conns`` (``None`` = success; with ``ready``, the start-up
+        answer ``("ready", None)``); the errors reported. A start-up answer is never taken
+        for a batch's acknowledgement, nor the other way round."""
         errors = []
         deadline = time.monotonic() + timeout
         for conn in conns:
@@ -314,7 +320,14 @@ class _ProducerPool:
             except (OSError, EOFError) as exc:
                 errors.append(f"producer process gone: {exc}")
                 continue
-            if reply is not None:
+            if ready:
+                if type(reply) is not tuple or reply[:1] != (_READY,):
+                    errors.append(f"producer process answered {reply!r} before it was ready")
+                elif reply[1] is not None:
+                    errors.append(reply[1])
+            elif type(reply) is tuple:
+                errors.append("producer process answered out of turn (a start-up answer)")
+            elif reply is not None:
                 errors.append(reply)
         return errors
 
@@ -346,9 +359,9 @@ def _producer_process(fd: int) -> None:
     try:
         producer = make_producer(kafka, linger_ms=1000, batch_size=1024 * 1024)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which retries
-        conn.send(f"{type(exc).__name__}: {exc}")
+        conn.send((_READY, f"{type(exc).__name__}: {exc}"))
         return
-    conn.send(None)  # ready
+    conn.send((_READY, None))
     send = producer.send
     try:
         while True:

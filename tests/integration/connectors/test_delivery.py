@@ -35,15 +35,19 @@ def test_producer_processes_start_before_the_first_batch_and_keep_each_key_in_or
 ):
     kafka = make_config().kafka
     delivery = Delivery("pooled", kafka, processes=2)
-    delivery.open()
-    delivery.warm()
-    delivery.wait_warm(timeout=60)  # both producers open: the first batch waits for nothing
     n = POOL_MIN_EVENTS + 1000
-    batch = Batch(events=[(f"k{i % 97}".encode(), str(i).encode()) for i in range(n)])
-    started = time.monotonic()
-    delivery.deliver(batch)
-    assert time.monotonic() - started < 30
-    delivery.close()
+    try:
+        delivery.open()
+        delivery.warm()
+        delivery.wait_warm(timeout=60)  # both producers open: the first batch waits for nothing
+        pool = delivery._pool
+        for start in (0, n):  # two batches: each acknowledgement is its own batch's
+            events = [(f"k{i % 97}".encode(), str(i).encode()) for i in range(start, start + n)]
+            delivery.deliver(Batch(events=events))
+            assert not any(conn.poll(0) for conn in pool.conns)  # no answer left unread
+    finally:
+        delivery.close()
+    n *= 2
 
     got = _read_all(kafka, delivery.topic, n)
     assert len(got) == n
@@ -57,13 +61,29 @@ def test_producer_processes_start_before_the_first_batch_and_keep_each_key_in_or
 
 def test_a_producer_process_that_died_starting_is_reported_not_waited_for(make_config):
     delivery = Delivery("dying", make_config().kafka, processes=2)
-    delivery.warm()
-    delivery._pool.procs[1].kill()  # before it could open its producer
-    started = time.monotonic()
-    with pytest.raises(
-        RetriableError, match="producer process did not start: producer process gone"
-    ):
-        delivery.wait_warm(timeout=60)
-    assert time.monotonic() - started < 30
-    assert delivery._pool is None  # dropped: the next attempt starts fresh processes
-    delivery.close()
+    try:
+        delivery.warm()
+        delivery._pool.procs[1].kill()  # before it could open its producer
+        started = time.monotonic()
+        with pytest.raises(
+            RetriableError, match="producer process did not start: producer process gone"
+        ):
+            delivery.wait_warm(timeout=60)
+        assert time.monotonic() - started < 30
+        assert delivery._pool is None  # dropped: the next attempt starts fresh processes
+    finally:
+        delivery.close()
+
+
+def test_the_first_pooled_batch_waits_for_the_start_up_answers_itself(make_config):
+    delivery = Delivery("unwarmed", make_config().kafka, processes=2)
+    try:
+        delivery.open()
+        delivery.warm()  # no wait_warm(): the first large batch takes the start-up answers
+        pool = delivery._pool
+        events = [(f"k{i % 31}".encode(), str(i).encode()) for i in range(POOL_MIN_EVENTS)]
+        delivery.deliver(Batch(events=events))
+        assert not pool.starting
+        assert not any(conn.poll(0) for conn in pool.conns)  # the acknowledgements were read
+    finally:
+        delivery.close()
