@@ -1,10 +1,11 @@
-# `make test` works on a fresh clone: it creates .venv, installs the package, runs the suite.
+# `make test` works on a fresh clone: it installs the suite's Debian tools (as root), creates
+# .venv, installs the package, runs the suite.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test unit integration lint install demo clean
+.PHONY: test unit integration lint install demo clean setup
 
 install: $(STAMP)
 
@@ -14,14 +15,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-test: install
+# Machine-level tools of the suite (Chromium, promtool): installed as root, else named and skipped.
+setup:
+	$(PYTHON) tests/setup_machine.py
+
+test: setup install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 unit: install
 	$(BIN)/python -m pytest -q tests/unit
 
-integration: install
+integration: setup install
 	$(BIN)/python -m pytest -q tests/integration
 
 lint: install

@@ -1646,9 +1646,11 @@ def print_table(result: dict[str, Any], echo=click.echo) -> None:
 @click.command("bench")
 @click.option("--scale", default="1m", show_default=True, metavar="100k|1m|10m",
               help="N registry records against N sector records.")  # fmt: skip
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("bench.json"),
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path, resolve_path=True),
+              default=Path("bench.json"),
               show_default=True, help="JSON file of results.")  # fmt: skip
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path, resolve_path=True),
+              default=None,
               help="Embedded servers' data (default: a temporary directory, removed after).")  # fmt: skip
 @click.option("--skip", "skip", multiple=True, type=click.Choice(FIGURES),
               help="Leave out a figure (repeatable).")  # fmt: skip

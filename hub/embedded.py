@@ -86,6 +86,20 @@ class EmbeddedPostgres:
     """Server settings over the defaults below (``hub bench`` sizes ``shared_buffers``)."""
     proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
 
+    def __post_init__(self) -> None:
+        # Absolute once, here: PostgreSQL resolves a relative socket directory from its own
+        # data directory, so a relative path (``hub demo``'s default ./hub-data) broke start-up.
+        self.data_dir = Path(self.data_dir).absolute()
+
+    def _socket_dir(self) -> str:
+        """The data directory for the Unix socket, or none when its path is too long.
+
+        Clients connect over TCP; a socket path over the kernel's 107-byte ``sun_path`` limit
+        would stop the server from starting, so a deep data directory simply gets no socket.
+        """
+        socket_file = self.data_dir / f".s.PGSQL.{self.port}"
+        return str(self.data_dir) if len(os.fsencode(socket_file)) <= 100 else ""
+
     @property
     def url(self) -> str:
         """SQLAlchemy URL of the ``postgres`` database."""
@@ -163,7 +177,7 @@ class EmbeddedPostgres:
         settings = {
             "listen_addresses": "127.0.0.1",
             "port": str(self.port),
-            "unix_socket_directories": str(self.data_dir),
+            "unix_socket_directories": self._socket_dir(),
             "wal_level": "logical",
             "max_replication_slots": "64",
             "max_wal_senders": "64",
@@ -230,6 +244,10 @@ class EmbeddedBroker:
     log_path: Path | None = None
     proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
 
+    def __post_init__(self) -> None:
+        if self.log_path is not None:
+            self.log_path = Path(self.log_path).absolute()
+
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
@@ -272,7 +290,7 @@ class EmbeddedStack:
     """PostgreSQL + broker under ``data_dir``; a context manager that always stops both."""
 
     def __init__(self, data_dir: str | os.PathLike[str], *, durable: bool = True):
-        self.data_dir = Path(data_dir)
+        self.data_dir = Path(data_dir).absolute()
         self.postgres = EmbeddedPostgres(self.data_dir / "postgres", durable=durable)
         self.broker = EmbeddedBroker(log_path=self.data_dir / "broker.log")
 

@@ -27,6 +27,7 @@ def _scrape(url: str, timeout_s: float = 60) -> str:
             time.sleep(0.3)
 
 
+@pytest.mark.requires("promtool")
 @pytest.mark.parametrize(
     ("args", "where"),
     [

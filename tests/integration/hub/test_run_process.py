@@ -12,6 +12,7 @@ import time
 import urllib.request
 
 import psycopg
+import pytest
 
 from hub.db import psycopg_conninfo
 from hub.demo.runner import read_figures
@@ -117,6 +118,7 @@ def at_steady_state(config, truth):
     return found == truth
 
 
+@pytest.mark.requires("promtool")
 def test_hub_run_metrics_sigterm_and_restart(deployment):
     path, config, urls, manifest = deployment
     truth = {(m.sector, m.record_key, m.rule) for m in manifest.mismatches}

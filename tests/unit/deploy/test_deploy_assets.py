@@ -216,17 +216,20 @@ def k8s_config_raw() -> dict[str, Any]:
 # --- promtool ---------------------------------------------------------------------------------
 
 
+@pytest.mark.requires("promtool")
 def test_promtool_accepts_the_alert_rules():
     result = promtool("check", "rules", str(ALERTS.relative_to(ROOT)))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
 
+@pytest.mark.requires("promtool")
 def test_alert_rule_unit_tests_pass():
     result = promtool("test", "rules", "deploy/prometheus/alerts_test.yml")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.requires("promtool")
 def test_promtool_accepts_the_prometheus_config_with_its_rule_file():
     result = promtool("check", "config", "deploy/prometheus/prometheus.yml")
     assert result.returncode == 0, result.stdout + result.stderr
