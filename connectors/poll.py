@@ -43,7 +43,8 @@ class PollCapture(CaptureMode):
     Resume position: the watermark (greatest ``(timestamp, incrementing)`` acknowledged) in
     ``connector_offsets``. After a restart the trailing window is delivered once more
     (the in-memory duplicate filter is gone): at least once. Hard deletes are not seen.
-    Every row read is an upsert: ``op`` is ``u`` and ``before`` is null.
+    Every row read is an upsert: ``op`` is ``u`` and ``before`` is null; rows of the first
+    full read (no watermark yet, or after a re-snapshot) carry ``source.snapshot = true``.
     """
 
     capture = "poll"
@@ -61,6 +62,10 @@ class PollCapture(CaptureMode):
         self._scan: dict[str, Any] | None = None
         self._seen: dict[tuple, Any] = {}
         self._builder = None
+        self._initial = False
+        """Reading the table from the start (no watermark): ``source.snapshot`` is set until
+        the first caught-up batch is acknowledged, so those rows' old timestamps are not taken
+        for pipeline latency downstream."""
 
     def open(self) -> None:
         columns = (*self.ctx.mapper.columns, self.ts_col, self.inc_col)
@@ -70,6 +75,7 @@ class PollCapture(CaptureMode):
         offset = load_offset(self.engine, self.ctx.name)
         if offset and "ts" in offset:
             self._hw = (untag_value(offset["ts"]), untag_value(offset["inc"]))
+        self._initial = self._hw is None
         self._scan = None
         self._builder = self.ctx.builder(
             system=self.source.system, database=self.source.database, table=self.source.qualified
@@ -78,6 +84,7 @@ class PollCapture(CaptureMode):
     def resnapshot(self) -> None:
         """Forget the watermark: the next scan reads the whole table again."""
         self._hw = None
+        self._initial = True
         self._scan = None
         self._seen.clear()
         with self.engine.begin() as conn:
@@ -106,6 +113,7 @@ class PollCapture(CaptureMode):
         add = self._builder.add
         new: list[tuple] = []
         hw = self._hw
+        initial = self._initial
         for values in rows:
             row = dict(zip(columns, values, strict=True))
             row_ts, row_inc = values[ts_i], values[inc_i]
@@ -122,7 +130,7 @@ class PollCapture(CaptureMode):
                 continue
             new.append(fingerprint)
             add(batch, "u", None, row, position=_position(row_ts, row_inc),
-                commit_ts_ms=_epoch_ms(row_ts))  # fmt: skip
+                commit_ts_ms=_epoch_ms(row_ts), snapshot=initial)  # fmt: skip
             ts_s = _epoch_s(row_ts)
             if ts_s is not None:
                 if batch.oldest_commit_ts is None:
@@ -148,6 +156,8 @@ class PollCapture(CaptureMode):
                 save_offset(conn, self.ctx.name, {"ts": tag_value(hw[0]), "inc": tag_value(hw[1])})
                 set_state(conn, self.ctx.name, position=_position(*hw)[:128])
             self._hw = hw
+        if batch.caught_up:
+            self._initial = False
 
     def _prune(self, lower: Any) -> None:
         """Forget fingerprints older than the window: those rows are never read again."""

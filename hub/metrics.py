@@ -50,8 +50,14 @@ RECONCILER_EVENTS = Counter(
 )
 RECONCILE_LATENCY = Histogram(
     "hub_reconcile_latency_seconds",
-    "Source commit → mismatch state stored.",
+    "Source commit → mismatch state stored, for streamed changes (snapshot reads excluded).",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+RECONCILER_SNAPSHOT_READS = Counter(
+    "hub_reconciler_snapshot_reads",
+    "Snapshot reads the reconciler applied (their commit time is the row's age, not a delay, "
+    "so hub_reconcile_latency_seconds leaves them out).",
+    ["sector"],
 )
 CONSUMER_LAG = Gauge(
     "hub_consumer_lag_messages",

@@ -102,6 +102,9 @@ class Change:
     commit_ms: int | None
     tp: TopicPartition
     offset: int
+    snapshot: bool = False
+    """A snapshot read (op ``r`` or ``source.snapshot``): its commit time is the row's age,
+    not a delay of the pipeline, so it is counted but never observed as latency."""
 
 
 @dataclass
@@ -608,6 +611,8 @@ class Reconciler:
             metrics.RECONCILER_EVENTS.labels(sector=source, outcome=outcome).inc(n)
         for (_part, _off, _msg), source in zip(dead, batch.dead_sources(dead), strict=True):
             metrics.RECONCILER_EVENTS.labels(sector=source, outcome="dead_letter").inc()
+        for source, n in batch.snapshot_reads.items():
+            metrics.RECONCILER_SNAPSHOT_READS.labels(sector=source).inc(n)
         now_ms = time.time() * 1000
         observe = metrics.RECONCILE_LATENCY.observe
         times = batch.commit_times
@@ -701,7 +706,8 @@ class Reconciler:
                 row = self._registry_row(key, after, src, ts)
             else:
                 row = self._sector_row(source, key, after, src, ts)
-        return Change(source, op, key, row, src["lsn"], ts, commit_ms, tp, offset)
+        snapshot = op == "r" or bool(src.get("snapshot"))
+        return Change(source, op, key, row, src["lsn"], ts, commit_ms, tp, offset, snapshot)
 
     def _registry_row(self, key: str, after: dict, src: dict, ts: datetime | None) -> RegistryRow:
         cid = self.normalized(after["citizen_id"])[0]
@@ -902,7 +908,8 @@ class _Batch:
         self.changed_ids: set[str] = set()
         self.changed_legacy: set[str] = set()  # legacy numbers of the registry rows changed
         self.outcomes: Counter[tuple[str, str]] = Counter()
-        self.commit_times: list[int] = []
+        self.commit_times: list[int] = []  # of streamed changes only: latency
+        self.snapshot_reads: Counter[str] = Counter()
         self.applied = self.stale = self.transitions = 0
         self.ledger = Ledger()
         self.records: dict[SectorKey, SectorRow] = {}
@@ -915,7 +922,9 @@ class _Batch:
         self.outcomes[(change.source, outcome)] += 1
         if outcome == "applied":
             self.applied += 1
-            if change.commit_ms is not None:
+            if change.snapshot:
+                self.snapshot_reads[change.source] += 1
+            elif change.commit_ms is not None:
                 self.commit_times.append(change.commit_ms)
         elif outcome == "stale":
             self.stale += 1

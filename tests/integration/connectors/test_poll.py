@@ -159,3 +159,19 @@ def test_check_names_the_poll_columns_and_warns_that_hard_deletes_are_not_seen(b
     missing = bank_source(bank, timestamp_column="sua_luc")
     results = {r.what: r for r in check(make_config(bank=missing), "bank")}
     assert not results["timestamp column"].ok
+
+
+def test_the_first_full_read_is_marked_snapshot_and_later_changes_are_not(bank, make_config):
+    config = make_config(bank=bank_source(bank))
+    topic = changes(config, "bank")
+    insert(bank, 120, ts="TIMESTAMPTZ '2024-05-01 08:00:00+07'")  # more than one page
+    run_once(config, "bank")
+    first = topic.read()
+    assert len(first) == 120
+    assert all(m.value["source"]["snapshot"] for m in first)
+
+    insert(bank, 2, prefix="MOI")  # after the watermark: streamed, not a snapshot
+    run_once(config, "bank")
+    later = topic.read()
+    assert {int(m.record_key) for m in later} >= {121, 122}
+    assert not any(m.value["source"]["snapshot"] for m in later if int(m.record_key) > 120)

@@ -87,8 +87,10 @@ class Feed:
         after: dict[str, Any] | None = None,
         *,
         lsn: int | None = None,
+        commit_ts_ms: int | None = None,
     ) -> tuple[str, bytes, bytes]:
-        """(topic, key, value) of one change; ``after`` holds canonical fields."""
+        """(topic, key, value) of one change; ``after`` holds canonical fields; the source
+        commit time is now unless ``commit_ts_ms`` says otherwise."""
         now = int(time.time() * 1000)
         full = None
         if after is not None:
@@ -107,7 +109,7 @@ class Feed:
                     "table": "public.t",
                     "position": "0/0",
                     "lsn": next(_lsn) if lsn is None else lsn,
-                    "commit_ts_ms": now,
+                    "commit_ts_ms": now if commit_ts_ms is None else commit_ts_ms,
                     "snapshot": op == "r",
                 },
                 "ts_ms": now,
