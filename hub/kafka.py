@@ -16,6 +16,31 @@ from hub.errors import FatalError, RetriableError
 log = logging.getLogger(__name__)
 
 
+class ClosedTransportRace(logging.Filter):
+    """Drops kafka-python's traceback for a socket read that lost a race with ``close()``.
+
+    kafka-python 3.0.x (``kafka/net/transport.py``, ``_read_from_sock``) resumes a read
+    after ``wait_read`` without checking whether another thread closed the transport in the
+    meantime; ``_sock`` is then ``None`` and ``_sock_recv`` logs ``AttributeError: 'NoneType'
+    object has no attribute 'recv'`` with a traceback at ERROR. The client was being closed
+    on purpose (the hub closes every client after its last batch is acknowledged), so
+    nothing is lost; a related close race was fixed upstream in dpkp/kafka-python#3097.
+    Every other record of that logger passes unchanged.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, AttributeError) and "'NoneType' object has no attribute" in str(exc):
+            log.debug("kafka-python read after close ignored: %s", exc)
+            return False
+        return True
+
+
+_TRANSPORT_LOG = logging.getLogger("kafka.net.transport")
+if not any(isinstance(f, ClosedTransportRace) for f in _TRANSPORT_LOG.filters):
+    _TRANSPORT_LOG.addFilter(ClosedTransportRace())
+
+
 class Topics:
     """Topic names under the configured prefix (SPEC §2)."""
 
