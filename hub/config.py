@@ -120,13 +120,13 @@ def _listen_addr(v: str) -> str:
 
 def _server_list(v: str) -> str:
     parse_host_port_list(v)
-    return v
+    return ",".join(item.strip() for item in v.split(","))  # kafka-python does not strip
 
 
 ListenAddress = Annotated[str, AfterValidator(_listen_addr)]
 """An address to listen on: ``host:port`` / ``[ipv6]:port``, port 0 = any free port."""
 ServerList = Annotated[str, AfterValidator(_server_list)]
-"""Comma-separated ``host:port`` servers to connect to."""
+"""Comma-separated ``host:port`` servers to connect to (stored without spaces)."""
 
 
 class _Model(BaseModel):
