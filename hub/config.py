@@ -591,9 +591,23 @@ def parse_config(
         problems += _format_errors(err)
         cfg = None
     if problems:
-        raise ConfigError(list(dict.fromkeys(problems)), source)
+        raise ConfigError([_name_override(p, env) for p in dict.fromkeys(problems)], source)
     assert cfg is not None
     return cfg
+
+
+_OVERRIDES = {
+    "database.url: ": "HUB_DATABASE_URL",
+    "kafka.bootstrap_servers: ": "HUB_KAFKA_BOOTSTRAP",
+}
+
+
+def _name_override(problem: str, env: Mapping[str, str]) -> str:
+    """A problem of a key an environment override set says so (the file is not at fault)."""
+    for key, var in _OVERRIDES.items():
+        if problem.startswith(key) and env.get(var):
+            return f"{problem} (value from {var})"
+    return problem
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:

@@ -448,3 +448,12 @@ def test_metrics_listen_takes_a_mapping_by_role_or_one_address_for_all():
     assert {one.address(r) for r in ("connector", "reconciler", "serve")} == {"0.0.0.0:9464"}
     assert one.key("serve") == "metrics.listen"
     assert MetricsConfig(listen="127.0.0.1:0").address("run") == "127.0.0.1:0"
+
+
+def test_a_bad_override_from_the_environment_names_the_variable():
+    with pytest.raises(ConfigError) as exc:
+        parse_config({}, env={"HUB_KAFKA_BOOTSTRAP": "kafka://::::"})
+    assert exc.value.problems == [
+        "kafka.bootstrap_servers: 'kafka://::::' is not host:port (no scheme:// prefix) "
+        "(value from HUB_KAFKA_BOOTSTRAP)"
+    ]
