@@ -3,6 +3,7 @@ reported as exit 2 with one line naming the key, never a traceback (item 10)."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 
@@ -42,6 +43,8 @@ TAKES_CONFIG = sorted(set(LEAVES) - NO_CONFIG)
 
 def run_main(monkeypatch, capsys, argv: list[str], env: dict[str, str] | None = None):
     """Run the real console entry point in-process; (exit code, stdout, stderr)."""
+    # Handlers an earlier test's setup_logging bound to its (now closed) captured stderr.
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
     monkeypatch.delenv("HUB_CONFIG", raising=False)
     for k, v in (env or {}).items():
         monkeypatch.setenv(k, v)
