@@ -10,17 +10,14 @@ from typing import Any
 
 import click
 
-from hub.config import HubConfig, load_config
+from hub.cliconfig import config_of, metrics_options
+from hub.config import HubConfig
 from hub.errors import FatalError
 
 
 def _config() -> HubConfig:
     """The config of the surrounding ``hub`` command (its ``--config``), else the default."""
-    ctx = click.get_current_context()
-    obj = ctx.find_root().obj
-    if obj is not None and hasattr(obj, "config"):
-        return obj.config
-    return load_config(None)
+    return config_of()
 
 
 def _requester() -> str:
@@ -39,9 +36,16 @@ def connector() -> None:
 @click.argument("names", nargs=-1, metavar="NAME...")
 @click.option("--all", "run_all", is_flag=True, help="Run every configured connector.")
 @click.option("--once", is_flag=True, help="Exit once caught up (a snapshot run finished).")
-def run(names: tuple[str, ...], run_all: bool, once: bool) -> None:
+@metrics_options("connector")
+def run(
+    names: tuple[str, ...], run_all: bool, once: bool, metrics_listen: str | None, no_metrics: bool
+) -> None:
     """Run connectors until SIGTERM/Ctrl-C (the batch in hand is finished and acknowledged)."""
-    from connectors.runner import serve
+    import threading
+
+    from connectors.runner import install_stop_handlers, run_connectors
+    from hub.logs import setup_logging
+    from hub.metrics import start_metrics
 
     config = _config()
     if run_all:
@@ -54,7 +58,12 @@ def run(names: tuple[str, ...], run_all: bool, once: bool) -> None:
                 f"{name!r} is not configured (known: {', '.join(config.sources()) or 'none'})",
                 param_hint="NAME",
             )
-    sys.exit(serve(config, list(names), once=once))
+    setup_logging(config.logging.level, config.logging.json_format)
+    if not no_metrics:
+        start_metrics(config.metrics, "connector", metrics_listen)
+    stopping = threading.Event()
+    install_stop_handlers(stopping)
+    sys.exit(run_connectors(config, list(names), stopping=stopping, once=once))
 
 
 @connector.command("check")
@@ -128,9 +137,10 @@ def drop_cmd(name: str, yes: bool) -> None:
     forget its position and state. Running it again starts with a new snapshot."""
     from connectors.ops import drop
 
+    config = _config()  # a bad config is reported before the question
     if not yes:
         click.confirm(f"drop the slot, publication and state of connector {name}?", abort=True)
-    for line in drop(_config(), name) or ["nothing to drop"]:
+    for line in drop(config, name) or ["nothing to drop"]:
         click.echo(line)
 
 

@@ -26,6 +26,7 @@ class AllInOne:
     config: HubConfig
     web: bool = True
     metrics: bool = True
+    metrics_listen: str | None = None  # None: metrics.listen of the config, role "run"
     connectors: tuple[str, ...] | None = None  # None: every configured source
     stopping: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
@@ -35,13 +36,15 @@ class AllInOne:
         from connectors.runner import run_connectors
         from hub.api.server import check_schema, make_server, start_in_thread
         from hub.kafka import Topics, ensure_topics
-        from hub.metrics import serve_metrics
+        from hub.metrics import start_metrics
         from reconciliation.engine import Reconciler
 
         config = self.config
         check_schema(config)
         ensure_topics(config.kafka, Topics(config.kafka.topic_prefix).all_for(config))
-        self.metrics_server = serve_metrics(config.metrics) if self.metrics else None
+        self.metrics_server = (
+            start_metrics(config.metrics, "run", self.metrics_listen) if self.metrics else None
+        )
         names = list(self.connectors if self.connectors is not None else config.sources())
         self.reconciler = Reconciler(config, assign_all=True)
         self._spawn("connectors", lambda: run_connectors(config, names, stopping=self.stopping))
@@ -86,12 +89,12 @@ class AllInOne:
         self.stop()
 
 
-def run(config: HubConfig) -> int:
-    """The process behind ``hub run``."""
+def run(config: HubConfig, *, metrics_listen: str | None = None, metrics: bool = True) -> int:
+    """The process behind ``hub run``; metrics on ``metrics_listen`` or the "run" address."""
     from hub.logs import setup_logging
 
     setup_logging(config.logging.level, config.logging.json_format)
-    app = AllInOne(config)
+    app = AllInOne(config, metrics=metrics, metrics_listen=metrics_listen)
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("signal %d: finishing the batches in hand", signum)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
@@ -9,6 +10,7 @@ import psycopg
 from hub.config import HubConfig, redact_url
 from hub.db import psycopg_conninfo
 from hub.kafka import check_kafka
+from hub.logs import error_summary
 
 
 @dataclass(frozen=True)
@@ -37,14 +39,31 @@ def check_database(url: str, timeout_s: int = 5) -> str | None:
         return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _guarded(check: Callable[[], str | None]) -> str | None:
+    """A check's answer; a client library that fails in an unforeseen way is a FAIL line with
+    the reason (masked), never a traceback."""
+    try:
+        return check()
+    except Exception as exc:  # noqa: BLE001 - any failure of a check is that target's result
+        return error_summary(exc)
+
+
 def check_targets(config: HubConfig) -> list[CheckResult]:
-    """One result per database and for the Kafka bootstrap servers."""
+    """One result per database and for the Kafka bootstrap servers; never raises."""
+    db_url = config.database.url
     results = [
-        CheckResult(
-            "database (hub)", redact_url(config.database.url), check_database(config.database.url)
-        )
+        CheckResult("database (hub)", redact_url(db_url), _guarded(lambda: check_database(db_url)))
     ]
     for name, src in config.sources().items():
-        results.append(CheckResult(f"source {name}", redact_url(src.url), check_database(src.url)))
-    results.append(CheckResult("kafka", config.kafka.bootstrap_servers, check_kafka(config.kafka)))
+        url = src.url
+        results.append(
+            CheckResult(
+                f"source {name}", redact_url(url), _guarded(lambda u=url: check_database(u))
+            )
+        )
+    results.append(
+        CheckResult(
+            "kafka", config.kafka.bootstrap_servers, _guarded(lambda: check_kafka(config.kafka))
+        )
+    )
     return results

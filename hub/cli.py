@@ -7,40 +7,25 @@ from pathlib import Path
 
 import click
 
-from hub.config import HubConfig, load_config
+from hub.cliconfig import ConfigContext, HubGroup, metrics_options
+from hub.config import config_path
 from hub.errors import ConfigError, FatalError, HubError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+Ctx = ConfigContext  # the root context object every command reads its config from
+
+pass_ctx = click.make_pass_decorator(ConfigContext, ensure=True)
 
 
-class Ctx:
-    def __init__(self, config_path: str | None):
-        self.config_path = config_path
-        self._config: HubConfig | None = None
-
-    @property
-    def config(self) -> HubConfig:
-        if self._config is None:
-            self._config = load_config(self.config_path)
-        return self._config
-
-
-pass_ctx = click.make_pass_decorator(Ctx)
-
-
-@click.group(context_settings=CONTEXT)
-@click.option(
-    "--config",
-    "config_path",
-    envvar="HUB_CONFIG",
-    metavar="FILE",
-    help="Config file (default hub.yaml; env HUB_CONFIG).",
-)
+@click.group(cls=HubGroup, context_settings=CONTEXT)
 @click.version_option(package_name="registry-hub", prog_name="hub")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None) -> None:
-    """Registry Hub: keep sector databases in agreement with the population registry."""
-    ctx.obj = Ctx(config_path)
+def cli(ctx: click.Context) -> None:
+    """Registry Hub: keep sector databases in agreement with the population registry.
+
+    Every subcommand takes --config FILE, before or after its name (the last one wins).
+    """
+    ctx.ensure_object(ConfigContext)
 
 
 @cli.command()
@@ -50,7 +35,7 @@ def check(ctx: Ctx) -> None:
     from hub.checks import check_targets
 
     config = ctx.config
-    click.echo(f"ok   config                   {ctx.config_path or 'hub.yaml'}")
+    click.echo(f"ok   config                   {config_path(ctx.config_path)}")
     results = check_targets(config)
     for r in results:
         click.echo(r.line())
@@ -116,15 +101,16 @@ def schemas_check() -> None:
 
 
 @cli.command("run")
+@metrics_options("run")
 @pass_ctx
-def run_all(ctx: Ctx) -> None:
+def run_all(ctx: Ctx, metrics_listen: str | None, no_metrics: bool) -> None:
     """Connectors, reconciler and web server in one process (small installs).
 
     SIGTERM or Ctrl-C: each part finishes the batch in hand, commits, and the process exits.
     """
     from hub.allinone import run
 
-    sys.exit(run(ctx.config))
+    sys.exit(run(ctx.config, metrics_listen=metrics_listen, metrics=not no_metrics))
 
 
 def _mount() -> None:

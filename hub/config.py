@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -10,10 +11,13 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     SecretStr,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -50,7 +54,79 @@ RULE_CODES = (
 SEVERITIES = ("low", "medium", "high", "critical")
 DEFAULT_CONFIG = "hub.yaml"
 _SECTOR_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?$"
+)
+METRICS_ROLES = ("connector", "reconciler", "serve", "run")
+"""The processes that serve metrics; each has its own default port so they share a host."""
+DEFAULT_METRICS_PORTS = {"connector": 9464, "reconciler": 9465, "serve": 9466, "run": 9464}
+
+
+def parse_host_port(value: str, *, allow_any_port: bool = False) -> tuple[str, int]:
+    """``host:port`` or ``[ipv6]:port`` → (host without brackets, port); ValueError saying why.
+
+    The host is a DNS name, an IPv4 address or a bracketed IPv6 address; the port is 1–65535
+    (0, "any free port", too when ``allow_any_port``: listen addresses only).
+    """
+    if not isinstance(value, str):
+        raise ValueError("expected a host:port string")
+    text = value.strip()
+    if "://" in text:
+        raise ValueError(f"{value!r} is not host:port (no scheme:// prefix)")
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or text[end + 1 : end + 2] != ":":
+            raise ValueError(f"{value!r} is not host:port (IPv6 as [address]:port)")
+        host, port = text[1:end], text[end + 2 :]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{value!r}: {host!r} is not an IPv6 address") from None
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep:
+            raise ValueError(f"{value!r} is not host:port")
+        if ":" in host:
+            raise ValueError(f"{value!r} is not host:port (put an IPv6 address in brackets)")
+        if not host:
+            raise ValueError(f"{value!r} is not host:port (empty host)")
+        if not _HOSTNAME.match(host):
+            raise ValueError(f"{value!r}: {host!r} is not a host name or address")
+    if not port.isascii() or not port.isdigit():
+        raise ValueError(f"{value!r} is not host:port (port {port!r} is not a number)")
+    low = 0 if allow_any_port else 1
+    if not low <= int(port) <= 65535:
+        raise ValueError(f"{value!r}: port {int(port)} is outside {low}–65535")
+    return host, int(port)
+
+
+def parse_host_port_list(value: str) -> list[tuple[str, int]]:
+    """A comma-separated list of ``host:port`` (Kafka bootstrap servers); ValueError saying why."""
+    if not isinstance(value, str):
+        raise ValueError("expected a comma-separated host:port string")
+    items = [item.strip() for item in value.split(",")]
+    if not any(items):
+        raise ValueError("expected at least one host:port")
+    if not all(items):
+        raise ValueError(f"{value!r} has an empty entry between commas")
+    return [parse_host_port(item) for item in items]
+
+
+def _listen_addr(v: str) -> str:
+    parse_host_port(v, allow_any_port=True)
+    return v
+
+
+def _server_list(v: str) -> str:
+    parse_host_port_list(v)
+    return ",".join(item.strip() for item in v.split(","))  # kafka-python does not strip
+
+
+ListenAddress = Annotated[str, AfterValidator(_listen_addr)]
+"""An address to listen on: ``host:port`` / ``[ipv6]:port``, port 0 = any free port."""
+ServerList = Annotated[str, AfterValidator(_server_list)]
+"""Comma-separated ``host:port`` servers to connect to (stored without spaces)."""
 
 
 class _Model(BaseModel):
@@ -60,7 +136,7 @@ class _Model(BaseModel):
 class KafkaConfig(_Model):
     """Where the broker is and how to talk to it."""
 
-    bootstrap_servers: str = "localhost:9092"
+    bootstrap_servers: ServerList = "localhost:9092"
     topic_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+$")] = "hub"
     partitions: Annotated[int, Field(ge=1, le=1024)] = 12
     replication_factor: Annotated[int, Field(ge=1, le=16)] = 1
@@ -100,19 +176,42 @@ class DatabaseConfig(_Model):
 class ApiConfig(_Model):
     """The web server (REST API and steward UI)."""
 
-    listen: str = "127.0.0.1:8080"
+    listen: ListenAddress = "127.0.0.1:8080"
     session_secret: SecretStr | None = None
 
-    _check_listen = field_validator("listen")(lambda cls, v: _check_listen_addr(v))
+
+class MetricsListen(_Model):
+    """One metrics address per process role, so every role can run on one host."""
+
+    connector: ListenAddress = f"127.0.0.1:{DEFAULT_METRICS_PORTS['connector']}"
+    reconciler: ListenAddress = f"127.0.0.1:{DEFAULT_METRICS_PORTS['reconciler']}"
+    serve: ListenAddress = f"127.0.0.1:{DEFAULT_METRICS_PORTS['serve']}"
+    run: ListenAddress = f"127.0.0.1:{DEFAULT_METRICS_PORTS['run']}"
 
 
 class MetricsConfig(_Model):
-    """Where a long-running process serves Prometheus metrics."""
+    """Where a long-running process serves Prometheus metrics.
 
-    listen: str = "127.0.0.1:9464"
+    ``listen`` is one ``host:port`` every process uses (one process per container), or a
+    mapping by role (``connector``, ``reconciler``, ``serve``, ``run``) whose missing roles
+    take their default ports 9464, 9465, 9466 and 9464.
+    """
+
+    listen: Annotated[
+        Annotated[ListenAddress, Tag("str")] | Annotated[MetricsListen, Tag("by_role")],
+        Discriminator(lambda v: "by_role" if isinstance(v, dict | MetricsListen) else "str"),
+    ] = MetricsListen()
     path: str = "/metrics"
 
-    _check_listen = field_validator("listen")(lambda cls, v: _check_listen_addr(v))
+    def address(self, role: str) -> str:
+        """The ``host:port`` the process of ``role`` serves metrics on."""
+        if role not in METRICS_ROLES:
+            raise ValueError(f"unknown metrics role {role!r} (known: {', '.join(METRICS_ROLES)})")
+        return self.listen if isinstance(self.listen, str) else getattr(self.listen, role)
+
+    def key(self, role: str) -> str:
+        """The config key that sets ``address(role)``, for error messages."""
+        return "metrics.listen" if isinstance(self.listen, str) else f"metrics.listen.{role}"
 
 
 class LoggingConfig(_Model):
@@ -289,33 +388,92 @@ def _check_db_url(v: str) -> str:
     return v
 
 
-def _check_listen_addr(v: str) -> str:
-    host, sep, port = v.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{v!r} is not host:port")
-    return v
-
-
 def redact_url(url: str) -> str:
     """``scheme://user:secret@host/db`` → ``scheme://user:***@host/db``."""
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
+class InterpolationError(ValueError):
+    """A malformed ``${…}`` reference; the message never quotes the string (it may be a secret)."""
+
+
+def interpolate_string(text: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
+    """Expand one string; return (result, names of unset variables without a default).
+
+    Syntax: ``${NAME}``, ``${NAME:-default}`` (default: any text without ``}`` or ``${``),
+    and ``$${`` for a literal ``${``. NAME is a letter or ``_``, then letters, digits, ``_``.
+    A ``$`` not followed by ``{`` is literal. Raises InterpolationError on a malformed
+    reference (unterminated, empty name, bad character, nested reference).
+    """
+    out: list[str] = []
+    unset: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text.startswith("$${", i):
+            out.append("${")
+            i += 3
+            continue
+        if not text.startswith("${", i):
+            nxt = text.find("$", i + 1)
+            nxt = n if nxt < 0 else nxt
+            out.append(text[i:nxt])
+            i = nxt
+            continue
+        start = i
+        close = text.find("}", i + 2)
+        if close < 0:
+            raise InterpolationError(
+                f"unterminated ${{ at character {start + 1} (no closing }}; "
+                "write $${ for a literal ${)"
+            )
+        body = text[i + 2 : close]
+        m = _ENV_NAME.match(body)
+        if m is None:
+            if not body or body.startswith(":"):
+                raise InterpolationError(f"empty variable name in ${{}} at character {start + 1}")
+            raise InterpolationError(
+                f"bad variable name in ${{…}} at character {start + 1}: a name starts with a "
+                f"letter or _ (got {body[0]!r})"
+            )
+        name, rest = m.group(0), body[m.end() :]
+        if rest == "":
+            default = None
+        elif rest.startswith(":-"):
+            default = rest[2:]
+            if "${" in default:
+                raise InterpolationError(
+                    f"nested ${{…}} in the default of ${{{name}:-…}} is not supported"
+                )
+        else:
+            raise InterpolationError(
+                f"bad character {rest[0]!r} in ${{{name}…}} at character "
+                f"{start + 3 + m.end()}: names are letters, digits and _, "
+                "optionally followed by :-default"
+            )
+        if name in env:
+            out.append(env[name])
+        elif default is not None:
+            out.append(default)
+        else:
+            unset.append(name)
+        i = close + 1
+    return "".join(out), unset
+
+
 def interpolate(data: Any, env: Mapping[str, str], path: str = "") -> tuple[Any, list[str]]:
-    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; return (data, problems)."""
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; return (data, problems).
+
+    Each problem is ``key.path: message``; see interpolate_string for the syntax.
+    """
     problems: list[str] = []
     if isinstance(data, str):
-
-        def sub(m: re.Match[str]) -> str:
-            name, default = m.group(1), m.group(2)
-            if name in env:
-                return env[name]
-            if default is not None:
-                return default
-            problems.append(f"{path or '<root>'}: environment variable {name} is not set")
-            return ""
-
-        return _ENV_REF.sub(sub, data), problems
+        where = path or "<root>"
+        try:
+            value, unset = interpolate_string(data, env)
+        except InterpolationError as exc:
+            return data, [f"{where}: {exc}"]
+        problems += [f"{where}: environment variable {name} is not set" for name in unset]
+        return value, problems
     if isinstance(data, dict):
         out = {}
         for k, v in data.items():
@@ -339,7 +497,7 @@ def _format_errors(err: ValidationError) -> list[str]:
         if "str" in loc and isinstance(e.get("input"), dict):
             continue  # a mapping given where `str | ColumnMapping` is allowed: the str branch's noise
         # Unions (str | ColumnMapping) add the member type to the path: drop it.
-        loc = [p for p in loc if p not in ("str", "ColumnMapping", "tuple[str, ...]")]
+        loc = [p for p in loc if p not in ("str", "by_role", "ColumnMapping", "tuple[str, ...]")]
         loc = [p for p in loc if not p.startswith(("function-after", "literal["))]
         path = ".".join(loc) or "<root>"
         kind = e["type"]
@@ -433,9 +591,23 @@ def parse_config(
         problems += _format_errors(err)
         cfg = None
     if problems:
-        raise ConfigError(list(dict.fromkeys(problems)), source)
+        raise ConfigError([_name_override(p, env) for p in dict.fromkeys(problems)], source)
     assert cfg is not None
     return cfg
+
+
+_OVERRIDES = {
+    "database.url: ": "HUB_DATABASE_URL",
+    "kafka.bootstrap_servers: ": "HUB_KAFKA_BOOTSTRAP",
+}
+
+
+def _name_override(problem: str, env: Mapping[str, str]) -> str:
+    """A problem of a key an environment override set says so (the file is not at fault)."""
+    for key, var in _OVERRIDES.items():
+        if problem.startswith(key) and env.get(var):
+            return f"{problem} (value from {var})"
+    return problem
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:

@@ -1,4 +1,5 @@
-"""Prometheus metrics of every long-running process (SPEC §7): names, units, bounded labels.
+"""Prometheus metrics of every long-running process (SPEC §7): names, units, bounded labels,
+and the HTTP server each process serves them on (one address per role, metrics.listen).
 
 Labels are only ever sector, connector, rule, severity, status, topic, partition, op, stage,
 reason or outcome — never a citizen ID or record key.
@@ -7,6 +8,7 @@ reason or outcome — never a citizen ID or record key.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -19,7 +21,8 @@ from prometheus_client import (
     make_wsgi_app,
 )
 
-from hub.config import MetricsConfig
+from hub.config import DEFAULT_METRICS_PORTS, METRICS_ROLES, MetricsConfig, parse_host_port
+from hub.errors import ConfigError, FatalError
 
 log = logging.getLogger(__name__)
 disable_created_metrics()  # *_created series only add noise to dashboards
@@ -93,11 +96,26 @@ class _ThreadingWSGIServer(WSGIServer):
     daemon_threads = True
 
 
-def serve_metrics(cfg: MetricsConfig) -> WSGIServer:
-    """Serve ``cfg.path`` on ``cfg.listen`` in a daemon thread; returns the server (port 0 = any)."""
+class MetricsAddressError(ConfigError):
+    """The metrics address of a process cannot be bound; the message names the key or flag."""
+
+    def __init__(self, message: str):
+        self.problems = [message]
+        self.source = None
+        FatalError.__init__(self, message)
+
+
+def serve_metrics(
+    cfg: MetricsConfig, role: str = "connector", listen: str | None = None
+) -> WSGIServer:
+    """Serve ``cfg.path`` on ``listen`` (default: the address of ``role``) in a daemon thread.
+
+    Returns the server (port 0 = any free port; ``server_port`` tells which). Raises OSError
+    when the address cannot be bound.
+    """
     from socketserver import ThreadingMixIn
 
-    host, _, port = cfg.listen.rpartition(":")
+    host, port = parse_host_port(listen or cfg.address(role), allow_any_port=True)
     app = make_wsgi_app(REGISTRY)
     path = cfg.path
 
@@ -107,8 +125,45 @@ def serve_metrics(cfg: MetricsConfig) -> WSGIServer:
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"not found\n"]
 
-    server_cls = type("MetricsServer", (ThreadingMixIn, _ThreadingWSGIServer), {})
-    httpd = make_server(host, int(port), routed, server_cls, handler_class=_QuietHandler)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    server_cls = type(
+        "MetricsServer", (ThreadingMixIn, _ThreadingWSGIServer), {"address_family": family}
+    )
+    httpd = make_server(host, port, routed, server_cls, handler_class=_QuietHandler)
     threading.Thread(target=httpd.serve_forever, name="metrics", daemon=True).start()
-    log.info("metrics on http://%s:%d%s", host, httpd.server_port, path)
+    shown = f"[{host}]" if ":" in host else host
+    log.info("metrics on http://%s:%d%s", shown, httpd.server_port, path)
     return httpd
+
+
+def start_metrics(cfg: MetricsConfig, role: str, listen: str | None = None) -> WSGIServer:
+    """serve_metrics for a process of ``role``, ``listen`` from its ``--metrics-listen`` flag.
+
+    Raises MetricsAddressError (exit 2) saying which key or flag moves the address when it
+    cannot be bound, e.g. because another hub process on the host already serves there.
+    """
+    address = listen or cfg.address(role)
+    try:
+        return serve_metrics(cfg, role, listen)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if listen:
+            hint = "pass another --metrics-listen HOST:PORT (or --no-metrics)"
+        elif isinstance(cfg.listen, str):
+            example = ", ".join(
+                f"{r}: 127.0.0.1:{DEFAULT_METRICS_PORTS[r]}" for r in METRICS_ROLES[:3]
+            )
+            hint = (
+                "metrics.listen is one address for every hub process; on one host give each "
+                f"role its own (metrics: {{listen: {{{example}}}}}), or pass "
+                "--metrics-listen HOST:PORT (or --no-metrics)"
+            )
+        else:
+            hint = (
+                f"set {cfg.key(role)} to a free port, or pass --metrics-listen HOST:PORT "
+                "(or --no-metrics)"
+            )
+        source = "--metrics-listen" if listen else cfg.key(role)
+        raise MetricsAddressError(
+            f"metrics of the {role} cannot be served on {address} (from {source}): {reason}; {hint}"
+        ) from None

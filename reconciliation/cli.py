@@ -1,8 +1,8 @@
 """Commands of the matching side: ``reconcile`` and ``corrections publish SECTOR``.
 
-They read the config from the click context object (anything with a ``config`` attribute,
-as ``hub.cli`` provides), so ``hub`` mounts them as they are; ``python -m
-reconciliation.cli --config FILE …`` runs them on their own.
+They read the config from the root click context object (hub.cliconfig.ConfigContext), so
+``hub`` mounts them as they are; ``python -m reconciliation.cli [--config FILE] …`` runs them
+on their own, taking ``--config`` before or after the subcommand like ``hub``.
 """
 
 from __future__ import annotations
@@ -12,16 +12,12 @@ import sys
 
 import click
 
+from hub.cliconfig import ConfigContext, HubGroup, config_of, metrics_options
 from hub.config import SEVERITIES
 
 
 @click.command("reconcile")
-@click.option(
-    "--metrics-listen",
-    metavar="HOST:PORT",
-    help="Serve Prometheus metrics here (default: metrics.listen of the config).",
-)
-@click.option("--no-metrics", is_flag=True, help="Serve no metrics.")
+@metrics_options("reconciler")
 @click.option(
     "--until-idle",
     type=click.FloatRange(min=0),
@@ -34,9 +30,7 @@ from hub.config import SEVERITIES
     is_flag=True,
     help="Take every partition without joining the group (only when one reconciler runs).",
 )
-@click.pass_obj
 def reconcile(
-    obj,
     metrics_listen: str | None,
     no_metrics: bool,
     until_idle: float | None,
@@ -48,19 +42,13 @@ def reconcile(
     SIGTERM or Ctrl-C finishes the batch in progress, commits it and exits.
     """
     from hub.logs import setup_logging
-    from hub.metrics import serve_metrics
+    from hub.metrics import start_metrics
     from reconciliation.engine import Reconciler
 
-    config = obj.config
+    config = config_of()
     setup_logging(config.logging.level, config.logging.json_format)
     if not no_metrics:
-        cfg = config.metrics
-        if metrics_listen:
-            cfg = cfg.model_copy(update={"listen": metrics_listen})
-        try:
-            serve_metrics(cfg)
-        except OSError as exc:
-            raise click.ClickException(f"metrics cannot be served on {cfg.listen}: {exc}") from None
+        start_metrics(config.metrics, "reconciler", metrics_listen)
     reconciler = Reconciler(config, group_id=group_id, assign_all=assign_all)
 
     def stop(signum: int, _frame: object) -> None:
@@ -88,10 +76,7 @@ def corrections() -> None:
 @click.option(
     "--severity", "severities", multiple=True, type=click.Choice(SEVERITIES), help="Repeatable."
 )
-@click.pass_obj
-def corrections_publish(
-    obj, sector: str, rules: tuple[str, ...], severities: tuple[str, ...]
-) -> None:
+def corrections_publish(sector: str, rules: tuple[str, ...], severities: tuple[str, ...]) -> None:
     """Publish SECTOR's open mismatches to <prefix>.corrections.<SECTOR>."""
     from hub.config import RULE_CODES
     from hub.kafka import Topics
@@ -100,35 +85,18 @@ def corrections_publish(
     unknown = [r for r in rules if r not in RULE_CODES]
     if unknown:
         raise click.BadParameter(f"unknown rule {', '.join(unknown)}", param_hint="--rule")
-    config = obj.config
+    config = config_of()
     n = publish_corrections(config, sector, rules=rules, severities=severities)
     click.echo(
         f"published {n} corrections to {Topics(config.kafka.topic_prefix).corrections(sector)}"
     )
 
 
-class _Obj:
-    """The context object of the stand-alone command group: the config, loaded on use."""
-
-    def __init__(self, path: str | None):
-        self.path = path
-        self._config = None
-
-    @property
-    def config(self):
-        if self._config is None:
-            from hub.config import load_config
-
-            self._config = load_config(self.path)
-        return self._config
-
-
-@click.group()
-@click.option("--config", "config_path", envvar="HUB_CONFIG", metavar="FILE")
+@click.group(cls=HubGroup)
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None) -> None:
+def main(ctx: click.Context) -> None:
     """The reconciler's commands on their own (``hub reconcile`` is the usual entry)."""
-    ctx.obj = _Obj(config_path)
+    ctx.ensure_object(ConfigContext)
 
 
 main.add_command(reconcile)

@@ -1,5 +1,5 @@
 """``hub serve``, ``hub users …`` and ``hub mismatches list|export``: click objects for hub.cli.
-They read the config from the root context object's ``config`` (``hub.cli.Ctx``)."""
+They read the config from the root context object (``hub.cliconfig.ConfigContext``)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from typing import Any
 
 import click
 
+from hub.cliconfig import HostPort, config_of, metrics_options
 from hub.config import RULE_CODES, SEVERITIES, HubConfig
 from hub.db.models import MISMATCH_STATUSES, ROLES
 
 
 def _config(ctx: click.Context) -> HubConfig:
-    return ctx.find_root().obj.config
+    return config_of(ctx)
 
 
 def _engine(config: HubConfig):
@@ -33,17 +34,24 @@ def _cli_actor() -> str:
 
 
 @click.command()
-@click.option("--listen", metavar="HOST:PORT", help="Override api.listen.")
+@click.option("--listen", type=HostPort(), metavar="HOST:PORT", help="Override api.listen.")
+@metrics_options("serve")
 @click.pass_context
-def serve(ctx: click.Context, listen: str | None) -> None:
-    """Serve the REST API (/api/v1), the steward web UI, /healthz, /readyz and /metrics."""
+def serve(
+    ctx: click.Context, listen: str | None, metrics_listen: str | None, no_metrics: bool
+) -> None:
+    """Serve the REST API (/api/v1), the steward web UI, /healthz, /readyz and /metrics;
+    the metrics also on their own address (metrics.listen.serve, default port 9466)."""
     from hub.api.server import check_schema
     from hub.api.server import serve as run
     from hub.logs import setup_logging
+    from hub.metrics import start_metrics
 
     config = _config(ctx)
     setup_logging(config.logging.level, config.logging.json_format)
     check_schema(config)
+    if not no_metrics:
+        start_metrics(config.metrics, "serve", metrics_listen)
     run(config, listen)
 
 

@@ -380,9 +380,15 @@ def test_compose_hub_services_mount_the_example_config_and_pass_its_secrets():
         assert not missing, f"{name} lacks {sorted(missing)}"
         assert svc["build"]["dockerfile"] == "deploy/Dockerfile"
     long_running = [n for n, s in services.items() if s["command"] != ["db", "upgrade"]]
+    metrics = parse_config(
+        yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8")),
+        env=dict.fromkeys(required, "x"),
+    ).metrics
+    role_of = {"connector": "connector", "reconcile": "reconciler", "serve": "serve", "run": "run"}
     for name in long_running:
         ports = [str(p) for p in services[name]["ports"]]
-        assert any(p.endswith(":9464") for p in ports), f"{name} does not publish metrics"
+        port = metrics.address(role_of[services[name]["command"][0]]).rpartition(":")[2]
+        assert any(p.endswith(f":{port}") for p in ports), f"{name} does not publish metrics"
         depends = services[name]["depends_on"]
         assert depends["hub-migrate"]["condition"] == "service_completed_successfully"
 
@@ -524,3 +530,50 @@ def test_every_hub_service_exposes_metrics_to_the_service_monitor():
 def test_prometheus_rule_wraps_the_same_alert_groups():
     rule = k8s_one("PrometheusRule", "registry-hub")
     assert rule["spec"]["groups"] == load_alerts()["groups"]
+
+
+# --- metrics ports: one per role, the same in the config, compose, Kubernetes and Prometheus --
+
+ROLE_OF_COMMAND = {"connector": "connector", "reconcile": "reconciler", "serve": "serve"}
+
+
+def _role_port(metrics, role: str) -> int:
+    return int(metrics.address(role).rpartition(":")[2])
+
+
+def test_every_role_has_its_own_metrics_port_in_the_shipped_configs():
+    for raw in (yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8")), k8s_config_raw()):
+        metrics = validate_config(raw).metrics
+        ports = [_role_port(metrics, r) for r in ("connector", "reconciler", "serve")]
+        assert ports == [9464, 9465, 9466]
+
+
+def test_kubernetes_pods_services_and_annotations_use_their_roles_metrics_port():
+    metrics = validate_config(k8s_config_raw()).metrics
+    for deployment in k8s_kind("Deployment"):
+        name = deployment["metadata"]["name"]
+        template = deployment["spec"]["template"]
+        (container,) = [c for c in template["spec"]["containers"] if c.get("args")]
+        role = ROLE_OF_COMMAND.get(container["args"][0])
+        if role is None:
+            continue
+        port = _role_port(metrics, role)
+        assert {"name": "metrics", "containerPort": port} in container["ports"], name
+        assert template["metadata"]["annotations"]["prometheus.io/port"] == str(port), name
+        service = k8s_one("Service", name)
+        assert {"name": "metrics", "port": port, "targetPort": "metrics"} in service["spec"][
+            "ports"
+        ], name
+
+
+def test_prometheus_scrapes_each_compose_service_on_its_roles_port():
+    metrics = validate_config(yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))).metrics
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    jobs = {j["job_name"]: j for j in config["scrape_configs"]}
+    assert jobs["hub-connectors"]["static_configs"][0]["targets"] == [
+        f"connectors:{_role_port(metrics, 'connector')}"
+    ]
+    assert jobs["hub-reconciler"]["dns_sd_configs"][0]["port"] == _role_port(metrics, "reconciler")
+    assert jobs["hub-web"]["static_configs"][0]["targets"] == [
+        f"web:{_role_port(metrics, 'serve')}"
+    ]

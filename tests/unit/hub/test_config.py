@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from hub.config import ColumnMapping, load_config, parse_config, redact_url
+from hub.config import (
+    ColumnMapping,
+    InterpolationError,
+    MetricsConfig,
+    interpolate,
+    interpolate_string,
+    load_config,
+    parse_config,
+    parse_host_port,
+    parse_host_port_list,
+    redact_url,
+)
 from hub.errors import ConfigError
 
 SPEC_EXAMPLE = """
@@ -273,3 +287,173 @@ def test_unreachable_database_is_one_clear_line_not_a_traceback(tmp_path, args):
     assert "Traceback" not in res.stderr
     assert "a server cannot be reached" in res.stderr
     assert "secret" not in res.stderr
+
+
+# ------------------------------------------------- ${…} interpolation (issue #18, item 10)
+
+env_names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True)
+literal_text = st.text(st.characters(blacklist_characters="$", codec="utf-8"), max_size=12)
+
+
+@given(
+    st.lists(
+        st.tuples(literal_text, env_names, st.text(max_size=8), st.booleans(), literal_text),
+        max_size=5,
+    )
+)
+def test_references_expand_to_their_values_or_defaults(parts):
+    env = {}
+    for _before, name, value, set_it, _default in parts:
+        if set_it:
+            env.setdefault(name, value)
+    text = "".join(f"{b}${{{n}:-{d.replace('}', '')}}}" for b, n, _v, _s, d in parts)
+    expected = "".join(
+        b + (env[n] if n in env else d.replace("}", "")) for b, n, _v, _s, d in parts
+    )
+    assert interpolate_string(text, env) == (expected, [])
+    bare = "".join(f"{b}${{{n}}}" for b, n, _v, _s, _d in parts)
+    unset = [n for _b, n, _v, _s, _d in parts if n not in env]
+    assert interpolate_string(bare, env)[1] == unset
+
+
+@given(st.text(max_size=40))
+def test_escaped_text_comes_back_unchanged(text):
+    escaped = text.replace("${", "$${")
+    assert interpolate_string(escaped, {}) == (text, [])
+
+
+@given(st.text(max_size=40), st.dictionaries(env_names, st.text(max_size=5), max_size=3))
+def test_any_string_either_expands_or_names_its_key_never_crashes(text, env):
+    out, problems = interpolate({"database": {"url": text}}, env)
+    assert all(p.startswith("database.url: ") for p in problems)
+    try:
+        interpolate_string(text, env)
+    except InterpolationError:
+        assert problems and out == {"database": {"url": text}}
+
+
+@given(st.from_regex(r"[A-Za-z0-9]{8,20}", fullmatch=True), st.sampled_from(["${", "${X", "${:-"]))
+def test_a_malformed_reference_never_echoes_the_string(secret, broken):
+    _, problems = interpolate({"database": {"url": f"postgresql://u:{secret}{broken}"}}, {})
+    assert len(problems) == 1 and problems[0].startswith("database.url: ")
+    assert secret not in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("postgresql://u:${HUB_PW@h/db", "unterminated ${"),
+        ("a${", "unterminated ${"),
+        ("${}", "empty variable name"),
+        ("${:-x}", "empty variable name"),
+        ("${1PW}", "bad variable name"),
+        ("${-PW}", "bad variable name"),
+        ("${HUB PW}", "bad character ' '"),
+        ("${HUB-PW}", "bad character '-'"),
+        ("${HUB_PW:?required}", "bad character ':'"),
+        ("${A:-${B}}", "nested ${…}"),
+    ],
+)
+def test_malformed_references_are_errors(text, message):
+    with pytest.raises(InterpolationError, match=re.escape(message)):
+        interpolate_string(text, {"HUB_PW": "x", "A": "a", "B": "b"})
+
+
+def test_a_lone_dollar_and_the_escape_are_literal():
+    assert interpolate_string("pa$$w0rd$", {}) == ("pa$$w0rd$", [])
+    assert interpolate_string("$${HOME} is ${H}", {"H": "/h"}) == ("${HOME} is /h", [])
+
+
+# --------------------------------------------------------------------- host:port lists
+
+hostnames = st.from_regex(
+    r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?(\.[a-z0-9]{1,8}){0,3}", fullmatch=True
+)
+ipv4 = st.ip_addresses(v=4).map(str)
+ipv6 = st.ip_addresses(v=6).map(str)
+ports = st.integers(1, 65535)
+
+
+@given(st.one_of(hostnames, ipv4), ports)
+def test_host_and_port_parse_back(host, port):
+    assert parse_host_port(f"{host}:{port}") == (host, port)
+
+
+@given(ipv6, ports)
+def test_ipv6_parses_in_brackets_only(host, port):
+    assert parse_host_port(f"[{host}]:{port}") == (host, port)
+    with pytest.raises(ValueError, match="brackets|not host:port"):
+        parse_host_port(f"{host}:{port}")
+
+
+@given(st.one_of(hostnames, ipv4), st.one_of(st.integers(65536, 10**7), st.integers(-99, 0)))
+def test_ports_outside_1_to_65535_are_refused(host, port):
+    with pytest.raises(ValueError):
+        parse_host_port(f"{host}:{port}")
+
+
+@given(st.lists(st.tuples(st.one_of(hostnames, ipv4), ports), min_size=1, max_size=4))
+def test_server_lists_parse_with_spaces_around_commas(servers):
+    text = " , ".join(f"{h}:{p}" for h, p in servers)
+    assert parse_host_port_list(text) == servers
+
+
+@given(st.text(max_size=30))
+def test_any_text_parses_or_raises_value_error(text):
+    try:
+        host, port = parse_host_port(text)
+    except ValueError as exc:
+        assert str(exc)
+    else:
+        assert host and 1 <= port <= 65535
+
+
+@pytest.mark.parametrize(
+    "value",
+    [":9092", "kafka", "kafka:", "kafka:x", "kafka://broker:9092", "::1:9092", "[::1]9092",
+     "[nope]:9092", "a b:1", "kafka:0", "kafka:65536", "kafka:+1", "kafka:١٢"],
+)  # fmt: skip
+def test_malformed_server_addresses_are_refused(value):
+    with pytest.raises(ValueError):
+        parse_host_port(value)
+
+
+def test_listen_addresses_may_ask_for_any_port_servers_may_not():
+    assert parse_host_port("127.0.0.1:0", allow_any_port=True) == ("127.0.0.1", 0)
+    with pytest.raises(ValueError, match="outside 1–65535"):
+        parse_host_port("127.0.0.1:0")
+    with pytest.raises(ValueError, match="empty entry"):
+        parse_host_port_list("a:1,,b:2")
+
+
+# ---------------------------------------------------------- metrics address per role (#18.7)
+
+
+def test_each_role_has_its_own_default_metrics_port():
+    metrics = parse_config({}, env={}).metrics
+    assert [metrics.address(r) for r in ("connector", "reconciler", "serve", "run")] == [
+        "127.0.0.1:9464",
+        "127.0.0.1:9465",
+        "127.0.0.1:9466",
+        "127.0.0.1:9464",
+    ]
+    assert metrics.key("reconciler") == "metrics.listen.reconciler"
+
+
+def test_metrics_listen_takes_a_mapping_by_role_or_one_address_for_all():
+    cfg = parse_config({"metrics": {"listen": {"serve": "0.0.0.0:9999"}}}, env={})
+    assert cfg.metrics.address("serve") == "0.0.0.0:9999"
+    assert cfg.metrics.address("reconciler") == "127.0.0.1:9465"
+    one = parse_config({"metrics": {"listen": "0.0.0.0:9464"}}, env={}).metrics
+    assert {one.address(r) for r in ("connector", "reconciler", "serve")} == {"0.0.0.0:9464"}
+    assert one.key("serve") == "metrics.listen"
+    assert MetricsConfig(listen="127.0.0.1:0").address("run") == "127.0.0.1:0"
+
+
+def test_a_bad_override_from_the_environment_names_the_variable():
+    with pytest.raises(ConfigError) as exc:
+        parse_config({}, env={"HUB_KAFKA_BOOTSTRAP": "kafka://::::"})
+    assert exc.value.problems == [
+        "kafka.bootstrap_servers: 'kafka://::::' is not host:port (no scheme:// prefix) "
+        "(value from HUB_KAFKA_BOOTSTRAP)"
+    ]
