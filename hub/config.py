@@ -633,4 +633,21 @@ def load_config(
         where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([f"{where}: YAML syntax error: {problem}"], str(p)) from None
-    return parse_config(raw, env=env, source=str(p))
+    return parse_config(_resolve_files(raw, p.absolute().parent), env=env, source=str(p))
+
+
+_FILE_KEYS = ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+"""Config values that name files: a relative one is taken from the config file's folder,
+once, here, so every process finds the same file whatever its working directory."""
+
+
+def _resolve_files(raw: Any, base: Path) -> Any:
+    kafka = raw.get("kafka") if isinstance(raw, dict) else None
+    if not isinstance(kafka, dict):
+        return raw
+    resolved = dict(kafka)
+    for key in _FILE_KEYS:
+        value = kafka.get(key)
+        if isinstance(value, str) and value and "${" not in value and not Path(value).is_absolute():
+            resolved[key] = str(base / value)
+    return {**raw, "kafka": resolved}

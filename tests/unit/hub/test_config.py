@@ -457,3 +457,22 @@ def test_a_bad_override_from_the_environment_names_the_variable():
         "kafka.bootstrap_servers: 'kafka://::::' is not host:port (no scheme:// prefix) "
         "(value from HUB_KAFKA_BOOTSTRAP)"
     ]
+
+
+def test_relative_tls_files_are_taken_from_the_config_files_folder(tmp_path, monkeypatch):
+    from hub.config import load_config
+
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    path = folder / "hub.yaml"
+    path.write_text(
+        "kafka: {bootstrap_servers: 'localhost:9092', security_protocol: SSL,"
+        " ssl_cafile: certs/ca.pem, ssl_certfile: /abs/cert.pem}\n"
+        "database: {url: 'postgresql+psycopg://hub@localhost/hub'}\n"
+        "registry: {url: 'postgresql+psycopg://r@h/r', table: t, key: k,"
+        " columns: {citizen_id: c}}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    config = load_config("etc/hub.yaml", env={})
+    assert config.kafka.ssl_cafile == str(folder / "certs" / "ca.pem")
+    assert config.kafka.ssl_certfile == "/abs/cert.pem"
