@@ -129,19 +129,10 @@ def prepare(
     state_path = env.data_dir / "demo-state.json"
     manifest_path = env.data_dir / "manifest.json"
     wanted = {"citizens": citizens, "seed": seed, "scheme": scheme}
-    state = json.loads(state_path.read_text()) if state_path.exists() else {}
-    had = state.get("population")
-    had = {"scheme": "vn", **had} if had else None  # data dirs from before --scheme are vn
+    had = check_population(env.data_dir, citizens=citizens, seed=seed, scheme=scheme, reset=reset)
     databases = [f"demo_{s}" for s in source_tables(scheme)] + [HUB_DB]
     if reset:
         click.echo("--reset: starting over (dropping the generated data and the hub database)")
-    elif had is not None and had != wanted:
-        raise click.UsageError(
-            f"--data-dir {env.data_dir} holds a demo of {had['citizens']:,} citizens "
-            f"(--seed {had['seed']}, --scheme {had['scheme']}); add --reset to start over "
-            f"with {citizens:,} citizens (--seed {seed}, --scheme {scheme}), "
-            "or choose another --data-dir"
-        )
     fresh = reset or had is None or not manifest_path.exists()
     if fresh:
         env.drop_databases(databases)
@@ -173,6 +164,34 @@ def prepare(
         reread_sources(config)
     manifest = json.loads(manifest_path.read_text())
     return config, manifest, source_urls
+
+
+def check_population(
+    data_dir: Path, *, citizens: int, seed: int, scheme: str, reset: bool
+) -> dict | None:
+    """The population ``data_dir`` was generated with (``None``: none yet). Raises
+    ``click.UsageError`` naming the options when it is another one and ``reset`` is not set:
+    reusing it would mix two populations, regenerating would drop the steward's work."""
+    state_path = data_dir / "demo-state.json"
+    try:
+        state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    except (OSError, ValueError) as exc:
+        raise click.UsageError(
+            f"--data-dir {data_dir}: unreadable {state_path.name} ({exc}); add --reset"
+        ) from None
+    had = state.get("population") if isinstance(state, dict) else None
+    if not isinstance(had, dict):
+        return None
+    had = {"scheme": "vn", **had}  # data dirs from before --scheme are vn
+    wanted = {"citizens": citizens, "seed": seed, "scheme": scheme}
+    if not reset and had != wanted:
+        raise click.UsageError(
+            f"--data-dir {data_dir} holds a demo of {had.get('citizens', 0):,} citizens "
+            f"(--seed {had.get('seed')}, --scheme {had.get('scheme')}); add --reset to start "
+            f"over with {citizens:,} citizens (--seed {seed}, --scheme {scheme}), "
+            "or choose another --data-dir"
+        )
+    return None if reset else had
 
 
 def ensure_demo_users(hub_url: str) -> list[str]:
@@ -411,6 +430,8 @@ def run_demo(
     starts over."""
     setup_logging("WARNING")
     install_signal_handlers()
+    # Refuse a mismatched data dir before starting any server.
+    check_population(data_dir, citizens=citizens, seed=seed, scheme=scheme, reset=reset)
     env = DemoEnvironment(data_dir).start()
     try:
         config, manifest, source_urls = prepare(
