@@ -155,8 +155,12 @@ def prepare(
     raw = demo_hub_config(env, source_urls, scheme)
     (env.data_dir / "hub.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False))
     config = parse_config(raw, env={})
+    # Topics missing while the hub database holds positions into them: the broker lost them
+    # (tansu keeps topics in memory). Its own end offsets cannot tell: tansu 0.6 answers
+    # ListOffsets with 1 for a partition holding many records.
+    lost = not fresh and bool(missing_change_topics(config)) and hub_has_positions(config)
     ensure_topics(config.kafka, Topics(config.kafka.topic_prefix).all_for(config))
-    if not fresh and broker_lost_topics(config):
+    if lost:
         click.echo(
             "the broker's topics are new (the embedded broker keeps them in memory): "
             "reading every source again"
@@ -211,36 +215,28 @@ def ensure_demo_users(hub_url: str) -> list[str]:
     return created
 
 
-def broker_lost_topics(config: HubConfig) -> bool:
-    """Whether the broker no longer holds what the hub database says was written to it:
-    a stored consumer offset beyond a partition's end, or captured rows but empty topics."""
-    from kafka import TopicPartition
+def missing_change_topics(config: HubConfig) -> list[str]:
+    """The change topics the broker does not have (yet)."""
+    from hub.kafka import make_admin
 
-    from hub.kafka import make_consumer
+    topics = Topics(config.kafka.topic_prefix)
+    admin = make_admin(config.kafka)
+    try:
+        existing = set(admin.list_topics())
+    finally:
+        admin.close()
+    return [topics.changes(s) for s in config.sources() if topics.changes(s) not in existing]
 
+
+def hub_has_positions(config: HubConfig) -> bool:
+    """Whether the hub database holds consumer offsets or captured rows: positions that
+    point into the broker's topics."""
     with psycopg.connect(psycopg_conninfo(config.database.url)) as conn:
-        stored = conn.execute(
-            "SELECT topic, partition, next_offset FROM consumer_offsets"
-        ).fetchall()
+        (stored,) = conn.execute("SELECT count(*) FROM consumer_offsets").fetchone()
         (captured,) = conn.execute(
             "SELECT coalesce(sum(rows_captured), 0) FROM connector_state"
         ).fetchone()
-    if not stored and not captured:
-        return False
-    topics = Topics(config.kafka.topic_prefix)
-    parts = [
-        TopicPartition(topics.changes(source), p)
-        for source in config.sources()
-        for p in range(config.kafka.partitions)
-    ]
-    consumer = make_consumer(config.kafka)
-    try:
-        ends = consumer.end_offsets(parts)
-    finally:
-        consumer.close()
-    if any(offset > ends.get(TopicPartition(t, p), 0) for t, p, offset in stored):
-        return True
-    return bool(captured) and not any(ends.values())
+    return bool(stored or captured)
 
 
 def reread_sources(config: HubConfig) -> None:

@@ -188,3 +188,48 @@ def test_other_population_in_a_used_data_dir_is_refused_with_the_option_named(sc
     assert "Traceback" not in res.stderr
     assert "holds a demo of 5,000 citizens (--seed 6, --scheme vn)" in res.stderr
     assert "--reset" in res.stderr
+
+
+def test_with_a_broker_that_keeps_its_topics_the_second_run_carries_on_from_stored_offsets(
+    servers, scratch_dir
+):
+    """On external servers (HUB_DATABASE_URL, HUB_KAFKA_BOOTSTRAP: the session's) the topics
+    survive, so nothing is read again: connectors resume at their positions, the reconciler
+    at its stored offsets, and the figures are still exactly the manifest's."""
+    data_dir = scratch_dir / "demo-external"
+    env = {
+        **os.environ,
+        "HUB_DATABASE_URL": servers.pg_url,
+        "HUB_KAFKA_BOOTSTRAP": servers.bootstrap,
+    }
+    args = [sys.executable, "-m", "hub", "demo", "--once", "--citizens", "500",
+            "--seed", "9", "--data-dir", str(data_dir)]  # fmt: skip
+    try:
+        runs = [
+            subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
+            for _ in range(2)
+        ]
+        for res in runs:
+            assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+            assert "Traceback" not in res.stderr
+            assert_figures_match_the_manifest(data_dir, res.stdout)
+        assert "reusing" in runs[1].stdout
+        assert "reading every source again" not in runs[1].stdout
+        hub_db = servers.database_url("demo_hub") if hasattr(servers, "database_url") else None
+        url = hub_db or servers.pg_url.rsplit("/", 1)[0] + "/demo_hub"
+        from hub.db import psycopg_conninfo
+
+        with psycopg.connect(psycopg_conninfo(url)) as conn:
+            (offsets,) = conn.execute("SELECT count(*) FROM consumer_offsets").fetchone()
+            (opened_twice,) = conn.execute(
+                "SELECT count(*) FROM (SELECT mismatch_id FROM mismatch_history"
+                " WHERE action = 'opened' GROUP BY mismatch_id HAVING count(*) > 1) x"
+            ).fetchone()
+        assert offsets > 0 and opened_twice == 0
+    finally:
+        from hub.demo.population import SOURCE_TABLES
+        from hub.demo.runner import HUB_DB, DemoEnvironment
+
+        DemoEnvironment(
+            data_dir, admin_url=servers.pg_url, bootstrap=servers.bootstrap
+        ).drop_databases([f"demo_{s}" for s in SOURCE_TABLES] + [HUB_DB])
