@@ -21,7 +21,9 @@ import yaml
 from hub.api.app import create_app
 from hub.api.users import authenticate_password, create_user
 from hub.config import parse_config
-from hub.db import engine_for
+from hub.db import engine_for, psycopg_conninfo
+from hub.demo.population import SOURCE_TABLES
+from hub.demo.runner import HUB_DB, DemoEnvironment
 from hub.embedded import EmbeddedPostgres
 from tests.integration.hub.test_demo_cli import parse_table
 
@@ -215,11 +217,7 @@ def test_with_a_broker_that_keeps_its_topics_the_second_run_carries_on_from_stor
             assert_figures_match_the_manifest(data_dir, res.stdout)
         assert "reusing" in runs[1].stdout
         assert "reading every source again" not in runs[1].stdout
-        hub_db = servers.database_url("demo_hub") if hasattr(servers, "database_url") else None
-        url = hub_db or servers.pg_url.rsplit("/", 1)[0] + "/demo_hub"
-        from hub.db import psycopg_conninfo
-
-        with psycopg.connect(psycopg_conninfo(url)) as conn:
+        with psycopg.connect(psycopg_conninfo(servers.database_url(HUB_DB))) as conn:
             (offsets,) = conn.execute("SELECT count(*) FROM consumer_offsets").fetchone()
             (opened_twice,) = conn.execute(
                 "SELECT count(*) FROM (SELECT mismatch_id FROM mismatch_history"
@@ -227,9 +225,6 @@ def test_with_a_broker_that_keeps_its_topics_the_second_run_carries_on_from_stor
             ).fetchone()
         assert offsets > 0 and opened_twice == 0
     finally:
-        from hub.demo.population import SOURCE_TABLES
-        from hub.demo.runner import HUB_DB, DemoEnvironment
-
         DemoEnvironment(
             data_dir, admin_url=servers.pg_url, bootstrap=servers.bootstrap
         ).drop_databases([f"demo_{s}" for s in SOURCE_TABLES] + [HUB_DB])
