@@ -167,7 +167,16 @@ def prepare(
         )
         reread_sources(config)
     manifest = json.loads(manifest_path.read_text())
+    if json.loads(state_path.read_text()).get("live_changes"):
+        manifest["sources_changed"] = True  # in memory only: see print_figures
     return config, manifest, source_urls
+
+
+def mark_live_changes(data_dir: Path) -> None:
+    """Remember that live changes altered the sources since they were generated."""
+    state_path = data_dir / "demo-state.json"
+    state = json.loads(state_path.read_text())
+    state_path.write_text(json.dumps({**state, "live_changes": True}))
 
 
 def check_population(
@@ -289,6 +298,11 @@ def print_figures(config: HubConfig, manifest: dict) -> None:
     truth = {(m["sector"], m["record_key"], m["rule"]) for m in manifest["mismatches"]}
     precision, recall = _precision_recall(found, truth)
     click.echo(f"against the manifest: precision {precision:.4f}, recall {recall:.4f}")
+    if manifest.get("sources_changed"):
+        click.echo(
+            "  (live changes of an earlier run altered the sources since they were generated,"
+            " so they no longer equal the manifest; --reset regenerates them)"
+        )
     click.echo("  " + "by rule".ljust(width) + "precision".rjust(11) + "recall".rjust(9))
     for rule in rules:
         p, r = _precision_recall(
@@ -361,7 +375,9 @@ def _snapshot_progress(config: HubConfig) -> dict[str, tuple[bool, int]]:
         }
 
 
-def run_live(config: HubConfig, manifest: dict, source_urls: dict[str, str]) -> None:
+def run_live(
+    config: HubConfig, manifest: dict, source_urls: dict[str, str], data_dir: Path | None = None
+) -> None:
     """Capture and reconcile the initial state, then stream live changes until Ctrl-C/SIGTERM.
 
     The registry is in place before streaming starts, so no sector record is judged
@@ -373,6 +389,8 @@ def run_live(config: HubConfig, manifest: dict, source_urls: dict[str, str]) -> 
     run_once(config, manifest)
     app = AllInOne(config).start()
     live = LiveChanges(source_urls, manifest, scheme=config.id_scheme)
+    if data_dir is not None:
+        mark_live_changes(data_dir)
     threading.Thread(target=live.run, name="live-changes", daemon=True).start()
     try:
         click.echo("")
@@ -442,7 +460,7 @@ def run_demo(
         if once:
             run_once(config, manifest)
         else:
-            run_live(config, manifest, source_urls)
+            run_live(config, manifest, source_urls, data_dir)
     except KeyboardInterrupt:
         click.echo("stopping …")
     finally:
