@@ -109,9 +109,7 @@ def demo(data_dir: Path, citizens: int, seed: int, once: bool, scheme: str, rese
     """
     from hub.demo.runner import run_demo
 
-    run_demo(
-        data_dir=data_dir, citizens=citizens, seed=seed, once=once, scheme=scheme, reset=reset
-    )
+    run_demo(data_dir=data_dir, citizens=citizens, seed=seed, once=once, scheme=scheme, reset=reset)
 
 
 @cli.group()
