@@ -75,11 +75,26 @@ def db_upgrade(ctx: Ctx, revision: str) -> None:
 )
 @click.option("--seed", type=int, default=6, show_default=True)
 @click.option("--once", is_flag=True, help="Run to a steady state, print the figures, exit.")
-def demo(data_dir: Path, citizens: int, seed: int, once: bool) -> None:
-    """Run everything on embedded PostgreSQL and broker with a generated population."""
+@click.option(
+    "--scheme",
+    type=click.Choice(["vn", "eg"]),
+    default="vn",
+    show_default=True,
+    help="Population and ID scheme: vn (Vietnamese CCCD) or eg (Egyptian national number).",
+)
+@click.option(
+    "--reset",
+    is_flag=True,
+    help="Start over: drop the generated data and the hub database (users, mismatches, history).",
+)
+def demo(data_dir: Path, citizens: int, seed: int, once: bool, scheme: str, reset: bool) -> None:
+    """Run everything on embedded PostgreSQL and broker with a generated population.
+
+    A second run in the same --data-dir keeps users, tokens, mismatches and their history.
+    """
     from hub.demo.runner import run_demo
 
-    run_demo(data_dir=data_dir, citizens=citizens, seed=seed, once=once)
+    run_demo(data_dir=data_dir, citizens=citizens, seed=seed, once=once, scheme=scheme, reset=reset)
 
 
 @cli.group()

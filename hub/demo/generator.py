@@ -23,7 +23,8 @@ from typing import Any
 import psycopg
 
 from hub.db import psycopg_conninfo
-from hub.demo.population import SECTORS, SOURCE_TABLES, SourceTable
+from hub.demo import egypt
+from hub.demo.population import SECTORS, SourceTable, source_tables
 from hub.errors import FatalError, RetriableError
 from reconciliation.idschemes.vn import PROVINCE_CODES, VietnamPersonalId, make_id
 from reconciliation.rules import RULE_FIELDS
@@ -187,6 +188,9 @@ class Manifest:
     rates: dict[str, float]
     registry_anomalies: list[dict[str, str]] = field(default_factory=list)
     shares: dict[str, Any] = field(default_factory=dict)
+    id_scheme: str = "vn"
+    noise: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Variants injected that are *not* mismatches (SPEC §5): ``names``/``ids`` → kind → count."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -201,6 +205,8 @@ class Manifest:
             "rates": dict(self.rates),
             "registry_anomalies": list(self.registry_anomalies),
             "shares": self.shares,
+            "id_scheme": self.id_scheme,
+            "noise": self.noise,
         }
 
     def to_json(self) -> str:
@@ -220,6 +226,8 @@ class Manifest:
             rates=dict(data["rates"]),
             registry_anomalies=list(data.get("registry_anomalies", [])),
             shares=dict(data.get("shares", {})),
+            id_scheme=data.get("id_scheme", "vn"),
+            noise=dict(data.get("noise", {})),
         )
 
     @classmethod
@@ -288,8 +296,13 @@ def build(
     sectors: Sequence[str] = SECTORS,
     shares: Mapping[str, float] | None = None,
     part: tuple[int, int] = (0, 1),
+    scheme: str = "vn",
 ) -> Population:
     """Generate the registry, the sectors and the manifest; pure and deterministic.
+
+    ``scheme`` picks the population: ``vn`` (Vietnamese names, 12-digit CCCD, legacy CMND)
+    or ``eg`` (Egyptian Arabic names, 14-digit national numbers, no legacy IDs, so no
+    ``ID_LEGACY``) with the tables of :func:`~hub.demo.population.source_tables`.
 
     ``sectors`` limits the sectors generated (in ``SECTORS`` order), ``shares`` overrides
     their ``SECTOR_SHARES``. ``part=(i, parts)`` builds the i-th of ``parts`` independent
@@ -306,7 +319,8 @@ def build(
     unknown = [s for s in sectors if s not in SECTORS]
     if unknown:
         raise ValueError(f"unknown sector {unknown[0]!r}")
-    return _Builder(citizens, seed, sectors=sectors, shares=shares, part=part).run()
+    source_tables(scheme)  # ValueError on an unknown scheme
+    return _Builder(citizens, seed, sectors=sectors, shares=shares, part=part, scheme=scheme).run()
 
 
 def _share(lo: int, hi: int, part: tuple[int, int]) -> range:
@@ -333,8 +347,13 @@ class _Builder:
         sectors: Sequence[str] = SECTORS,
         shares: Mapping[str, float] | None = None,
         part: tuple[int, int] = (0, 1),
+        scheme: str = "vn",
     ) -> None:
         index, parts = part
+        self.eg = scheme == "eg"
+        self.id_scheme = scheme
+        self.tables = source_tables(scheme)
+        self.scheme = egypt.SCHEME if self.eg else _SCHEME
         sizes = part_sizes(total, parts)
         self.n = sizes[index]
         self.seed = seed
@@ -345,7 +364,12 @@ class _Builder:
         # legacy numbers, random record keys, and sequential keys (a part has < 2n records).
         self.serials = _share(0, 1_000_000, part)
         self.legacy_numbers = _share(10_000_000, 1_000_000_000, part)
-        self.tax_codes = _share(8_000_000_000, 9_000_000_000, part)
+        self.tax_codes = (
+            _share(100_000_000, 1_000_000_000, part)  # 9-digit registration numbers
+            if self.eg
+            else _share(8_000_000_000, 9_000_000_000, part)
+        )
+        self.eg_serials = _share(0, egypt.MAX_SERIAL + 1, part)
         self.insurance_numbers = _share(0, 100_000_000, part)
         self.bank_codes = _share(1_000_000_000, 10_000_000_000, part)
         self.key_base = 2 * sum(sizes[:index])
@@ -364,14 +388,18 @@ class _Builder:
         for sector in self.sectors:
             self._inject(sector)
         self._permit_numbers()
+        if self.eg:  # the permit office types IDs in Arabic-Indic digits
+            for r in self.records.get("construction", ()):
+                if r.citizen_id:
+                    r.citizen_id = egypt.arabic_indic(r.citizen_id)
         order = {s: i for i, s in enumerate(SECTORS)}
         mismatches = sorted(
             (Mismatch(sector, r.key, rule, RULE_FIELDS[rule]) for sector, r, rule in self.notes),
             key=lambda m: (order[m.sector], m.record_key, m.rule),
         )
-        rows = {"registry": _render(SOURCE_TABLES["registry"], self.people)}
+        rows = {"registry": _render(self.tables["registry"], self.people)}
         for sector in self.sectors:
-            rows[sector] = _render(SOURCE_TABLES[sector], self.records[sector])
+            rows[sector] = _render(self.tables[sector], self.records[sector])
         dead = sum(1 for c in self.people if c.date_of_death)
         legacy = sum(1 for c in self.people if c.legacy_id)
         manifest = Manifest(
@@ -389,12 +417,36 @@ class _Builder:
                 "benign_spelling": BENIGN_RATE,
                 "min_per_rule": MIN_PER_RULE,
             },
+            id_scheme=self.id_scheme,
+            noise=self._noise(),
         )
         return Population(rows=rows, manifest=manifest)
+
+    def _noise(self) -> dict[str, dict[str, int]]:
+        """Count the injected variants that are the same name or the same ID (SPEC §5)."""
+        names: dict[str, int] = {}
+        ids: dict[str, int] = {}
+        same = egypt.fold_arabic if self.eg else fold_name
+        for sector in self.sectors:
+            for r in self.records[sector]:
+                official = r.citizen.full_name
+                if r.full_name != official and same(r.full_name) == same(official):
+                    kinds = egypt.variant_kinds(r.full_name, official) if self.eg else []
+                    for kind in kinds or ["spelling"]:
+                        names[kind] = names.get(kind, 0) + 1
+                cid = r.citizen_id
+                if cid and cid != r.citizen.citizen_id:
+                    if self.scheme.normalize(cid) == r.citizen.citizen_id:
+                        kind = "separators" if cid.isascii() else "arabic_indic_digits"
+                        ids[kind] = ids.get(kind, 0) + 1
+        return {"names": dict(sorted(names.items())), "ids": dict(sorted(ids.items()))}
 
     # -- the registry ------------------------------------------------------------------
 
     def _citizens(self) -> None:
+        if self.eg:
+            self._citizens_eg()
+            return
         # rng.random() arithmetic instead of randrange/randint: 5× faster, equally seeded.
         rng, n = self.rng, self.n
         rnd = rng.random
@@ -459,6 +511,50 @@ class _Builder:
         for c in self.people:
             if c.legacy_id is not None:
                 c.legacy_id = f"{next(numbers):09d}"
+
+    def _citizens_eg(self) -> None:
+        """Egyptian citizens: national numbers encoding birth date, governorate and sex."""
+        rng, n = self.rng, self.n
+        years = list(range(FIRST_BIRTH_YEAR, LAST_BIRTH_YEAR + 1))
+        weights = [
+            0.3 if y < 1950 else 0.8 if y < 1970 else 1.3 if y < 2000 else 1.1 for y in years
+        ]
+        birth_years = rng.choices(years, weights=weights, k=n)
+        govs = egypt.GOVERNORATES
+        residence = rng.choices(
+            govs, weights=[egypt.GOVERNORATE_WEIGHTS.get(g, 1.0) for g in govs], k=n
+        )
+        registered_from = datetime(2021, 7, 1, tzinfo=UTC).timestamp()
+        span_s = datetime(2025, 6, 30, tzinfo=UTC).timestamp() - registered_from
+        death_lo = date(2015, 1, 1).toordinal()
+        death_span = (AS_OF - timedelta(days=60)).toordinal() - death_lo + 1
+        serials = self.eg_serials
+        if not serials:
+            raise ValueError("too many parts for the eg scheme's serial numbers")
+        for i in range(n):
+            c = _Citizen()
+            year = birth_years[i]
+            days = 366 if year % 4 == 0 and (year % 100 or year % 400 == 0) else 365
+            dob = date.fromordinal(date(year, 1, 1).toordinal() + rng.randrange(days))
+            sex = "M" if rng.random() < 0.5 else "F"
+            province = residence[i]
+            born_in = "88" if rng.random() < egypt.BORN_ABROAD_SHARE else province
+            while True:
+                cid = egypt.make_id(dob, born_in, sex, rng.choice(serials), rng.randrange(10))
+                if cid not in self.used_ids:
+                    break
+            self.used_ids.add(cid)
+            c.citizen_id = cid
+            c.full_name = egypt.full_name(sex, rng)
+            c.date_of_birth = dob
+            c.sex = sex
+            c.province_code = province
+            c.address = egypt.address(province, rng)
+            c.updated_at = datetime.fromtimestamp(registered_from + int(rng.random() * span_s), UTC)
+            p_death = 0.17 if year < 1950 else 0.05 if year < 1965 else 0.014 if year < 1990 else 0
+            if rng.random() < p_death:
+                c.date_of_death = date.fromordinal(death_lo + int(rng.random() * death_span))
+            self.people.append(c)
 
     def _memberships(self) -> None:
         rng = self.rng
@@ -535,20 +631,28 @@ class _Builder:
                 else:
                     r.status = "active" if rnd() < _ACTIVE_SHARE[sector] else "closed"
             r.updated_at = _stamp(r.last_activity_date, rng)
-            if sector == "banking":
-                r.full_name = fold_name(r.full_name)
-            elif rnd() < BENIGN_RATE:
-                r.full_name = _benign_spelling(r.full_name, rng)
-            if sector != "banking" and rnd() < BENIGN_RATE / 2:
-                cid = r.citizen_id
-                r.citizen_id = f"{cid[:3]} {cid[3:6]} {cid[6:]}"  # typed with separators
+            if self.eg:
+                if sector == "banking":
+                    r.full_name = egypt.plain(r.full_name)
+                elif rnd() < BENIGN_RATE * 3:  # Arabic spellings vary more than Vietnamese
+                    r.full_name = egypt.benign_spelling(r.full_name, rng)
+                if sector in ("tax", "labour") and rnd() < BENIGN_RATE:
+                    r.citizen_id = egypt.arabic_indic(r.citizen_id)
+            else:
+                if sector == "banking":
+                    r.full_name = fold_name(r.full_name)
+                elif rnd() < BENIGN_RATE:
+                    r.full_name = _benign_spelling(r.full_name, rng)
+                if sector != "banking" and rnd() < BENIGN_RATE / 2:
+                    cid = r.citizen_id
+                    r.citizen_id = f"{cid[:3]} {cid[3:6]} {cid[6:]}"  # typed with separators
             records.append(r)
         if sector == "banking":
             rng.shuffle(records)  # ids follow account opening, not registry order
             codes = rng.sample(self.bank_codes, len(records))
             for i, (r, code) in enumerate(zip(records, codes, strict=True)):
                 r.key = str(self.key_base + i + 1)
-                r.extra["ma_khach_hang"] = f"{code}"
+                r.extra["customer_no" if self.eg else "ma_khach_hang"] = f"{code}"
         return records
 
     def _keys(self, sector: str, members: Sequence[_Citizen]) -> list[str]:
@@ -561,6 +665,12 @@ class _Builder:
     def _permit_numbers(self) -> None:
         """Construction permits are numbered by province and year of issue: GP-079-2021-000123."""
         for i, r in enumerate(self.records.get("construction", ())):
+            if self.eg:  # رخصة رقم … لسنة …: governorate / year / number
+                r.key = (
+                    f"{r.citizen.province_code}/{r.last_activity_date.year}/"
+                    f"{self.key_base + i + 1:06d}"
+                )
+                continue
             r.key = (
                 f"GP-{r.citizen.province_code}-{r.last_activity_date.year}-"
                 f"{self.key_base + i + 1:06d}"
@@ -584,7 +694,7 @@ class _Builder:
     def _inject(self, sector: str) -> None:
         rng = self.rng
         records = self.records[sector]
-        table = SOURCE_TABLES[sector]
+        table = self.tables[sector]
         has_sex = table.column_for("sex") is not None
         n = len(records)
         order = list(range(n))
@@ -642,20 +752,30 @@ class _Builder:
         for r in pick("ID_NOT_IN_REGISTRY", living):
             c = r.citizen
             while True:
-                serial = rng.choice(self.serials)
-                cid = make_id(c.province_code, c.date_of_birth.year, c.sex, serial)
+                if self.eg:
+                    born_in = c.citizen_id[7:9]
+                    serial = rng.choice(self.eg_serials)
+                    cid = egypt.make_id(c.date_of_birth, born_in, c.sex, serial, rng.randrange(10))
+                else:
+                    serial = rng.choice(self.serials)
+                    cid = make_id(c.province_code, c.date_of_birth.year, c.sex, serial)
                 if cid not in self.used_ids:
                     break
             self.used_ids.add(cid)
             r.citizen_id = cid
             note(r, "ID_NOT_IN_REGISTRY")
         for r in pick("NAME_MISMATCH", living):
-            name = _other_name(r.citizen.full_name, r.citizen.sex, rng)
-            r.full_name = fold_name(name) if sector == "banking" else name
+            if self.eg:
+                name = egypt.other_name(r.citizen.full_name, r.citizen.sex, rng)
+                r.full_name = egypt.plain(name) if sector == "banking" else name
+            else:
+                name = _other_name(r.citizen.full_name, r.citizen.sex, rng)
+                r.full_name = fold_name(name) if sector == "banking" else name
             note(r, "NAME_MISMATCH")
         for r in pick("DOB_MISMATCH", living):
             r.date_of_birth = _other_dob(r.citizen.date_of_birth, rng)
-            if r.date_of_birth.year != r.citizen.date_of_birth.year:
+            # A vn ID encodes the birth year, an eg ID the whole birth date.
+            if self.eg or r.date_of_birth.year != r.citizen.date_of_birth.year:
                 note(r, "DOB_MISMATCH", "ID_ATTRIBUTES_INCONSISTENT")
             else:
                 note(r, "DOB_MISMATCH")
@@ -666,9 +786,8 @@ class _Builder:
         disabled = (table.rules or {}).get("disabled", ())
         if table.column_for("province_code") and "PROVINCE_MISMATCH" not in disabled:
             for r in pick("PROVINCE_MISMATCH", living):
-                r.province_code = rng.choice(
-                    [p for p in _PROVINCES if p != r.citizen.province_code]
-                )
+                provinces = egypt.GOVERNORATES if self.eg else _PROVINCES
+                r.province_code = rng.choice([p for p in provinces if p != r.citizen.province_code])
                 note(r, "PROVINCE_MISMATCH")
         # Registry-side errors show on every (clean) record of those citizens.
         for r in records:
@@ -693,6 +812,12 @@ class _Builder:
     def _invalid_id(self, cid: str) -> str:
         """A mistyped ID that fails the structure check (never a 9-digit legacy look-alike)."""
         rng = self.rng
+        if self.eg:
+            while True:
+                bad = egypt.invalid_id(cid, rng)
+                if bad not in self.used_ids:
+                    self.used_ids.add(bad)
+                    return bad
         while True:
             variant = rng.randrange(5)
             if variant == 0:  # a digit dropped
@@ -835,8 +960,11 @@ def generate(
     citizens: int,
     seed: int = 6,
     manifest_path: Path | None = None,
+    scheme: str = "vn",
 ) -> Manifest:
     """Build the population and load it into the five existing databases in ``urls``.
+
+    ``scheme`` (``vn`` or ``eg``) picks the population and its tables (see :func:`build`).
 
     ``urls`` maps ``registry``, ``tax``, ``banking``, ``labour`` and ``construction`` to
     PostgreSQL URLs (libpq or SQLAlchemy form). Each table is dropped and recreated, bulk
@@ -844,14 +972,15 @@ def generate(
     a failure leaves that database as it was. Connection failures raise
     :class:`RetriableError`; other database errors :class:`FatalError`.
     """
-    missing = [s for s in SOURCE_TABLES if s not in urls]
+    tables = source_tables(scheme)
+    missing = [s for s in tables if s not in urls]
     if missing:
         raise ValueError(f"no database URL for {', '.join(missing)}")
-    population = build(citizens, seed)
-    with ThreadPoolExecutor(max_workers=len(SOURCE_TABLES)) as pool:
+    population = build(citizens, seed, scheme=scheme)
+    with ThreadPoolExecutor(max_workers=len(tables)) as pool:
         futures = [
             pool.submit(load_table, urls[source], table, population.rows[source])
-            for source, table in SOURCE_TABLES.items()
+            for source, table in tables.items()
         ]
         for future in futures:
             future.result()
