@@ -65,7 +65,7 @@ def db_upgrade(ctx: Ctx, revision: str) -> None:
 @cli.command()
 @click.option(
     "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False, path_type=Path, resolve_path=True),
     default=Path("hub-data"),
     show_default=True,
     help="Where the embedded servers keep their data (reused by a second run).",
