@@ -52,6 +52,17 @@ RULE_CODES = (
     "PROVINCE_MISMATCH",
 )
 SEVERITIES = ("low", "medium", "high", "critical")
+CANDIDATE_KEYS = (
+    "birth_date",
+    "birth_date_swapped",
+    "birth_year_name",
+    "name_province",
+    "id_encoded",
+)
+"""The blocking keys that find registry candidates (reconciliation.suggestions): the exact
+birth date; the birth date with day and month swapped; birth year ± 1 with the name key (family
+and given name, or an Arabic first and father's name); the folded full name, in any word order,
+with the province; the birth year and sex a structurally valid but unknown ID encodes."""
 DEFAULT_CONFIG = "hub.yaml"
 _SECTOR_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -259,6 +270,18 @@ class RulesConfig(_Model):
     disabled: tuple[str, ...] = ()
     severities: dict[str, str] = Field(default_factory=dict)
     strict_script_names: bool = False
+    candidate_keys: tuple[str, ...] = CANDIDATE_KEYS
+    """Which blocking keys find registry candidates for this sector (default: all)."""
+
+    @field_validator("candidate_keys")
+    @classmethod
+    def _known_keys(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [k for k in v if k not in CANDIDATE_KEYS]
+        if unknown:
+            raise ValueError(
+                f"unknown candidate key {', '.join(unknown)} (known: {', '.join(CANDIDATE_KEYS)})"
+            )
+        return v
 
     @field_validator("disabled")
     @classmethod

@@ -52,13 +52,12 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
-from rapidfuzz import fuzz, process
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from hub import metrics
 from hub.avro import AvroDecodeError, Decoder, Encoder
 from hub.avrowriter import compile_encoder
-from hub.config import HubConfig
+from hub.config import CANDIDATE_KEYS, HubConfig
 from hub.db import psycopg_conninfo
 from hub.errors import RetriableError, SkippableError
 from hub.kafka import Topics, ensure_topics, make_consumer, make_producer
@@ -70,14 +69,20 @@ from reconciliation.lifecycle import Ledger, MismatchRow, load_mismatches
 from reconciliation.names import fold
 from reconciliation.rules import SUGGESTING_RULES, RuleSet, evaluate, is_active
 from reconciliation.state import RegistryRow, SectorKey, SectorRow, same_state
+from reconciliation.suggestions import (
+    MAX_SUGGESTIONS,
+    Citizen,
+    Probe,
+    Suggestion,
+    find_candidates,
+    score,
+)
 
 log = logging.getLogger(__name__)
 
 REGISTRY = "registry"
-MAX_SUGGESTIONS = 3
 LATENCY_SAMPLES = 500
 FETCH_MAX_WAIT_MS = 50
-SUGGESTION_CUTOFF = 60.0  # token-sort similarity (0–100) below which a candidate is noise
 _LENGTHS = (("citizen_id", 64), ("legacy_id", 32), ("province_code", 16), ("status", 64))
 _SEXES = frozenset({None, "M", "F"})
 _TEXT_FIELDS = ("citizen_id", "legacy_id", "full_name", "province_code", "address", "status")
@@ -189,6 +194,7 @@ class Reconciler:
             s: RuleSet.from_config(cfg.rules, strict_script_names=strict)
             for s, cfg in config.sectors.items()
         }
+        self.candidate_keys = {s: cfg.rules.candidate_keys for s, cfg in config.sectors.items()}
         self._decode_message = compile_reader("hub.ChangeEvent") or Decoder().decode
         self._event_encoder = compile_encoder("hub.MismatchEvent") or Encoder("hub.MismatchEvent")
         self._dlq_encoder = compile_encoder("hub.DeadLetter") or Encoder("hub.DeadLetter")
@@ -1184,8 +1190,8 @@ class _Batch:
 
     def _suggest(self) -> None:
         """Registry candidates for open ID_MISSING / ID_NOT_IN_REGISTRY / ID_LEGACY
-        mismatches: same birth date, most similar folded name (one query per batch for the
-        candidates, one for the full names of those chosen).
+        mismatches, through the sector's blocking keys (``reconciliation.suggestions``: one
+        query per key for the batch, one for the citizens shortlisted), scored with parts.
 
         Found when the mismatch opens or reopens, and again when what they are found by
         changed: the record's ID, name or birth date, or (through a registry change) the
@@ -1195,42 +1201,43 @@ class _Batch:
         rows = self.ledger.suggestion_rows(sorted(self.judged_at), SUGGESTING_RULES)
         if not rows:
             return
-        probes: list[tuple[MismatchRow, SectorRow]] = []
+        waiting: list[tuple[MismatchRow, list[dict]]] = []
+        probes: list[Probe] = []
         for row in rows:
             key = (row.sector, row.record_key)
             rec = self.records.get(key)
             if rec is None or (row.suggestions is not None and not self._moved(key, rec)):
                 continue
-            if rec.date_of_birth is not None and rec.name_folded:
-                probes.append((row, rec))
-            else:
-                self.ledger.set_suggestions(row, self._held(row, rec))
+            held = self._held(row, rec)
+            if not rec.name_folded:
+                self.ledger.set_suggestions(row, held)
+                continue
+            info = (
+                self.owner.id_info(rec.citizen_id_raw) if row.rule == "ID_NOT_IN_REGISTRY" else None
+            )
+            encoded = info is not None and info.kind == "current"
+            probes.append(
+                Probe(
+                    name_folded=rec.name_folded,
+                    date_of_birth=rec.date_of_birth,
+                    sex=rec.sex,
+                    province_code=rec.province_code,
+                    id_birth_year=info.birth_year if encoded else None,
+                    id_sex=info.sex if encoded else None,
+                    keys=self.owner.candidate_keys.get(row.sector, CANDIDATE_KEYS),
+                )
+            )
+            waiting.append((row, held))
         if not probes:
             return
-        born = state.candidates_by_birth_date(self.conn, (rec.date_of_birth for _, rec in probes))
-        chosen: list[tuple[MismatchRow, list[dict], list[tuple[str, float]]]] = []
-        for row, rec in probes:
-            out = self._held(row, rec)
-            taken = {s["citizen_id"] for s in out}
-            found = process.extract(
-                rec.name_folded,
-                born.get(rec.date_of_birth, {}),
-                scorer=fuzz.token_sort_ratio,
-                limit=MAX_SUGGESTIONS + len(taken),
-                score_cutoff=SUGGESTION_CUTOFF,
-            )
-            picks = [
-                (cid, score)
-                for _folded, score, cid in sorted(found, key=lambda f: (-f[1], f[2]))
-                if cid not in taken
-            ]
-            chosen.append((row, out, picks[: MAX_SUGGESTIONS - len(out)]))
-        names = state.full_names(self.conn, (cid for *_, picks in chosen for cid, _ in picks))
-        for row, out, picks in chosen:
-            out.extend(
-                {"citizen_id": cid, "full_name": names.get(cid), "score": round(score / 100, 4)}
-                for cid, score in picks
-            )
+        found = find_candidates(
+            state.PgRegistryIndex(self.conn),
+            probes,
+            exclude=[[s["citizen_id"] for s in held] for _row, held in waiting],
+            limit=MAX_SUGGESTIONS,
+        )
+        for (row, held), picks in zip(waiting, found, strict=True):
+            out = held + [s.as_dict() for s in picks[: MAX_SUGGESTIONS - len(held)]]
             self.ledger.set_suggestions(row, out)
 
     def _moved(self, key: SectorKey, rec: SectorRow) -> bool:
@@ -1249,10 +1256,14 @@ class _Batch:
         match = self.matches.get((row.sector, row.record_key))
         if row.rule != "ID_LEGACY" or match is None:
             return []
-        score = fuzz.token_sort_ratio(rec.name_folded or "", match.name_folded or "") / 100
-        return [
-            {"citizen_id": match.citizen_id, "full_name": match.full_name, "score": round(score, 4)}
-        ]
+        probe = Probe(rec.name_folded or "", rec.date_of_birth, rec.sex, rec.province_code)
+        citizen = Citizen(
+            match.citizen_id, match.full_name, match.name_folded, match.date_of_birth,
+            match.sex, match.province_code,
+        )  # fmt: skip
+        probability, parts = score(probe, citizen)
+        held = Suggestion(match.citizen_id, match.full_name, probability, parts, ["legacy_id"])
+        return [held.as_dict()]
 
     def finish(self) -> list[dict]:
         """Write the mismatch transitions; return the events to publish."""

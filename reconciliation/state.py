@@ -19,6 +19,7 @@ from operator import attrgetter
 import psycopg
 
 from hub.db import figures
+from reconciliation.suggestions import PER_KEY, Citizen
 
 # Temp tables of a session: name → columns. Created once per connection, emptied at commit.
 _STAGING: dict[str, tuple[tuple[str, str], ...]] = {
@@ -420,6 +421,85 @@ def candidates_by_birth_date(
         if folded:
             out[dob][cid] = folded
     return out
+
+
+class PgRegistryIndex:
+    """``reconciliation.suggestions.RegistryIndex`` on the registry replica: each look-up is
+    one query for every probe of a batch, an index-only scan bounded per probe (``LIMIT``),
+    so its cost follows the batch, not the registry's size."""
+
+    def __init__(self, conn: psycopg.Connection):
+        self.conn = conn
+
+    def by_birth_date(self, dates):
+        return candidates_by_birth_date(self.conn, dates)
+
+    def by_name_years(self, keys):
+        keys = list(keys)
+        rows = self.conn.execute(
+            """
+            SELECT p.i, c.citizen_id, c.name_folded
+            FROM unnest(%s::text[], %s::int[], %s::int[], %s::date[])
+                 WITH ORDINALITY AS p(folded, first_year, last_year, near, i)
+            CROSS JOIN LATERAL (
+                SELECT b.citizen_id, b.name_folded FROM (
+                    SELECT r.citizen_id, r.name_folded, r.date_of_birth
+                    FROM registry_citizens r
+                    WHERE hub_name_key(r.name_folded) = hub_name_key(p.folded)
+                      AND r.date_of_birth >= make_date(p.first_year, 1, 1)
+                      AND r.date_of_birth < make_date(p.last_year + 1, 1, 1)
+                    ORDER BY hub_name_key(r.name_folded), r.date_of_birth
+                    LIMIT 2000
+                ) b
+                ORDER BY abs(b.date_of_birth - coalesce(p.near, make_date(p.first_year, 7, 1))),
+                         b.citizen_id
+                LIMIT %s
+            ) c
+            """,
+            (
+                [k[0] for k in keys],
+                [k[1] for k in keys],
+                [k[2] for k in keys],
+                [k[3] for k in keys],
+                PER_KEY,
+            ),
+        ).fetchall()
+        out: dict = {k: {} for k in keys}
+        for i, cid, folded in rows:
+            out[keys[i - 1]][cid] = folded
+        return out
+
+    def by_name_province(self, keys):
+        keys = list(keys)
+        rows = self.conn.execute(
+            """
+            SELECT p.i, c.citizen_id, c.name_folded
+            FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS p(folded, province, i)
+            CROSS JOIN LATERAL (
+                SELECT r.citizen_id, r.name_folded FROM registry_citizens r
+                WHERE hub_name_sorted(r.name_folded) = hub_name_sorted(p.folded)
+                  AND r.province_code = p.province
+                ORDER BY hub_name_sorted(r.name_folded), r.province_code, r.citizen_id
+                LIMIT %s
+            ) c
+            """,
+            ([k[0] for k in keys], [k[1] for k in keys], PER_KEY),
+        ).fetchall()
+        out: dict = {k: {} for k in keys}
+        for i, cid, folded in rows:
+            out[keys[i - 1]][cid] = folded
+        return out
+
+    def citizens(self, citizen_ids):
+        ids = sorted(set(citizen_ids))
+        if not ids:
+            return {}
+        rows = self.conn.execute(
+            "SELECT citizen_id, full_name, name_folded, date_of_birth, sex, province_code"
+            " FROM registry_citizens WHERE citizen_id = ANY(%s)",
+            (ids,),
+        ).fetchall()
+        return {r[0]: Citizen(*r) for r in rows}
 
 
 def full_names(conn: psycopg.Connection, citizen_ids: Iterable[str]) -> dict[str, str | None]:

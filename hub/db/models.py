@@ -74,6 +74,21 @@ class RegistryCitizen(Base):
         # Candidate suggestions: same birth date, then folded-name similarity; the citizen
         # ID in the key makes the candidate read an index-only scan.
         Index("ix_registry_citizens_dob_name_id", "date_of_birth", "name_folded", "citizen_id"),
+        # Candidates by name key within a year, and by sorted full name in a province
+        # (migration 0008 defines the IMMUTABLE functions hub_name_key / hub_name_sorted).
+        Index(
+            "ix_registry_citizens_name_key_dob",
+            text("hub_name_key(name_folded)"),
+            "date_of_birth",
+            postgresql_include=["citizen_id", "name_folded"],
+        ),
+        Index(
+            "ix_registry_citizens_name_province",
+            text("hub_name_sorted(name_folded)"),
+            "province_code",
+            "citizen_id",
+            postgresql_include=["name_folded"],
+        ),
     )
 
 

@@ -201,7 +201,12 @@ def test_a_citizen_added_to_the_registry_resolves_id_not_in_registry(running):
     running.settle()
     assert running.mismatches()[("T1", "ID_NOT_IN_REGISTRY", "citizen_id")][0] == "open"
     (suggestions,) = running.query("SELECT suggestions FROM mismatches WHERE record_key = 'B9'")[0]
-    assert suggestions == [{"citizen_id": B, "full_name": "Trần Thị Bình", "score": 1.0}]
+    assert [(s["citizen_id"], s["full_name"]) for s in suggestions] == [(B, "Trần Thị Bình")]
+    assert suggestions[0]["score"] > 0.99
+    assert suggestions[0]["parts"] == {
+        "name": 1.0, "name_level": "equal", "birth_date": "equal", "sex": "same",
+        "province": "same",
+    }  # fmt: skip
 
     feed.put("registry", A, **person(A))
     running.settle()
@@ -259,7 +264,8 @@ def test_legacy_id_suggests_the_current_id(running):
     row = running.mismatches("bank")[("B1", "ID_LEGACY", "citizen_id")]
     assert row == ("open", None, "low", "123 456 789", A)
     (suggestions,) = running.query("SELECT suggestions FROM mismatches WHERE record_key = 'B1'")[0]
-    assert suggestions[0] == {"citizen_id": A, "full_name": "Nguyễn Văn An", "score": 1.0}
+    assert (suggestions[0]["citizen_id"], suggestions[0]["full_name"]) == (A, "Nguyễn Văn An")
+    assert suggestions[0]["score"] > 0.99 and suggestions[0]["found_by"] == ["legacy_id"]
 
     feed.put("bank", "B1", **person(A, "NGUYEN VAN AN", status="ACTIVE"))  # the bank updates it
     running.settle()
