@@ -133,9 +133,10 @@ def _mount() -> None:
     from connectors.cli import connector, dlq
     from hub.api.cli import mismatches, serve, users
     from hub.bench import bench
+    from hub.candidate_bench import bench_candidates
     from reconciliation.cli import corrections, reconcile
 
-    for command in (connector, dlq, reconcile, corrections, serve, users, mismatches, bench):
+    for command in (connector, dlq, reconcile, corrections, serve, users, mismatches, bench, bench_candidates):
         cli.add_command(command)
 
 

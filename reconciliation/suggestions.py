@@ -85,6 +85,8 @@ _DATE_WEIGHTS: dict[str, tuple[float, float]] = {
     "year_off_by_one": (0.03, 1 / 14_500),
     "same_year": (0.01, 1 / 80),
     "different": (0.01, 0.9987),
+    "id_year_same": (0.95, 1 / 80),
+    "id_year_different": (0.05, 79 / 80),
 }
 _SEX_WEIGHTS = {"same": (0.97, 0.5), "different": (0.03, 0.5)}
 _PROVINCE_WEIGHTS = {"same": (0.85, 1 / 63), "different": (0.15, 62 / 63)}
@@ -96,6 +98,8 @@ DATE_LABELS = {
     "same_year": "same birth year only",
     "different": "different birth date",
     "missing": "birth date missing",
+    "id_year_same": "birth year as the ID encodes",
+    "id_year_different": "birth year not the ID's",
 }
 
 
@@ -174,6 +178,10 @@ def score(probe: Probe, citizen: Citizen) -> tuple[float, dict]:
     level = name_level(similarity)
     total = next(_weight(m, u) for lv, _lo, m, u in _NAME_LEVELS if lv == level)
     dob = compare_dates(probe.date_of_birth, citizen.date_of_birth)
+    if dob == "missing" and probe.id_birth_year is not None and citizen.date_of_birth:
+        # No birth date on the record, but its (unknown, well-formed) ID encodes the year.
+        same = citizen.date_of_birth.year == probe.id_birth_year
+        dob = "id_year_same" if same else "id_year_different"
     if dob != "missing":
         total += _weight(*_DATE_WEIGHTS[dob])
     sex_value = probe.sex or probe.id_sex
