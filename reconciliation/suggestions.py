@@ -36,16 +36,16 @@ from rapidfuzz import fuzz, process
 from hub.config import CANDIDATE_KEYS
 
 MAX_SUGGESTIONS = 3
-SHORTLIST = 25
-"""Candidates per probe, by name similarity, that get the full score."""
+SHORTLIST = 8
+"""Candidates per look-up that get the full score (by name similarity, or nearest birth)."""
 PER_KEY = 50
 """Candidates one name look-up returns at most (birth-date look-ups: ``PER_DATE``)."""
 PER_DATE = 5000
 MIN_NAME = 50.0
 """Token-sort similarity (0–100) below which a name is not a candidate's."""
-MIN_SCORE = 0.01
+MIN_SCORE = 0.05
 """Candidates scoring below this are noise, not suggestions."""
-PRIOR = 1e-4
+PRIOR = 1e-5
 """The chance that a blocked pair is the same person before anything is compared."""
 
 _ARABIC = re.compile(r"[\u0600-\u06FF]")
@@ -74,9 +74,9 @@ def name_key(folded: str) -> str:
 _NAME_LEVELS: tuple[tuple[str, float, float, float], ...] = (
     # level, lowest similarity, m, u
     ("equal", 1.0, 0.88, 0.001),
-    ("close", 0.92, 0.07, 0.004),
+    ("close", 0.90, 0.07, 0.004),
     ("similar", 0.80, 0.04, 0.03),
-    ("different", 0.0, 0.01, 0.965),
+    ("different", 0.0, 0.002, 0.965),
 )
 _DATE_WEIGHTS: dict[str, tuple[float, float]] = {
     "equal": (0.88, 1 / 29_000),
@@ -134,8 +134,10 @@ def compare_dates(a: date | None, b: date | None) -> str:
 
 
 def name_similarity(a: str, b: str) -> float:
-    """Similarity (0..1) of two folded names with their words sorted (word order is free)."""
-    return fuzz.token_sort_ratio(a, b) / 100.0
+    """Similarity (0..1) of two folded names: the better of the names as written and with
+    their words sorted, so neither another word order nor a typo in a word's first letters
+    (which moves that word when sorting) costs more than it should."""
+    return max(fuzz.ratio(a, b), fuzz.token_sort_ratio(a, b)) / 100.0
 
 
 def name_level(similarity: float) -> str:
@@ -273,12 +275,48 @@ def _lookups(probe: Probe) -> list[tuple[str, object]]:
             out.append(("birth_date_swapped", swapped))
         if "birth_year_name" in keys:
             out.append(("birth_year_name", (probe.name_folded, dob.year - 1, dob.year + 1, dob)))
+            # The same day a year off, by the birth-date index: a name shared by more than
+            # PER_KEY people within the three years still finds its citizen.
+            for shifted in _year_shifted(dob):
+                out.append(("birth_year_name", shifted))
     if "name_province" in keys and probe.province_code:
         out.append(("name_province", (probe.name_folded, probe.province_code)))
     if "id_encoded" in keys and probe.id_birth_year is not None:
         year = probe.id_birth_year
         if dob is None or dob.year != year:  # else birth_year_name already covers that year
             out.append(("id_encoded", (probe.name_folded, year, year, dob)))
+    return out
+
+
+def _year_shifted(d: date) -> list[date]:
+    out = []
+    for year in (d.year - 1, d.year + 1):
+        try:
+            out.append(d.replace(year=year))
+        except ValueError:  # 29 February
+            out.append(date(year, 2, 28))
+    return out
+
+
+def _shortlist(name: str, key: str, value, born, named, placed) -> list[str]:
+    """The citizens of one look-up worth a full score: a birth-date look-up's best names
+    (a day holds hundreds of births), or a name look-up's first (nearest birth dates first),
+    each at least ``MIN_NAME`` similar."""
+    if isinstance(value, date):
+        found = born.get(value, {})
+        out: dict[str, None] = {}
+        for scorer in (fuzz.token_sort_ratio, fuzz.ratio):  # as name_similarity takes both
+            picked = process.extract(name, found, scorer=scorer, limit=SHORTLIST,
+                                     score_cutoff=MIN_NAME)  # fmt: skip
+            out.update((cid, None) for _folded, _score, cid in picked)
+        return list(out)
+    found = (placed if key == "name_province" else named).get(value, {})
+    out = []
+    for cid, folded in found.items():
+        if name_similarity(name, folded) * 100 >= MIN_NAME:
+            out.append(cid)
+            if len(out) == SHORTLIST:
+                break
     return out
 
 
@@ -295,31 +333,23 @@ def find_candidates(
     without a folded name finds none. ``exclude[i]`` lists citizen IDs probe ``i`` already has.
     """
     asked = [_lookups(p) if p.name_folded else [] for p in probes]
-    dates = sorted({v for pairs in asked for k, v in pairs if k.startswith("birth_date")})
-    years = sorted(
-        {v for pairs in asked for k, v in pairs if k in ("birth_year_name", "id_encoded")},
-        key=repr,
-    )
+    dates = sorted({v for pairs in asked for _k, v in pairs if isinstance(v, date)})
+    years = sorted({v for pairs in asked for _k, v in pairs if isinstance(v, tuple) and len(v) == 4},
+                   key=repr)  # fmt: skip
     places = sorted({v for pairs in asked for k, v in pairs if k == "name_province"})
     born = index.by_birth_date(dates) if dates else {}
     named = index.by_name_years(years) if years else {}
     placed = index.by_name_province(places) if places else {}
-    sources = {"birth_date": born, "birth_date_swapped": born, "name_province": placed}
 
     shortlists: list[dict[str, list[str]]] = []
     for probe, pairs in zip(probes, asked, strict=True):
-        pool: dict[str, str] = {}
         found_by: dict[str, list[str]] = {}
         for key, value in pairs:
-            found = (sources.get(key) or named).get(value, {})
-            for cid, folded in found.items():
-                pool[cid] = folded
-                found_by.setdefault(cid, []).append(key)
-        picked = process.extract(
-            probe.name_folded, pool, scorer=fuzz.token_sort_ratio,
-            limit=SHORTLIST, score_cutoff=MIN_NAME,
-        )  # fmt: skip
-        shortlists.append({cid: found_by[cid] for _folded, _score, cid in picked})
+            for cid in _shortlist(probe.name_folded, key, value, born, named, placed):
+                keys_of = found_by.setdefault(cid, [])
+                if key not in keys_of:
+                    keys_of.append(key)
+        shortlists.append(found_by)
     citizens = index.citizens({cid for short in shortlists for cid in short})
     out: list[list[Suggestion]] = []
     for i, (probe, short) in enumerate(zip(probes, shortlists, strict=True)):
