@@ -36,7 +36,7 @@ from rapidfuzz import fuzz, process
 from hub.config import CANDIDATE_KEYS
 
 MAX_SUGGESTIONS = 3
-SHORTLIST = 8
+SHORTLIST = 5
 """Candidates per look-up that get the full score (by name similarity, or nearest birth)."""
 PER_KEY = 50
 """Candidates one name look-up returns at most (birth-date look-ups: ``PER_DATE``)."""
@@ -123,7 +123,8 @@ def compare_dates(a: date | None, b: date | None) -> str:
         return "equal"
     if a.year == b.year and a.day == b.month and a.month == b.day:
         return "day_month_swapped"
-    digits_a, digits_b = a.strftime("%Y%m%d"), b.strftime("%Y%m%d")
+    digits_a = str(a.year * 10000 + a.month * 100 + a.day).zfill(8)
+    digits_b = str(b.year * 10000 + b.month * 100 + b.day).zfill(8)
     if sum(x != y for x, y in zip(digits_a, digits_b, strict=True)) == 1:
         return "one_digit"
     if abs(a.year - b.year) == 1 and (a.month, a.day) == (b.month, b.day):
@@ -173,27 +174,26 @@ class Citizen:
     province_code: str | None
 
 
+_NAME_W = {level: _weight(m, u) for level, _lo, m, u in _NAME_LEVELS}
+_DATE_W = {level: _weight(m, u) for level, (m, u) in _DATE_WEIGHTS.items()} | {"missing": 0.0}
+_SEX_W = {level: _weight(m, u) for level, (m, u) in _SEX_WEIGHTS.items()} | {"missing": 0.0}
+_PROVINCE_W = {lv: _weight(m, u) for lv, (m, u) in _PROVINCE_WEIGHTS.items()} | {"missing": 0.0}
+_PRIOR_W = math.log2(PRIOR / (1 - PRIOR))
+
+
 def score(probe: Probe, citizen: Citizen) -> tuple[float, dict]:
     """The probability (0..1) that ``citizen`` is the person ``probe`` means, and its parts:
     ``name`` (similarity), ``name_level``, ``birth_date``, ``sex``, ``province`` (levels)."""
     similarity = name_similarity(probe.name_folded, citizen.name_folded or "")
     level = name_level(similarity)
-    total = next(_weight(m, u) for lv, _lo, m, u in _NAME_LEVELS if lv == level)
     dob = compare_dates(probe.date_of_birth, citizen.date_of_birth)
     if dob == "missing" and probe.id_birth_year is not None and citizen.date_of_birth:
         # No birth date on the record, but its (unknown, well-formed) ID encodes the year.
         same = citizen.date_of_birth.year == probe.id_birth_year
         dob = "id_year_same" if same else "id_year_different"
-    if dob != "missing":
-        total += _weight(*_DATE_WEIGHTS[dob])
-    sex_value = probe.sex or probe.id_sex
-    sex = _same(sex_value, citizen.sex)
-    if sex != "missing":
-        total += _weight(*_SEX_WEIGHTS[sex])
+    sex = _same(probe.sex or probe.id_sex, citizen.sex)
     province = _same(probe.province_code, citizen.province_code)
-    if province != "missing":
-        total += _weight(*_PROVINCE_WEIGHTS[province])
-    total += math.log2(PRIOR / (1 - PRIOR))
+    total = _NAME_W[level] + _DATE_W[dob] + _SEX_W[sex] + _PROVINCE_W[province] + _PRIOR_W
     probability = 1 / (1 + 2 ** (-total))
     parts = {
         "name": round(similarity, 4),
