@@ -261,6 +261,7 @@ class Suggestion:
             "score": round(self.score, 4),
             "parts": self.parts,
             "found_by": self.found_by,
+            "why": describe(self.parts),
         }
 
 

@@ -207,6 +207,8 @@ def test_a_citizen_added_to_the_registry_resolves_id_not_in_registry(running):
         "name": 1.0, "name_level": "equal", "birth_date": "equal", "sex": "same",
         "province": "same",
     }  # fmt: skip
+    assert suggestions[0]["why"] == "name 1.00 · same birth date · same sex · same province"
+    assert suggestions[0]["found_by"][0] == "birth_date"
 
     feed.put("registry", A, **person(A))
     running.settle()
