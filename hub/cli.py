@@ -90,11 +90,13 @@ def db_upgrade(ctx: Ctx, revision: str) -> None:
 )
 @click.option("--seed", type=int, default=6, show_default=True)
 @click.option("--once", is_flag=True, help="Run to a steady state, print the figures, exit.")
-def demo(data_dir: Path, citizens: int, seed: int, once: bool) -> None:
+@click.option("--broker", type=click.Choice(["tansu", "kafka"]), default="tansu", show_default=True,
+              help="Embedded broker; kafka needs Java 17+ and tests/setup_machine.py's jars.")  # fmt: skip
+def demo(data_dir: Path, citizens: int, seed: int, once: bool, broker: str) -> None:
     """Run everything on embedded PostgreSQL and broker with a generated population."""
     from hub.demo.runner import run_demo
 
-    run_demo(data_dir=data_dir, citizens=citizens, seed=seed, once=once)
+    run_demo(data_dir=data_dir, citizens=citizens, seed=seed, once=once, broker=broker)
 
 
 @cli.group()

@@ -32,9 +32,10 @@ class DemoEnvironment:
     """Servers (embedded, or external via HUB_DATABASE_URL/HUB_KAFKA_BOOTSTRAP) + databases."""
 
     def __init__(
-        self, data_dir: Path, *, admin_url: str | None = None, bootstrap: str | None = None
-    ):
-        self.data_dir = data_dir
+        self, data_dir: Path, *, admin_url: str | None = None, bootstrap: str | None = None,
+        broker: str = "tansu",
+    ):  # fmt: skip
+        self.data_dir, self.broker = data_dir, broker
         self.stack: EmbeddedStack | None = None
         self.admin_url = admin_url or os.environ.get("HUB_DATABASE_URL")
         self.bootstrap = bootstrap or os.environ.get("HUB_KAFKA_BOOTSTRAP")
@@ -42,7 +43,7 @@ class DemoEnvironment:
     def start(self) -> DemoEnvironment:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not (self.admin_url and self.bootstrap):
-            self.stack = EmbeddedStack(self.data_dir).start()
+            self.stack = EmbeddedStack(self.data_dir, broker=self.broker).start()
             self.admin_url = self.admin_url or self.stack.postgres.url
             self.bootstrap = self.bootstrap or self.stack.broker.bootstrap
         return self
@@ -276,11 +277,13 @@ def print_manifest_table(manifest: dict) -> None:
         )
 
 
-def run_demo(*, data_dir: Path, citizens: int, seed: int, once: bool) -> None:
+def run_demo(
+    *, data_dir: Path, citizens: int, seed: int, once: bool, broker: str = "tansu"
+) -> None:
     """Start everything; with ``once`` print the figures and exit, else run until Ctrl-C."""
     setup_logging("WARNING")
     install_signal_handlers()
-    env = DemoEnvironment(data_dir).start()
+    env = DemoEnvironment(data_dir, broker=broker).start()
     try:
         config, manifest, source_urls = prepare(env, citizens=citizens, seed=seed)
         click.echo(f"hub database   {redact_url(config.database.url)}")
