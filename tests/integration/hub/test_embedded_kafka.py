@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -106,3 +107,22 @@ def test_a_killed_parent_leaves_no_orphan_kafka(scratch_dir):
         if proc.poll() is None:
             proc.kill()
         proc.stdout.close()
+
+
+def test_hub_demo_runs_on_apache_kafka_and_stops_it(scratch_dir):
+    hub = Path(sys.executable).with_name("hub")
+    data_dir = scratch_dir / "demo"
+    res = subprocess.run(
+        [str(hub), "demo", "--broker", "kafka", "--once", "--citizens", "1000",
+         "--data-dir", str(data_dir)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "against the manifest: precision 1.0000, recall 1.0000" in res.stdout
+    assert (data_dir / "kafka" / "logs" / "meta.properties").exists()
+    left = [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if str(data_dir) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert left == []
