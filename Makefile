@@ -22,6 +22,7 @@ setup:
 test: setup install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+	HUB_TEST_BROKER=tansu $(BIN)/python -m pytest -q -m tansu_smoke
 
 unit: install
 	$(BIN)/python -m pytest -q tests/unit

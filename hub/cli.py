@@ -87,14 +87,21 @@ def db_upgrade(ctx: Ctx, revision: str) -> None:
     is_flag=True,
     help="Start over: drop the generated data and the hub database (users, mismatches, history).",
 )
-def demo(data_dir: Path, citizens: int, seed: int, once: bool, scheme: str, reset: bool) -> None:
+@click.option("--broker", type=click.Choice(["tansu", "kafka"]), default="tansu", show_default=True,
+              help="Embedded broker; kafka needs Java 17+ and tests/setup_machine.py's jars.")  # fmt: skip
+def demo(
+    data_dir: Path, citizens: int, seed: int, once: bool, scheme: str, reset: bool, broker: str
+) -> None:
     """Run everything on embedded PostgreSQL and broker with a generated population.
 
     A second run in the same --data-dir keeps users, tokens, mismatches and their history.
     """
     from hub.demo.runner import run_demo
 
-    run_demo(data_dir=data_dir, citizens=citizens, seed=seed, once=once, scheme=scheme, reset=reset)
+    run_demo(
+        data_dir=data_dir, citizens=citizens, seed=seed, once=once, scheme=scheme, reset=reset,
+        broker=broker,
+    )  # fmt: skip
 
 
 @cli.group()

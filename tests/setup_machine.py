@@ -4,15 +4,28 @@ Run with the system ``python3`` before any virtualenv exists (standard library o
 it installs what is missing from Debian's packages; otherwise it prints one line saying what
 to install and which tests will be skipped, and exits 0 so the rest of the suite still runs.
 ``tests/conftest.py`` reads ``TOOLS`` to skip exactly the tests whose tool is missing.
+
+It also resolves the Apache Kafka broker the integration suite runs on (:func:`setup_kafka`):
+with ``java`` and ``mvn`` it copies the jars of ``deploy/kafka/pom.xml`` into a cache folder
+outside the repository, once per version of the pom; without them it says so, and the suite
+falls back to the tansu broker.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+KAFKA_POM = ROOT / "deploy" / "kafka" / "pom.xml"
+KAFKA_STAMP = ".resolved"  # hub.embedded.KAFKA_STAMP
+KAFKA_PACKAGES = {"java": "default-jre-headless", "mvn": "maven"}
 
 
 @dataclass(frozen=True)
@@ -70,7 +83,70 @@ def _apt_install(packages: list[str]) -> None:
         subprocess.run(["pkill", "-x", "prometheus"], check=False, capture_output=True)
 
 
+def kafka_version(pom: Path = KAFKA_POM) -> str:
+    """The Kafka version the pom names (its ``kafka.version`` property)."""
+    found = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom.read_text())
+    if not found:
+        raise SystemExit(f"setup: {pom} has no <kafka.version> property")
+    return found.group(1).strip()
+
+
+def kafka_libs_dir(version: str) -> Path:
+    """``$HUB_KAFKA_LIBS``, else ``~/.cache/registry-hub/kafka-<version>`` (as hub.embedded)."""
+    env = os.environ.get("HUB_KAFKA_LIBS")
+    if env:
+        return Path(env).absolute()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "registry-hub" / f"kafka-{version}"
+
+
+def setup_kafka(pom: Path = KAFKA_POM) -> bool:
+    """Resolve the Kafka broker's jars with Maven; True when they are ready.
+
+    The stamp file holds the pom's SHA-256: a second run with the same pom costs nothing, a
+    changed pom resolves again into a clean folder. As root, missing ``java``/``mvn`` are
+    installed from Debian; otherwise one line names them and says the suite uses tansu.
+    """
+    digest = hashlib.sha256(pom.read_bytes()).hexdigest()
+    libs = kafka_libs_dir(kafka_version(pom))
+    stamp = libs / KAFKA_STAMP
+    if stamp.exists() and stamp.read_text().strip() == digest:
+        return True
+    missing = [cmd for cmd in KAFKA_PACKAGES if shutil.which(cmd) is None]
+    if missing and os.geteuid() == 0 and shutil.which("apt-get"):
+        packages = [KAFKA_PACKAGES[c] for c in missing]
+        print(f"setup: installing Debian packages {' '.join(packages)} (Kafka)", flush=True)
+        _apt_install(packages)
+        missing = [cmd for cmd in KAFKA_PACKAGES if shutil.which(cmd) is None]
+    if missing:
+        print(
+            f"setup: no {' and no '.join(missing)}: the integration suite falls back to the "
+            f"tansu broker (apt-get install {' '.join(KAFKA_PACKAGES[c] for c in missing)} "
+            "to run it on Apache Kafka)",
+            file=sys.stderr,
+        )
+        return False
+    print(f"setup: resolving Apache Kafka {kafka_version(pom)} with Maven into {libs}", flush=True)
+    shutil.rmtree(libs, ignore_errors=True)
+    libs.mkdir(parents=True)
+    res = subprocess.run(
+        ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+         f"-DoutputDirectory={libs}"],
+        check=False, capture_output=True, text=True,
+    )  # fmt: skip
+    if res.returncode != 0:
+        tail = (res.stdout + res.stderr).strip()[-1500:]
+        print(
+            f"setup: Maven could not resolve {pom} (the suite falls back to tansu):\n{tail}",
+            file=sys.stderr,
+        )
+        return False
+    stamp.write_text(digest + "\n")
+    return True
+
+
 def main() -> int:
+    setup_kafka()
     missing = missing_tools()
     packages = [t.package for t in missing]
     if _venv_missing():

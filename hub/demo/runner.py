@@ -36,9 +36,10 @@ class DemoEnvironment:
     """Servers (embedded, or external via HUB_DATABASE_URL/HUB_KAFKA_BOOTSTRAP) + databases."""
 
     def __init__(
-        self, data_dir: Path, *, admin_url: str | None = None, bootstrap: str | None = None
-    ):
-        self.data_dir = data_dir
+        self, data_dir: Path, *, admin_url: str | None = None, bootstrap: str | None = None,
+        broker: str = "tansu",
+    ):  # fmt: skip
+        self.data_dir, self.broker = data_dir, broker
         self.stack: EmbeddedStack | None = None
         self.admin_url = admin_url or os.environ.get("HUB_DATABASE_URL")
         self.bootstrap = bootstrap or os.environ.get("HUB_KAFKA_BOOTSTRAP")
@@ -46,7 +47,7 @@ class DemoEnvironment:
     def start(self) -> DemoEnvironment:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not (self.admin_url and self.bootstrap):
-            self.stack = EmbeddedStack(self.data_dir).start()
+            self.stack = EmbeddedStack(self.data_dir, broker=self.broker).start()
             self.admin_url = self.admin_url or self.stack.postgres.url
             self.bootstrap = self.bootstrap or self.stack.broker.bootstrap
         return self
@@ -437,16 +438,17 @@ def run_demo(
     once: bool,
     scheme: str = "vn",
     reset: bool = False,
+    broker: str = "tansu",
 ) -> None:
     """Start everything; with ``once`` print the figures and exit, else run until Ctrl-C.
 
     A second run in ``data_dir`` keeps the hub's state (see :func:`prepare`); ``reset``
-    starts over."""
+    starts over. ``broker``: the embedded tansu (no Java) or Apache Kafka."""
     setup_logging("WARNING")
     install_signal_handlers()
     # Refuse a mismatched data dir before starting any server.
     check_population(data_dir, citizens=citizens, seed=seed, scheme=scheme, reset=reset)
-    env = DemoEnvironment(data_dir).start()
+    env = DemoEnvironment(data_dir, broker=broker).start()
     try:
         config, manifest, source_urls = prepare(
             env, citizens=citizens, seed=seed, scheme=scheme, reset=reset

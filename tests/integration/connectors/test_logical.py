@@ -126,6 +126,7 @@ def nnt(source_db):
     return source_db
 
 
+@pytest.mark.tansu_smoke
 def test_inserts_updates_and_deletes_arrive_with_full_before_images(nnt, make_config):
     nnt.execute("ALTER TABLE nnt REPLICA IDENTITY FULL")
     config = make_config(tax=tax_source(nnt))

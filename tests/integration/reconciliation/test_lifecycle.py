@@ -24,6 +24,7 @@ DOB_A = date(1985, 3, 14)
 
 
 @pytest.mark.parametrize("running", [False], indirect=True, ids=["group"])
+@pytest.mark.tansu_smoke
 def test_fixing_the_sector_row_resolves_the_mismatch_by_itself(running):
     feed = running.feed
     feed.put("registry", A, **person(A))
