@@ -143,7 +143,17 @@ def _mount() -> None:
     from hub.candidate_bench import bench_candidates
     from reconciliation.cli import corrections, reconcile
 
-    for command in (connector, dlq, reconcile, corrections, serve, users, mismatches, bench, bench_candidates):
+    for command in (
+        connector,
+        dlq,
+        reconcile,
+        corrections,
+        serve,
+        users,
+        mismatches,
+        bench,
+        bench_candidates,
+    ):
         cli.add_command(command)
 
 
