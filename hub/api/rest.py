@@ -13,7 +13,14 @@ from hub.api import audit, connectors, mismatches, stats, users
 from hub.api.auth import ROLE_PERMISSIONS, Permission, Principal
 from hub.api.deps import AppState, api_principal, get_state, require
 from hub.api.errors import Conflict
-from hub.api.mismatches import MAX_LIMIT, MAX_OFFSET, SORTS, MismatchFilter
+from hub.api.mismatches import (
+    EXPORT_FORMATS,
+    EXPORT_MEDIA_TYPES,
+    MAX_LIMIT,
+    MAX_OFFSET,
+    SORTS,
+    MismatchFilter,
+)
 from hub.api.schemas import (
     SAFE_TEXT,
     AssignBody,
@@ -159,32 +166,53 @@ def count_mismatches(
     return {"counts": [RuleCount(rule=r, count=n, exact=e) for r, (n, e) in counts.items()]}
 
 
+ExportFormat = Literal[tuple(EXPORT_FORMATS)]  # type: ignore[valid-type]
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
 @router.get(
     "/mismatches/export",
     tags=["mismatches"],
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+    responses={
+        200: {
+            "description": "The file, as an attachment named "
+            "`mismatches_<sector>_<rule>_<YYYY-MM-DD>.<format>` (`all` where not filtered).",
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                EXPORT_MEDIA_TYPES["xlsx"]: _BINARY,
+            },
+            "headers": {"Content-Disposition": {"schema": {"type": "string"}}},
+        }
+    },
 )
 def export_mismatches(
     *,
     f: Filter,
+    format: Annotated[
+        ExportFormat,
+        Query(
+            description='`csv`: UTF-8 with a byte-order mark, ID cells written as `="…"` so '
+            "a spreadsheet keeps leading zeros; `xlsx`: a workbook with ID cells as text."
+        ),
+    ] = "csv",
     state: State,
     principal: Reader,
 ) -> StreamingResponse:
-    """Every mismatch matching the filters as CSV, streamed (ordered by id)."""
+    """Every mismatch matching the filters as CSV or XLSX, streamed (ordered by id)."""
     with state.engine.begin() as conn:
         mismatches.check_filter(conn, f, state.sectors)
         audit.record(conn, principal.name, "export", target_type="mismatches", detail=f.params())
-    return csv_response(state, f)
+    return export_response(state, f, format)
 
 
-def csv_response(state: AppState, f: MismatchFilter) -> StreamingResponse:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    scope = f.sector[0] if len(f.sector) == 1 else "all"
+def export_response(state: AppState, f: MismatchFilter, fmt: str) -> StreamingResponse:
+    """The export of ``f`` in ``fmt`` as a download (shared by the API and the UI)."""
+    name = mismatches.export_filename(f, fmt)
     return StreamingResponse(
-        mismatches.export_csv(state.engine, f),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="mismatches-{scope}-{stamp}.csv"'},
+        mismatches.EXPORTERS[fmt](state.engine, f),
+        media_type=EXPORT_MEDIA_TYPES[fmt],
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 

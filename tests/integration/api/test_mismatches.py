@@ -201,7 +201,7 @@ def test_export_streams_the_filter_as_csv_and_is_audited(api):
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/csv")
     assert "attachment" in resp.headers["content-disposition"]
-    rows = list(csv.DictReader(io.StringIO(resp.text)))
+    rows = list(csv.DictReader(io.StringIO(resp.content.decode("utf-8-sig"))))
     assert {int(r["id"]) for r in rows} == {
         api.ids[n] for n in ("name", "dob", "deceased", "missing", "fixed")
     }
@@ -239,6 +239,8 @@ def test_export_defuses_values_a_spreadsheet_would_evaluate(api):
             .values(sector_value='=HYPERLINK("http://x")', record_key="+123")
         )
     resp = api.get("/api/v1/mismatches/export", "viewer", params={"sector": "tax"})
-    row = next(r for r in csv.DictReader(io.StringIO(resp.text)) if int(r["id"]) == api.ids["name"])
+    text = resp.content.decode("utf-8-sig")
+    row = next(r for r in csv.DictReader(io.StringIO(text)) if int(r["id"]) == api.ids["name"])
     assert row["sector_value"] == '\'=HYPERLINK("http://x")'
-    assert row["record_key"] == "'+123"
+    # An ID cell is a string literal (="…"): shown as +123, never evaluated.
+    assert row["record_key"] == '="+123"'
