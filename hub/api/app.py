@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.api import rest, ui
@@ -51,7 +52,7 @@ def create_app(config: HubConfig, *, engine: Engine | None = None) -> FastAPI:
 
     @app.get("/api/v1/openapi.json", include_in_schema=False)
     def openapi_document(_: rest.Reader) -> JSONResponse:
-        return JSONResponse(app.openapi())
+        return JSONResponse(rest.publish_sectors(app.openapi(), list(config.sectors)))
 
     app.state.hub = AppState(
         config=config,
@@ -109,8 +110,12 @@ def _health_routes(app: FastAPI, config: HubConfig, engine: Engine) -> None:
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
+# Paths answered in JSON like the API (the rest is the UI, answered in HTML).
+_JSON_PATHS = ("/healthz", "/readyz", "/metrics")
+
+
 def _is_api(request: Request) -> bool:
-    return request.url.path.startswith("/api/")
+    return request.url.path.startswith("/api/") or request.url.path in _JSON_PATHS
 
 
 def _error_handlers(app: FastAPI) -> None:
@@ -135,9 +140,13 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         reason = exc.detail if isinstance(exc.detail, str) else "error"
+        if exc.status_code == 405:
+            exc.headers = {**(exc.headers or {}), "Allow": _allowed_methods(app, request)}
         if _is_api(request) or request.url.path.startswith("/static/"):
             return JSONResponse({"detail": reason}, exc.status_code, headers=exc.headers)
-        return ui.render_error(request, ApiError(reason, exc.status_code))
+        response = ui.render_error(request, ApiError(reason, exc.status_code))
+        response.headers.update(exc.headers or {})  # e.g. a 405's Allow
+        return response
 
     @app.exception_handler(DataError)
     @app.exception_handler(UnicodeEncodeError)
@@ -148,6 +157,23 @@ def _error_handlers(app: FastAPI) -> None:
         if _is_api(request):
             return JSONResponse({"detail": reason}, 400)
         return ui.render_error(request, ApiError(reason, 400))
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(app: FastAPI, request: Request) -> str:
+    """Every method some route takes at the request's path (Starlette names only the
+    first route that matches the path, though GET /users and POST /users are two)."""
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in app.router.routes
+        )
+    ]
+    return ", ".join(allowed)
 
 
 def _describe(e: dict) -> str:

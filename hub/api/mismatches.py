@@ -33,7 +33,7 @@ from sqlalchemy.sql import ColumnElement, Select
 
 from hub.api import audit
 from hub.api.auth import ASSIGNABLE_ROLES
-from hub.api.errors import BadRequest, Conflict, NotFound, Unprocessable
+from hub.api.errors import Conflict, NotFound, Unprocessable
 from hub.api.models import SEVERITY_RANK_SQL
 from hub.api.users import active_user_role
 from hub.config import CANONICAL_FIELDS, RULE_CODES, SEVERITIES
@@ -163,7 +163,8 @@ def _like_escape(s: str) -> str:
 
 
 def check_filter(conn: Connection, f: MismatchFilter, known_sectors: Sequence[str]) -> None:
-    """Refuse values no mismatch can have (Unprocessable), so a typo is not an empty page."""
+    """Refuse values no mismatch can have (Unprocessable), so a typo is not an empty page.
+    An age range with min_age_days above max_age_days is allowed: it matches nothing."""
     for name, values, known in (
         ("rule", f.rule, RULE_CODES),
         ("severity", f.severity, SEVERITIES),
@@ -180,15 +181,14 @@ def check_filter(conn: Connection, f: MismatchFilter, known_sectors: Sequence[st
             raise Unprocessable(
                 f"unknown sector {s!r} (configured: {', '.join(known_sectors) or 'none'})"
             )
-    if (
-        f.min_age_days is not None
-        and f.max_age_days is not None
-        and f.min_age_days > f.max_age_days
-    ):
-        raise Unprocessable("min_age_days is greater than max_age_days")
 
 
 # ---------------------------------------------------------------------------------- paging
+
+
+class UnknownCursor(NotFound):
+    """An ``after`` that is not a next_cursor of this sort and order: there is no such page
+    (404, not 400: any string may be a cursor as far as the API's schema can say)."""
 
 
 @dataclass(frozen=True)
@@ -207,17 +207,17 @@ def encode_cursor(sort: str, order: str, value: Any, last_id: int) -> str:
 
 
 def decode_cursor(cursor: str, sort: str, order: str) -> tuple[Any, int]:
-    """(sort value, id) of the row a page ends on; BadRequest if the cursor is not one of
+    """(sort value, id) of the row a page ends on; UnknownCursor if the cursor is not one of
     ours or was made for another sort order."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         c_sort, c_order, value, last_id = json.loads(raw)
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest("bad cursor: pass back the next_cursor of a previous page") from None
+        raise UnknownCursor("bad cursor: pass back the next_cursor of a previous page") from None
     if (c_sort, c_order) != (sort, order):
-        raise BadRequest(f"cursor was made for sort={c_sort} order={c_order}")
+        raise UnknownCursor(f"cursor was made for sort={c_sort} order={c_order}")
     if not isinstance(last_id, int) or isinstance(last_id, bool) or not 0 <= last_id < 2**63:
-        raise BadRequest("bad cursor: pass back the next_cursor of a previous page")
+        raise UnknownCursor("bad cursor: pass back the next_cursor of a previous page")
     try:
         if sort == "first_seen_at":
             value = datetime.fromisoformat(value)
@@ -229,7 +229,7 @@ def decode_cursor(cursor: str, sort: str, order: str) -> tuple[Any, int]:
         elif not isinstance(value, str) or "\x00" in value:
             raise ValueError
     except (ValueError, TypeError):
-        raise BadRequest("bad cursor: pass back the next_cursor of a previous page") from None
+        raise UnknownCursor("bad cursor: pass back the next_cursor of a previous page") from None
     return value, last_id
 
 
@@ -248,7 +248,8 @@ def list_page(
     offset: int = 0,
 ) -> Page:
     """One page of mismatches. Keyset paging with ``after`` (the previous page's
-    ``next_cursor``); ``offset`` is for jumping a few pages and is bounded by MAX_OFFSET."""
+    ``next_cursor``); ``offset`` skips that many more rows (after the cursor, if one is
+    given), for jumping a few pages, and is bounded by MAX_OFFSET."""
     if sort not in SORTS:
         raise Unprocessable(f"cannot sort by {sort!r} (allowed: {', '.join(SORTS)})")
     if order not in ("asc", "desc"):
@@ -257,8 +258,6 @@ def list_page(
         raise Unprocessable(f"limit must be between 1 and {MAX_LIMIT}")
     if not 0 <= offset <= MAX_OFFSET:
         raise Unprocessable(f"offset must be between 0 and {MAX_OFFSET} (use after= to go on)")
-    if after and offset:
-        raise BadRequest("use either after or offset, not both")
     key = SORTS[sort]
     cond = f.conditions()
     total, exact = count(conn, cond)
@@ -529,8 +528,11 @@ def _check_action(
         raise Unprocessable(f"{action} needs {what}")
     if action == "assign":
         assignee = (assignee or "").strip() or actor
-        if active_user_role(conn, assignee) not in ASSIGNABLE_ROLES:
-            raise Unprocessable(f"cannot assign to {assignee!r}: not an active steward")
+        role = active_user_role(conn, assignee)
+        if role is None:
+            raise NotFound(f"cannot assign to {assignee!r}: no such active user")
+        if role not in ASSIGNABLE_ROLES:
+            raise Conflict(f"cannot assign to {assignee!r}: a {role} does not work mismatches")
     else:
         assignee = None
     return t, note, assignee
@@ -618,9 +620,9 @@ def act(
 ) -> dict[str, Any]:
     """Apply ``action`` to one mismatch in the caller's transaction; returns the updated item.
 
-    NotFound if there is no such mismatch, Conflict if its status does not allow the
-    action, Unprocessable if a required reason/note is missing or the assignee is not an
-    active user who may act on mismatches.
+    NotFound if there is no such mismatch or the assignee is no active user, Conflict if
+    its status does not allow the action or the assignee's role does not work mismatches,
+    Unprocessable if a required reason/note is missing.
     """
     t, note, assignee = _check_action(conn, action, actor, note, assignee)
     current = conn.scalar(select(M.status).where(M.id == mismatch_id).with_for_update())
@@ -686,9 +688,7 @@ def act_bulk(
             select(func.count()).select_from(select(M.id).where(*cond).limit(limit + 1).subquery())
         )
         if n > limit:
-            raise Unprocessable(
-                f"{action}: the filter matches more than {limit} mismatches; narrow it"
-            )
+            raise Conflict(f"{action}: the filter matches more than {limit} mismatches; narrow it")
     target = select(M.id, M.status).where(*cond).order_by(M.id).limit(limit)
     rows = _apply(conn, t, target, actor, note, assignee)
     more = False

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import StringConstraints
+from fastapi.routing import APIRoute
+from pydantic import BeforeValidator, StringConstraints
 
 from hub.api import audit, connectors, mismatches, stats, users
 from hub.api.auth import ROLE_PERMISSIONS, Permission, Principal
 from hub.api.deps import AppState, api_principal, get_state, require
-from hub.api.errors import Conflict
+from hub.api.errors import Conflict, Unprocessable
 from hub.api.mismatches import (
     EXPORT_FORMATS,
     EXPORT_MEDIA_TYPES,
@@ -52,7 +54,76 @@ from hub.api.schemas import (
 )
 
 _ERRORS = {code: {"model": Error} for code in (400, 401, 403, 404, 409, 422)}
-router = APIRouter(prefix="/api/v1", responses=_ERRORS)
+_ERRORS[503] = {
+    "model": Error,
+    "description": "The hub database is unreachable; try again after `Retry-After` seconds.",
+    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+}
+
+
+def known_query_only(request: Request) -> None:
+    """Refuse (422) a query parameter the operation does not take: a misspelt filter
+    (``sectr=tax``) would otherwise widen the answer to every mismatch."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    known = _query_names(route)
+    unknown = sorted({k for k in request.query_params if k not in known})
+    if unknown:
+        allowed = ", ".join(sorted(known)) or "none"
+        names = ", ".join(repr(k[:40]) for k in unknown[:3])
+        raise Unprocessable(f"unknown query parameter {names} (allowed: {allowed})")
+
+
+def _query_names(route: APIRoute) -> frozenset[str]:
+    """The query parameters ``route`` and its dependencies take (computed once per route)."""
+    cached = getattr(route, "_hub_query_names", None)
+    if cached is None:
+        names: set[str] = set()
+        todo = [route.dependant]
+        while todo:
+            dependant = todo.pop()
+            names.update(p.alias for p in dependant.query_params)
+            todo.extend(dependant.dependencies)
+        cached = frozenset(names)
+        route._hub_query_names = cached  # type: ignore[attr-defined]
+    return cached
+
+
+router = APIRouter(prefix="/api/v1", responses=_ERRORS, dependencies=[Depends(known_query_only)])
+
+
+def publish_sectors(doc: dict, sectors: list[str]) -> dict:
+    """``doc`` (an OpenAPI document of this router) with the configured sectors as the enum
+    of every ``sector`` filter, so the schema says which names the API accepts (a sector
+    dropped from the configuration that still has mismatches is accepted too)."""
+    if not sectors:
+        return doc
+    for item in doc.get("paths", {}).values():
+        for op in item.values():
+            for param in op.get("parameters", []) if isinstance(op, dict) else []:
+                if param.get("name") == "sector" and param.get("in") == "query":
+                    param["schema"]["items"] = {"type": "string", "enum": list(sectors)}
+    body = doc.get("components", {}).get("schemas", {}).get("FilterBody")
+    if body:
+        body["properties"]["sector"]["items"] = {"type": "string", "enum": list(sectors)}
+    return doc
+
+
+# Timestamps as the schema's format date-time says (RFC 3339; a missing offset means UTC),
+# not the unix seconds pydantic would also take.
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})?$"
+)
+
+
+def _rfc3339(value: object) -> object:
+    if isinstance(value, str) and not _RFC3339.match(value):
+        raise ValueError("expected an RFC 3339 date-time, e.g. 2026-12-01T08:00:00Z")
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_rfc3339)]
 
 MismatchId = Annotated[int, Path(ge=1, lt=2**63, description="A mismatch id.")]
 Sector = Annotated[str, StringConstraints(max_length=40)]
@@ -238,7 +309,7 @@ def bulk_action(*, body: BulkBody, state: State, principal: Steward) -> dict:
     return {"changed": result.changed, "skipped": result.skipped, "more": result.more}
 
 
-@router.get("/mismatches/{mismatch_id}", response_model=MismatchDetail, tags=["mismatches"])
+@router.get("/mismatches/{mismatch_id:int}", response_model=MismatchDetail, tags=["mismatches"])
 def get_mismatch(*, mismatch_id: MismatchId, state: State, principal: Reader) -> dict:
     """Both records side by side with differing fields marked, suggestions and history.
     Every call is written to the audit log (who viewed which citizen's record)."""
@@ -255,7 +326,9 @@ def _act(state: AppState, mismatch_id: int, action: str, principal: Principal, *
     return item
 
 
-@router.post("/mismatches/{mismatch_id}/assign", response_model=MismatchItem, tags=["mismatches"])
+@router.post(
+    "/mismatches/{mismatch_id:int}/assign", response_model=MismatchItem, tags=["mismatches"]
+)
 def assign(
     *,
     mismatch_id: MismatchId,
@@ -268,7 +341,9 @@ def assign(
     return _act(state, mismatch_id, "assign", principal, note=body.note, assignee=body.assignee)
 
 
-@router.post("/mismatches/{mismatch_id}/resolve", response_model=MismatchItem, tags=["mismatches"])
+@router.post(
+    "/mismatches/{mismatch_id:int}/resolve", response_model=MismatchItem, tags=["mismatches"]
+)
 def resolve(
     *,
     mismatch_id: MismatchId,
@@ -280,7 +355,9 @@ def resolve(
     return _act(state, mismatch_id, "resolve", principal, note=(body or NoteBody()).note)
 
 
-@router.post("/mismatches/{mismatch_id}/dismiss", response_model=MismatchItem, tags=["mismatches"])
+@router.post(
+    "/mismatches/{mismatch_id:int}/dismiss", response_model=MismatchItem, tags=["mismatches"]
+)
 def dismiss(
     *,
     mismatch_id: MismatchId,
@@ -292,7 +369,9 @@ def dismiss(
     return _act(state, mismatch_id, "dismiss", principal, note=body.reason)
 
 
-@router.post("/mismatches/{mismatch_id}/reopen", response_model=MismatchItem, tags=["mismatches"])
+@router.post(
+    "/mismatches/{mismatch_id:int}/reopen", response_model=MismatchItem, tags=["mismatches"]
+)
 def reopen(
     *,
     mismatch_id: MismatchId,
@@ -304,7 +383,9 @@ def reopen(
     return _act(state, mismatch_id, "reopen", principal, note=(body or NoteBody()).note)
 
 
-@router.post("/mismatches/{mismatch_id}/comment", response_model=MismatchItem, tags=["mismatches"])
+@router.post(
+    "/mismatches/{mismatch_id:int}/comment", response_model=MismatchItem, tags=["mismatches"]
+)
 def comment(
     *,
     mismatch_id: MismatchId,
@@ -399,8 +480,8 @@ def audit_log(
     citizen_id: Annotated[
         str | None, Query(max_length=64, pattern=SAFE_TEXT, description="Who viewed/acted on it.")
     ] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Annotated[Timestamp | None, Query(description="RFC 3339; UTC if no offset.")] = None,
+    until: Annotated[Timestamp | None, Query(description="RFC 3339; UTC if no offset.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
     after: Annotated[int | None, Query(ge=1, lt=2**63)] = None,
     state: State,
