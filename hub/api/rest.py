@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from types import UnionType
+from typing import Annotated, Literal, Union, get_args, get_origin
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
@@ -62,32 +63,46 @@ _ERRORS[503] = {
 
 
 def known_query_only(request: Request) -> None:
-    """Refuse (422) a query parameter the operation does not take: a misspelt filter
-    (``sectr=tax``) would otherwise widen the answer to every mismatch."""
+    """Refuse (422) a query parameter the operation does not take — a misspelt filter
+    (``sectr=tax``) would otherwise widen the answer to every mismatch — and a single-valued
+    one given more than once (FastAPI would silently take the last)."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
-    known = _query_names(route)
+    known = _query_params(route)
     unknown = sorted({k for k in request.query_params if k not in known})
     if unknown:
         allowed = ", ".join(sorted(known)) or "none"
         names = ", ".join(repr(k[:40]) for k in unknown[:3])
         raise Unprocessable(f"unknown query parameter {names} (allowed: {allowed})")
+    for name, repeatable in known.items():
+        if not repeatable and len(request.query_params.getlist(name)) > 1:
+            raise Unprocessable(f"query parameter {name!r} takes one value, not several")
 
 
-def _query_names(route: APIRoute) -> frozenset[str]:
-    """The query parameters ``route`` and its dependencies take (computed once per route)."""
-    cached = getattr(route, "_hub_query_names", None)
+def _query_params(route: APIRoute) -> dict[str, bool]:
+    """The query parameters ``route`` and its dependencies take, each with whether it may be
+    repeated (a list); computed once per route."""
+    cached = getattr(route, "_hub_query_params", None)
     if cached is None:
-        names: set[str] = set()
+        cached = {}
         todo = [route.dependant]
         while todo:
             dependant = todo.pop()
-            names.update(p.alias for p in dependant.query_params)
+            for p in dependant.query_params:
+                cached[p.alias] = _is_list(p.field_info.annotation)
             todo.extend(dependant.dependencies)
-        cached = frozenset(names)
-        route._hub_query_names = cached  # type: ignore[attr-defined]
+        route._hub_query_params = cached  # type: ignore[attr-defined]
     return cached
+
+
+def _is_list(annotation: object) -> bool:
+    origin = get_origin(annotation)
+    if origin in (list, tuple, set, frozenset):
+        return True
+    return origin in (Union, UnionType, Annotated) and any(
+        _is_list(a) for a in get_args(annotation)
+    )
 
 
 router = APIRouter(prefix="/api/v1", responses=_ERRORS, dependencies=[Depends(known_query_only)])

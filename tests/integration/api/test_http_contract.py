@@ -84,3 +84,10 @@ def test_bulk_accepts_integral_numbers_and_refuses_null_targets(api):
         "/api/v1/mismatches/bulk", "steward", json={"action": "resolve", "ids": None, "filter": {}}
     )
     assert resp.status_code == 422
+
+
+def test_a_single_valued_parameter_given_twice_is_refused(api_ro):
+    resp = api_ro.get("/api/v1/mismatches", params=[("q", "MST"), ("q", "ACC")])
+    assert resp.status_code == 422 and "'q' takes one value" in resp.json()["detail"]
+    both = api_ro.get("/api/v1/mismatches", params=[("sector", "tax"), ("sector", "banking")])
+    assert both.status_code == 200 and both.json()["total"] == len(api_ro.ids)
