@@ -8,15 +8,18 @@ import time
 import traceback
 from importlib.resources import files
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import DataError, DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.api import rest, ui
@@ -51,7 +54,7 @@ def create_app(config: HubConfig, *, engine: Engine | None = None) -> FastAPI:
 
     @app.get("/api/v1/openapi.json", include_in_schema=False)
     def openapi_document(_: rest.Reader) -> JSONResponse:
-        return JSONResponse(app.openapi())
+        return JSONResponse(rest.publish_sectors(app.openapi(), list(config.sectors)))
 
     app.state.hub = AppState(
         config=config,
@@ -109,8 +112,36 @@ def _health_routes(app: FastAPI, config: HubConfig, engine: Engine) -> None:
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
+# Paths answered in JSON like the API (the rest is the UI, answered in HTML).
+_JSON_PATHS = ("/healthz", "/readyz", "/metrics")
+DB_RETRY_AFTER_S = 5
+
+
 def _is_api(request: Request) -> bool:
-    return request.url.path.startswith("/api/")
+    return request.url.path.startswith("/api/") or request.url.path in _JSON_PATHS
+
+
+# SQLSTATEs a server sends when it cannot serve this client at all (class 08 is
+# "connection exception"): shutting down, starting up, out of connection slots.
+_UNREACHABLE_STATES = {"57P01", "57P02", "57P03", "53300"}
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the hub database cannot be reached (refused, dropped, shutting
+    down, pool exhausted), as opposed to one statement the server refused (e.g. a
+    statement timeout, also an OperationalError)."""
+    if isinstance(exc, SQLAlchemyTimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig if exc.orig is not None else exc
+    if isinstance(exc, psycopg.InterfaceError):
+        return True
+    if isinstance(exc, psycopg.OperationalError):
+        state = exc.sqlstate
+        return state is None or state.startswith("08") or state in _UNREACHABLE_STATES
+    return False
 
 
 def _error_handlers(app: FastAPI) -> None:
@@ -135,9 +166,32 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         reason = exc.detail if isinstance(exc.detail, str) else "error"
+        if exc.status_code == 405:
+            exc.headers = {**(exc.headers or {}), "Allow": _allowed_methods(app, request)}
         if _is_api(request) or request.url.path.startswith("/static/"):
             return JSONResponse({"detail": reason}, exc.status_code, headers=exc.headers)
-        return ui.render_error(request, ApiError(reason, exc.status_code))
+        response = ui.render_error(request, ApiError(reason, exc.status_code))
+        response.headers.update(exc.headers or {})  # e.g. a 405's Allow
+        return response
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(SQLAlchemyTimeoutError)
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(psycopg.InterfaceError)
+    def database_down(request: Request, exc: Exception) -> Response:
+        # Unreachable: 503 with Retry-After, like /readyz. Anything else is a real 500
+        # (the guard logs where, never the message: it may quote values).
+        if not database_unreachable(exc):
+            raise exc
+        log.warning("hub database unreachable (%s) on %s", type(exc).__name__, request.url.path)
+        reason = "the hub database is unreachable; try again shortly"
+        headers = {"Retry-After": str(DB_RETRY_AFTER_S)}
+        if _is_api(request):
+            return JSONResponse({"detail": reason}, 503, headers=headers)
+        response = ui.render_error(request, ApiError(reason, 503))
+        response.headers.update(headers)
+        return response
 
     @app.exception_handler(DataError)
     @app.exception_handler(UnicodeEncodeError)
@@ -148,6 +202,23 @@ def _error_handlers(app: FastAPI) -> None:
         if _is_api(request):
             return JSONResponse({"detail": reason}, 400)
         return ui.render_error(request, ApiError(reason, 400))
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(app: FastAPI, request: Request) -> str:
+    """Every method some route takes at the request's path (Starlette names only the
+    first route that matches the path, though GET /users and POST /users are two)."""
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in app.router.routes
+        )
+    ]
+    return ", ".join(allowed)
 
 
 def _describe(e: dict) -> str:

@@ -291,19 +291,32 @@ def mismatches_list(
 @_filter_options
 @click.option(
     "-o",
+    "--out",
     "--output",
+    "output",
     type=click.Path(dir_okay=False, allow_dash=True),
     default="-",
     show_default=True,
-    help="CSV file to write ('-' = stdout).",
+    help="File to write ('-' = stdout).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "xlsx"]),
+    help='csv (UTF-8 with BOM, ID cells as ="…") or xlsx; default: from the --out '
+    "file's extension, else csv.",
 )
 @click.pass_context
-def mismatches_export(ctx: click.Context, output: str, **kw: Any) -> None:
-    """Every mismatch matching the filters as CSV (streamed; any number of rows)."""
+def mismatches_export(ctx: click.Context, output: str, fmt: str | None, **kw: Any) -> None:
+    """Every mismatch matching the filters as CSV or XLSX (streamed; any number of rows)."""
     from hub.api import audit
     from hub.api import mismatches as queue
     from hub.api.errors import ApiError
 
+    if fmt is None:
+        fmt = "xlsx" if output.lower().endswith(".xlsx") else "csv"
+    if fmt == "xlsx" and output == "-" and sys.stdout.isatty():
+        raise click.UsageError("--format xlsx writes a binary file: give --out FILE")
     config = _config(ctx)
     engine = _engine(config)
     f = _make_filter(kw)
@@ -313,7 +326,10 @@ def mismatches_export(ctx: click.Context, output: str, **kw: Any) -> None:
             audit.record(conn, _cli_actor(), "export", target_type="mismatches", detail=f.params())
     except ApiError as exc:
         raise click.ClickException(exc.reason) from None
-    out = sys.stdout.buffer if output == "-" else open(output, "wb")  # noqa: SIM115
+    try:
+        out = sys.stdout.buffer if output == "-" else open(output, "wb")  # noqa: SIM115
+    except OSError as exc:
+        raise click.ClickException(f"--out {output}: {exc.strerror}") from None
     rows = 0
 
     def count(n: int) -> None:
@@ -321,7 +337,7 @@ def mismatches_export(ctx: click.Context, output: str, **kw: Any) -> None:
         rows += n
 
     try:
-        for chunk in queue.export_csv(engine, f, on_rows=count):
+        for chunk in queue.EXPORTERS[fmt](engine, f, on_rows=count):
             out.write(chunk)
     finally:
         if out is not sys.stdout.buffer:
@@ -329,7 +345,7 @@ def mismatches_export(ctx: click.Context, output: str, **kw: Any) -> None:
         else:
             out.flush()
     if output != "-":
-        click.echo(f"{rows} mismatches written to {output}", err=True)
+        click.echo(f"{rows} mismatches written to {output} ({fmt})", err=True)
 
 
 def _table(header: list[str], rows: list[list[str]], max_width: int = 32) -> None:

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from types import UnionType
+from typing import Annotated, Literal, Union, get_args, get_origin
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import StringConstraints
+from fastapi.routing import APIRoute
+from pydantic import BeforeValidator, StringConstraints
 
 from hub.api import audit, connectors, mismatches, stats, users
 from hub.api.auth import ROLE_PERMISSIONS, Permission, Principal
 from hub.api.deps import AppState, api_principal, get_state, require
-from hub.api.errors import Conflict
-from hub.api.mismatches import MAX_LIMIT, MAX_OFFSET, SORTS, MismatchFilter
+from hub.api.errors import Conflict, Unprocessable
+from hub.api.mismatches import (
+    EXPORT_FORMATS,
+    EXPORT_MEDIA_TYPES,
+    MAX_LIMIT,
+    MAX_OFFSET,
+    SORTS,
+    MismatchFilter,
+)
 from hub.api.schemas import (
     SAFE_TEXT,
     AssignBody,
@@ -45,7 +55,90 @@ from hub.api.schemas import (
 )
 
 _ERRORS = {code: {"model": Error} for code in (400, 401, 403, 404, 409, 422)}
-router = APIRouter(prefix="/api/v1", responses=_ERRORS)
+_ERRORS[503] = {
+    "model": Error,
+    "description": "The hub database is unreachable; try again after `Retry-After` seconds.",
+    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+}
+
+
+def known_query_only(request: Request) -> None:
+    """Refuse (422) a query parameter the operation does not take — a misspelt filter
+    (``sectr=tax``) would otherwise widen the answer to every mismatch — and a single-valued
+    one given more than once (FastAPI would silently take the last)."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    known = _query_params(route)
+    unknown = sorted({k for k in request.query_params if k not in known})
+    if unknown:
+        allowed = ", ".join(sorted(known)) or "none"
+        names = ", ".join(repr(k[:40]) for k in unknown[:3])
+        raise Unprocessable(f"unknown query parameter {names} (allowed: {allowed})")
+    for name, repeatable in known.items():
+        if not repeatable and len(request.query_params.getlist(name)) > 1:
+            raise Unprocessable(f"query parameter {name!r} takes one value, not several")
+
+
+def _query_params(route: APIRoute) -> dict[str, bool]:
+    """The query parameters ``route`` and its dependencies take, each with whether it may be
+    repeated (a list); computed once per route."""
+    cached = getattr(route, "_hub_query_params", None)
+    if cached is None:
+        cached = {}
+        todo = [route.dependant]
+        while todo:
+            dependant = todo.pop()
+            for p in dependant.query_params:
+                cached[p.alias] = _is_list(p.field_info.annotation)
+            todo.extend(dependant.dependencies)
+        route._hub_query_params = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def _is_list(annotation: object) -> bool:
+    origin = get_origin(annotation)
+    if origin in (list, tuple, set, frozenset):
+        return True
+    return origin in (Union, UnionType, Annotated) and any(
+        _is_list(a) for a in get_args(annotation)
+    )
+
+
+router = APIRouter(prefix="/api/v1", responses=_ERRORS, dependencies=[Depends(known_query_only)])
+
+
+def publish_sectors(doc: dict, sectors: list[str]) -> dict:
+    """``doc`` (an OpenAPI document of this router) with the configured sectors as the enum
+    of every ``sector`` filter, so the schema says which names the API accepts (a sector
+    dropped from the configuration that still has mismatches is accepted too)."""
+    if not sectors:
+        return doc
+    for item in doc.get("paths", {}).values():
+        for op in item.values():
+            for param in op.get("parameters", []) if isinstance(op, dict) else []:
+                if param.get("name") == "sector" and param.get("in") == "query":
+                    param["schema"]["items"] = {"type": "string", "enum": list(sectors)}
+    body = doc.get("components", {}).get("schemas", {}).get("FilterBody")
+    if body:
+        body["properties"]["sector"]["items"] = {"type": "string", "enum": list(sectors)}
+    return doc
+
+
+# Timestamps as the schema's format date-time says (RFC 3339; a missing offset means UTC),
+# not the unix seconds pydantic would also take.
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})?$"
+)
+
+
+def _rfc3339(value: object) -> object:
+    if isinstance(value, str) and not _RFC3339.match(value):
+        raise ValueError("expected an RFC 3339 date-time, e.g. 2026-12-01T08:00:00Z")
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_rfc3339)]
 
 MismatchId = Annotated[int, Path(ge=1, lt=2**63, description="A mismatch id.")]
 Sector = Annotated[str, StringConstraints(max_length=40)]
@@ -159,32 +252,53 @@ def count_mismatches(
     return {"counts": [RuleCount(rule=r, count=n, exact=e) for r, (n, e) in counts.items()]}
 
 
+ExportFormat = Literal[tuple(EXPORT_FORMATS)]  # type: ignore[valid-type]
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
 @router.get(
     "/mismatches/export",
     tags=["mismatches"],
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+    responses={
+        200: {
+            "description": "The file, as an attachment named "
+            "`mismatches_<sector>_<rule>_<YYYY-MM-DD>.<format>` (`all` where not filtered).",
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                EXPORT_MEDIA_TYPES["xlsx"]: _BINARY,
+            },
+            "headers": {"Content-Disposition": {"schema": {"type": "string"}}},
+        }
+    },
 )
 def export_mismatches(
     *,
     f: Filter,
+    format: Annotated[
+        ExportFormat,
+        Query(
+            description='`csv`: UTF-8 with a byte-order mark, ID cells written as `="…"` so '
+            "a spreadsheet keeps leading zeros; `xlsx`: a workbook with ID cells as text."
+        ),
+    ] = "csv",
     state: State,
     principal: Reader,
 ) -> StreamingResponse:
-    """Every mismatch matching the filters as CSV, streamed (ordered by id)."""
+    """Every mismatch matching the filters as CSV or XLSX, streamed (ordered by id)."""
     with state.engine.begin() as conn:
         mismatches.check_filter(conn, f, state.sectors)
         audit.record(conn, principal.name, "export", target_type="mismatches", detail=f.params())
-    return csv_response(state, f)
+    return export_response(state, f, format)
 
 
-def csv_response(state: AppState, f: MismatchFilter) -> StreamingResponse:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    scope = f.sector[0] if len(f.sector) == 1 else "all"
+def export_response(state: AppState, f: MismatchFilter, fmt: str) -> StreamingResponse:
+    """The export of ``f`` in ``fmt`` as a download (shared by the API and the UI)."""
+    name = mismatches.export_filename(f, fmt)
     return StreamingResponse(
-        mismatches.export_csv(state.engine, f),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="mismatches-{scope}-{stamp}.csv"'},
+        mismatches.EXPORTERS[fmt](state.engine, f),
+        media_type=EXPORT_MEDIA_TYPES[fmt],
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 
@@ -210,7 +324,7 @@ def bulk_action(*, body: BulkBody, state: State, principal: Steward) -> dict:
     return {"changed": result.changed, "skipped": result.skipped, "more": result.more}
 
 
-@router.get("/mismatches/{mismatch_id}", response_model=MismatchDetail, tags=["mismatches"])
+@router.get("/mismatches/{mismatch_id:int}", response_model=MismatchDetail, tags=["mismatches"])
 def get_mismatch(*, mismatch_id: MismatchId, state: State, principal: Reader) -> dict:
     """Both records side by side with differing fields marked, suggestions and history.
     Every call is written to the audit log (who viewed which citizen's record)."""
@@ -227,7 +341,9 @@ def _act(state: AppState, mismatch_id: int, action: str, principal: Principal, *
     return item
 
 
-@router.post("/mismatches/{mismatch_id}/assign", response_model=MismatchItem, tags=["mismatches"])
+@router.post(
+    "/mismatches/{mismatch_id:int}/assign", response_model=MismatchItem, tags=["mismatches"]
+)
 def assign(
     *,
     mismatch_id: MismatchId,
@@ -240,7 +356,9 @@ def assign(
     return _act(state, mismatch_id, "assign", principal, note=body.note, assignee=body.assignee)
 
 
-@router.post("/mismatches/{mismatch_id}/resolve", response_model=MismatchItem, tags=["mismatches"])
+@router.post(
+    "/mismatches/{mismatch_id:int}/resolve", response_model=MismatchItem, tags=["mismatches"]
+)
 def resolve(
     *,
     mismatch_id: MismatchId,
@@ -252,7 +370,9 @@ def resolve(
     return _act(state, mismatch_id, "resolve", principal, note=(body or NoteBody()).note)
 
 
-@router.post("/mismatches/{mismatch_id}/dismiss", response_model=MismatchItem, tags=["mismatches"])
+@router.post(
+    "/mismatches/{mismatch_id:int}/dismiss", response_model=MismatchItem, tags=["mismatches"]
+)
 def dismiss(
     *,
     mismatch_id: MismatchId,
@@ -264,7 +384,9 @@ def dismiss(
     return _act(state, mismatch_id, "dismiss", principal, note=body.reason)
 
 
-@router.post("/mismatches/{mismatch_id}/reopen", response_model=MismatchItem, tags=["mismatches"])
+@router.post(
+    "/mismatches/{mismatch_id:int}/reopen", response_model=MismatchItem, tags=["mismatches"]
+)
 def reopen(
     *,
     mismatch_id: MismatchId,
@@ -276,7 +398,9 @@ def reopen(
     return _act(state, mismatch_id, "reopen", principal, note=(body or NoteBody()).note)
 
 
-@router.post("/mismatches/{mismatch_id}/comment", response_model=MismatchItem, tags=["mismatches"])
+@router.post(
+    "/mismatches/{mismatch_id:int}/comment", response_model=MismatchItem, tags=["mismatches"]
+)
 def comment(
     *,
     mismatch_id: MismatchId,
@@ -371,8 +495,8 @@ def audit_log(
     citizen_id: Annotated[
         str | None, Query(max_length=64, pattern=SAFE_TEXT, description="Who viewed/acted on it.")
     ] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Annotated[Timestamp | None, Query(description="RFC 3339; UTC if no offset.")] = None,
+    until: Annotated[Timestamp | None, Query(description="RFC 3339; UTC if no offset.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
     after: Annotated[int | None, Query(ge=1, lt=2**63)] = None,
     state: State,

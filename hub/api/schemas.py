@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from hub.api.connectors import ACTIONS as CONNECTOR_ACTIONS
 from hub.api.mismatches import MAX_BULK, MAX_BULK_IDS
@@ -16,6 +23,20 @@ from hub.db.models import MISMATCH_STATUSES, ROLES
 # Text that PostgreSQL can store: no NUL (lone surrogates are refused by the app's handler).
 SAFE_TEXT = r"^[^\x00]*$"
 Note = Annotated[str, StringConstraints(max_length=4000, pattern=SAFE_TEXT)]
+
+
+def _char_class(chars: list[str]) -> str:
+    return "".join(f"\\u{ord(c):04x}" for c in chars)
+
+
+# What str.strip() removes, spelled out: the regex engines that read the pattern (pydantic's,
+# Python's, the client's) do not agree on what \s means.
+_SPACES = _char_class([chr(c) for c in range(0x10000) if chr(c).isspace()])
+# A note or reason that is required: no NUL and at least one character that is not blank.
+NONBLANK_TEXT = f"^[^\\u0000]*[^\\u0000{_SPACES}][^\\u0000]*$"
+RequiredNote = Annotated[
+    str, StringConstraints(min_length=1, max_length=4000, pattern=NONBLANK_TEXT)
+]
 UserName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 
 Rule = Literal[RULE_CODES]  # type: ignore[valid-type]
@@ -24,6 +45,19 @@ Status = Literal[MISMATCH_STATUSES]  # type: ignore[valid-type]
 Role = Literal[ROLES]  # type: ignore[valid-type]
 ConnectorAction = Literal[CONNECTOR_ACTIONS]  # type: ignore[valid-type]
 MismatchAction = Literal["assign", "resolve", "dismiss", "reopen", "comment"]
+
+
+def _integral(value: Any) -> Any:
+    # JSON Schema's integer includes 5.0; the models are strict otherwise (no true, no "5").
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# The largest integer every JSON reader holds exactly (a double's 53 bits): ids in a body
+# stay below it, so 9223372036854775807 and 9.223372036854776e18 never mean the same.
+MAX_JSON_INT = 2**53 - 1
+JsonInt = BeforeValidator(_integral)  # Annotated[int, Field(...constraints), JsonInt]
 
 
 class _Out(BaseModel):
@@ -114,58 +148,84 @@ class MismatchDetail(BaseModel):
 
 
 class AssignBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     assignee: UserName | None = Field(None, description="A steward's name; default yourself.")
     note: Note | None = None
 
 
 class NoteBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     note: Note | None = None
 
 
 class RequiredNoteBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    note: Annotated[Note, StringConstraints(min_length=1)]
+    model_config = ConfigDict(extra="forbid", strict=True)
+    note: RequiredNote = Field(description="Not blank.")
 
 
 class DismissBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    reason: Annotated[Note, StringConstraints(min_length=1)]
+    model_config = ConfigDict(extra="forbid", strict=True)
+    reason: RequiredNote = Field(description="Why it is a false positive; not blank.")
 
 
 class FilterBody(BaseModel):
     """The list filters, for bulk actions over a filter."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     sector: list[Annotated[str, StringConstraints(max_length=40)]] = []
     rule: list[Rule] = []
     severity: list[Severity] = []
     status: list[Status] = []
     province: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,16}$")] | None = None
-    min_age_days: Annotated[int, Field(ge=0, le=36500)] | None = None
-    max_age_days: Annotated[int, Field(ge=0, le=36500)] | None = None
+    min_age_days: Annotated[int, Field(ge=0, le=36500), JsonInt] | None = None
+    max_age_days: Annotated[int, Field(ge=0, le=36500), JsonInt] | None = None
     q: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=SAFE_TEXT)] | None = (
         None
     )
     assignee: UserName | None = None
 
 
+def _bulk_schema(schema: dict[str, Any]) -> None:
+    """Publish what ``BulkBody`` checks: exactly one of ``ids`` and ``filter`` (neither may
+    be null), a reason to dismiss and a note to comment, not blank."""
+    props = schema["properties"]
+    for name in ("ids", "filter"):
+        props[name].pop("default", None)
+    schema["oneOf"] = [{"required": ["ids"]}, {"required": ["filter"]}]
+    schema["allOf"] = [
+        {
+            "if": {"properties": {"action": {"const": action}}, "required": ["action"]},
+            "then": {
+                "required": [field],
+                "properties": {field: {"type": "string", "pattern": NONBLANK_TEXT}},
+            },
+        }
+        for action, field in (("dismiss", "reason"), ("comment", "note"))
+    ]
+
+
 class BulkBody(BaseModel):
     """Exactly one of ``ids`` and ``filter``. ``reason`` is required to dismiss, ``note`` to
     comment; ``assignee`` applies to assign (default yourself)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_bulk_schema)
     action: MismatchAction
-    ids: (
-        Annotated[list[Annotated[int, Field(ge=1, lt=2**63)]], Field(max_length=MAX_BULK_IDS)]
-        | None
-    ) = None
-    filter: FilterBody | None = None
-    limit: Annotated[int, Field(ge=1, le=MAX_BULK)] = MAX_BULK
+    # Not Optional: null is refused; absent is None (pydantic does not validate defaults).
+    ids: Annotated[
+        list[Annotated[int, Field(ge=1, le=MAX_JSON_INT), JsonInt]],
+        Field(min_length=1, max_length=MAX_BULK_IDS),
+    ] = None  # type: ignore[assignment]
+    filter: FilterBody = None  # type: ignore[assignment]
+    limit: Annotated[int, Field(ge=1, le=MAX_BULK), JsonInt] = MAX_BULK
     note: Note | None = None
     reason: Note | None = None
     assignee: UserName | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> BulkBody:
+        if (self.ids is None) == (self.filter is None):
+            raise ValueError("give exactly one of ids and filter")
+        return self
 
 
 class BulkResultOut(BaseModel):
@@ -256,7 +316,7 @@ class UserOut(_Out):
 
 
 class UserCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     name: UserName
     role: Role
     password: (

@@ -23,9 +23,9 @@ from hub.api.deps import (
     ui_require,
     verify_csrf,
 )
-from hub.api.errors import ApiError, Conflict, Unprocessable
+from hub.api.errors import ApiError, Conflict, NotFound, Unprocessable
 from hub.api.mismatches import ACTIVE_STATUSES, MAX_LIMIT, SORTS, TRANSITIONS, MismatchFilter
-from hub.api.rest import csv_response
+from hub.api.rest import export_response
 from hub.config import RULE_CODES, SEVERITIES
 from hub.db.models import MISMATCH_STATUSES, ROLES
 from hub.web.charts import Series, line_chart, percent
@@ -243,13 +243,16 @@ def _drop(d: dict[str, str], key: str) -> dict[str, str]:
     return {k: v for k, v in d.items() if k != key}
 
 
-@router.get("/queue/export.csv")
-def queue_export(request: Request, state: State, principal: Viewer) -> Response:
+@router.get("/queue/export.{fmt}")
+def queue_export(request: Request, fmt: str, state: State, principal: Viewer) -> Response:
+    """The queue's filter as a CSV or XLSX download (the API's export, audited alike)."""
+    if fmt not in mismatches.EXPORT_FORMATS:
+        raise NotFound(f"no export as {fmt!r} (offered: {', '.join(mismatches.EXPORT_FORMATS)})")
     f = queue_filter(dict(request.query_params))
     with state.engine.begin() as conn:
         mismatches.check_filter(conn, f, state.sectors)
         audit.record(conn, principal.name, "export", target_type="mismatches", detail=f.params())
-    return csv_response(state, f)
+    return export_response(state, f, fmt)
 
 
 @router.post("/queue/bulk", dependencies=[Csrf])

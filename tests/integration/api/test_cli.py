@@ -89,6 +89,6 @@ def test_mismatches_export_writes_csv_to_a_file(api_ro, tmp_path):
     out = tmp_path / "tax.csv"
     result = run(api_ro, "mismatches", "export", "--sector", "tax", "-o", str(out))
     assert result.exit_code == 0, result.output
-    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8-sig"))))
     assert len(rows) == 5 and "5 mismatches written" in result.stderr
     assert {r["sector"] for r in rows} == {"tax"}

@@ -10,8 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy.dialects import postgresql
 
-from hub.api.errors import BadRequest
-from hub.api.mismatches import MismatchFilter, decode_cursor, encode_cursor
+from hub.api.mismatches import MismatchFilter, UnknownCursor, decode_cursor, encode_cursor
 
 
 def sql(f: MismatchFilter) -> str:
@@ -43,15 +42,15 @@ def test_time_cursor_round_trips(at, last_id):
 
 
 @given(st.text(max_size=80))
-def test_any_garbage_cursor_is_a_bad_request_never_a_crash(garbage):
-    with pytest.raises(BadRequest):
+def test_any_garbage_cursor_is_an_unknown_page_never_a_crash(garbage):
+    with pytest.raises(UnknownCursor):
         decode_cursor(garbage, "id", "desc")
 
 
 def test_a_cursor_is_tied_to_its_sort_and_order():
     cursor = encode_cursor("record_key", "asc", "MST0001", 5)
     assert decode_cursor(cursor, "record_key", "asc") == ("MST0001", 5)
-    with pytest.raises(BadRequest, match="sort=record_key"):
+    with pytest.raises(UnknownCursor, match="sort=record_key"):
         decode_cursor(cursor, "record_key", "desc")
 
 
