@@ -294,7 +294,7 @@ def mismatches_list(
     "--out",
     "--output",
     "output",
-    type=click.Path(dir_okay=False, allow_dash=True),
+    type=click.Path(dir_okay=False, allow_dash=True, resolve_path=True),
     default="-",
     show_default=True,
     help="File to write ('-' = stdout).",

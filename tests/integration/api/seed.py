@@ -202,7 +202,13 @@ MISMATCHES = [
                 "citizen_id": "048095001111",
                 "full_name": "Phạm Thị Hoa",
                 "date_of_birth": "1995-09-09",
-                "score": 1.0,
+                "score": 0.9987,
+                "parts": {
+                    "name": 1.0, "name_level": "equal", "birth_date": "day_month_swapped",
+                    "sex": "same", "province": "same",
+                },
+                "found_by": ["birth_date_swapped"],
+                "why": "name 1.00 · birth date day/month swapped · same sex · same province",
             }
         ],
     ),

@@ -177,6 +177,8 @@ def test_detail_shows_both_records_side_by_side_with_differences_marked(api):
 def test_detail_carries_suggestions_and_the_records_other_mismatches(api_ro):
     d = api_ro.get(f"/api/v1/mismatches/{api_ro.ids['missing']}").json()
     assert d["suggestions"][0]["citizen_id"] == "048095001111"
+    assert d["suggestions"][0]["parts"]["birth_date"] == "day_month_swapped"
+    assert d["suggestions"][0]["why"].startswith("name 1.00 · birth date day/month swapped")
     assert d["registry_record"] is None
     fixed = api_ro.get(f"/api/v1/mismatches/{api_ro.ids['fixed']}").json()
     assert fixed["related"] == []

@@ -86,6 +86,13 @@ def test_viewer_sees_no_action_forms_and_cannot_post_them(api):
     assert resp.status_code == 403
 
 
+def test_the_detail_page_shows_each_candidates_score_and_why(api):
+    log_in(api.client, "viewer")
+    page = api.client.get(f"/mismatches/{api.ids['missing']}").text
+    assert "Registry candidates" in page and "048095001111" in page and "1.00" in page
+    assert "name 1.00 · birth date day/month swapped · same sex · same province" in page
+
+
 def test_queue_shows_bad_filters_as_a_message_not_a_crash(api):
     log_in(api.client, "viewer")
     for query in (
