@@ -28,6 +28,7 @@ import psycopg
 from rapidfuzz import fuzz, process
 
 from hub.bench import fmt_n, machine_info, parse_scale, percentile
+from hub.demo.generator import typo
 from reconciliation.names import fold
 from reconciliation.suggestions import (
     MAX_SUGGESTIONS,
@@ -96,16 +97,6 @@ def _count(conn: psycopg.Connection) -> int:
                         ).fetchone()[0] or 1  # fmt: skip
 
 
-def _typo(word: str, rng: random.Random) -> str:
-    i = rng.randrange(len(word))
-    op = rng.randrange(3)
-    if op == 0 and len(word) > 2:
-        return word[:i] + word[i + 1 :]
-    if op == 1 and i + 1 < len(word):
-        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
-    return word[:i] + rng.choice("aeinhtgu".replace(word[i], "") or "x") + word[i + 1 :]
-
-
 def make_probe(c: Citizen, category: str, i: int, rng: random.Random) -> Probe | None:
     """The sector record a citizen becomes with the ID wrong and one error of ``category``;
     ``None`` when the category cannot apply (no day/month swap for the 13th or later)."""
@@ -113,7 +104,9 @@ def make_probe(c: Citizen, category: str, i: int, rng: random.Random) -> Probe |
     dob: date | None = c.date_of_birth
     if category == "name_typo":
         w = rng.randrange(len(words))
-        words[w] = _typo(words[w], rng)
+        original = words[w]
+        while words[w] == original:
+            words[w] = typo(original, rng)
     elif category == "day_month_swapped":
         if dob is None or dob.day > 12 or dob.day == dob.month:
             return None

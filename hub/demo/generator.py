@@ -873,7 +873,7 @@ def _other_name(name: str, sex: str, rng: random.Random) -> str:
         elif variant == 1:
             other = list(words)
             w = rng.randrange(len(other))
-            other[w] = _typo(other[w], rng)
+            other[w] = typo(other[w], rng)
         else:
             other = [*words[1:], words[0]]  # given-name-first order
         candidate = " ".join(other)
@@ -881,7 +881,8 @@ def _other_name(name: str, sex: str, rng: random.Random) -> str:
             return candidate
 
 
-def _typo(word: str, rng: random.Random) -> str:
+def typo(word: str, rng: random.Random) -> str:
+    """The word with one letter dropped, two swapped or one replaced (maybe by itself)."""
     i = rng.randrange(len(word))
     op = rng.randrange(3)
     if op == 0 and len(word) > 2:
