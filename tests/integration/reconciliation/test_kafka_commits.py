@@ -6,7 +6,9 @@ membership: generation -1, which the broker accepts for a group without active m
 
 from __future__ import annotations
 
+import logging
 import subprocess
+import threading
 import time
 from collections import Counter
 
@@ -16,10 +18,11 @@ from kafka import TopicPartition
 
 from hub.embedded import kafka_libs_dir, kafka_missing
 from hub.kafka import make_consumer
+from reconciliation.engine import Reconciler
 from reconciliation.idschemes.vn import make_id
 from reconciliation.state import read_offsets
 from tests.integration.reconciliation.conftest import Running
-from tests.integration.reconciliation.feed import person
+from tests.integration.reconciliation.feed import Feed, hub_config, person
 
 TOOL = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
 SOURCES = ("registry", "tax", "bank")
@@ -139,13 +142,85 @@ def test_kafka_shows_the_true_lag_of_the_group(running):
     # (b) ... so the broker's tool sees every partition caught up.
     assert describe(running) == {tp: (stored[tp], 0) for tp in every}
 
-    # The reconciler stops (a last synchronous commit of anything unconfirmed on close);
-    # what is produced meanwhile shows as lag, partition by partition.
+    # A batch stored just before a stop is in Kafka too (close commits what the broker has
+    # not confirmed yet); what is produced while the reconciler is down shows as lag,
+    # partition by partition.
+    produce(running, citizens(50, 4))
+    running.settle()
     running.reconciler.stop()
     running.thread.join(30)
     assert not running.thread.is_alive()
+    stored = stored_offsets(running)
+    assert sum(stored.values()) == 48
     more = produce(running, citizens(100, 5))
     assert sum(more.values()) == 15
     rows = describe(running)
-    assert {tp: lag for tp, (_cur, lag) in rows.items()} == {tp: more[tp] for tp in every}
     assert {tp: cur for tp, (cur, _lag) in rows.items()} == stored
+    assert {tp: lag for tp, (_cur, lag) in rows.items()} == {tp: more[tp] for tp in every}
+
+
+class Member(threading.Thread):
+    """Another consumer that holds a membership of the group (polling until stopped)."""
+
+    def __init__(self, running: Running):
+        super().__init__(name="group-member", daemon=True)
+        self.consumer = make_consumer(running.config.kafka, group_id=running.reconciler.group_id)
+        self.consumer.subscribe([running.feed.topics.changes("registry")])
+        self.joined = threading.Event()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.done.is_set():
+                self.consumer.poll(timeout_ms=100)
+                if self.consumer.assignment():
+                    self.joined.set()
+        finally:
+            self.consumer.close(autocommit=False)  # leaves the group
+
+
+def test_refused_commits_change_nothing_but_the_lag_kafka_shows(hub_db, kafka_config, caplog):
+    """With ``--assign-all`` the reconciler commits as a non-member (generation -1); the broker
+    refuses that while the group has active members. The batches are stored all the same,
+    one WARNING says so, and the commits go through once the group is empty again."""
+    caplog.set_level(logging.INFO, logger="reconciliation.engine")
+    feed = Feed(hub_config(hub_db, kafka_config))
+    reconciler = Reconciler(
+        feed.config, poll_timeout_ms=100, stats_interval_s=3600, assign_all=True
+    )
+    running = Running(feed.config, feed, reconciler, threading.Thread(target=reconciler.run))
+    member = Member(running)
+    member.start()
+    try:
+        assert member.joined.wait(30), "the other consumer joined the group"
+        running.thread.start()
+        first = produce(running, citizens(0, 12))
+        running.settle()
+        produce(running, citizens(50, 4))  # a second batch: the loop goes on after a refusal
+        running.settle()
+        stored = stored_offsets(running)
+        assert sum(stored.values()) == feed.sent == 48 and set(stored) == set(first)
+        assert kafka_offsets(running) == {}
+        # (kafka-python's coordinator logs each refusal too, under kafka.coordinator.)
+        refused = [
+            r
+            for r in caplog.records
+            if r.levelno == logging.WARNING and r.name == "reconciliation.engine"
+        ]
+        assert len(refused) == 1 and "UnknownMemberIdError" in refused[0].getMessage()
+
+        member.done.set()
+        member.join(30)
+        # The reconciler sends the unconfirmed offsets again every 2 s while commits fail.
+        assert wait_for_kafka_offsets(running, timeout=30) == stored
+        # The success callback runs on the reconciler's next poll.
+        deadline = time.monotonic() + 10
+        while reconciler.kafka_commits.failing and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert any("work again" in r.getMessage() for r in caplog.records)
+        assert running.thread.is_alive()
+    finally:
+        member.done.set()
+        reconciler.stop()
+        running.thread.join(30)
+        feed.close()
