@@ -43,7 +43,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import psycopg
@@ -123,6 +123,85 @@ class BatchResult:
     dead_letters: int = 0
     transitions: int = 0
     events: int = 0
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    """The next offsets the batch stored, ``{(topic, partition): offset}`` (not totalled)."""
+
+
+class KafkaCommits:
+    """The group's offsets committed to Kafka after each database commit, so lag exporters
+    (kafka_exporter, Burrow, ``kafka-consumer-groups --describe``) see the true lag.
+
+    Monitoring only: nothing reads these offsets back (assignment seeks to the offsets
+    stored in the database), so a commit is asynchronous and its failure is logged, never
+    raised: one WARNING when commits start failing, one INFO when they succeed again,
+    DEBUG for the rest. Offsets never go back: a partition's offset is only committed when
+    it is past the last one sent. Not thread-safe: use it on the consumer's thread (which
+    is where kafka-python runs commit callbacks).
+    """
+
+    def __init__(self, group_id: str):
+        self.group_id = group_id
+        self.failing = False
+        self.sent: dict[TopicPartition, int] = {}
+        """The highest offset sent for commit, per partition."""
+        self.acked: dict[TopicPartition, int] = {}
+        """The highest offset the broker confirmed, per partition."""
+
+    def to_commit(
+        self, stored: dict[tuple[str, int], int]
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        """What to commit after a batch stored ``stored``: the partitions that moved past
+        the last offset sent; records them as sent."""
+        out: dict[TopicPartition, OffsetAndMetadata] = {}
+        for (topic, partition), offset in stored.items():
+            tp = TopicPartition(topic, partition)
+            if offset > self.sent.get(tp, -1):
+                self.sent[tp] = offset
+                out[tp] = OffsetAndMetadata(offset, "", -1)
+        return out
+
+    def unacked(
+        self, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        """Offsets of ``partitions`` sent but not (yet) confirmed: what a last synchronous
+        commit on close still has to deliver."""
+        return {
+            tp: OffsetAndMetadata(self.sent[tp], "", -1)
+            for tp in partitions
+            if tp in self.sent and self.acked.get(tp, -1) < self.sent[tp]
+        }
+
+    def forget(self, partitions: Iterable[TopicPartition]) -> None:
+        """Partitions this process no longer holds: another one commits them now."""
+        for tp in partitions:
+            self.sent.pop(tp, None)
+            self.acked.pop(tp, None)
+
+    def done(self, offsets: dict[TopicPartition, OffsetAndMetadata], response: object) -> None:
+        """kafka-python's commit callback: ``response`` is an exception on failure."""
+        if isinstance(response, BaseException):
+            self.failed(response)
+            return
+        for tp, meta in offsets.items():
+            if meta.offset > self.acked.get(tp, -1):
+                self.acked[tp] = meta.offset
+        if self.failing:
+            self.failing = False
+            log.info("offset commits to Kafka for group %s work again", self.group_id)
+
+    def failed(self, exc: BaseException) -> None:
+        """Log a failed commit: WARNING on the first of a run of failures, else DEBUG."""
+        reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
+        if not self.failing:
+            self.failing = True
+            log.warning(
+                "offset commit to Kafka for group %s failed (%s); lag exporters show stale "
+                "lag until a commit succeeds (the stored offsets are unaffected)",
+                self.group_id,
+                reason,
+            )
+        else:
+            log.debug("offset commit to Kafka failed again: %s", reason)
 
 
 def is_older(
@@ -182,6 +261,7 @@ class Reconciler:
         self.topics = Topics(config.kafka.topic_prefix)
         self.group_id = group_id or config.reconciler.group_id
         self.commit_to_kafka = commit_to_kafka
+        self.kafka_commits = KafkaCommits(self.group_id)
         self.assign_all = assign_all
         self.poll_timeout_ms = poll_timeout_ms
         self.stats_interval_s = stats_interval_s
@@ -304,6 +384,8 @@ class Reconciler:
                         # waited for it.
                         analyzing = self._figures_thread.submit(self._refresh_statistics, None)
                     next_lag = now + 2.0
+                    if self.commit_to_kafka and self.kafka_commits.failing:
+                        self._commit_to_kafka_again()
                     if self._outbox_retry:
                         self._outbox_retry = False
                         self._db_task(self._drain_outbox)
@@ -364,6 +446,7 @@ class Reconciler:
 
     def _close(self) -> None:
         if self.consumer is not None:
+            self._flush_kafka_commits()
             try:
                 self.consumer.close(autocommit=False)
             except Exception:  # closing on the way out: nothing to save
@@ -398,6 +481,7 @@ class Reconciler:
             revoked, self._revoked = self._revoked, set()
         if revoked:
             self._ready -= revoked
+            self.kafka_commits.forget(revoked)
             for tp in revoked:
                 self._positions.pop(tp, None)
 
@@ -532,7 +616,7 @@ class Reconciler:
         future, records = self._inflight
         self._inflight = None
         try:
-            future.result()
+            result = future.result()
         except _Fenced:
             log.warning("another process stored offsets for this batch: re-reading them")
             self._rewind()
@@ -544,7 +628,7 @@ class Reconciler:
         for tp, recs in records.items():
             self._positions[tp] = recs[-1].offset + 1
         if self.commit_to_kafka:
-            self._commit_to_kafka(records)
+            self._commit_to_kafka(result.offsets)
         return True
 
     def _rewind(self, *, reconnect: bool = False) -> None:
@@ -597,6 +681,7 @@ class Reconciler:
             }
             if not state.store_offsets(conn, self.group_id, next_offsets, stored):
                 raise _Fenced()
+        result.offsets = next_offsets
         if self._outbox_retry:
             # Earlier messages are still waiting: send everything in outbox order, so no
             # consumer sees a newer transition before an older one.
@@ -646,14 +731,38 @@ class Reconciler:
             time.monotonic() - started,
         )
 
-    def _commit_to_kafka(self, records: dict) -> None:
-        offsets = {
-            tp: OffsetAndMetadata(recs[-1].offset + 1, "", -1) for tp, recs in records.items()
-        }
+    def _commit_to_kafka(self, stored: dict[tuple[str, int], int]) -> None:
+        """Commit the offsets a batch stored to Kafka too, asynchronously (see KafkaCommits)."""
+        offsets = self.kafka_commits.to_commit(stored)
+        if not offsets:
+            return
         try:
-            self.consumer.commit_async(offsets)
-        except Exception as exc:  # lag exporters only: the database holds the truth
-            log.debug("offset commit to Kafka failed: %s", exc)
+            self.consumer.commit_async(offsets, callback=self.kafka_commits.done)
+        except Exception as exc:  # noqa: BLE001 - lag exporters only: the database holds the truth
+            self.kafka_commits.failed(exc)
+
+    def _commit_to_kafka_again(self) -> None:
+        """While commits fail: send the unconfirmed offsets again (a last batch's failed
+        commit would otherwise stay the group's offset until the next batch)."""
+        offsets = self.kafka_commits.unacked(self._ready)
+        if offsets:
+            try:
+                self.consumer.commit_async(offsets, callback=self.kafka_commits.done)
+            except Exception as exc:  # noqa: BLE001 - lag exporters only
+                self.kafka_commits.failed(exc)
+
+    def _flush_kafka_commits(self) -> None:
+        """On close: commit what is not confirmed yet, briefly and synchronously, so the group
+        shows the true lag while this process is down."""
+        if not self.commit_to_kafka:
+            return
+        offsets = self.kafka_commits.unacked(self._ready)
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets, timeout_ms=2000)
+        except Exception as exc:  # noqa: BLE001 - lag exporters only, as above
+            self.kafka_commits.failed(exc)
 
     # -- decoding -------------------------------------------------------------------------
 
