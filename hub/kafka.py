@@ -20,6 +20,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import errors as KafkaErrors
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.net.connection import KafkaConnection
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from hub.config import HubConfig, KafkaConfig
@@ -165,6 +166,10 @@ _KAFKA_NET_LOGGERS = ("kafka.net.manager", "kafka.net.connection", "kafka.net.tr
 _DEFAULT_BOOTSTRAP_MS = 30_000  # kafka-python's bootstrap_timeout_ms default
 
 
+def _where(kafka: KafkaConfig) -> str:
+    return " ".join(kafka.bootstrap_servers.split())  # one line, whatever the config holds
+
+
 def security_failure(exc: BaseException, kafka: KafkaConfig) -> KafkaSecurityError | None:
     """The hub's error for a kafka-python connection failure that a config key explains, else None.
 
@@ -173,7 +178,7 @@ def security_failure(exc: BaseException, kafka: KafkaConfig) -> KafkaSecurityErr
     not verify → ``kafka.ssl_cafile`` (or ``kafka.bootstrap_servers`` for a host name that is
     not in the certificate). The password itself never appears in the message.
     """
-    where = kafka.bootstrap_servers
+    where = _where(kafka)
     if isinstance(exc, KafkaErrors.SaslAuthenticationFailedError):
         return KafkaSecurityError(
             "kafka.sasl_plain_password",
@@ -207,23 +212,53 @@ class _FailureWatch(logging.Filter):
     Records carrying a failure :func:`security_failure` explains are remembered as ``failure``;
     every record is held, then dropped when the hub raises its own one-line error, or passed
     on unchanged by :meth:`release` otherwise (nothing is lost, only delayed).
+
+    kafka-python 3.0.x drops the bytes of a read that also saw the end of the stream
+    (``kafka/net/transport.py``, ``_sock_recv``), so the broker's authentication error, sent
+    just before it closes the connection, often reaches the client as a bare "socket
+    disconnected". A connection lost after its ApiVersions exchange (the broker answered, so
+    it is reachable and speaks TLS) while SASL is configured was lost in the SASL exchange:
+    :meth:`verdict` counts two such losses, with nothing else failing, as refused credentials.
     """
 
     def __init__(self, kafka: KafkaConfig):
         super().__init__()
         self.kafka = kafka
         self.failure: KafkaSecurityError | None = None
+        self.lost_in_sasl = 0
+        self.other_failures = 0
         self.held: list[tuple[logging.Logger, logging.LogRecord]] = []
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args if isinstance(record.args, tuple) else ()
         with self._lock:
-            for arg in args:
-                if isinstance(arg, BaseException) and self.failure is None:
-                    self.failure = security_failure(arg, self.kafka)
+            errors = [a for a in args if isinstance(a, BaseException)]
+            for exc in errors:
+                if self.failure is None:
+                    self.failure = security_failure(exc, self.kafka)
+            conn = next((a for a in args if isinstance(a, KafkaConnection)), None)
+            if conn is not None and errors and record.name == "kafka.net.connection":
+                sasl = self.kafka.security_protocol.startswith("SASL_")
+                if sasl and getattr(conn, "broker_version_data", None) is not None:
+                    self.lost_in_sasl += 1
+                else:
+                    self.other_failures += 1
             self.held.append((logging.getLogger(record.name), record))
         return False
+
+    def verdict(self) -> KafkaSecurityError | None:
+        """The config error the failed bootstrap shows, if any (see the class)."""
+        if self.failure is not None:
+            return self.failure
+        if self.lost_in_sasl >= 2 and self.other_failures == 0:
+            return KafkaSecurityError(
+                "kafka.sasl_plain_password",
+                f"the broker at {_where(self.kafka)} closed every connection during "
+                f"{self.kafka.sasl_mechanism} authentication of user "
+                f"{self.kafka.sasl_plain_username!r}: wrong password or unknown user",
+            )
+        return None
 
     def __enter__(self) -> _FailureWatch:
         for name in _KAFKA_NET_LOGGERS:
@@ -259,9 +294,10 @@ def _secured(
         with watch:
             return factory(**settings | {"bootstrap_timeout_ms": min(total_ms, SECURITY_PROBE_MS)})
     except KafkaError:
-        if watch.failure is not None:
+        failure = watch.verdict()
+        if failure is not None:
             watch.held.clear()  # superseded by the hub's one line
-            raise watch.failure from None
+            raise failure from None
         left_ms = total_ms - int((time.monotonic() - started) * 1000)
         if left_ms <= 0:
             raise
