@@ -199,6 +199,12 @@ def test_a_wrong_password_is_one_line_naming_the_key_from_check_and_reconcile(de
     start = _hub("reconcile", "--config", str(wrong), "--no-metrics", "--until-idle", "1")
     line = _one_line(start, "kafka.sasl_plain_password")
     assert "not-the-password" not in start.stdout + start.stderr
+    # A connector stops with the same reason in its log (exit 1, as for any fatal error).
+    run = _hub("connector", "run", "tax", "--once", "--no-metrics", "--config", str(wrong))
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr and "not-the-password" not in run.stderr
+    named = [x for x in run.stderr.splitlines() if "kafka.sasl_plain_password" in x]
+    assert len(named) == 1 and "tax: stopped: kafka.sasl_plain_password: " in named[0], run.stderr
 
 
 def test_an_untrusted_certificate_names_ssl_cafile(secure, deployment):
