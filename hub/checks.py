@@ -87,7 +87,7 @@ def check_targets(config: HubConfig) -> list[CheckResult]:
                 f"source {name}", redact_url(url), _guarded(lambda u=url: check_database(u))
             )
         )
-    problem = _guarded(lambda: check_kafka(config.kafka))
+    problem = _guarded(lambda: check_kafka(config.kafka, raise_config_errors=True))
     results.append(CheckResult("kafka", config.kafka.bootstrap_servers, problem))
     if problem is None:
         results += check_topics(config)

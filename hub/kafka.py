@@ -389,11 +389,14 @@ def ensure_topics(kafka: KafkaConfig, names: list[str], partitions: int | None =
         admin.close()
 
 
-def check_kafka(kafka: KafkaConfig, timeout_s: float = 5.0) -> str | None:
+def check_kafka(
+    kafka: KafkaConfig, timeout_s: float = 5.0, *, raise_config_errors: bool = False
+) -> str | None:
     """None when the bootstrap servers answer, else the reason.
 
-    Refused credentials or TLS trust raise :class:`KafkaSecurityError` (a config problem,
-    not an unreachable server).
+    Refused credentials or TLS trust (:class:`KafkaSecurityError`, a config problem rather
+    than an unreachable server) are a reason naming the key too, or raised with
+    ``raise_config_errors`` (``hub check``: exit 2).
     """
     try:
         admin = _secured(
@@ -405,6 +408,10 @@ def check_kafka(kafka: KafkaConfig, timeout_s: float = 5.0) -> str | None:
                 "bootstrap_timeout_ms": int(timeout_s * 1000),
             },
         )
+    except KafkaSecurityError as exc:
+        if raise_config_errors:
+            raise
+        return str(exc)
     except KafkaError as exc:
         return str(exc)
     try:

@@ -222,3 +222,6 @@ def test_clients_made_in_process_raise_the_config_error_quickly(secure):
     assert err.value.key == "kafka.sasl_plain_password"
     assert time.monotonic() - started < 15  # not kafka-python's 30 s bootstrap timeout
     assert check_kafka(KafkaConfig(**secure.settings())) is None
+    # /readyz's check reports the key as its reason (503) rather than raising.
+    reason = check_kafka(KafkaConfig(**secure.settings(sasl_plain_password="nope")))
+    assert reason is not None and reason.startswith("kafka.sasl_plain_password: ")
