@@ -22,6 +22,7 @@ from hub.config import HubConfig, redact_url
 from hub.db import psycopg_conninfo
 from hub.kafka import (
     RETENTION_MS,
+    KafkaSecurityError,
     Topics,
     check_kafka,
     make_admin,
@@ -63,9 +64,12 @@ def check_database(url: str, timeout_s: int = 5) -> str | None:
 
 def _guarded(check: Callable[[], str | None]) -> str | None:
     """A check's answer; a client library that fails in an unforeseen way is a FAIL line with
-    the reason (masked), never a traceback."""
+    the reason (masked), never a traceback. A config key at fault (``KafkaSecurityError``:
+    refused credentials, untrusted certificate) propagates: the CLI names it and exits 2."""
     try:
         return check()
+    except KafkaSecurityError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any failure of a check is that target's result
         return error_summary(exc)
 
@@ -83,7 +87,7 @@ def check_targets(config: HubConfig) -> list[CheckResult]:
                 f"source {name}", redact_url(url), _guarded(lambda u=url: check_database(u))
             )
         )
-    problem = _guarded(lambda: check_kafka(config.kafka))
+    problem = _guarded(lambda: check_kafka(config.kafka, raise_config_errors=True))
     results.append(CheckResult("kafka", config.kafka.bootstrap_servers, problem))
     if problem is None:
         results += check_topics(config)

@@ -336,6 +336,50 @@ rootLogger.appenderRef.stdout.ref = STDOUT
 """
 
 
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """A ``SASL_SSL`` client listener for :class:`EmbeddedKafka`: SCRAM users over TLS.
+
+    ``certfile`` is the server's PEM certificate (chain) and ``keyfile`` its unencrypted PEM
+    (PKCS#8) private key, both readable by the broker; ``users`` maps SCRAM user names to
+    passwords, created by the storage tool when the log directory is formatted (so a broker
+    with ``keep_data`` keeps the users it was first formatted with). Broker and controller
+    traffic stays ``PLAINTEXT`` on a loopback listener of its own.
+    """
+
+    certfile: Path
+    keyfile: Path
+    users: dict[str, str]
+    mechanism: str = "SCRAM-SHA-512"
+
+    def __post_init__(self) -> None:
+        if self.mechanism not in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+            raise FatalError(f"KafkaSecurity.mechanism {self.mechanism!r}: SCRAM-SHA-256 or -512")
+        if not self.users:
+            raise FatalError("KafkaSecurity.users: at least one SCRAM user is needed")
+        for name, password in self.users.items():
+            for what, value in (("name", name), ("password", password)):
+                # The storage tool's --add-scram syntax has no quoting for these.
+                if not value or any(c in value for c in ',[]="\n') or value != value.strip():
+                    raise FatalError(
+                        f"KafkaSecurity.users: a SCRAM {what} needs no ',', '[', ']', '=', "
+                        "quotes, new lines or edge spaces"
+                    )
+
+    def scram_args(self) -> list[str]:
+        """The storage tool's ``--add-scram`` arguments, one per user."""
+        args: list[str] = []
+        for name, password in self.users.items():
+            args += ["--add-scram", f"{self.mechanism}=[name={name},password={password}]"]
+        return args
+
+    def keystore_pem(self) -> str:
+        """The listener's PEM keystore: private key first, then the certificate chain."""
+        key = Path(self.keyfile).read_text().strip()
+        chain = Path(self.certfile).read_text().strip()
+        return f"{key}\n{chain}\n"
+
+
 @dataclass
 class EmbeddedKafka:
     """A single-node Apache Kafka broker in combined KRaft mode (broker + controller) in ``data_dir``.
@@ -344,6 +388,8 @@ class EmbeddedKafka:
     tool, starts ``kafka.Kafka`` and returns once the broker answers a metadata request.
     Unless ``keep_data``, the log directory is wiped at each start, so a restart loses its
     topics like tansu's in-memory storage. ``settings`` override the broker defaults below.
+    With ``security`` (:class:`KafkaSecurity`), ``port`` is a ``SASL_SSL`` listener and the
+    broker's own traffic uses a ``PLAINTEXT`` loopback listener on ``internal_port``.
     """
 
     data_dir: Path
@@ -352,6 +398,9 @@ class EmbeddedKafka:
     keep_data: bool = False
     heap: str = "512m"
     settings: dict[str, str] = field(default_factory=dict)
+    security: KafkaSecurity | None = None
+    internal_port: int = 0
+    """The PLAINTEXT listener of broker traffic when ``security`` is set (0: pick a free one)."""
     proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -365,19 +414,53 @@ class EmbeddedKafka:
     def log_path(self) -> Path:
         return self.data_dir / "server.log"
 
+    @property
+    def plaintext_bootstrap(self) -> str:
+        """The PLAINTEXT listener: ``bootstrap`` itself, or the internal one with ``security``."""
+        return f"127.0.0.1:{self.internal_port if self.security else self.port}"
+
+    def _listener_properties(self) -> dict[str, str]:
+        controller = f"CONTROLLER://127.0.0.1:{self.controller_port}"
+        if self.security is None:
+            return {
+                "listeners": f"PLAINTEXT://127.0.0.1:{self.port},{controller}",
+                "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+                "inter.broker.listener.name": "PLAINTEXT",
+                "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            }
+        sec = self.security
+        prefix = "listener.name.sasl_ssl"
+        mech = sec.mechanism.lower()
+        return {
+            "listeners": (
+                f"SASL_SSL://127.0.0.1:{self.port},"
+                f"INTERNAL://127.0.0.1:{self.internal_port},{controller}"
+            ),
+            "advertised.listeners": (
+                f"SASL_SSL://127.0.0.1:{self.port},INTERNAL://127.0.0.1:{self.internal_port}"
+            ),
+            "inter.broker.listener.name": "INTERNAL",
+            "listener.security.protocol.map": (
+                "SASL_SSL:SASL_SSL,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT"
+            ),
+            "sasl.enabled.mechanisms": sec.mechanism,
+            f"{prefix}.sasl.enabled.mechanisms": sec.mechanism,
+            f"{prefix}.{mech}.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
+            f"{prefix}.ssl.keystore.type": "PEM",
+            f"{prefix}.ssl.keystore.location": str(self.data_dir / "keystore.pem"),
+            f"{prefix}.ssl.client.auth": "none",
+        }
+
     def properties(self) -> dict[str, str]:
         """The broker's ``server.properties``: loopback only, replication factor 1, small and quick."""
         return {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "listeners": (
-                f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
-            ),
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            **self._listener_properties(),
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "log.dirs": str(self.data_dir / "logs"),
             # The hub creates its topics itself (hub.kafka.ensure_topics), as in production.
             "auto.create.topics.enable": "false",
@@ -421,6 +504,10 @@ class EmbeddedKafka:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         path = self.data_dir / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in self.properties().items()))
+        if self.security is not None:
+            keystore = self.data_dir / "keystore.pem"
+            keystore.write_text(self.security.keystore_pem())
+            keystore.chmod(0o600)
         (self.data_dir / "log4j2.properties").write_text(_KAFKA_LOG4J.format(level="INFO"))
         return path
 
@@ -431,7 +518,8 @@ class EmbeddedKafka:
         if (logs / "meta.properties").exists():
             return
         res = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config)),
+            self._java("kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config),
+                       *(self.security.scram_args() if self.security else [])),
             capture_output=True, text=True, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         if res.returncode != 0:
@@ -444,7 +532,7 @@ class EmbeddedKafka:
 
         try:
             admin = KafkaAdminClient(
-                bootstrap_servers=self.bootstrap, request_timeout_ms=3000,
+                bootstrap_servers=self.plaintext_bootstrap, request_timeout_ms=3000,
                 bootstrap_timeout_ms=3000,
             )  # fmt: skip
         except (KafkaError, OSError):
@@ -463,6 +551,8 @@ class EmbeddedKafka:
             raise FatalError(f"Apache Kafka cannot start: {missing}")
         self.port = self.port or free_port()
         self.controller_port = self.controller_port or free_port()
+        if self.security is not None:
+            self.internal_port = self.internal_port or free_port()
         config = self._write_config()
         self._format(config)
         out = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child

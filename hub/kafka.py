@@ -1,17 +1,30 @@
-"""Kafka plumbing shared by every process: topic names, client factories, topic creation."""
+"""Kafka plumbing shared by every process: topic names, client factories, topic creation.
+
+Every client is made here (:func:`make_producer`, :func:`make_consumer`, :func:`make_admin`,
+:func:`check_kafka`). With ``security_protocol`` other than PLAINTEXT, a broker that refuses the
+SASL credentials or a certificate the CA file cannot verify raises :class:`KafkaSecurityError`
+naming the config key at fault (``kafka.sasl_plain_password``, ``kafka.ssl_cafile``), within
+:data:`SECURITY_PROBE_MS`, instead of kafka-python's generic bootstrap timeout after 30 s.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import errors as KafkaErrors
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.net.connection import KafkaConnection
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from hub.config import HubConfig, KafkaConfig
-from hub.errors import FatalError, RetriableError
+from hub.errors import ConfigError, FatalError, RetriableError
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +142,170 @@ def client_settings(kafka: KafkaConfig) -> dict[str, Any]:
     return settings
 
 
+class KafkaSecurityError(ConfigError):
+    """The broker refused the configured credentials or TLS trust: one line naming the key.
+
+    A :class:`~hub.errors.ConfigError` (the CLI prints it on one line and exits 2); never
+    retried. ``key`` is the config key to fix, e.g. ``kafka.sasl_plain_password``.
+    """
+
+    def __init__(self, key: str, reason: str):
+        self.key = key
+        self.problems = [f"{key}: {reason}"]
+        self.source = None
+        FatalError.__init__(self, self.problems[0])
+
+
+SECURITY_PROBE_MS = 3000
+"""How long a secured client's first bootstrap may take before the hub looks at why it failed.
+
+An authentication or certificate failure shows within milliseconds; a broker that is merely
+slow or down gets the rest of the client's own ``bootstrap_timeout_ms`` afterwards."""
+
+_KAFKA_NET_LOGGERS = ("kafka.net.manager", "kafka.net.connection", "kafka.net.transport")
+_DEFAULT_BOOTSTRAP_MS = 30_000  # kafka-python's bootstrap_timeout_ms default
+
+
+def _where(kafka: KafkaConfig) -> str:
+    return " ".join(kafka.bootstrap_servers.split())  # one line, whatever the config holds
+
+
+def security_failure(exc: BaseException, kafka: KafkaConfig) -> KafkaSecurityError | None:
+    """The hub's error for a kafka-python connection failure that a config key explains, else None.
+
+    SASL authentication refused → ``kafka.sasl_plain_password`` (kafka-python cannot tell a wrong
+    password from an unknown user, so the user is named too); a server certificate that does
+    not verify → ``kafka.ssl_cafile`` (or ``kafka.bootstrap_servers`` for a host name that is
+    not in the certificate). The password itself never appears in the message.
+    """
+    where = _where(kafka)
+    if isinstance(exc, KafkaErrors.SaslAuthenticationFailedError):
+        return KafkaSecurityError(
+            "kafka.sasl_plain_password",
+            f"the broker at {where} refused {kafka.sasl_mechanism} authentication of user "
+            f"{kafka.sasl_plain_username!r}: wrong password or unknown user",
+        )
+    chain = [exc, exc.__cause__, exc.__context__]
+    verify = next((e for e in chain if isinstance(e, ssl.SSLCertVerificationError)), None)
+    text = str(exc)
+    if verify is None and "CERTIFICATE_VERIFY_FAILED" not in text:
+        return None
+    detail = (verify.verify_message if verify is not None else "") or text.split("] ", 1)[-1]
+    detail = " ".join(str(detail).split())
+    if "hostname" in detail.lower() or "ip address mismatch" in detail.lower():
+        return KafkaSecurityError(
+            "kafka.bootstrap_servers",
+            f"the certificate of {where} is not for that host ({detail}): use the host name "
+            "the certificate names",
+        )
+    cafile = kafka.ssl_cafile or "the system's trusted CAs"
+    return KafkaSecurityError(
+        "kafka.ssl_cafile",
+        f"the certificate of {where} does not verify against {cafile} ({detail}): "
+        "set the CA that signed the broker's certificate",
+    )
+
+
+class _FailureWatch(logging.Filter):
+    """Holds back kafka-python's connection records during a secured client's first bootstrap.
+
+    Records carrying a failure :func:`security_failure` explains are remembered as ``failure``;
+    every record is held, then dropped when the hub raises its own one-line error, or passed
+    on unchanged by :meth:`release` otherwise (nothing is lost, only delayed).
+
+    kafka-python 3.0.x drops the bytes of a read that also saw the end of the stream
+    (``kafka/net/transport.py``, ``_sock_recv``), so the broker's authentication error, sent
+    just before it closes the connection, often reaches the client as a bare "socket
+    disconnected". A connection lost after its ApiVersions exchange (the broker answered, so
+    it is reachable and speaks TLS) while SASL is configured was lost in the SASL exchange:
+    :meth:`verdict` counts two such losses, with nothing else failing, as refused credentials.
+    """
+
+    def __init__(self, kafka: KafkaConfig):
+        super().__init__()
+        self.kafka = kafka
+        self.failure: KafkaSecurityError | None = None
+        self.lost_in_sasl = 0
+        self.other_failures = 0
+        self.held: list[tuple[logging.Logger, logging.LogRecord]] = []
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        with self._lock:
+            errors = [a for a in args if isinstance(a, BaseException)]
+            for exc in errors:
+                if self.failure is None:
+                    self.failure = security_failure(exc, self.kafka)
+            conn = next((a for a in args if isinstance(a, KafkaConnection)), None)
+            if conn is not None and errors and record.name == "kafka.net.connection":
+                sasl = self.kafka.security_protocol.startswith("SASL_")
+                if sasl and getattr(conn, "broker_version_data", None) is not None:
+                    self.lost_in_sasl += 1
+                else:
+                    self.other_failures += 1
+            self.held.append((logging.getLogger(record.name), record))
+        return False
+
+    def verdict(self) -> KafkaSecurityError | None:
+        """The config error the failed bootstrap shows, if any (see the class)."""
+        if self.failure is not None:
+            return self.failure
+        if self.lost_in_sasl >= 2 and self.other_failures == 0:
+            return KafkaSecurityError(
+                "kafka.sasl_plain_password",
+                f"the broker at {_where(self.kafka)} closed every connection during "
+                f"{self.kafka.sasl_mechanism} authentication of user "
+                f"{self.kafka.sasl_plain_username!r}: wrong password or unknown user",
+            )
+        return None
+
+    def __enter__(self) -> _FailureWatch:
+        for name in _KAFKA_NET_LOGGERS:
+            logging.getLogger(name).addFilter(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name in _KAFKA_NET_LOGGERS:
+            logging.getLogger(name).removeFilter(self)
+
+    def release(self) -> None:
+        """Emit the held records as kafka-python logged them."""
+        with self._lock:
+            held, self.held = self.held, []
+        for logger, record in held:
+            logger.handle(record)
+
+
+Client = TypeVar("Client")
+
+
+def _secured(
+    kafka: KafkaConfig, factory: Callable[..., Client], settings: dict[str, Any]
+) -> Client:
+    """``factory(**settings)``; secured, a first bootstrap of :data:`SECURITY_PROBE_MS` whose
+    authentication or TLS failure raises :class:`KafkaSecurityError` (see the module)."""
+    if kafka.security_protocol == "PLAINTEXT":
+        return factory(**settings)
+    total_ms = settings.get("bootstrap_timeout_ms", _DEFAULT_BOOTSTRAP_MS)
+    started = time.monotonic()
+    watch = _FailureWatch(kafka)
+    try:
+        with watch:
+            return factory(**settings | {"bootstrap_timeout_ms": min(total_ms, SECURITY_PROBE_MS)})
+    except KafkaError:
+        failure = watch.verdict()
+        if failure is not None:
+            watch.held.clear()  # superseded by the hub's one line
+            raise failure from None
+        left_ms = total_ms - int((time.monotonic() - started) * 1000)
+        if left_ms <= 0:
+            raise
+    finally:
+        watch.release()
+    return factory(**settings | {"bootstrap_timeout_ms": left_ms})
+
+
 def make_producer(kafka: KafkaConfig, **overrides: Any) -> KafkaProducer:
     """A producer tuned for throughput with every message acknowledged by the broker."""
     settings = client_settings(kafka) | {
@@ -140,7 +317,7 @@ def make_producer(kafka: KafkaConfig, **overrides: Any) -> KafkaProducer:
         "metrics_enabled": False,
     }
     settings.update(overrides)
-    return KafkaProducer(**settings)
+    return _secured(kafka, KafkaProducer, settings)
 
 
 def make_consumer(kafka: KafkaConfig, *topics: str, **overrides: Any) -> KafkaConsumer:
@@ -155,11 +332,12 @@ def make_consumer(kafka: KafkaConfig, *topics: str, **overrides: Any) -> KafkaCo
         "heartbeat_interval_ms": 1000,
     }
     settings.update(overrides)
-    return KafkaConsumer(*topics, **settings)
+    return _secured(kafka, lambda **s: KafkaConsumer(*topics, **s), settings)
 
 
 def make_admin(kafka: KafkaConfig) -> KafkaAdminClient:
-    return KafkaAdminClient(**client_settings(kafka), request_timeout_ms=15000)
+    """An admin client; raises :class:`KafkaSecurityError` for refused credentials or trust."""
+    return _secured(kafka, KafkaAdminClient, client_settings(kafka) | {"request_timeout_ms": 15000})
 
 
 def new_topics(kafka: KafkaConfig, names: list[str], partitions: int | None = None) -> list:
@@ -211,14 +389,29 @@ def ensure_topics(kafka: KafkaConfig, names: list[str], partitions: int | None =
         admin.close()
 
 
-def check_kafka(kafka: KafkaConfig, timeout_s: float = 5.0) -> str | None:
-    """None when the bootstrap servers answer, else the reason."""
+def check_kafka(
+    kafka: KafkaConfig, timeout_s: float = 5.0, *, raise_config_errors: bool = False
+) -> str | None:
+    """None when the bootstrap servers answer, else the reason.
+
+    Refused credentials or TLS trust (:class:`KafkaSecurityError`, a config problem rather
+    than an unreachable server) are a reason naming the key too, or raised with
+    ``raise_config_errors`` (``hub check``: exit 2).
+    """
     try:
-        admin = KafkaAdminClient(
-            **client_settings(kafka),
-            request_timeout_ms=int(timeout_s * 1000),
-            bootstrap_timeout_ms=int(timeout_s * 1000),
+        admin = _secured(
+            kafka,
+            KafkaAdminClient,
+            client_settings(kafka)
+            | {
+                "request_timeout_ms": int(timeout_s * 1000),
+                "bootstrap_timeout_ms": int(timeout_s * 1000),
+            },
         )
+    except KafkaSecurityError as exc:
+        if raise_config_errors:
+            raise
+        return str(exc)
     except KafkaError as exc:
         return str(exc)
     try:
