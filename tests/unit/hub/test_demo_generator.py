@@ -55,10 +55,13 @@ def large() -> tuple[Population, float]:
 # -- reading the rows back through the hub config (as the connectors will) ---------------
 
 
-def canonical(source: str, population: Population) -> list[tuple[str, SimpleNamespace]]:
-    """(record key, canonical record) for every row, mapped with the demo's hub config."""
-    entry = CONFIG["registry"] if source == "registry" else CONFIG["sectors"][source]
-    names = SOURCE_TABLES[source].column_names
+def canonical(
+    source: str, population: Population, config: dict = CONFIG, tables=SOURCE_TABLES
+) -> list[tuple[str, SimpleNamespace]]:
+    """(record key, canonical record) for every row, mapped with the demo's hub config
+    (``config``/``tables``: another population's, such as the eg demo's)."""
+    entry = config["registry"] if source == "registry" else config["sectors"][source]
+    names = tables[source].column_names
     out = []
     for row in population.rows[source]:
         values = dict(zip(names, row, strict=True))

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,10 +13,12 @@ from hypothesis import strategies as st
 
 from hub.config import RULE_CODES, RulesConfig, parse_config
 from hub.demo import egypt
-from hub.demo.generator import MIN_PER_RULE, Manifest, Population, build
+from hub.demo.generator import MIN_PER_RULE, Population, build
 from hub.demo.population import EG_SOURCE_TABLES, SECTORS, demo_config
 from reconciliation.idschemes.eg import GOVERNORATE_CODES, EgyptNationalNumber
 from reconciliation.names import compare
+from tests.unit.hub import test_demo_generator as vn_tests
+from tests.unit.hub.test_demo_generator import manifest_set
 
 SCHEME = EgyptNationalNumber()
 URLS = {s: f"postgresql://postgres@127.0.0.1:5432/demo_{s}" for s in EG_SOURCE_TABLES}
@@ -39,34 +40,8 @@ def small() -> Population:
 
 
 def canonical(source: str, population: Population) -> list[tuple[str, SimpleNamespace]]:
-    """(record key, canonical record) for every row, mapped with the demo's hub config."""
-    entry = CONFIG["registry"] if source == "registry" else CONFIG["sectors"][source]
-    names = EG_SOURCE_TABLES[source].column_names
-    out = []
-    for row in population.rows[source]:
-        values = dict(zip(names, row, strict=True))
-        record: dict[str, Any] = dict.fromkeys(
-            ("citizen_id", "legacy_id", "full_name", "date_of_birth", "sex", "province_code")
-            + ("date_of_death", "status", "last_activity_date")
-        )
-        for fld, spec in entry["columns"].items():
-            if isinstance(spec, str):
-                record[fld] = values[spec]
-                continue
-            value = values[spec["column"]]
-            if value is not None and "map" in spec:
-                value = spec["map"][value]
-            if value is not None and "format" in spec:
-                value = datetime.strptime(value, spec["format"]).date()
-            record[fld] = value
-        out.append((str(values[entry["key"]]), SimpleNamespace(**record)))
-    return out
-
-
-def manifest_set(manifest: Manifest) -> set[tuple[str, str, str, str]]:
-    entries = [(m.sector, m.record_key, m.rule, m.field) for m in manifest.mismatches]
-    assert len(entries) == len(set(entries)), "the manifest lists a mismatch twice"
-    return set(entries)
+    """(record key, canonical record) for every row, mapped with the eg demo's hub config."""
+    return vn_tests.canonical(source, population, CONFIG, EG_SOURCE_TABLES)
 
 
 def independent_check(population: Population) -> set[tuple[str, str, str, str]]:
