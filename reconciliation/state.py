@@ -401,7 +401,7 @@ def candidates_by_birth_date(
     """Registry citizens born on each date as {citizen_id: name_folded}, at most
     ``per_date`` per date, read from the (date_of_birth, name_folded, citizen_id) index
     alone (an index-only scan: no heap fetch per candidate). Citizens without a folded
-    name are left out; :func:`full_names` reads the names of those chosen."""
+    name are left out; :meth:`PgRegistryIndex.citizens` reads the rows of those chosen."""
     wanted = sorted(set(dates))
     if not wanted:
         return {}
@@ -500,19 +500,6 @@ class PgRegistryIndex:
             (ids,),
         ).fetchall()
         return {r[0]: Citizen(*r) for r in rows}
-
-
-def full_names(conn: psycopg.Connection, citizen_ids: Iterable[str]) -> dict[str, str | None]:
-    """The registry's full name of each given citizen (one query)."""
-    ids = sorted(set(citizen_ids))
-    if not ids:
-        return {}
-    return dict(
-        conn.execute(
-            "SELECT citizen_id, full_name FROM registry_citizens WHERE citizen_id = ANY(%s)",
-            (ids,),
-        ).fetchall()
-    )
 
 
 # -- sector records -------------------------------------------------------------------------

@@ -165,7 +165,10 @@ def test_registry_candidates_are_read_from_the_index_alone(hub_db):
         (before,) = conn.execute(fetched).fetchone()
         born = state.candidates_by_birth_date(conn, dates)
         (after,) = conn.execute(fetched).fetchone()
-        names = state.full_names(conn, ["000000000025", "000000000525", "999999999999"])
+        chosen = state.PgRegistryIndex(conn).citizens(
+            ["000000000025", "000000000525", "999999999999"]
+        )
+        names = {cid: c.full_name for cid, c in chosen.items()}
     assert after == before
     assert {d: len(c) for d, c in born.items()} == {d: ROWS // 500 for d in dates}
     assert born[date(1960, 1, 26)]["000000000525"] == "nguyen van 525"
