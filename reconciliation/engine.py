@@ -171,6 +171,11 @@ class KafkaCommits:
             if tp in self.sent and self.acked.get(tp, -1) < self.sent[tp]
         }
 
+    def behind(self) -> bool:
+        """Whether an offset sent was not confirmed: a later commit of other partitions can
+        succeed (and end the run of failures) while a refused one is still owed."""
+        return any(self.acked.get(tp, -1) < offset for tp, offset in self.sent.items())
+
     def forget(self, partitions: Iterable[TopicPartition]) -> None:
         """Partitions this process no longer holds: another one commits them now."""
         for tp in partitions:
@@ -384,7 +389,7 @@ class Reconciler:
                         # waited for it.
                         analyzing = self._figures_thread.submit(self._refresh_statistics, None)
                     next_lag = now + 2.0
-                    if self.commit_to_kafka and self.kafka_commits.failing:
+                    if self.commit_to_kafka and self.kafka_commits.behind():
                         self._commit_to_kafka_again()
                     if self._outbox_retry:
                         self._outbox_retry = False
@@ -742,7 +747,7 @@ class Reconciler:
             self.kafka_commits.failed(exc)
 
     def _commit_to_kafka_again(self) -> None:
-        """While commits fail: send the unconfirmed offsets again (a last batch's failed
+        """Every 2 s while any offset is unconfirmed: send those again (a last batch's failed
         commit would otherwise stay the group's offset until the next batch)."""
         offsets = self.kafka_commits.unacked(self._ready)
         if offsets:

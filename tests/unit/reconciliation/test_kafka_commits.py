@@ -88,3 +88,15 @@ def test_one_warning_per_run_of_failures(results):
     assert len(infos) == recoveries
     assert all("RebalanceInProgressError" in r.getMessage() for r in warnings)
     assert all(r.levelno == logging.DEBUG for r in records if r not in warnings + infos)
+
+
+def test_a_later_success_on_other_partitions_leaves_the_refused_one_owed():
+    commits = KafkaCommits("g")
+    first = commits.to_commit({("t", 0): 5, ("t", 1): 5, ("t", 2): 5})
+    commits.done(first, RuntimeError("UnknownMemberIdError"))  # refused
+    second = commits.to_commit({("t", 0): 7, ("t", 1): 7})  # partition 2 did not move
+    commits.done(second, None)  # accepted: the run of failures ends
+    assert not commits.failing and commits.behind()
+    assert set(commits.unacked(first)) == {TopicPartition("t", 2)}
+    commits.done(commits.unacked(first), None)
+    assert not commits.behind()
