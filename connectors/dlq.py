@@ -18,8 +18,8 @@ from connectors.mapping import RecordMapper, decode_row
 from hub.avro import AvroDecodeError, decode
 from hub.config import HubConfig, KafkaConfig
 from hub.errors import FatalError
+from hub.idschemes import get_scheme
 from hub.kafka import Topics, make_consumer
-from reconciliation.idschemes import get_scheme
 
 log = logging.getLogger(__name__)
 

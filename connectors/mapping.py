@@ -18,7 +18,7 @@ from typing import Any
 from connectors.pgoutput import UNCHANGED
 from hub.config import CANONICAL_FIELDS, DATE_FIELDS, ColumnMapping, SourceConfig
 from hub.errors import ConfigError, SkippableError
-from reconciliation.idschemes import IdScheme
+from hub.idschemes import IdScheme
 
 UNCHANGED_ATTRIBUTE = "hub.unchanged"
 """``attributes`` key listing (comma-separated) the canonical fields whose source value did

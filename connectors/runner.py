@@ -28,10 +28,10 @@ from connectors.state import (
 )
 from hub.config import HubConfig, load_config
 from hub.errors import FatalError, HubError, RetriableError
+from hub.idschemes import get_scheme
 from hub.logs import error_summary
 from hub.metrics import CONNECTOR_LAG, CONNECTOR_SLOT_LAG, CONNECTOR_UP
 from hub.runtime import tune_gc
-from reconciliation.idschemes import get_scheme
 
 log = logging.getLogger(__name__)
 

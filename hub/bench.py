@@ -765,7 +765,7 @@ def _fold_sql(expr: str) -> str:
 def sql_baseline_statement() -> str:
     """One statement: tax records joined to the registry, every exact-comparison rule,
     materialized as (record_key, rule) rows — the work the hub's mismatch store does."""
-    from reconciliation.idschemes.vn import PROVINCE_CODES
+    from hub.idschemes.vn import PROVINCE_CODES
 
     provinces = ", ".join(f"'{p}'" for p in sorted(PROVINCE_CODES))
     return f"""

@@ -18,8 +18,8 @@ from hub.avro import Encoder
 from hub.config import HubConfig
 from hub.db import psycopg_conninfo
 from hub.errors import FatalError, RetriableError
+from hub.idschemes import get_scheme
 from hub.kafka import Topics, ensure_topics, make_producer
-from reconciliation.idschemes import get_scheme
 
 log = logging.getLogger(__name__)
 

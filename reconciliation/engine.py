@@ -60,11 +60,11 @@ from hub.avrowriter import compile_encoder
 from hub.config import CANDIDATE_KEYS, HubConfig
 from hub.db import psycopg_conninfo
 from hub.errors import RetriableError, SkippableError
+from hub.idschemes import IdInfo, get_scheme
 from hub.kafka import Topics, ensure_topics, make_consumer, make_producer
 from hub.runtime import tune_gc
 from reconciliation import state
 from reconciliation.avroreader import compile_reader
-from reconciliation.idschemes import IdInfo, get_scheme
 from reconciliation.lifecycle import Ledger, MismatchRow, load_mismatches
 from reconciliation.names import fold
 from reconciliation.rules import SUGGESTING_RULES, RuleSet, evaluate, is_active

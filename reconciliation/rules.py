@@ -5,7 +5,7 @@ Contract of a rule (SPEC §5). A rule is a pure function of
 - the sector record as the hub last saw it (:class:`SectorFacts`),
 - the registry citizen it matches (:class:`RegistryFacts`, or ``None`` when the record's
   ID finds nobody) — for a legacy ID, the citizen who holds that legacy number,
-- what the ID scheme reads from the record's ID (:class:`~reconciliation.idschemes.IdInfo`,
+- what the ID scheme reads from the record's ID (:class:`~hub.idschemes.IdInfo`,
   ``None`` when the record has no ID),
 - the sector's rule settings (:class:`RuleSet`),
 - and, for ``DUPLICATE_ID`` only, the keys of the sector's *other* active records carrying
@@ -27,7 +27,7 @@ from datetime import date
 from typing import Protocol
 
 from hub.config import RULE_CODES, RulesConfig
-from reconciliation.idschemes import IdInfo
+from hub.idschemes import IdInfo
 from reconciliation.names import compare, name_severity
 
 DEFAULT_SEVERITY: Mapping[str, str] = {

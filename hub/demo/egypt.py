@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from datetime import date
 
-from reconciliation.idschemes.eg import GOVERNORATE_CODES, MAX_SERIAL, EgyptNationalNumber, make_id
+from hub.idschemes.eg import GOVERNORATE_CODES, MAX_SERIAL, EgyptNationalNumber, make_id
 
 SCHEME = EgyptNationalNumber()
 

@@ -26,7 +26,7 @@ from hub.db import psycopg_conninfo
 from hub.demo import egypt
 from hub.demo.population import SECTORS, SourceTable, source_tables
 from hub.errors import FatalError, RetriableError
-from reconciliation.idschemes.vn import PROVINCE_CODES, VietnamPersonalId, make_id
+from hub.idschemes.vn import PROVINCE_CODES, VietnamPersonalId, make_id
 from reconciliation.rules import RULE_FIELDS
 
 AS_OF = date(2025, 6, 30)

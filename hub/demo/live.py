@@ -20,7 +20,7 @@ from psycopg import sql
 
 from hub.db import psycopg_conninfo
 from hub.demo.population import SourceTable, source_tables
-from reconciliation.idschemes import get_scheme
+from hub.idschemes import get_scheme
 
 log = logging.getLogger(__name__)
 

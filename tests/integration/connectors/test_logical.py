@@ -12,7 +12,7 @@ from connectors.base import ConnectorContext
 from connectors.delivery import Delivery
 from connectors.logical import LogicalCapture
 from connectors.mapping import UNCHANGED_ATTRIBUTE, RecordMapper
-from reconciliation.idschemes import get_scheme
+from hub.idschemes import get_scheme
 from tests.integration.connectors.conftest import (
     by_partition_order,
     changes,

@@ -8,7 +8,7 @@ from connectors.base import ConnectorContext
 from connectors.delivery import Delivery
 from connectors.mapping import RecordMapper
 from connectors.poll import PollCapture
-from reconciliation.idschemes import get_scheme
+from hub.idschemes import get_scheme
 from tests.integration.connectors.conftest import changes, dead_letters, run_once
 
 TABLE = """

@@ -10,7 +10,7 @@ from connectors.delivery import Delivery
 from connectors.mapping import RecordMapper
 from connectors.snapshot import SnapshotCapture
 from connectors.state import add_request, hub_engine
-from reconciliation.idschemes import get_scheme
+from hub.idschemes import get_scheme
 from tests.integration.connectors.conftest import changes, run_once
 
 TABLE = """

@@ -26,10 +26,10 @@ import yaml
 from hub.config import KafkaConfig, parse_config
 from hub.db import psycopg_conninfo
 from hub.embedded import EmbeddedKafka, KafkaSecurity, kafka_missing
+from hub.idschemes.vn import make_id
 from hub.kafka import KafkaSecurityError, check_kafka, make_producer
 from hub.testing import server_dir
 from reconciliation.engine import Reconciler
-from reconciliation.idschemes.vn import make_id
 from tests.integration.connectors.conftest import SourceDb, changes, run_once
 from tests.integration.hub.tls import TlsFiles, make_tls
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from hub.avro import Encoder
 from hub.config import HubConfig, KafkaConfig, parse_config
+from hub.idschemes import get_scheme
 from hub.kafka import Topics, ensure_topics, make_producer
-from reconciliation.idschemes import get_scheme
 
 _ENCODER = Encoder("hub.ChangeEvent")
 _SCHEME = get_scheme("vn")

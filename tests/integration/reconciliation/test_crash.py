@@ -17,8 +17,8 @@ import yaml
 
 from hub.db import psycopg_conninfo
 from hub.db.migrate import upgrade
+from hub.idschemes.vn import PROVINCE_CODES, make_id
 from reconciliation.engine import Reconciler
-from reconciliation.idschemes.vn import PROVINCE_CODES, make_id
 from tests.integration.reconciliation.feed import Feed, config_data, hub_config
 
 ROOT = Path(__file__).resolve().parents[3]

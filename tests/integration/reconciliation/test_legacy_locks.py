@@ -22,10 +22,10 @@ import pytest
 from kafka import TopicPartition
 
 from hub.db import psycopg_conninfo
+from hub.idschemes.vn import make_id
 from hub.kafka import make_producer
 from reconciliation import engine
 from reconciliation.engine import Reconciler
-from reconciliation.idschemes.vn import make_id
 from tests.integration.reconciliation.feed import Feed, hub_config, person
 
 A = make_id("079", 1985, "M", 1)

@@ -11,9 +11,9 @@ import pytest
 from kafka import TopicPartition
 
 from hub.avro import decode
+from hub.idschemes.vn import make_id
 from hub.kafka import make_consumer
 from reconciliation.corrections import publish_corrections
-from reconciliation.idschemes.vn import make_id
 from reconciliation.state import refresh_verified
 from tests.integration.reconciliation.conftest import start
 from tests.integration.reconciliation.feed import Feed, hub_config, person

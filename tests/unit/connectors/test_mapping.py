@@ -20,7 +20,7 @@ from connectors.mapping import (
 from connectors.pgoutput import UNCHANGED
 from hub.config import SourceConfig
 from hub.errors import ConfigError, SkippableError
-from reconciliation.idschemes import get_scheme
+from hub.idschemes import get_scheme
 
 
 def mapper(**columns) -> RecordMapper:

@@ -25,7 +25,7 @@ from hub.demo.generator import (
     fold_name,
 )
 from hub.demo.population import SECTORS, SOURCE_TABLES, demo_config
-from reconciliation.idschemes.vn import VietnamPersonalId
+from hub.idschemes.vn import VietnamPersonalId
 
 SCHEME = VietnamPersonalId()
 URLS = {s: f"postgresql://postgres@127.0.0.1:5432/demo_{s}" for s in SOURCE_TABLES}

@@ -15,7 +15,7 @@ from hub.config import RULE_CODES, RulesConfig, parse_config
 from hub.demo import egypt
 from hub.demo.generator import MIN_PER_RULE, Population, build
 from hub.demo.population import EG_SOURCE_TABLES, SECTORS, demo_config
-from reconciliation.idschemes.eg import GOVERNORATE_CODES, EgyptNationalNumber
+from hub.idschemes.eg import GOVERNORATE_CODES, EgyptNationalNumber
 from reconciliation.names import compare
 from tests.unit.hub import test_demo_generator as vn_tests
 from tests.unit.hub.test_demo_generator import manifest_set

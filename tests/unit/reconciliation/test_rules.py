@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hub.config import RULE_CODES, SEVERITIES, RulesConfig
-from reconciliation.idschemes import get_scheme
-from reconciliation.idschemes.vn import make_id
+from hub.idschemes import get_scheme
+from hub.idschemes.vn import make_id
 from reconciliation.rules import (
     DEFAULT_SEVERITY,
     RULE_FIELDS,
@@ -138,7 +138,7 @@ def test_id_attributes_compare_only_fields_the_record_has():
 
 
 def test_egyptian_id_encodes_the_full_birth_date():
-    from reconciliation.idschemes.eg import make_id as eg_id
+    from hub.idschemes.eg import make_id as eg_id
 
     nid = eg_id(date(1990, 7, 2), "01", "F", 17)
     rec = Rec(nid, date_of_birth=date(1990, 7, 3), sex="F")

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciliation.idschemes import get_scheme
-from reconciliation.idschemes.eg import GOVERNORATE_CODES, EgyptNationalNumber, make_id
+from hub.idschemes import get_scheme
+from hub.idschemes.eg import GOVERNORATE_CODES, EgyptNationalNumber, make_id
 
 scheme = EgyptNationalNumber()
 

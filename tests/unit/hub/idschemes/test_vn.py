@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hub.errors import ConfigError
-from reconciliation.idschemes import SCHEMES, IdScheme, get_scheme
-from reconciliation.idschemes.vn import PROVINCE_CODES, VietnamPersonalId, make_id
+from hub.idschemes import SCHEMES, IdScheme, get_scheme
+from hub.idschemes.vn import PROVINCE_CODES, VietnamPersonalId, make_id
 
 scheme = VietnamPersonalId()
 

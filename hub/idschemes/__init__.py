@@ -85,8 +85,8 @@ def get_scheme(name: str) -> IdScheme:
 
 
 # The built-in schemes import the contract above, so they are registered after it.
-from reconciliation.idschemes.eg import EgyptNationalNumber  # noqa: E402
-from reconciliation.idschemes.vn import VietnamPersonalId  # noqa: E402
+from hub.idschemes.eg import EgyptNationalNumber  # noqa: E402
+from hub.idschemes.vn import VietnamPersonalId  # noqa: E402
 
 SCHEMES: dict[str, IdScheme] = {
     scheme.name: scheme for scheme in (EgyptNationalNumber(), VietnamPersonalId())
