@@ -29,8 +29,8 @@ from tenacity import (
 )
 
 from connectors.events import Batch, DeadLetter
-from hub.avro import Encoder
-from hub.avrowriter import compile_encoder
+from hub.avro.codec import Encoder
+from hub.avro.writer import compile_encoder
 from hub.config import KafkaConfig
 from hub.errors import RetriableError
 from hub.kafka import Topics, ensure_topics, make_producer

@@ -15,7 +15,7 @@ from kafka.errors import KafkaError
 from connectors.delivery import Delivery
 from connectors.events import Batch, EventBuilder
 from connectors.mapping import RecordMapper, decode_row
-from hub.avro import AvroDecodeError, decode
+from hub.avro.codec import AvroDecodeError, decode
 from hub.config import HubConfig, KafkaConfig
 from hub.errors import FatalError
 from hub.idschemes import get_scheme

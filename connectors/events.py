@@ -10,8 +10,8 @@ from typing import Any
 
 from connectors.mapping import RecordMapper, dump_payload, encode_row
 from connectors.pgoutput import PgValueError
-from hub.avro import AvroEncodeError, Encoder
-from hub.avrowriter import compile_encoder
+from hub.avro.codec import AvroEncodeError, Encoder
+from hub.avro.writer import compile_encoder
 from hub.errors import SkippableError
 
 

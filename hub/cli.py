@@ -112,7 +112,7 @@ def schemas() -> None:
 @schemas.command("check")
 def schemas_check() -> None:
     """Fail when a working schema cannot read data written with a released one."""
-    from hub.schemas import check_schemas
+    from hub.avro.compatibility import check_schemas
 
     problems = check_schemas()
     for p in problems:

@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from hub.avro import Encoder
+from hub.avro.codec import Encoder
 from hub.config import HubConfig
 from hub.db import psycopg_conninfo
 from hub.errors import FatalError, RetriableError

@@ -55,8 +55,9 @@ from kafka.structs import OffsetAndMetadata
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from hub import metrics
-from hub.avro import AvroDecodeError, Decoder, Encoder
-from hub.avrowriter import compile_encoder
+from hub.avro.codec import AvroDecodeError, Decoder, Encoder
+from hub.avro.reader import compile_reader
+from hub.avro.writer import compile_encoder
 from hub.config import CANDIDATE_KEYS, HubConfig
 from hub.db import psycopg_conninfo
 from hub.errors import RetriableError, SkippableError
@@ -64,7 +65,6 @@ from hub.idschemes import IdInfo, get_scheme
 from hub.kafka import Topics, ensure_topics, make_consumer, make_producer
 from hub.runtime import tune_gc
 from reconciliation import state
-from reconciliation.avroreader import compile_reader
 from reconciliation.lifecycle import Ledger, MismatchRow, load_mismatches
 from reconciliation.names import fold
 from reconciliation.rules import SUGGESTING_RULES, RuleSet, evaluate, is_active

@@ -14,7 +14,7 @@ import pytest
 from kafka import TopicPartition
 
 from connectors.runner import ConnectorRunner
-from hub.avro import decode
+from hub.avro.codec import decode
 from hub.config import DatabaseConfig, HubConfig, KafkaConfig, MetricsConfig, SourceConfig
 from hub.db import psycopg_conninfo
 from hub.kafka import Topics, make_consumer

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from kafka import TopicPartition
 
-from hub.avro import decode
+from hub.avro.codec import decode
 from hub.config import HubConfig
 from hub.db import psycopg_conninfo
 from hub.kafka import make_consumer

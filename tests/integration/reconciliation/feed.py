@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from hub.avro import Encoder
+from hub.avro.codec import Encoder
 from hub.config import HubConfig, KafkaConfig, parse_config
 from hub.idschemes import get_scheme
 from hub.kafka import Topics, ensure_topics, make_producer

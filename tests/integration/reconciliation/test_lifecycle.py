@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from kafka import TopicPartition
 
-from hub.avro import decode
+from hub.avro.codec import decode
 from hub.idschemes.vn import make_id
 from hub.kafka import make_consumer
 from reconciliation.corrections import publish_corrections

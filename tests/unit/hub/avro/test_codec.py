@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub import avro
-from hub.avro import (
+from hub.avro import codec as avro
+from hub.avro.codec import (
     MAGIC,
     AvroDecodeError,
     AvroEncodeError,

@@ -49,12 +49,19 @@ def schema_fingerprint(schema: Any) -> bytes:
     return bytes.fromhex(_fastavro_fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
 
 
+PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
+"""The Avro primitive type names."""
+
+
+def qualify(name: str, namespace: str | None) -> str:
+    """``name`` as a full name: already dotted names and names without a namespace stay as
+    they are (the Avro spec's name resolution)."""
+    return name if "." in name or not namespace else f"{namespace}.{name}"
+
+
 def full_name(schema: Mapping[str, Any]) -> str:
     """The full name of a named schema (``namespace.name``), as JSON data."""
-    name = schema["name"]
-    if "." in name or not schema.get("namespace"):
-        return name
-    return f"{schema['namespace']}.{name}"
+    return qualify(schema["name"], schema.get("namespace"))
 
 
 def _parse(schema: Mapping[str, Any]) -> dict:
@@ -89,10 +96,9 @@ def version_key(version: str) -> tuple:
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in version.split("."))
 
 
-def released_versions(
-    directory: Traversable | PathLike[str] | str,
-) -> dict[str, dict[str, Mapping[str, Any]]]:
-    """Every release under ``directory/released/`` as ``{version: {file: schema}}``, oldest first."""
+def release_dirs(directory: Traversable | PathLike[str] | str) -> dict[str, Traversable]:
+    """The release directories under ``directory/released/`` as ``{version: directory}``,
+    oldest first; names starting with ``_`` or ``.`` are not releases."""
     root = Path(directory) if isinstance(directory, str | PathLike) else directory
     released = root / RELEASED_DIR
     if not released.is_dir():
@@ -100,7 +106,14 @@ def released_versions(
     versions = [
         e.name for e in released.iterdir() if e.is_dir() and not e.name.startswith(("_", "."))
     ]
-    return {v: read_schema_dir(released / v) for v in sorted(versions, key=version_key)}
+    return {v: released / v for v in sorted(versions, key=version_key)}
+
+
+def released_versions(
+    directory: Traversable | PathLike[str] | str,
+) -> dict[str, dict[str, Mapping[str, Any]]]:
+    """Every release under ``directory/released/`` as ``{version: {file: schema}}``, oldest first."""
+    return {v: read_schema_dir(d) for v, d in release_dirs(directory).items()}
 
 
 class SchemaSet:
@@ -129,8 +142,7 @@ class SchemaSet:
         for entry in self.current.values():
             namespace = entry.raw.get("namespace")
             for alias in entry.raw.get("aliases", ()):
-                qualified = alias if "." in alias or not namespace else f"{namespace}.{alias}"
-                by_alias[qualified] = entry
+                by_alias[qualify(alias, namespace)] = entry
         # fingerprint -> (name reported, writer schema, reader schema or None when identical)
         self._readers: dict[bytes, tuple[str, dict, dict | None]] = {
             e.fingerprint: (e.name, e.parsed, None) for e in self.current.values()
@@ -193,7 +205,7 @@ class SchemaSet:
 
 ENCODE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, OverflowError)
 """What writing a record that does not fit its schema raises (fastavro or the compiled
-writer of :mod:`hub.avrowriter`)."""
+writer of :mod:`hub.avro.writer`)."""
 
 
 def encode_error(schema: str, record: Any, exc: Exception) -> AvroEncodeError:

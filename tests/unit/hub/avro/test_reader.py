@@ -2,59 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.avro import AvroDecodeError, Decoder, Encoder
-from reconciliation.avroreader import compile_reader
+from hub.avro.codec import AvroDecodeError, Decoder, Encoder
+from hub.avro.reader import compile_reader
+from tests.unit.hub.avro.strategies import change_events as events
 
 READ = compile_reader("hub.ChangeEvent")
 REFERENCE = Decoder().decode
 ENCODE = Encoder("hub.ChangeEvent").encode
-
-texts = st.one_of(st.none(), st.text(max_size=80))
-dates = st.one_of(st.none(), st.dates(min_value=date(1, 1, 1), max_value=date(9999, 12, 31)))
-longs = st.integers(-(2**63), 2**63 - 1)
-records = st.fixed_dictionaries(
-    {
-        "citizen_id": texts,
-        "legacy_id": texts,
-        "full_name": texts,
-        "date_of_birth": dates,
-        "sex": st.sampled_from([None, "M", "F"]),
-        "province_code": texts,
-        "address": texts,
-        "date_of_death": dates,
-        "status": texts,
-        "last_activity_date": dates,
-        "attributes": st.dictionaries(st.text(max_size=10), st.text(max_size=70), max_size=4),
-    }
-)
-events = st.fixed_dictionaries(
-    {
-        "op": st.sampled_from("cudr"),
-        "before": st.one_of(st.none(), records),
-        "after": st.one_of(st.none(), records),
-        "record_key": st.text(min_size=1, max_size=300),
-        "source": st.fixed_dictionaries(
-            {
-                "system": st.text(max_size=10),
-                "connector": st.text(max_size=10),
-                "database": st.text(max_size=10),
-                "table": st.text(max_size=10),
-                "position": st.text(max_size=20),
-                "lsn": st.one_of(st.none(), longs),
-                "txid": st.one_of(st.none(), longs),
-                "commit_ts_ms": st.one_of(st.none(), longs),
-                "snapshot": st.booleans(),
-            }
-        ),
-        "ts_ms": longs,
-    }
-)
 
 
 def test_the_change_event_schema_compiles():

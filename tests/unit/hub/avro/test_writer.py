@@ -2,55 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.avro import AvroEncodeError, Encoder, decode
-from hub.avrowriter import compile_encoder
-
-_text = st.one_of(st.none(), st.text(max_size=80))
-_date = st.one_of(st.none(), st.dates(min_value=date(1, 1, 1)))
-_record = st.fixed_dictionaries(
-    {
-        "citizen_id": _text,
-        "legacy_id": _text,
-        "full_name": _text,
-        "date_of_birth": _date,
-        "sex": st.sampled_from([None, "M", "F"]),
-        "province_code": _text,
-        "address": _text,
-        "date_of_death": _date,
-        "status": _text,
-        "last_activity_date": _date,
-        "attributes": st.dictionaries(st.text(max_size=10), st.text(max_size=20), max_size=4),
-    }
-)
-_long = st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1)
-_event = st.fixed_dictionaries(
-    {
-        "op": st.sampled_from("cudr"),
-        "before": st.one_of(st.none(), _record),
-        "after": st.one_of(st.none(), _record),
-        "record_key": st.text(max_size=40),
-        "source": st.fixed_dictionaries(
-            {
-                "system": st.just("postgresql"),
-                "connector": st.text(max_size=10),
-                "database": st.text(max_size=10),
-                "table": st.text(max_size=20),
-                "position": st.text(max_size=20),
-                "lsn": st.one_of(st.none(), _long),
-                "txid": st.one_of(st.none(), _long),
-                "commit_ts_ms": st.one_of(st.none(), _long),
-                "snapshot": st.booleans(),
-            }
-        ),
-        "ts_ms": _long,
-    }
-)
+from hub.avro.codec import AvroEncodeError, Encoder, decode
+from hub.avro.writer import compile_encoder
+from tests.unit.hub.avro.strategies import change_events as _event
+from tests.unit.hub.avro.strategies import longs as _long
+from tests.unit.hub.avro.strategies import texts as _text
 
 
 @given(_event)
@@ -159,7 +119,7 @@ def test_a_double_that_is_not_a_number_raises(score):
 
 
 def test_every_shipped_schema_compiles():
-    from hub.avro import shipped
+    from hub.avro.codec import shipped
 
     for name in shipped().names:
         assert compile_encoder(name) is not None, name

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.schemas import check_compatibility, check_schemas, schema_problems
+from hub.avro.compatibility import check_compatibility, check_schemas, schema_problems
 
 SCHEMA_DIR = resources.files("schemas.avro")
 

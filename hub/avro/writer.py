@@ -1,5 +1,5 @@
 """A compiled Avro writer for the hot paths (connectors' change events, the reconciler's
-mismatch events): the same single-object bytes as :class:`hub.avro.Encoder`, several times
+mismatch events): the same single-object bytes as :class:`hub.avro.codec.Encoder`, several times
 faster, built from the shipped schema itself.
 
 fastavro re-walks the schema for every record (~40 µs for a ChangeEvent); this module
@@ -8,7 +8,7 @@ inlined, and compiles it: ~13 µs for a ChangeEvent of varied rows, where nested
 (one call per field) took ~22 µs. It covers what the hub's schemas use — records, enums,
 ``["null", T]`` unions, maps, arrays, strings, bytes, booleans, int/long (``date`` logical
 type included), float and double — and :func:`compile_encoder` returns ``None`` for any
-other schema, so callers fall back to :class:`hub.avro.Encoder`. Tests pin byte equality
+other schema, so callers fall back to :class:`hub.avro.codec.Encoder`. Tests pin byte equality
 with it.
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any
 
-from hub.avro import ENCODE_ERRORS, MAGIC, encode_error, shipped
+from hub.avro.codec import ENCODE_ERRORS, MAGIC, PRIMITIVES, encode_error, shipped
 
 Writer = Callable[[bytearray, Any], None]
 
@@ -97,9 +97,6 @@ def _null(out: bytearray, v: Any) -> None:
         raise TypeError(f"{type(v).__name__} is not null")
 
 
-_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "string", "bytes", "float", "double"})
-
-
 class _Generator:
     """Emits the source of one writer function per named record, enum, map and array, with
     every field's code inlined (the common cases — a short string, a small non-negative
@@ -139,7 +136,7 @@ class _Generator:
             if schema in self.named:  # a named type, possibly recursive
                 out.append(f"{ind}{self.named[schema]}(out, {x})")
                 return
-            if schema not in _PRIMITIVES:
+            if schema not in PRIMITIVES:
                 raise _Unsupported(schema)
             schema = {"type": schema}
         if isinstance(schema, list):
@@ -154,7 +151,7 @@ class _Generator:
                 f"{ind}else:",
                 f"{ind}    _int(out, {x})",
             ]
-        elif kind in _PRIMITIVES and logical is not None:
+        elif kind in PRIMITIVES and logical is not None:
             raise _Unsupported(str(logical))
         elif kind == "string":
             out += [
@@ -276,7 +273,7 @@ class _Generator:
 
 class FastEncoder:
     """Encodes records of one shipped schema as single-object messages, like
-    :class:`hub.avro.Encoder` (same bytes, same :class:`AvroEncodeError` on a bad record)."""
+    :class:`hub.avro.codec.Encoder` (same bytes, same :class:`AvroEncodeError` on a bad record)."""
 
     __slots__ = ("name", "_header", "_write")
 

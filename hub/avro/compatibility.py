@@ -13,9 +13,8 @@ from typing import Any
 
 from fastavro import parse_schema
 
-from hub.avro import RELEASED_DIR, SCHEMA_PACKAGE, full_name, version_key
+from hub.avro.codec import PRIMITIVES, SCHEMA_PACKAGE, full_name, qualify, release_dirs
 
-PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 NAMED = frozenset({"record", "error", "enum", "fixed"})
 # writer type -> reader types that can read it (Avro spec, "Schema Resolution")
 PROMOTIONS = {
@@ -38,18 +37,9 @@ def check_schemas() -> list[str]:
     An empty list means compatible (or nothing released yet).
     """
     current = resources.files(SCHEMA_PACKAGE)
-    released = current / RELEASED_DIR
-    if not released.is_dir():
-        return []
-    versions = sorted(
-        (e.name for e in released.iterdir() if e.is_dir() and not e.name.startswith(("_", "."))),
-        key=version_key,
-    )
     problems = []
-    for version in versions:
-        problems += [
-            f"released {version}: {p}" for p in check_compatibility(released / version, current)
-        ]
+    for version, released in release_dirs(current).items():
+        problems += [f"released {version}: {p}" for p in check_compatibility(released, current)]
     return problems
 
 
@@ -77,7 +67,7 @@ def check_compatibility(released_dir: Dir, current_dir: Dir) -> list[str]:
         by_name[name] = (file, raw)
         namespace = name.rpartition(".")[0]
         for alias in raw.get("aliases", ()):
-            by_name.setdefault(_qualify(alias, namespace), (file, raw))
+            by_name.setdefault(qualify(alias, namespace), (file, raw))
     for file, writer in released.items():
         if not isinstance(writer, dict) or "name" not in writer:
             continue
@@ -117,15 +107,11 @@ def _load_dir(directory: Dir, problems: list[str]) -> dict[str, Any]:
     return found
 
 
-def _qualify(name: str, namespace: str) -> str:
-    return name if "." in name or not namespace else f"{namespace}.{name}"
-
-
 def _named_full_name(schema: Mapping[str, Any], namespace: str) -> str:
     name = schema["name"]
     if "." in name:
         return name
-    return _qualify(name, schema.get("namespace", namespace) or "")
+    return qualify(name, schema.get("namespace", namespace) or "")
 
 
 class _Names:
@@ -160,7 +146,7 @@ class _Names:
             if isinstance(schema, str):
                 if schema in PRIMITIVES:
                     return {"type": schema}, namespace
-                for candidate in (_qualify(schema, namespace), schema):
+                for candidate in (qualify(schema, namespace), schema):
                     if candidate in self.types:
                         return self.types[candidate]
                 return {"type": "unknown", "name": schema}, namespace
@@ -282,7 +268,7 @@ class _Checker:
         if w_name == r_name:
             return True
         r_space = r_name.rpartition(".")[0]
-        return w_name in {_qualify(a, r_space) for a in r.get("aliases", ())}
+        return w_name in {qualify(a, r_space) for a in r.get("aliases", ())}
 
     def _check_named(self, w: dict, w_ns: str, r: dict, r_ns: str, path: str) -> None:
         w_name, r_name = _named_full_name(w, w_ns), _named_full_name(r, r_ns)

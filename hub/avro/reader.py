@@ -1,5 +1,5 @@
 """A compiled Avro reader for the reconciler's hot path: the same records as
-:meth:`hub.avro.Decoder.decode`, about three times as fast, generated from the shipped
+:meth:`hub.avro.codec.Decoder.decode`, about three times as fast, generated from the shipped
 schema itself.
 
 fastavro walks the schema for every message (~25 µs for a ChangeEvent, as much as the
@@ -9,7 +9,7 @@ and union cases first) and compiles it. It covers what the hub's schemas use —
 enums, unions, maps, arrays, strings, bytes, booleans, int/long (``date`` logical type
 included), float and double — and :func:`compile_reader` returns ``None`` for anything
 else. Messages written with another schema version (a released one) are handed to
-:class:`hub.avro.Decoder`, which resolves them; tests pin equality with it.
+:class:`hub.avro.codec.Decoder`, which resolves them; tests pin equality with it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
-from hub.avro import HEADER_SIZE, MAGIC, AvroDecodeError, Decoder, shipped
+from hub.avro.codec import HEADER_SIZE, MAGIC, PRIMITIVES, AvroDecodeError, Decoder, shipped
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
@@ -91,7 +91,7 @@ class _Generator:
     def emit(self, schema: Any, ns: str, target: str, out: list[str], ind: str) -> None:
         """Lines reading one value of ``schema`` at ``p`` into ``target``, advancing ``p``."""
         if isinstance(schema, str):
-            prim = {"type": schema} if schema in _PRIMITIVE_NAMES else None
+            prim = {"type": schema} if schema in PRIMITIVES else None
             if prim is None:
                 full = schema if "." in schema or not ns else f"{ns}.{schema}"
                 if full not in self.named and schema in self.named:
@@ -228,11 +228,6 @@ class _Generator:
         return scope["read"]
 
 
-_PRIMITIVE_NAMES = frozenset(
-    {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
-)
-
-
 def _full_name(schema: dict, ns: str) -> tuple[str, str]:
     name = schema["name"]
     if "." in name:
@@ -247,7 +242,7 @@ def _fn_name(full: str) -> str:
 
 def compile_reader(name: str) -> Callable[[bytes], tuple[str, dict]] | None:
     """A decode function for messages of the current shipped schema ``name``, with the
-    return value and errors of :meth:`hub.avro.Decoder.decode` (to which it hands any
+    return value and errors of :meth:`hub.avro.codec.Decoder.decode` (to which it hands any
     message written with another schema); ``None`` when the schema uses a construct this
     module does not compile."""
     entry = shipped().current[name]
