@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from hub.errors import ConfigError
 from hub.idschemes import SCHEMES, IdScheme, get_scheme
 from hub.idschemes.vn import PROVINCE_CODES, VietnamPersonalId, make_id
+from tests.unit.hub.idschemes.contract import IdSchemeContract
 
 scheme = VietnamPersonalId()
 
@@ -51,42 +52,25 @@ def test_nine_digits_is_a_legacy_cmnd():
     assert info.birth_year is None and info.sex is None
 
 
-@pytest.mark.parametrize(
-    ("value", "reason_part"),
-    [
+class TestVietnamContract(IdSchemeContract):
+    scheme = scheme
+    malformed = [
         ("07918500012", "got 11"),
         ("0791850001234", "got 13"),
         ("07918500012A", "other than digits"),
         ("003185000123", "unknown province code '003'"),
         ("097185000123", "unknown province code '097'"),
         ("000185000123", "unknown province code '000'"),
-    ],
-)
-def test_malformed_ids_are_invalid_with_a_reason(value, reason_part):
-    info = scheme.parse(value)
-    assert info.kind == "invalid"
-    assert reason_part in info.reason
-
-
-@pytest.mark.parametrize(
-    "raw",
-    [
+    ]
+    spellings = [
         "079 185 000 123",
         "079-185-000-123",
         "079.185.000.123",
         " 079185000123\t",
         "٠٧٩١٨٥٠٠٠١٢٣",
         "۰۷۹۱۸۵۰۰۰۱۲۳",
-    ],
-)
-def test_normalize_strips_separators_and_converts_arabic_indic_digits(raw):
-    assert scheme.normalize(raw) == "079185000123"
-
-
-@pytest.mark.parametrize("raw", [None, "", "  ", " - . "])
-def test_blank_id_normalizes_to_none(raw):
-    assert scheme.normalize(raw) is None
-    assert scheme.inspect(raw) is None
+    ]
+    canonical = "079185000123"
 
 
 def test_inspect_normalizes_before_parsing():
