@@ -12,7 +12,7 @@ import click
 
 from hub.cliconfig import config_of, metrics_options
 from hub.config import HubConfig
-from hub.errors import FatalError
+from hub.errors import EXIT_FAILURE, FatalError
 
 
 def _config() -> HubConfig:
@@ -77,7 +77,7 @@ def check_cmd(name: str) -> None:
     for r in results:
         click.echo(r.line())
     if not all(r.ok for r in results):
-        sys.exit(1)
+        sys.exit(EXIT_FAILURE)
 
 
 @connector.command("status")

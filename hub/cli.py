@@ -9,7 +9,7 @@ import click
 
 from hub.cliconfig import ConfigContext, HubGroup, metrics_options
 from hub.config import config_path
-from hub.errors import ConfigError, FatalError, HubError
+from hub.errors import EXIT_FAILURE, run_cli
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 Ctx = ConfigContext  # the root context object every command reads its config from
@@ -40,7 +40,7 @@ def check(ctx: Ctx) -> None:
     for r in results:
         click.echo(r.line())
     if not all(r.ok for r in results):
-        sys.exit(1)
+        sys.exit(EXIT_FAILURE)
 
 
 @cli.group()
@@ -118,7 +118,7 @@ def schemas_check() -> None:
     for p in problems:
         click.echo(p, err=True)
     if problems:
-        sys.exit(1)
+        sys.exit(EXIT_FAILURE)
     click.echo("Avro schemas are backward compatible with every released version")
 
 
@@ -160,50 +160,6 @@ def _mount() -> None:
 _mount()
 
 
-def _is_unreachable(exc: BaseException) -> bool:
-    import psycopg
-    import sqlalchemy.exc
-    from kafka.errors import KafkaConnectionError, KafkaTimeoutError
-
-    unreachable = (
-        sqlalchemy.exc.OperationalError,
-        sqlalchemy.exc.InterfaceError,
-        psycopg.OperationalError,
-        KafkaConnectionError,
-        KafkaTimeoutError,
-        ConnectionError,
-    )
-    return isinstance(exc, unreachable)
-
-
 def main() -> None:
     """Console entry point: hub errors become one clear message, never a traceback."""
-    try:
-        cli.main(standalone_mode=False, prog_name="hub")
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(2 if exc.exit_code == 1 else exc.exit_code)
-    except ConfigError as exc:
-        click.echo(f"hub: {exc}", err=True)
-        sys.exit(2)
-    except FatalError as exc:
-        click.echo(f"hub: {exc}", err=True)
-        sys.exit(1)
-    except HubError as exc:
-        click.echo(f"hub: {exc}", err=True)
-        sys.exit(1)
-    except Exception as exc:
-        # A database or broker that cannot be reached is an operator's problem, not a bug.
-        if not _is_unreachable(exc):
-            raise
-        from hub.logs import error_summary
-
-        click.echo(f"hub: a server cannot be reached: {error_summary(exc)}", err=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run_cli(cli, "hub")

@@ -8,12 +8,12 @@ on their own, taking ``--config`` before or after the subcommand like ``hub``.
 from __future__ import annotations
 
 import signal
-import sys
 
 import click
 
 from hub.cliconfig import ConfigContext, HubGroup, config_of, metrics_options
 from hub.config import SEVERITIES
+from hub.errors import run_cli
 
 
 @click.command("reconcile")
@@ -103,23 +103,5 @@ main.add_command(reconcile)
 main.add_command(corrections)
 
 
-def _run() -> None:
-    from hub.errors import ConfigError, HubError
-
-    try:
-        main.main(standalone_mode=False, prog_name="python -m reconciliation.cli")
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(2)
-    except ConfigError as exc:
-        click.echo(f"hub: {exc}", err=True)
-        sys.exit(2)
-    except HubError as exc:
-        click.echo(f"hub: {exc}", err=True)
-        sys.exit(1)
-
-
 if __name__ == "__main__":
-    _run()
+    run_cli(main, "python -m reconciliation.cli")

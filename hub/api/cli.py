@@ -3,9 +3,11 @@ They read the config from the root context object (``hub.cliconfig.ConfigContext
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -23,6 +25,18 @@ def _engine(config: HubConfig):
     from hub.db import engine_for
 
     return engine_for(config.database.url, config.database.pool_size)
+
+
+@contextlib.contextmanager
+def _reported() -> Iterator[None]:
+    """An :class:`~hub.api.errors.ApiError` (unknown user, bad filter) ends the command as a
+    click error naming its reason, so ``hub`` exits 2 with that one line."""
+    from hub.api.errors import ApiError
+
+    try:
+        yield
+    except ApiError as exc:
+        raise click.ClickException(exc.reason) from None
 
 
 def _cli_actor() -> str:
@@ -77,7 +91,6 @@ def users_create(
     """Create a user and print their API token (shown once; only its hash is stored).
     Without a password the user can use the API but not log in to the UI."""
     from hub.api import audit
-    from hub.api.errors import ApiError
     from hub.api.users import create_user
 
     password = None
@@ -86,10 +99,8 @@ def users_create(
     elif password_prompt:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     engine = _engine(_config(ctx))
-    try:
+    with _reported():
         info, token = create_user(engine, name, role, password)
-    except ApiError as exc:
-        raise click.ClickException(exc.reason) from None
     with engine.begin() as conn:
         audit.record(
             conn,
@@ -129,14 +140,11 @@ def users_list(ctx: click.Context) -> None:
 
 def _set_disabled(ctx: click.Context, name: str, disabled: bool) -> None:
     from hub.api import audit
-    from hub.api.errors import ApiError
     from hub.api.users import set_disabled
 
     engine = _engine(_config(ctx))
-    try:
+    with _reported():
         set_disabled(engine, name, disabled)
-    except ApiError as exc:
-        raise click.ClickException(exc.reason) from None
     with engine.begin() as conn:
         action = "user_disable" if disabled else "user_enable"
         audit.record(conn, _cli_actor(), action, target_type="user", target_id=name)
@@ -165,14 +173,11 @@ def users_enable(ctx: click.Context, name: str) -> None:
 def users_token(ctx: click.Context, name: str) -> None:
     """Issue another API token for a user (shown once)."""
     from hub.api import audit
-    from hub.api.errors import ApiError
     from hub.api.users import new_token_for
 
     engine = _engine(_config(ctx))
-    try:
+    with _reported():
         token = new_token_for(engine, name)
-    except ApiError as exc:
-        raise click.ClickException(exc.reason) from None
     with engine.begin() as conn:
         audit.record(conn, _cli_actor(), "token_create", target_type="user", target_id=name)
     click.echo(token)
@@ -248,16 +253,13 @@ def mismatches_list(
 ) -> None:
     """A page of mismatches as a table (or JSON lines), then the total and the next cursor."""
     from hub.api import mismatches as queue
-    from hub.api.errors import ApiError
 
     config = _config(ctx)
     f = _make_filter(kw)
-    try:
+    with _reported():
         with _engine(config).connect() as conn:
             queue.check_filter(conn, f, list(config.sectors))
             page = queue.list_page(conn, f, sort=sort, order=order, limit=limit, after=after)
-    except ApiError as exc:
-        raise click.ClickException(exc.reason) from None
     if as_json:
         for item in page.items:
             click.echo(json.dumps(item, default=str, ensure_ascii=False))
@@ -311,7 +313,6 @@ def mismatches_export(ctx: click.Context, output: str, fmt: str | None, **kw: An
     """Every mismatch matching the filters as CSV or XLSX (streamed; any number of rows)."""
     from hub.api import audit
     from hub.api import mismatches as queue
-    from hub.api.errors import ApiError
 
     if fmt is None:
         fmt = "xlsx" if output.lower().endswith(".xlsx") else "csv"
@@ -320,12 +321,10 @@ def mismatches_export(ctx: click.Context, output: str, fmt: str | None, **kw: An
     config = _config(ctx)
     engine = _engine(config)
     f = _make_filter(kw)
-    try:
+    with _reported():
         with engine.begin() as conn:
             queue.check_filter(conn, f, list(config.sectors))
             audit.record(conn, _cli_actor(), "export", target_type="mismatches", detail=f.params())
-    except ApiError as exc:
-        raise click.ClickException(exc.reason) from None
     try:
         out = sys.stdout.buffer if output == "-" else open(output, "wb")  # noqa: SIM115
     except OSError as exc:
