@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub import embedded
 from hub.embedded import KAFKA_VERSION, EmbeddedKafka, EmbeddedStack, kafka_libs_dir, kafka_missing
+from hub.embedded import kafka as embedded
 from hub.errors import FatalError
 from tests import setup_machine
 
-POM = Path(__file__).resolve().parents[3] / "deploy" / "kafka" / "pom.xml"
+POM = Path(__file__).resolve().parents[4] / "deploy" / "kafka" / "pom.xml"
 
 
 def test_the_pom_and_the_hub_name_the_same_kafka_version():
@@ -71,16 +71,6 @@ def test_cluster_ids_are_16_byte_uuids_that_never_read_as_an_option(_):
     cid = embedded._cluster_id()
     assert len(cid) == 22 and not cid.startswith("-")
     assert len(base64.urlsafe_b64decode(cid + "==")) == 16
-
-
-@given(st.text(min_size=1, max_size=12).filter(lambda b: b not in embedded.BROKERS))
-def test_an_unknown_broker_is_refused_by_name(broker):
-    with pytest.raises(FatalError, match="choose one of tansu, kafka"):
-        EmbeddedStack("/nonexistent", broker=broker)
-
-
-def test_the_default_stack_runs_tansu_and_never_needs_java(tmp_path):
-    assert isinstance(EmbeddedStack(tmp_path).broker, embedded.EmbeddedBroker)
 
 
 def test_missing_jars_or_java_are_named(monkeypatch, tmp_path):
