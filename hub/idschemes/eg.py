@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import ClassVar
 
-from hub.idschemes import IdInfo, IdScheme
+from hub.idschemes.base import IdInfo, IdScheme
 
 # Governorate of birth registration; 88 = born abroad.
 GOVERNORATE_CODES: dict[str, str] = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from hub.idschemes import IdInfo, IdScheme
+from hub.idschemes.base import IdInfo, IdScheme
 
 # Province of birth registration, Circular 07/2016/TT-BCA appendix (63 provinces).
 PROVINCE_CODES: dict[str, str] = {
