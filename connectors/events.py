@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.mapping import RecordMapper, dump_payload, encode_row
-from connectors.pgoutput import PgValueError
+from connectors.logical.pgoutput.messages import PgValueError
 from hub.avro import AvroEncodeError, Encoder
 from hub.avrowriter import compile_encoder
 from hub.errors import SkippableError
