@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.mapping import RecordMapper, dump_payload, encode_row
 from connectors.logical.pgoutput.messages import PgValueError
+from connectors.mapping import RecordMapper, dump_payload, encode_row
 from hub.avro import AvroEncodeError, Encoder
 from hub.avrowriter import compile_encoder
 from hub.errors import SkippableError

@@ -7,9 +7,9 @@ file is validated against).
 
 from __future__ import annotations
 
-import connectors.logical.capture
-import connectors.poll
-import connectors.snapshot  # noqa: F401 - each import registers its mode
+import connectors.logical.capture  # noqa: F401 - registers "logical"
+import connectors.poll  # noqa: F401 - registers "poll"
+import connectors.snapshot  # noqa: F401 - registers "snapshot"
 from connectors.base import CaptureMode, ConnectorContext, registered_mode
 from hub.config import SourceConfig
 
