@@ -149,11 +149,11 @@ def fake_config(url: str = "postgresql://hub@127.0.0.1/hub") -> HubConfig:
 
 
 def test_the_shipped_modes_are_exactly_the_ones_the_config_accepts():
-    assert set(registered_names()) >= set(CAPTURE_MODES)
+    assert set(registered_names()) == set(CAPTURE_MODES)
     for name in CAPTURE_MODES:
         assert registered_mode(name).capture == name
-    assert connectors.modes.mode_class(fake_config().sectors["tax"].model_copy(
-        update={"capture": "poll"})).__name__ == "PollCapture"  # fmt: skip
+    poll = fake_config().sectors["tax"].model_copy(update={"capture": "poll"})
+    assert connectors.modes.mode_class(poll).__name__ == "PollCapture"
 
 
 def test_an_unknown_mode_names_the_known_ones():
