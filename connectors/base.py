@@ -1,15 +1,21 @@
-"""The capture-mode contract: what a mode (logical, poll, snapshot) receives, returns, and
-how it resumes after a crash."""
+"""The capture-mode contract (what a mode receives, returns, and how it resumes after a
+crash) and the registry of modes by name. It imports no mode: each registers itself."""
 
 from __future__ import annotations
 
 import abc
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
 
 from connectors.events import Batch, EventBuilder
 from connectors.mapping import RecordMapper
 from hub.config import HubConfig, SourceConfig
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from connectors.pgtable import TableInfo
 
 
 @dataclass
@@ -44,6 +50,36 @@ class SourceLag:
     seconds: float | None = None
 
 
+OK, WARN, FAIL = "ok", "warn", "FAIL"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One line of ``hub connector check``: FAIL means the connector would stop."""
+
+    status: str  # ok, warn, FAIL
+    what: str
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status != FAIL
+
+    def line(self) -> str:
+        return f"{self.status:<5}{self.what:<22} {self.detail}"
+
+
+def byte_size(n: int | None) -> str:
+    """``n`` bytes for a person: ``"12 MB"`` (``"?"`` when unknown)."""
+    if n is None:
+        return "?"
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1024:
+            return f"{n:.0f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
 class CaptureMode(abc.ABC):
     """One way of capturing a source table's changes. The runner drives it:
 
@@ -76,9 +112,20 @@ class CaptureMode(abc.ABC):
     committed position; :class:`~hub.errors.FatalError` (missing privilege, wal_level,
     table gone) stops the connector with the message stored in ``connector_state.error``.
     A row that cannot be mapped is never an error: it is a dead letter in the batch.
+
+    **Operations** the mode owns, so the runner and ``hub connector check``/``drop`` never
+    branch on its name: :meth:`idle_interval` and :meth:`heartbeat_interval` (the runner's
+    timers), :meth:`check_postgres` / :meth:`check_sql` (its own check lines),
+    :meth:`drop` (what it holds at the source). A mode registers itself with
+    :func:`register_mode` under :attr:`capture`, the name a source's ``capture:`` uses.
     """
 
-    capture: str = ""
+    capture: ClassVar[str] = ""
+    needs_postgres: ClassVar[bool] = False
+    """Checked through PostgreSQL's catalogs whatever the URL says (logical decoding)."""
+    warm_on_open: ClassVar[bool] = False
+    """Start the producer processes at open even when not snapshotting: a backlog of large
+    batches may be waiting at the source (a slot)."""
 
     def __init__(self, ctx: ConnectorContext):
         self.ctx = ctx
@@ -101,8 +148,17 @@ class CaptureMode(abc.ABC):
         modes keep their stream position and resume it after the new snapshot."""
 
     def heartbeat(self) -> bool:
-        """Called by the runner on a timer; return True when a heartbeat was written."""
+        """Called by the runner every :meth:`heartbeat_interval` seconds; return True when a
+        heartbeat was written."""
         return False
+
+    def heartbeat_interval(self) -> float:
+        """Seconds between :meth:`heartbeat` calls; 0 (the default): never called."""
+        return 0
+
+    def idle_interval(self) -> float:
+        """Seconds the runner waits after a caught-up batch before asking again."""
+        return 1.0
 
     def lag(self) -> SourceLag:
         """Lag that only the source can tell (bytes of WAL for logical); cheap to call."""
@@ -117,23 +173,55 @@ class CaptureMode(abc.ABC):
     def close(self) -> None:
         """Release connections and cursors; uncommitted batches are simply dropped."""
 
+    # ------------------------------------------------------------ operations (no instance)
 
-def mode_for(ctx: ConnectorContext) -> CaptureMode:
-    """The capture mode the source's config names."""
-    capture = ctx.source.capture
-    if capture == "logical":
-        from connectors.logical import LogicalCapture
+    @classmethod
+    def check_postgres(
+        cls, conn: psycopg.Connection, name: str, source: SourceConfig, table: TableInfo
+    ) -> list[CheckResult]:
+        """The mode's own check lines for a PostgreSQL source (``conn`` autocommit, ``table``
+        resolved); the common ones (reachable, table, columns, privilege) are not its job."""
+        return []
 
-        return LogicalCapture(ctx)
-    if capture == "poll":
-        from connectors.poll import PollCapture
+    @classmethod
+    def check_sql(cls, name: str, source: SourceConfig) -> list[CheckResult]:
+        """The mode's own check lines for a source reached through SQLAlchemy."""
+        return []
 
-        return PollCapture(ctx)
-    if capture == "snapshot":
-        from connectors.snapshot import SnapshotCapture
+    @classmethod
+    def drop(cls, name: str, source: SourceConfig) -> list[str]:
+        """Release what the mode holds at the source (a slot, a publication); what was done,
+        one line each. The hub-side state is forgotten by the caller."""
+        return []
 
-        return SnapshotCapture(ctx)
-    raise ValueError(f"unknown capture mode {capture!r}")
+
+_MODES: dict[str, type[CaptureMode]] = {}
+
+
+def register_mode(mode: type[CaptureMode]) -> type[CaptureMode]:
+    """Make ``mode`` the capture mode called ``mode.capture`` (a class decorator)."""
+    name = mode.capture
+    if not name:
+        raise ValueError(f"{mode.__name__} names no capture mode (set capture)")
+    known = _MODES.get(name)
+    if known is not None and known is not mode:
+        raise ValueError(f"capture mode {name!r} is already {known.__name__}")
+    _MODES[name] = mode
+    return mode
+
+
+def registered_mode(name: str) -> type[CaptureMode]:
+    """The capture mode registered as ``name``; ValueError naming the known ones."""
+    try:
+        return _MODES[name]
+    except KeyError:
+        known = ", ".join(sorted(_MODES)) or "none registered"
+        raise ValueError(f"unknown capture mode {name!r} (known: {known})") from None
+
+
+def registered_names() -> tuple[str, ...]:
+    """Every registered capture mode's name, in registration order."""
+    return tuple(_MODES)
 
 
 def split_table(table: str) -> tuple[str | None, str]:

@@ -84,7 +84,8 @@ def check_cmd(name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status_cmd(as_json: bool) -> None:
     """Every connector's state, position, lag (bytes and seconds) and rows captured."""
-    from connectors.ops import _bytes, status
+    from connectors.base import byte_size
+    from connectors.ops import status
 
     rows = status(_config())
     if as_json:
@@ -99,7 +100,7 @@ def status_cmd(as_json: bool) -> None:
         click.echo(
             f"{r['name']:<14}{r.get('capture') or '-':<10}{r['state']:<14}"
             f"{r.get('rows_captured') or 0:>12}  "
-            f"{_bytes(r['lag_bytes']) if r.get('lag_bytes') is not None else '-':>10} "
+            f"{byte_size(r['lag_bytes']) if r.get('lag_bytes') is not None else '-':>10} "
             f"{f'{lag_s:.1f}' if lag_s is not None else '-':>8}  {r.get('position') or '-'}"
         )
         if r.get("error"):

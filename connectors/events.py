@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from connectors.logical.pgoutput.messages import PgValueError
 from connectors.mapping import RecordMapper, dump_payload, encode_row
-from connectors.pgoutput import PgValueError
 from hub.avro.codec import AvroEncodeError, Encoder
 from hub.avro.writer import compile_encoder
 from hub.errors import SkippableError

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from connectors.pgoutput import UNCHANGED
+from connectors.logical.pgoutput.messages import UNCHANGED
 from hub.config import CANONICAL_FIELDS, DATE_FIELDS, ColumnMapping, SourceConfig
 from hub.errors import ConfigError, SkippableError
 from hub.idschemes import IdScheme

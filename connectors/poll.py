@@ -11,19 +11,33 @@ import logging
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from connectors.base import CaptureMode, ConnectorContext
+from connectors.base import (
+    FAIL,
+    OK,
+    WARN,
+    CaptureMode,
+    CheckResult,
+    ConnectorContext,
+    register_mode,
+)
 from connectors.events import Batch
 from connectors.mapping import tag_value, untag_value, value_text
+from connectors.pgtable import DATE_TYPES, NUMERIC_TYPES, TableInfo
 from connectors.sqlsource import SqlSource, after_condition
 from connectors.state import hub_engine, load_offset, save_offset, set_state
+from hub.config import SourceConfig
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
 
+@register_mode
 class PollCapture(CaptureMode):
     """Reads rows whose timestamp is at or after ``watermark - margin_s``, in
     ``(timestamp, incrementing)`` order, page by page.
@@ -169,6 +183,35 @@ class PollCapture(CaptureMode):
         if self.source is not None:
             self.source.close()
             self.source = None
+
+    def idle_interval(self) -> float:
+        """``poll.interval_s`` between scans once caught up."""
+        return self.cfg.interval_s
+
+    @classmethod
+    def check_postgres(
+        cls, conn: psycopg.Connection, name: str, source: SourceConfig, table: TableInfo
+    ) -> list[CheckResult]:
+        """The timestamp and incrementing columns' types; hard deletes are not seen."""
+        assert source.poll is not None
+        results = []
+        for role, col in (("timestamp column", source.poll.timestamp_column),
+                          ("incrementing column", source.poll.incrementing_column)):  # fmt: skip
+            col_type = table.columns.get(col)
+            if col_type is None:
+                results.append(CheckResult(FAIL, role, f"{col} missing"))
+                continue
+            base = col_type.split("(")[0].strip()
+            good = DATE_TYPES + NUMERIC_TYPES if role.startswith("timestamp") else NUMERIC_TYPES
+            results.append(CheckResult(OK if base in good else WARN, role, f"{col} ({col_type})"))
+        results.append(
+            CheckResult(WARN, "deletes", "poll capture cannot see hard deletes (use logical)")
+        )
+        return results
+
+    @classmethod
+    def check_sql(cls, name: str, source: SourceConfig) -> list[CheckResult]:
+        return [CheckResult(WARN, "deletes", "poll capture cannot see hard deletes")]
 
 
 def _digest(values: Sequence[Any]) -> int:

@@ -15,10 +15,11 @@ from typing import Any
 import psycopg
 from sqlalchemy import exc as sa_exc
 
-from connectors.base import CaptureMode, ConnectorContext, mode_for
+from connectors.base import CaptureMode, ConnectorContext
 from connectors.delivery import Delivery, retrying
 from connectors.events import Batch
 from connectors.mapping import RecordMapper
+from connectors.modes import mode_for
 from connectors.state import (
     ensure_state,
     hub_engine,
@@ -37,9 +38,6 @@ log = logging.getLogger(__name__)
 
 REQUEST_CHECK_S = 1.0
 LAG_CHECK_S = 2.0
-STREAM_IDLE_S = 0.05
-"""Wait between slot reads once caught up: the floor of capture latency (an idle peek
-costs the server about a millisecond)."""
 
 
 class ConnectorRunner:
@@ -147,9 +145,7 @@ class ConnectorRunner:
         self.delivery.open()
         self.mode = mode_for(ctx)
         self.mode.open()
-        if not self.paused and (
-            self.mode.phase == "snapshotting" or self.mode.capture == "logical"
-        ):
+        if not self.paused and (self.mode.phase == "snapshotting" or self.mode.warm_on_open):
             # Large batches ahead (a snapshot, or a slot's backlog): start the producer
             # processes now rather than at the first large batch.
             self.delivery.warm()
@@ -181,8 +177,8 @@ class ConnectorRunner:
 
     def _loop(self) -> None:
         assert self.mode is not None and self.delivery is not None
-        idle_s = self._idle_seconds()
-        heartbeat_s = self.source.logical.heartbeat_s if self.source.capture == "logical" else 0
+        idle_s = self.mode.idle_interval()
+        heartbeat_s = self.mode.heartbeat_interval()
         ahead: Batch | None = None  # the next batch, read while the previous was in flight
         while not self.stopping.is_set() or ahead is not None:
             now = time.monotonic()
@@ -213,14 +209,6 @@ class ConnectorRunner:
                 if self.once:
                     return
                 self.stopping.wait(idle_s)
-
-    def _idle_seconds(self) -> float:
-        if self.source.capture == "poll":
-            assert self.source.poll is not None
-            return self.source.poll.interval_s
-        if self.source.capture == "snapshot":
-            return 1.0
-        return STREAM_IDLE_S
 
     def _record(self, batch: Batch) -> None:
         """Status after a committed batch: counts, position, lag (metrics and hub database)."""

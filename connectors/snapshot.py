@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
-from connectors.base import CaptureMode, ConnectorContext
+from connectors.base import CaptureMode, ConnectorContext, register_mode
 from connectors.events import Batch
 from connectors.mapping import tag_value, untag_value
 from connectors.sqlsource import SqlSource, after_condition
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 _keys = ConnectorSnapshotKey.__table__
 
 
+@register_mode
 class SnapshotCapture(CaptureMode):
     """Reads the whole table in primary-key order, ``snapshot.chunk_size`` rows per batch,
     every time the connector starts (and every ``snapshot.interval_s`` if set).

@@ -38,6 +38,21 @@ CANONICAL_FIELDS = (
     "last_activity_date",
 )
 DATE_FIELDS = frozenset({"date_of_birth", "date_of_death", "last_activity_date"})
+CAPTURE_MODES = ("logical", "poll", "snapshot")
+"""The capture modes a source's ``capture:`` may name, each registered by its module in
+``connectors.modes`` (the hub does not import the connectors)."""
+_CAPTURE_SETTINGS = {"poll": "{timestamp_column, incrementing_column}"}
+"""Modes that cannot run without a settings block named after them, and what it holds."""
+
+
+def _capture_problem(capture: Any, settings: Any) -> str | None:
+    """Why a source with this ``capture:`` and settings block cannot run, or None."""
+    needs = _CAPTURE_SETTINGS.get(capture) if isinstance(capture, str) else None
+    if needs and not settings:
+        return f"capture {capture} needs a {capture}: {needs}"
+    return None
+
+
 RULE_CODES = (
     "ID_MISSING",
     "ID_INVALID",
@@ -308,7 +323,7 @@ class SourceConfig(_Model):
     url: str
     table: Annotated[str, Field(min_length=1)]
     key: str | tuple[str, ...]
-    capture: Literal["logical", "poll", "snapshot"] = "logical"
+    capture: Literal[CAPTURE_MODES] = "logical"
     columns: dict[str, str | ColumnMapping]
     poll: PollConfig | None = None
     logical: LogicalConfig = LogicalConfig()
@@ -330,8 +345,9 @@ class SourceConfig(_Model):
 
     @model_validator(mode="after")
     def _capture_settings(self) -> SourceConfig:
-        if self.capture == "poll" and self.poll is None:
-            raise ValueError("capture poll needs a poll: {timestamp_column, incrementing_column}")
+        problem = _capture_problem(self.capture, getattr(self, self.capture, None))
+        if problem:
+            raise ValueError(problem)
         return self
 
     @property
@@ -577,10 +593,10 @@ def _source_problems(raw: Any) -> list[str]:
                     f"{path}.columns: unknown canonical field {', '.join(map(str, unknown))} "
                     f"(known: {', '.join(CANONICAL_FIELDS)}, or attributes.<name>)"
                 )
-        if src.get("capture") == "poll" and not src.get("poll"):
-            problems.append(
-                f"{path}: capture poll needs a poll: {{timestamp_column, incrementing_column}}"
-            )
+        capture = src.get("capture")
+        problem = _capture_problem(capture, src.get(capture) if isinstance(capture, str) else None)
+        if problem:
+            problems.append(f"{path}: {problem}")
     return problems
 
 

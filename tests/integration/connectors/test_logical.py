@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 
 from connectors.base import ConnectorContext
 from connectors.delivery import Delivery
-from connectors.logical import LogicalCapture
+from connectors.logical.capture import LogicalCapture
 from connectors.mapping import UNCHANGED_ATTRIBUTE, RecordMapper
 from hub.idschemes import get_scheme
 from tests.integration.connectors.conftest import (

@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
-from connectors.pgoutput import UNCHANGED
+from connectors.logical.pgoutput.messages import UNCHANGED
 
 
 def _string(text: str) -> bytes:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from connectors.logical.pgoutput.messages import UNCHANGED
 from connectors.mapping import (
     UNCHANGED_ATTRIBUTE,
     RecordMapper,
@@ -17,7 +18,6 @@ from connectors.mapping import (
     encode_row,
     join_key,
 )
-from connectors.pgoutput import UNCHANGED
 from hub.config import SourceConfig
 from hub.errors import ConfigError, SkippableError
 from hub.idschemes import get_scheme

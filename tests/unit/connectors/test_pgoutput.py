@@ -10,7 +10,31 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from connectors.pgoutput import (
+from connectors.logical.pgoutput.decode import (
+    RelationCache,
+    decode_tuple,
+)
+from connectors.logical.pgoutput.messages import (
+    UNCHANGED,
+    Begin,
+    Column,
+    Commit,
+    Delete,
+    Insert,
+    LogicalMessage,
+    Origin,
+    PgOutputError,
+    PgValueError,
+    Relation,
+    Truncate,
+    Type,
+    Update,
+    int_to_lsn,
+    lsn_to_int,
+    parse_message,
+    pg_timestamp,
+)
+from connectors.logical.pgoutput.values import (
     BOOL,
     BPCHAR,
     DATE,
@@ -25,28 +49,8 @@ from connectors.pgoutput import (
     TEXT,
     TIMESTAMP,
     TIMESTAMPTZ,
-    UNCHANGED,
     UUID,
     VARCHAR,
-    Begin,
-    Column,
-    Commit,
-    Delete,
-    Insert,
-    LogicalMessage,
-    Origin,
-    PgOutputError,
-    PgValueError,
-    Relation,
-    RelationCache,
-    Truncate,
-    Type,
-    Update,
-    decode_tuple,
-    int_to_lsn,
-    lsn_to_int,
-    parse_message,
-    pg_timestamp,
 )
 from hub.errors import HubError, SkippableError
 from tests.unit.connectors import pgoutput_encoding as enc

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.logical import SnapshotFilter, _Snapshot
+from connectors.logical.overlap import SnapshotFilter, _Snapshot
 
 
 def test_a_transaction_is_visible_when_it_ended_before_the_snapshot():

@@ -1,16 +1,15 @@
-"""Exact parser for PostgreSQL's binary ``pgoutput`` logical-replication messages, protocol
-version 1, and conversion of their text column values to Python values."""
+"""The pgoutput wire protocol, version 1: its message types, LSNs, and the exact parser of
+PostgreSQL's binary logical-replication messages."""
 
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from datetime import UTC, datetime, timedelta
 from struct import Struct
 from typing import Any, Final
 
+from connectors.logical.pgoutput.values import CONVERTERS
 from hub.errors import FatalError, SkippableError
 
 
@@ -159,7 +158,7 @@ class Relation:
         object.__setattr__(
             self,
             "decoders",
-            tuple((c.name, _CONVERTERS.get(c.type_oid), c.is_key) for c in self.columns),
+            tuple((c.name, CONVERTERS.get(c.type_oid), c.is_key) for c in self.columns),
         )
 
     @property
@@ -456,223 +455,3 @@ def parse_message(data: bytes | bytearray | memoryview) -> Message:
             f"malformed {kind} message at offset {end}: {len(data) - end} trailing bytes"
         )
     return message
-
-
-# ---------------------------------------------------------------------------- values
-
-BOOL, CHAR, NAME, INT8, INT2, INT4, TEXT, OID = 16, 18, 19, 20, 21, 23, 25, 26
-JSON, BPCHAR, VARCHAR, DATE, TIMESTAMP, TIMESTAMPTZ = 114, 1042, 1043, 1082, 1114, 1184
-NUMERIC, UUID, JSONB = 1700, 2950, 3802
-
-TYPE_NAMES = {
-    BOOL: "bool", CHAR: "char", NAME: "name", INT8: "int8", INT2: "int2", INT4: "int4",
-    TEXT: "text", OID: "oid", JSON: "json", BPCHAR: "bpchar", VARCHAR: "varchar",
-    DATE: "date", TIMESTAMP: "timestamp", TIMESTAMPTZ: "timestamptz", NUMERIC: "numeric",
-    UUID: "uuid", JSONB: "jsonb",
-}  # fmt: skip
-
-_UTC_MAX = datetime.max.replace(tzinfo=UTC)
-_UTC_MIN = datetime.min.replace(tzinfo=UTC)
-
-
-def _to_bool(text: str) -> bool:
-    if text == "t":
-        return True
-    if text == "f":
-        return False
-    raise ValueError("not t/f")
-
-
-def _to_date(text: str) -> date:
-    # 'infinity' maps onto the end of Python's range, so comparisons keep their meaning and
-    # the value still fits an Avro date; BC dates and years past 9999 are rejected.
-    if text == "infinity":
-        return date.max
-    if text == "-infinity":
-        return date.min
-    return date.fromisoformat(text)
-
-
-def _to_timestamp(text: str) -> datetime:
-    if text == "infinity":
-        return datetime.max
-    if text == "-infinity":
-        return datetime.min
-    value = datetime.fromisoformat(text)
-    if value.tzinfo is not None:
-        raise ValueError("timestamp with an offset")
-    return value
-
-
-def _to_timestamptz(text: str) -> datetime:
-    # PG's ISO output ("2024-01-02 03:04:05.5+07", "+05:30", LMT offsets like "+07:06:40")
-    # is what datetime.fromisoformat accepts since Python 3.11. The offset is the session's
-    # TimeZone; the instant is exact whatever it is.
-    if text == "infinity":
-        return _UTC_MAX
-    if text == "-infinity":
-        return _UTC_MIN
-    value = datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        raise ValueError("timestamptz without an offset")
-    return value
-
-
-def _to_numeric(text: str) -> Decimal:
-    # Decimal reads PG's 'NaN', 'Infinity' and '-Infinity' (PG 14+) as the same specials.
-    return Decimal(text)
-
-
-_CONVERTERS: dict[int, Any] = {
-    INT2: int,
-    INT4: int,
-    INT8: int,
-    OID: int,
-    NUMERIC: _to_numeric,
-    BOOL: _to_bool,
-    DATE: _to_date,
-    TIMESTAMP: _to_timestamp,
-    TIMESTAMPTZ: _to_timestamptz,
-    UUID: uuid.UUID,
-}
-"""Type OID -> converter of PG's text output. Types not listed (text, varchar, bpchar,
-name, json, jsonb, and anything else) stay ``str``."""
-
-_HINTS = {
-    DATE: "not an ISO date within years 1-9999 (DateStyle must be ISO; BC dates are not supported)",
-    TIMESTAMP: "not an ISO timestamp within years 1-9999 (DateStyle must be ISO)",
-    TIMESTAMPTZ: "not an ISO timestamp with offset within years 1-9999 (DateStyle must be ISO)",
-    NUMERIC: "not a numeric literal",
-    BOOL: "not 't' or 'f'",
-    UUID: "not a UUID",
-}
-
-
-def decode_tuple(
-    relation: Relation, values: tuple[TupleValue, ...], *, key_only: bool = False
-) -> dict[str, Any]:
-    """Column name -> Python value for one tuple of ``relation``.
-
-    Values: NULL -> ``None``; unchanged TOAST -> :data:`UNCHANGED`; text, varchar, bpchar
-    (blank padding kept, exactly as PostgreSQL sends it), name, json, jsonb and unknown types
-    -> ``str``; int2/int4/int8/oid -> ``int``; numeric -> ``Decimal`` (NaN and ±Infinity
-    included, never float); bool -> ``bool``; date -> ``date`` ('infinity'/'-infinity' ->
-    ``date.max``/``date.min``); timestamp -> naive ``datetime``; timestamptz -> aware
-    ``datetime`` with the offset PG printed (infinities -> ``datetime.max``/``min`` in UTC);
-    uuid -> ``UUID``. Text is decoded as UTF-8 (the database encoding must be UTF8).
-
-    With ``key_only`` only replica-identity columns are returned: use it for 'K' old tuples,
-    where the other columns are sent as null but are in fact unknown. Raises
-    :class:`PgValueError` (column set) for a value that cannot be converted and
-    :class:`PgOutputError` when the tuple does not match the relation's column count.
-    """
-    decoders = relation.decoders
-    if len(values) != len(decoders):
-        raise PgOutputError(
-            f"tuple of {len(values)} columns for relation {relation.qualified_name} "
-            f"of {len(decoders)} columns"
-        )
-    row: dict[str, Any] = {}
-    for index, ((name, convert, is_key), raw) in enumerate(zip(decoders, values, strict=True)):
-        if key_only and not is_key:
-            continue
-        if raw is None or raw is UNCHANGED:
-            row[name] = raw
-            continue
-        try:
-            text = raw.decode()
-            row[name] = text if convert is None else convert(text)
-        except UnicodeDecodeError:
-            raise PgValueError(
-                f"column {name!r} of {relation.qualified_name}: not UTF-8 text "
-                f"(the database encoding must be UTF8)",
-                column=name,
-            ) from None
-        except (ValueError, ArithmeticError, InvalidOperation):
-            column = relation.columns[index]
-            type_name = TYPE_NAMES.get(column.type_oid, str(column.type_oid))
-            raise PgValueError(
-                f"column {name!r} of {relation.qualified_name}: {type_name} value "
-                f"{_HINTS.get(column.type_oid, 'not convertible')}",
-                column=name,
-            ) from None
-    return row
-
-
-@dataclass(frozen=True, slots=True)
-class RowChange:
-    """One row change decoded against its relation. ``op`` is 'c', 'u' or 'd'. ``before``
-    is ``None`` when the change carries no old tuple; when ``before_is_key_only`` it holds
-    only the replica-identity columns."""
-
-    relation: Relation
-    op: str
-    before: dict[str, Any] | None
-    after: dict[str, Any] | None
-    before_is_key_only: bool
-
-
-class RelationCache:
-    """The Relation and Type messages seen in a decoding session, by OID.
-
-    pgoutput describes a relation once per decoding session (each call of the
-    ``pg_logical_slot_*_changes`` functions is one) before its first change, and again when
-    it changes. Feed every message to :meth:`observe`, in order; changes then decode with
-    the relation shape in force when they were written.
-    """
-
-    __slots__ = ("_relations", "_types")
-
-    def __init__(self) -> None:
-        self._relations: dict[int, Relation] = {}
-        self._types: dict[int, Type] = {}
-
-    def observe(self, message: Message) -> None:
-        """Remember ``message`` if it is a Relation or Type; ignore anything else."""
-        if type(message) is Relation:
-            self._relations[message.relation_id] = message
-        elif type(message) is Type:
-            self._types[message.type_oid] = message
-
-    def get(self, relation_id: int) -> Relation:
-        """The relation's latest description; :class:`PgOutputError` if none was seen."""
-        try:
-            return self._relations[relation_id]
-        except KeyError:
-            raise PgOutputError(
-                f"change for relation {relation_id} before its Relation message: "
-                f"messages must be read from the start of a decoding session"
-            ) from None
-
-    def type_name(self, type_oid: int) -> str | None:
-        """``namespace.name`` of a type described by a Type message, or of a built-in."""
-        described = self._types.get(type_oid)
-        if described is not None:
-            return f"{described.namespace}.{described.name}"
-        return TYPE_NAMES.get(type_oid)
-
-    def __contains__(self, relation_id: object) -> bool:
-        return relation_id in self._relations
-
-    def __len__(self) -> int:
-        return len(self._relations)
-
-    def decode_change(self, message: Insert | Update | Delete) -> RowChange:
-        """Decode an Insert, Update or Delete; see :func:`decode_tuple` for the values."""
-        relation = self.get(message.relation_id)
-        kind = type(message)
-        if kind is Insert:
-            return RowChange(relation, "c", None, decode_tuple(relation, message.new), False)
-        if kind is Update:
-            key_only = message.old_kind == "K"
-            before = (
-                None
-                if message.old is None
-                else decode_tuple(relation, message.old, key_only=key_only)
-            )
-            return RowChange(relation, "u", before, decode_tuple(relation, message.new), key_only)
-        if kind is Delete:
-            key_only = message.old_kind == "K"
-            before = decode_tuple(relation, message.old, key_only=key_only)
-            return RowChange(relation, "d", before, None, key_only)
-        raise TypeError(f"not a row change: {kind.__name__}")

@@ -1,0 +1,185 @@
+"""A logical connector's replication slot and publication at the source: created when
+missing, advanced once Kafka acknowledged, kept moving by heartbeats, measured, dropped."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import psycopg
+from psycopg import sql
+
+from connectors.logical.connections import SourceConnections
+from connectors.logical.pgoutput.messages import int_to_lsn
+from connectors.pgtable import TableInfo
+from hub.config import SourceConfig
+from hub.errors import FatalError
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_PREFIX = "hub.heartbeat"
+ADVANCE_EVERY_S = 1.0
+"""While a peek's rows are being read, the slot advances at most this often (and always
+before the next peek): each advance decodes from ``restart_lsn`` too."""
+LOG_SNAPSHOT_EVERY_S = 0.5
+"""How often an advance also logs a running-xacts record (``pg_log_standby_snapshot()``)."""
+LOGICAL_WAL_LEVEL = "logical"
+
+
+def slot_names(name: str, source: SourceConfig) -> tuple[str, str]:
+    """(slot, publication) of a logical connector: ``hub_<name>`` unless configured."""
+    return source.logical.slot or f"hub_{name}", source.logical.publication or f"hub_{name}"
+
+
+def wal_level(conn: psycopg.Connection) -> str:
+    """The server's ``wal_level``; logical decoding needs :data:`LOGICAL_WAL_LEVEL`."""
+    return conn.execute("SHOW wal_level").fetchone()[0]
+
+
+class Slot:
+    """The slot and publication of one connector, through its source connections.
+
+    :meth:`acknowledge` records a commit Kafka acknowledged; :meth:`advance` moves the slot
+    there (the stream calls it before every peek, since a peek starts at the slot's
+    confirmed position).
+    """
+
+    def __init__(self, link: SourceConnections, slot: str, publication: str):
+        self.link = link
+        self.slot = slot
+        self.publication = publication
+        self.advanced_at = 0.0
+        self._snapshot_logged_at = 0.0
+        self._unadvanced: int | None = None  # acknowledged LSN the slot has not moved to yet
+        self._log_snapshots = True  # pg_log_standby_snapshot(): see advance()
+
+    def row(self, conn: psycopg.Connection) -> tuple[str, str, str] | None:
+        """(plugin, database, confirmed_flush_lsn) of the slot, None when it does not exist."""
+        return conn.execute(
+            "SELECT plugin, database, confirmed_flush_lsn::text FROM pg_replication_slots"
+            " WHERE slot_name = %s",
+            (self.slot,),
+        ).fetchone()
+
+    def create(self, conn: psycopg.Connection) -> str:
+        """Create the slot; its consistent point (where the stream starts)."""
+        (start,) = conn.execute(
+            "SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'pgoutput')",
+            (self.slot,),
+        ).fetchone()
+        log.info("%s: created replication slot %s at %s", self.link.name, self.slot, start)
+        return start
+
+    def ensure_publication(self, conn: psycopg.Connection, table: TableInfo) -> None:
+        """Create the publication, or add the table to it, when missing."""
+        exists = conn.execute(
+            "SELECT puballtables FROM pg_publication WHERE pubname = %s", (self.publication,)
+        ).fetchone()
+        if exists is None:
+            conn.execute(
+                sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
+                    sql.Identifier(self.publication), table.ident()
+                )
+            )
+            log.info("%s: created publication %s", self.link.name, self.publication)
+            return
+        if exists[0]:
+            return
+        has = conn.execute(
+            "SELECT 1 FROM pg_publication_tables"
+            " WHERE pubname = %s AND schemaname = %s AND tablename = %s",
+            (self.publication, table.schema, table.name),
+        ).fetchone()
+        if has is None:
+            conn.execute(
+                sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(
+                    sql.Identifier(self.publication), table.ident()
+                )
+            )
+            log.info("%s: added %s to publication %s", self.link.name, table, self.publication)
+
+    # -------------------------------------------------------------- acknowledged position
+
+    def acknowledge(self, lsn: int) -> None:
+        """Kafka acknowledged everything up to the commit ending at ``lsn``."""
+        self._unadvanced = lsn
+
+    @property
+    def pending(self) -> bool:
+        """An acknowledged position the slot has not moved to yet."""
+        return self._unadvanced is not None
+
+    def advance_due(self) -> bool:
+        return time.monotonic() - self.advanced_at >= ADVANCE_EVERY_S
+
+    def advance(self) -> None:
+        """Move the slot to the last acknowledged commit (before any new peek: a peek
+        starts at the slot's confirmed position)."""
+        lsn, self._unadvanced = self._unadvanced, None
+        if lsn is None:
+            return
+        with self.link.errors():
+            conn = self.link.control()
+            conn.execute(
+                "SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", (self.slot, int_to_lsn(lsn))
+            )
+            now = time.monotonic()
+            if self._log_snapshots and now - self._snapshot_logged_at >= LOG_SNAPSHOT_EVERY_S:
+                self._snapshot_logged_at = now
+                # Decoding restarts at the slot's restart_lsn, which only moves past a
+                # running-xacts record (logged every ~15 s): log one now, so the next advance
+                # moves it and peeks stop re-decoding the last seconds of WAL every time.
+                try:
+                    conn.execute("SELECT pg_log_standby_snapshot()")
+                except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedFunction):
+                    self._log_snapshots = False
+                    log.info(
+                        "%s: pg_log_standby_snapshot() is not available to this user;"
+                        " the slot's restart point moves every ~15 s instead",
+                        self.link.name,
+                    )
+            self.advanced_at = now
+
+    # -------------------------------------------------------------- heartbeat and lag
+
+    def heartbeat(self) -> None:
+        """Write a transactional logical message: decoding it gives the slot a commit to
+        advance past even when the published tables are idle."""
+        with self.link.errors():
+            self.link.control().execute(
+                "SELECT pg_logical_emit_message(true, %s, now()::text)", (HEARTBEAT_PREFIX,)
+            )
+
+    def lag_bytes(self) -> int | None:
+        """Bytes of WAL between the server's position and the slot's confirmed one."""
+        with self.link.errors():
+            row = (
+                self.link.control()
+                .execute(
+                    "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint"
+                    " FROM pg_replication_slots WHERE slot_name = %s",
+                    (self.slot,),
+                )
+                .fetchone()
+            )
+        return max(0, row[0]) if row and row[0] is not None else None
+
+
+def drop(conn: psycopg.Connection, name: str, slot: str, publication: str) -> list[str]:
+    """Drop the slot and the publication if they exist; refuses while the slot is in use."""
+    done: list[str] = []
+    row = conn.execute(
+        "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+    ).fetchone()
+    if row is not None:
+        if row[0]:
+            raise FatalError(f"replication slot {slot} is in use: stop connector {name} first")
+        conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+        done.append(f"dropped replication slot {slot}")
+    exists = conn.execute(
+        "SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)
+    ).fetchone()
+    if exists:
+        conn.execute(sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(publication)))
+        done.append(f"dropped publication {publication}")
+    return done
