@@ -16,8 +16,9 @@ from decimal import Decimal
 from typing import Any
 
 from connectors.pgoutput import UNCHANGED
-from hub.config import CANONICAL_FIELDS, DATE_FIELDS, ColumnMapping, SourceConfig
+from hub.config import ColumnMapping, SourceConfig
 from hub.errors import ConfigError, SkippableError
+from hub.vocabulary import CANONICAL_FIELDS, DATE_FIELDS
 from reconciliation.idschemes import IdScheme
 
 UNCHANGED_ATTRIBUTE = "hub.unchanged"

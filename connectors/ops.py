@@ -11,9 +11,10 @@ from psycopg import sql
 
 from connectors.logical import table_info
 from connectors.state import all_states, delete_connector_data, hub_engine
-from hub.config import DATE_FIELDS, HubConfig, SourceConfig
+from hub.config import HubConfig, SourceConfig
 from hub.db import psycopg_conninfo, sqlalchemy_url
 from hub.errors import FatalError
+from hub.vocabulary import DATE_FIELDS
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 

@@ -42,7 +42,7 @@ from typing import Any
 
 import click
 
-from hub.config import RULE_CODES
+from hub.vocabulary import RULE_CODES
 
 log = logging.getLogger(__name__)
 

@@ -57,17 +57,18 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_expo
 from hub import metrics
 from hub.avro import AvroDecodeError, Decoder, Encoder
 from hub.avrowriter import compile_encoder
-from hub.config import CANDIDATE_KEYS, HubConfig
+from hub.config import HubConfig
 from hub.db import psycopg_conninfo
 from hub.errors import RetriableError, SkippableError
 from hub.kafka import Topics, ensure_topics, make_consumer, make_producer
 from hub.runtime import tune_gc
+from hub.vocabulary import CANDIDATE_KEYS, SUGGESTING_RULES
 from reconciliation import state
 from reconciliation.avroreader import compile_reader
 from reconciliation.idschemes import IdInfo, get_scheme
 from reconciliation.lifecycle import Ledger, MismatchRow, load_mismatches
 from reconciliation.names import fold
-from reconciliation.rules import SUGGESTING_RULES, RuleSet, evaluate, is_active
+from reconciliation.rules import RuleSet, evaluate, is_active
 from reconciliation.state import RegistryRow, SectorKey, SectorRow, same_state
 from reconciliation.suggestions import (
     MAX_SUGGESTIONS,

@@ -11,8 +11,9 @@ from typing import Any
 import click
 
 from hub.cliconfig import HostPort, config_of, metrics_options
-from hub.config import RULE_CODES, SEVERITIES, HubConfig
-from hub.db.models import MISMATCH_STATUSES, ROLES
+from hub.config import HubConfig
+from hub.db.models import ROLES
+from hub.vocabulary import MISMATCH_STATUSES, RULE_CODES, SEVERITIES
 
 
 def _config(ctx: click.Context) -> HubConfig:

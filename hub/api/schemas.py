@@ -17,8 +17,8 @@ from pydantic import (
 from hub.api.connectors import ACTIONS as CONNECTOR_ACTIONS
 from hub.api.mismatches import MAX_BULK, MAX_BULK_IDS
 from hub.api.users import NAME_PATTERN
-from hub.config import RULE_CODES, SEVERITIES
-from hub.db.models import MISMATCH_STATUSES, ROLES
+from hub.db.models import ROLES
+from hub.vocabulary import MISMATCH_STATUSES, RULE_CODES, SEVERITIES
 
 # Text that PostgreSQL can store: no NUL (lone surrogates are refused by the app's handler).
 SAFE_TEXT = r"^[^\x00]*$"

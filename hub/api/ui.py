@@ -26,8 +26,8 @@ from hub.api.deps import (
 from hub.api.errors import ApiError, Conflict, NotFound, Unprocessable
 from hub.api.mismatches import ACTIVE_STATUSES, MAX_LIMIT, SORTS, TRANSITIONS, MismatchFilter
 from hub.api.rest import export_response
-from hub.config import RULE_CODES, SEVERITIES
-from hub.db.models import MISMATCH_STATUSES, ROLES
+from hub.db.models import ROLES
+from hub.vocabulary import MISMATCH_STATUSES, RULE_CODES, SEVERITIES
 from hub.web.charts import Series, line_chart, percent
 
 router = APIRouter(include_in_schema=False)

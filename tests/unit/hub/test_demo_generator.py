@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hub.config import RULE_CODES, RulesConfig, parse_config
+from hub.config import RulesConfig, parse_config
 from hub.db import psycopg_conninfo, sqlalchemy_url
 from hub.demo.generator import (
     FIRST_BIRTH_YEAR,
@@ -25,6 +25,7 @@ from hub.demo.generator import (
     fold_name,
 )
 from hub.demo.population import SECTORS, SOURCE_TABLES, demo_config
+from hub.vocabulary import RULE_CODES
 from reconciliation.idschemes.vn import VietnamPersonalId
 
 SCHEME = VietnamPersonalId()
