@@ -205,7 +205,7 @@ def _filter_options(f):
 
 
 def _make_filter(kw: dict[str, Any]):
-    from hub.api.mismatches import MismatchFilter
+    from hub.api.queue.filters import MismatchFilter
 
     return MismatchFilter(
         sector=tuple(kw["sector"]),
@@ -248,15 +248,15 @@ def mismatches_list(
     **kw: Any,
 ) -> None:
     """A page of mismatches as a table (or JSON lines), then the total and the next cursor."""
-    from hub.api import mismatches as queue
     from hub.api.errors import ApiError
+    from hub.api.queue import filters, pages
 
     config = _config(ctx)
     f = _make_filter(kw)
     try:
         with _engine(config).connect() as conn:
-            queue.check_filter(conn, f, list(config.sectors))
-            page = queue.list_page(conn, f, sort=sort, order=order, limit=limit, after=after)
+            filters.check_filter(conn, f, list(config.sectors))
+            page = pages.list_page(conn, f, sort=sort, order=order, limit=limit, after=after)
     except ApiError as exc:
         raise click.ClickException(exc.reason) from None
     if as_json:
@@ -311,8 +311,8 @@ def mismatches_list(
 def mismatches_export(ctx: click.Context, output: str, fmt: str | None, **kw: Any) -> None:
     """Every mismatch matching the filters as CSV or XLSX (streamed; any number of rows)."""
     from hub.api import audit
-    from hub.api import mismatches as queue
     from hub.api.errors import ApiError
+    from hub.api.queue import export, filters
 
     if fmt is None:
         fmt = "xlsx" if output.lower().endswith(".xlsx") else "csv"
@@ -323,7 +323,7 @@ def mismatches_export(ctx: click.Context, output: str, fmt: str | None, **kw: An
     f = _make_filter(kw)
     try:
         with engine.begin() as conn:
-            queue.check_filter(conn, f, list(config.sectors))
+            filters.check_filter(conn, f, list(config.sectors))
             audit.record(conn, _cli_actor(), "export", target_type="mismatches", detail=f.params())
     except ApiError as exc:
         raise click.ClickException(exc.reason) from None
@@ -338,7 +338,7 @@ def mismatches_export(ctx: click.Context, output: str, fmt: str | None, **kw: An
         rows += n
 
     try:
-        for chunk in queue.EXPORTERS[fmt](engine, f, on_rows=count):
+        for chunk in export.EXPORTERS[fmt](engine, f, on_rows=count):
             out.write(chunk)
     finally:
         if out is not sys.stdout.buffer:
