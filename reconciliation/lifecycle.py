@@ -127,24 +127,20 @@ def write_history(
     entries: Iterable[tuple[int, str, str | None, str | None, str | None]],
 ) -> None:
     """Append ``(mismatch_id, action, from_status, to_status, note)`` rows by ``actor`` to
-    ``mismatch_history`` in the caller's transaction, ids in the order given."""
-    columns: tuple[list, ...] = ([], [], [], [], [])
-    for entry in entries:
-        for col, value in zip(columns, entry, strict=True):
-            col.append(value)
-    if not columns[0]:
-        return
-    conn.execute(
-        """
-        INSERT INTO mismatch_history (mismatch_id, actor, action, from_status, to_status, note)
-        SELECT h.mismatch_id, %s, h.action, h.from_status, h.to_status, h.note
-        FROM unnest(%s::int8[], %s::text[], %s::text[], %s::text[], %s::text[])
-             WITH ORDINALITY AS h(mismatch_id, action, from_status, to_status, note, n)
-        ORDER BY h.n
-        """,
-        (actor, *columns),
-    )
+    ``mismatch_history`` in the caller's transaction (binary COPY), ids in the order given."""
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY mismatch_history (mismatch_id, actor, action, from_status, to_status, note)"
+            " FROM STDIN (FORMAT BINARY)"
+        ) as copy,
+    ):
+        copy.set_types(_HISTORY_TYPES)
+        for mismatch_id, action, from_status, to_status, note in entries:
+            copy.write_row((mismatch_id, actor, action, from_status, to_status, note))
 
+
+_HISTORY_TYPES = ("int8", "text", "text", "text", "text", "text")
 
 _COLS = (
     "id, sector, record_key, rule, field, severity, status, resolution, citizen_id, "
