@@ -1,5 +1,5 @@
 """Which mismatches a queue view covers (:class:`MismatchFilter`, checked against the
-vocabulary) and the columns each list item, CSV row and bulk target holds."""
+vocabulary) and the columns of a list item and an export row (ITEM_FIELDS)."""
 
 from __future__ import annotations
 
