@@ -16,9 +16,10 @@ from decimal import Decimal
 from typing import Any
 
 from connectors.logical.pgoutput.messages import UNCHANGED
-from hub.config import CANONICAL_FIELDS, DATE_FIELDS, ColumnMapping, SourceConfig
+from hub.config import ColumnMapping, SourceConfig
 from hub.errors import ConfigError, SkippableError
 from hub.idschemes import IdScheme
+from hub.vocabulary import CANONICAL_FIELDS, DATE_FIELDS
 
 UNCHANGED_ATTRIBUTE = "hub.unchanged"
 """``attributes`` key listing (comma-separated) the canonical fields whose source value did

@@ -11,9 +11,10 @@ from connectors.base import FAIL, OK, WARN, CaptureMode, CheckResult
 from connectors.modes import mode_class
 from connectors.pgtable import DATE_TYPES, NUMERIC_TYPES, TEXT_TYPES, table_info
 from connectors.state import all_states, delete_connector_data, hub_engine
-from hub.config import DATE_FIELDS, HubConfig, SourceConfig
+from hub.config import HubConfig, SourceConfig
 from hub.db import psycopg_conninfo, sqlalchemy_url
 from hub.errors import FatalError
+from hub.vocabulary import DATE_FIELDS
 
 
 def source_of(config: HubConfig, name: str) -> SourceConfig:

@@ -42,7 +42,7 @@ from typing import Any
 
 import click
 
-from hub.config import RULE_CODES
+from hub.vocabulary import OPEN_STATUSES_SQL, RULE_CODES
 
 log = logging.getLogger(__name__)
 
@@ -992,7 +992,7 @@ class ScaleRun:
         with psycopg.connect(psycopg_conninfo(self.config.database.url)) as conn:
             rows = conn.execute(
                 "SELECT record_key, rule FROM mismatches"
-                " WHERE sector = %s AND status IN ('open', 'in_review')",
+                f" WHERE sector = %s AND status IN {OPEN_STATUSES_SQL}",
                 (TAX_SOURCE,),
             ).fetchall()
         return set(rows)
@@ -1385,7 +1385,7 @@ class Bench:
                 k
                 for (k,) in hub.execute(
                     "SELECT record_key FROM mismatches WHERE sector = %s"
-                    " AND status IN ('open', 'in_review')",
+                    f" AND status IN {OPEN_STATUSES_SQL}",
                     (TAX_SOURCE,),
                 )
             }

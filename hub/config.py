@@ -24,20 +24,10 @@ from pydantic import (
 )
 
 from hub.errors import ConfigError
+from hub.idschemes import SCHEMES
+from hub.interpolation import interpolate
+from hub.vocabulary import CANDIDATE_KEYS, CANONICAL_FIELDS, RULE_CODES, SEVERITIES
 
-CANONICAL_FIELDS = (
-    "citizen_id",
-    "legacy_id",
-    "full_name",
-    "date_of_birth",
-    "sex",
-    "province_code",
-    "address",
-    "date_of_death",
-    "status",
-    "last_activity_date",
-)
-DATE_FIELDS = frozenset({"date_of_birth", "date_of_death", "last_activity_date"})
 CAPTURE_MODES = ("logical", "poll", "snapshot")
 """The capture modes a source's ``capture:`` may name, each registered by its module in
 ``connectors.modes`` (the hub does not import the connectors)."""
@@ -53,34 +43,8 @@ def _capture_problem(capture: Any, settings: Any) -> str | None:
     return None
 
 
-RULE_CODES = (
-    "ID_MISSING",
-    "ID_INVALID",
-    "ID_LEGACY",
-    "ID_NOT_IN_REGISTRY",
-    "ID_ATTRIBUTES_INCONSISTENT",
-    "NAME_MISMATCH",
-    "DOB_MISMATCH",
-    "SEX_MISMATCH",
-    "DECEASED_ACTIVE",
-    "DUPLICATE_ID",
-    "PROVINCE_MISMATCH",
-)
-SEVERITIES = ("low", "medium", "high", "critical")
-CANDIDATE_KEYS = (
-    "birth_date",
-    "birth_date_swapped",
-    "birth_year_name",
-    "name_province",
-    "id_encoded",
-)
-"""The blocking keys that find registry candidates (reconciliation.suggestions): the exact
-birth date; the birth date with day and month swapped; birth year ± 1 with the name key (family
-and given name, or an Arabic first and father's name); the folded full name, in any word order,
-with the province; the birth year and sex a structurally valid but unknown ID encodes."""
 DEFAULT_CONFIG = "hub.yaml"
 _SECTOR_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?$"
 )
@@ -335,12 +299,9 @@ class SourceConfig(_Model):
     @field_validator("columns")
     @classmethod
     def _canonical_fields(cls, v: dict[str, Any]) -> dict[str, Any]:
-        unknown = [k for k in v if k not in CANONICAL_FIELDS and not k.startswith("attributes.")]
-        if unknown:
-            raise ValueError(
-                f"unknown canonical field {', '.join(unknown)} "
-                f"(known: {', '.join(CANONICAL_FIELDS)}, or attributes.<name>)"
-            )
+        problem = _unknown_fields(v)
+        if problem:
+            raise ValueError(problem)
         return v
 
     @model_validator(mode="after")
@@ -373,13 +334,20 @@ class HubConfig(_Model):
 
     kafka: KafkaConfig = KafkaConfig()
     database: DatabaseConfig = DatabaseConfig()
-    id_scheme: Literal["vn", "eg"] = "vn"
+    id_scheme: str = "vn"
     api: ApiConfig = ApiConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     reconciler: ReconcilerConfig = ReconcilerConfig()
     registry: SourceConfig | None = None
     sectors: dict[str, SourceConfig] = Field(default_factory=dict)
+
+    @field_validator("id_scheme")
+    @classmethod
+    def _known_scheme(cls, v: str) -> str:
+        if v not in SCHEMES:
+            raise ValueError(f"unknown scheme {v!r} (known: {', '.join(sorted(SCHEMES))})")
+        return v
 
     @field_validator("sectors")
     @classmethod
@@ -417,6 +385,21 @@ class HubConfig(_Model):
         return data
 
 
+def _unknown_fields(columns: Mapping[Any, Any]) -> str | None:
+    """Why ``columns`` names a field that is neither canonical nor ``attributes.<name>``."""
+    unknown = [
+        str(k)
+        for k in columns
+        if k not in CANONICAL_FIELDS and not str(k).startswith("attributes.")
+    ]
+    if not unknown:
+        return None
+    return (
+        f"unknown canonical field {', '.join(unknown)} "
+        f"(known: {', '.join(CANONICAL_FIELDS)}, or attributes.<name>)"
+    )
+
+
 def _source_path(name: str) -> str:
     return "registry" if name == "registry" else f"sectors.{name}"
 
@@ -430,103 +413,6 @@ def _check_db_url(v: str) -> str:
 def redact_url(url: str) -> str:
     """``scheme://user:secret@host/db`` → ``scheme://user:***@host/db``."""
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
-
-
-class InterpolationError(ValueError):
-    """A malformed ``${…}`` reference; the message never quotes the string (it may be a secret)."""
-
-
-def interpolate_string(text: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
-    """Expand one string; return (result, names of unset variables without a default).
-
-    Syntax: ``${NAME}``, ``${NAME:-default}`` (default: any text without ``}`` or ``${``),
-    and ``$${`` for a literal ``${``. NAME is a letter or ``_``, then letters, digits, ``_``.
-    A ``$`` not followed by ``{`` is literal. Raises InterpolationError on a malformed
-    reference (unterminated, empty name, bad character, nested reference).
-    """
-    out: list[str] = []
-    unset: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        if text.startswith("$${", i):
-            out.append("${")
-            i += 3
-            continue
-        if not text.startswith("${", i):
-            nxt = text.find("$", i + 1)
-            nxt = n if nxt < 0 else nxt
-            out.append(text[i:nxt])
-            i = nxt
-            continue
-        start = i
-        close = text.find("}", i + 2)
-        if close < 0:
-            raise InterpolationError(
-                f"unterminated ${{ at character {start + 1} (no closing }}; "
-                "write $${ for a literal ${)"
-            )
-        body = text[i + 2 : close]
-        m = _ENV_NAME.match(body)
-        if m is None:
-            if not body or body.startswith(":"):
-                raise InterpolationError(f"empty variable name in ${{}} at character {start + 1}")
-            raise InterpolationError(
-                f"bad variable name in ${{…}} at character {start + 1}: a name starts with a "
-                f"letter or _ (got {body[0]!r})"
-            )
-        name, rest = m.group(0), body[m.end() :]
-        if rest == "":
-            default = None
-        elif rest.startswith(":-"):
-            default = rest[2:]
-            if "${" in default:
-                raise InterpolationError(
-                    f"nested ${{…}} in the default of ${{{name}:-…}} is not supported"
-                )
-        else:
-            raise InterpolationError(
-                f"bad character {rest[0]!r} in ${{{name}…}} at character "
-                f"{start + 3 + m.end()}: names are letters, digits and _, "
-                "optionally followed by :-default"
-            )
-        if name in env:
-            out.append(env[name])
-        elif default is not None:
-            out.append(default)
-        else:
-            unset.append(name)
-        i = close + 1
-    return "".join(out), unset
-
-
-def interpolate(data: Any, env: Mapping[str, str], path: str = "") -> tuple[Any, list[str]]:
-    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; return (data, problems).
-
-    Each problem is ``key.path: message``; see interpolate_string for the syntax.
-    """
-    problems: list[str] = []
-    if isinstance(data, str):
-        where = path or "<root>"
-        try:
-            value, unset = interpolate_string(data, env)
-        except InterpolationError as exc:
-            return data, [f"{where}: {exc}"]
-        problems += [f"{where}: environment variable {name} is not set" for name in unset]
-        return value, problems
-    if isinstance(data, dict):
-        out = {}
-        for k, v in data.items():
-            out[k], p = interpolate(v, env, f"{path}.{k}" if path else str(k))
-            problems += p
-        return out, problems
-    if isinstance(data, list):
-        items = []
-        for i, v in enumerate(data):
-            item, p = interpolate(v, env, f"{path}[{i}]")
-            items.append(item)
-            problems += p
-        return items, problems
-    return data, problems
 
 
 def _format_errors(err: ValidationError) -> list[str]:
@@ -583,16 +469,9 @@ def _source_problems(raw: Any) -> list[str]:
         if isinstance(cols, dict):
             if "citizen_id" not in cols:
                 problems.append(f"{path}.columns.citizen_id: required")
-            unknown = [
-                k
-                for k in cols
-                if k not in CANONICAL_FIELDS and not str(k).startswith("attributes.")
-            ]
-            if unknown:
-                problems.append(
-                    f"{path}.columns: unknown canonical field {', '.join(map(str, unknown))} "
-                    f"(known: {', '.join(CANONICAL_FIELDS)}, or attributes.<name>)"
-                )
+            problem = _unknown_fields(cols)
+            if problem:
+                problems.append(f"{path}.columns: {problem}")
         capture = src.get("capture")
         problem = _capture_problem(capture, src.get(capture) if isinstance(capture, str) else None)
         if problem:

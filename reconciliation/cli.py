@@ -12,8 +12,8 @@ import signal
 import click
 
 from hub.cliconfig import ConfigContext, HubGroup, config_of, metrics_options
-from hub.config import SEVERITIES
 from hub.errors import run_cli
+from hub.vocabulary import SEVERITIES
 
 
 @click.command("reconcile")
@@ -78,8 +78,8 @@ def corrections() -> None:
 )
 def corrections_publish(sector: str, rules: tuple[str, ...], severities: tuple[str, ...]) -> None:
     """Publish SECTOR's open mismatches to <prefix>.corrections.<SECTOR>."""
-    from hub.config import RULE_CODES
     from hub.kafka import Topics
+    from hub.vocabulary import RULE_CODES
     from reconciliation.corrections import publish_corrections
 
     unknown = [r for r in rules if r not in RULE_CODES]

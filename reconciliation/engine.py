@@ -58,16 +58,17 @@ from hub import metrics
 from hub.avro.codec import AvroDecodeError, Decoder, Encoder
 from hub.avro.reader import compile_reader
 from hub.avro.writer import compile_encoder
-from hub.config import CANDIDATE_KEYS, HubConfig
+from hub.config import HubConfig
 from hub.db import psycopg_conninfo
 from hub.errors import RetriableError, SkippableError
 from hub.idschemes import IdInfo, get_scheme
 from hub.kafka import Topics, ensure_topics, make_consumer, make_producer
 from hub.runtime import tune_gc
+from hub.vocabulary import CANDIDATE_KEYS, SUGGESTING_RULES
 from reconciliation import state
 from reconciliation.lifecycle import Ledger, MismatchRow, load_mismatches
 from reconciliation.names import fold
-from reconciliation.rules import SUGGESTING_RULES, RuleSet, evaluate, is_active
+from reconciliation.rules import RuleSet, evaluate, is_active
 from reconciliation.state import RegistryRow, SectorKey, SectorRow, same_state
 from reconciliation.suggestions import (
     MAX_SUGGESTIONS,

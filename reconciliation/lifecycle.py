@@ -1,21 +1,38 @@
-"""Mismatch lifecycle: turn each evaluation's findings into open / refresh / resolve / reopen
-transitions, kept in memory for a batch and written in bulk with their history (SPEC §5).
+"""Mismatch lifecycle: every status transition, the reconciler's and the stewards', in one
+table (:data:`TRANSITIONS`), and the one writer of ``mismatch_history`` (SPEC §5).
 
-Transitions made by the reconciler (actor ``reconciler``):
+==================  ==========  ==========================  ===========  ====================
+transition          actor       from                        to           resolution
+==================  ==========  ==========================  ===========  ====================
+``opened``          reconciler  (no mismatch)               open         —
+``updated``         reconciler  open, in_review             (unchanged)  —
+``fixed_at_source`` reconciler  open, in_review             resolved     fixed_at_source
+``record_deleted``  reconciler  open, in_review             resolved     record_deleted
+``reopened``        reconciler  resolved, dismissed         open         (cleared)
+``assign``          steward     open, in_review             in_review    —
+``resolve``         steward     open, in_review             resolved     manual
+``dismiss``         steward     open, in_review             dismissed    false_positive
+``reopen``          steward     resolved, dismissed         open         (cleared)
+``comment``         steward     any                         (unchanged)  —
+==================  ==========  ==========================  ===========  ====================
+
+When the reconciler takes its transitions, per evaluation of a live record (:class:`Ledger`):
 
 ============================  ==========================================  ===============
 current status                finding present                             finding absent
 ============================  ==========================================  ===============
-(none)                        insert ``open`` — history ``opened``        —
-``open`` / ``in_review``      refresh values (history ``updated`` when    ``resolved``
-                              the values changed)                         (fixed_at_source)
-``resolved``                  ``open`` again — history ``reopened``       —
+(none)                        ``opened``                                  —
+``open`` / ``in_review``      refresh values (``updated`` when the        ``fixed_at_source``
+                              values changed)
+``resolved``                  ``reopened``                                —
 ``dismissed``                 stays dismissed while ``values_hash`` is    stays dismissed
-                              equal; else ``open`` — ``reopened``
+                              equal; else ``reopened``
 ============================  ==========================================  ===============
 
 A deleted record resolves its open and in-review mismatches with ``record_deleted``.
 Re-evaluating the same facts makes no transition, so re-delivery never duplicates anything.
+A steward's action (``hub.api.queue.actions``) is refused unless the mismatch's status is
+one its transition starts from; dismissing needs a reason, commenting a note.
 """
 
 from __future__ import annotations
@@ -27,13 +44,103 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from hub.vocabulary import CLOSED_STATUSES, MISMATCH_STATUSES, OPEN_STATUSES
 from reconciliation.rules import Finding
 from reconciliation.state import SectorKey, stage
 
 ACTOR = "reconciler"
-OPEN_STATUSES = frozenset({"open", "in_review"})
+STEWARD = "steward"
+"""The actor kind of a steward's transition (the history names the steward themself)."""
 FIXED_AT_SOURCE = "fixed_at_source"
 RECORD_DELETED = "record_deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One way a mismatch changes: who takes it, the statuses it starts from (``None``: no
+    mismatch yet), the status it leaves (``None``: unchanged) and the resolution it sets.
+    ``action`` is what the history row says."""
+
+    name: str
+    actor: str
+    from_statuses: tuple[str | None, ...]
+    to_status: str | None
+    resolution: str | None = None
+    note_required: bool = False
+    action: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.action:
+            object.__setattr__(self, "action", self.name)
+
+    def allows(self, status: str | None) -> bool:
+        return status in self.from_statuses
+
+    def changes(self) -> dict[str, str | None]:
+        """The columns the transition sets: ``status`` and, with it, ``resolution`` and
+        ``resolved_at`` (``"set"``: now, ``"clear"``: NULL); empty when the status stays."""
+        if self.to_status is None:
+            return {}
+        if self.to_status in CLOSED_STATUSES:
+            return {"status": self.to_status, "resolution": self.resolution, "resolved_at": "set"}
+        if all(s in CLOSED_STATUSES for s in self.from_statuses):
+            return {"status": self.to_status, "resolution": None, "resolved_at": "clear"}
+        return {"status": self.to_status}
+
+
+TRANSITIONS: dict[str, Transition] = {
+    t.name: t
+    for t in (
+        Transition("opened", ACTOR, (None,), "open"),
+        Transition("updated", ACTOR, OPEN_STATUSES, None),
+        Transition(
+            "fixed_at_source", ACTOR, OPEN_STATUSES, "resolved", FIXED_AT_SOURCE, action="resolved"
+        ),
+        Transition(
+            "record_deleted", ACTOR, OPEN_STATUSES, "resolved", RECORD_DELETED, action="resolved"
+        ),
+        Transition("reopened", ACTOR, CLOSED_STATUSES, "open"),
+        Transition("assign", STEWARD, OPEN_STATUSES, "in_review"),
+        Transition("resolve", STEWARD, OPEN_STATUSES, "resolved", "manual"),
+        Transition("dismiss", STEWARD, OPEN_STATUSES, "dismissed", "false_positive", True),
+        Transition("reopen", STEWARD, CLOSED_STATUSES, "open"),
+        Transition("comment", STEWARD, MISMATCH_STATUSES, None, note_required=True),
+    )
+}
+"""Every transition, by name (see the module docstring)."""
+STEWARD_ACTIONS: dict[str, Transition] = {
+    name: t for name, t in TRANSITIONS.items() if t.actor == STEWARD
+}
+"""What a steward may do to a mismatch, by action name."""
+
+
+def steward_note(t: Transition, note: str | None, assignee: str | None) -> str | None:
+    """The history note of a steward's action: an assignment names the assignee."""
+    if t.name == "assign":
+        return f"assigned to {assignee}" + (f": {note}" if note else "")
+    return note
+
+
+def write_history(
+    conn: psycopg.Connection,
+    actor: str,
+    entries: Iterable[tuple[int, str, str | None, str | None, str | None]],
+) -> None:
+    """Append ``(mismatch_id, action, from_status, to_status, note)`` rows by ``actor`` to
+    ``mismatch_history`` in the caller's transaction (binary COPY), ids in the order given."""
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY mismatch_history (mismatch_id, actor, action, from_status, to_status, note)"
+            " FROM STDIN (FORMAT BINARY)"
+        ) as copy,
+    ):
+        copy.set_types(_HISTORY_TYPES)
+        for mismatch_id, action, from_status, to_status, note in entries:
+            copy.write_row((mismatch_id, actor, action, from_status, to_status, note))
+
+
+_HISTORY_TYPES = ("int8", "text", "text", "text", "text", "text")
 
 _COLS = (
     "id, sector, record_key, rule, field, severity, status, resolution, citizen_id, "
@@ -148,16 +255,17 @@ class Ledger:
             present.add(f.key)
             row = current.get(f.key)
             if row is None:
-                row = MismatchRow(None, key[0], key[1], f.rule, f.field, f.severity, "open")
+                # No status until the "opened" transition gives it one.
+                row = MismatchRow(None, key[0], key[1], f.rule, f.field, f.severity, None)
                 self._fill(row, f, citizen_id, province_code)
                 current[f.key] = row
                 self._new.append(row)
-                self._transition(row, "opened", None, "open", f.note, event="opened")
+                self._take(row, "opened", f.note)
             elif row.is_open:
                 values_changed = row.values_hash != f.values_hash
                 self._fill(row, f, citizen_id, province_code)
                 if values_changed:
-                    self._history.append(_History(row, "updated", row.status, row.status, f.note))
+                    self._take(row, "updated", f.note)
             elif row.status == "resolved":
                 self._fill(row, f, citizen_id, province_code)
                 self._reopen(row, f.note)
@@ -167,13 +275,15 @@ class Ledger:
         for rule_field, row in current.items():
             if rule_field not in present and row.is_open:
                 note = "rule disabled for the sector" if row.rule in disabled else "rule passes"
-                self._resolve(row, FIXED_AT_SOURCE, note)
+                self._take(row, FIXED_AT_SOURCE, f"{FIXED_AT_SOURCE}: {note}")
 
     def record_deleted(self, key: SectorKey) -> None:
         """The record is gone at its source: resolve whatever is open on it."""
         for row in self._rows.get(key, {}).values():
             if row.is_open:
-                self._resolve(row, RECORD_DELETED, "the record was deleted at the source")
+                self._take(
+                    row, RECORD_DELETED, f"{RECORD_DELETED}: the record was deleted at the source"
+                )
 
     def suggestion_rows(
         self, keys: Iterable[SectorKey], rules: Collection[str]
@@ -229,36 +339,29 @@ class Ledger:
         row.seen = True
 
     def _reopen(self, row: MismatchRow, note: str | None) -> None:
-        before = row.status
-        row.status, row.resolution, row.resolved_at = "open", None, "clear"
         row.suggestions = None  # found again for the record as it stands (engine._suggest)
-        row.dirty = True
-        self._transition(row, "reopened", before, "open", note, event="reopened")
+        self._take(row, "reopened", note)
 
-    def _resolve(self, row: MismatchRow, resolution: str, note: str) -> None:
+    def _take(self, row: MismatchRow, name: str, note: str | None) -> None:
+        """Apply the reconciler's transition ``name`` to ``row``: its history row and, when
+        the status changes, the new status and the mismatch event to publish."""
+        t = TRANSITIONS[name]
         before = row.status
-        row.status, row.resolution, row.resolved_at = "resolved", resolution, "set"
-        row.dirty = True
-        self._transition(
-            row, "resolved", before, "resolved", f"{resolution}: {note}", event="resolved"
-        )
-
-    def _transition(
-        self,
-        row: MismatchRow,
-        action: str,
-        from_status: str | None,
-        to_status: str,
-        note: str | None,
-        *,
-        event: str,
-    ) -> None:
-        self._history.append(_History(row, action, from_status, to_status, note))
+        assert t.actor == ACTOR and t.allows(before), (name, before)
+        changes = t.changes()
+        if changes:
+            row.status = changes["status"]
+            if "resolution" in changes:
+                row.resolution, row.resolved_at = changes["resolution"], changes["resolved_at"]
+            row.dirty = True
+        self._history.append(_History(row, t.action, before, row.status, note))
+        if not changes:
+            return
         self._events.append(
             _Event(
                 row,
                 {
-                    "event": event,
+                    "event": t.action,
                     "sector": row.sector,
                     "record_key": row.record_key,
                     "citizen_id": row.citizen_id,
@@ -281,23 +384,11 @@ class Ledger:
         return the mismatch events (``hub.MismatchEvent`` records) in transition order."""
         self._insert_new(conn)
         self._update_changed(conn)
-        if self._history:
-            stage(
-                conn,
-                "_hub_history_rows",
-                (
-                    (n, e.row.id, e.action, e.from_status, e.to_status, e.note)
-                    for n, e in enumerate(self._history)
-                ),
-            )
-            conn.execute(
-                """
-                INSERT INTO mismatch_history (mismatch_id, actor, action, from_status, to_status, note)
-                SELECT mismatch_id, %s, action, from_status, to_status, note
-                FROM _hub_history_rows ORDER BY n
-                """,
-                (ACTOR,),
-            )
+        write_history(
+            conn,
+            ACTOR,
+            ((h.row.id, h.action, h.from_status, h.to_status, h.note) for h in self._history),
+        )
         ts_ms = int(time.time() * 1000)
         events = [{"mismatch_id": e.row.id, **e.values, "ts_ms": ts_ms} for e in self._events]
         self._new, self._history, self._events = [], [], []

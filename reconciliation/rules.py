@@ -16,6 +16,9 @@ passes, which is what resolves an open mismatch. Rules never raise on odd data (
 value means "nothing to compare", never a mismatch of its own, except ``ID_MISSING``) and
 never do I/O, so the engine can evaluate a record as often as it likes: evaluating the
 same inputs twice gives equal findings, and equal findings leave the mismatch store alone.
+
+A rule's code, the field it reports on and its default severity are its entry in
+``hub.vocabulary.RULES``; its logic is here.
 """
 
 from __future__ import annotations
@@ -26,52 +29,15 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Protocol
 
-from hub.config import RULE_CODES, RulesConfig
+from hub.config import RulesConfig
 from hub.idschemes import IdInfo
+from hub.vocabulary import DEFAULT_SEVERITY, INACTIVE_RECORD_STATUSES, RULE_FIELDS
 from reconciliation.names import compare, name_severity
-
-DEFAULT_SEVERITY: Mapping[str, str] = {
-    "ID_MISSING": "medium",
-    "ID_INVALID": "high",
-    "ID_LEGACY": "low",
-    "ID_NOT_IN_REGISTRY": "high",
-    "ID_ATTRIBUTES_INCONSISTENT": "medium",
-    "NAME_MISMATCH": "medium",  # graded by similarity: see reconciliation.names.name_severity
-    "DOB_MISMATCH": "high",  # medium when only day/month differ (same birth year)
-    "SEX_MISMATCH": "high",
-    "DECEASED_ACTIVE": "critical",
-    "DUPLICATE_ID": "high",
-    "PROVINCE_MISMATCH": "low",
-}
-"""Severity of each rule when the sector's ``rules.severities`` does not override it."""
-
-RULE_FIELDS: Mapping[str, str] = {
-    "ID_MISSING": "citizen_id",
-    "ID_INVALID": "citizen_id",
-    "ID_LEGACY": "citizen_id",
-    "ID_NOT_IN_REGISTRY": "citizen_id",
-    "ID_ATTRIBUTES_INCONSISTENT": "citizen_id",
-    "NAME_MISMATCH": "full_name",
-    "DOB_MISMATCH": "date_of_birth",
-    "SEX_MISMATCH": "sex",
-    "DECEASED_ACTIVE": "status",
-    "DUPLICATE_ID": "citizen_id",
-    "PROVINCE_MISMATCH": "province_code",
-}
-"""The canonical field each rule reports on (part of a mismatch's identity)."""
-
-SUGGESTING_RULES = frozenset({"ID_MISSING", "ID_NOT_IN_REGISTRY", "ID_LEGACY"})
-"""Rules whose mismatches carry registry candidates (found by birth date + name)."""
-
-INACTIVE_STATUSES = frozenset({"closed", "inactive"})
-"""Canonical statuses that are not active; connectors map source values onto these."""
-
-assert set(DEFAULT_SEVERITY) == set(RULE_CODES) == set(RULE_FIELDS)
 
 
 def is_active(status: str | None) -> bool:
     """A record is active unless its status is unknown or maps to closed/inactive."""
-    return status is not None and status.strip().lower() not in INACTIVE_STATUSES
+    return status is not None and status.strip().lower() not in INACTIVE_RECORD_STATUSES
 
 
 class SectorFacts(Protocol):

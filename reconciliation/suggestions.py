@@ -9,7 +9,7 @@ and the sum, with a prior, becomes a probability in [0, 1]. The parts are kept w
 so a steward sees why a candidate is there ("name 0.93 · birth date day/month swapped · same
 province").
 
-The blocking keys (``hub.config.CANDIDATE_KEYS``; per sector ``rules.candidate_keys``):
+The blocking keys (``hub.vocabulary.CANDIDATE_KEYS``; per sector ``rules.candidate_keys``):
 
 - ``birth_date``: the same birth date.
 - ``birth_date_swapped``: day and month swapped (``03/07`` for ``07/03``).
@@ -33,7 +33,7 @@ from typing import Protocol
 
 from rapidfuzz import fuzz, process
 
-from hub.config import CANDIDATE_KEYS
+from hub.vocabulary import CANDIDATE_KEYS
 
 MAX_SUGGESTIONS = 3
 SHORTLIST = 5

@@ -13,8 +13,9 @@ from typing import Any
 import click
 
 from hub.cliconfig import HostPort, config_of, metrics_options
-from hub.config import RULE_CODES, SEVERITIES, HubConfig
-from hub.db.models import MISMATCH_STATUSES, ROLES
+from hub.config import HubConfig
+from hub.db.models import ROLES
+from hub.vocabulary import MISMATCH_STATUSES, RULE_CODES, SEVERITIES
 
 
 def _config(ctx: click.Context) -> HubConfig:
@@ -209,7 +210,7 @@ def _filter_options(f):
 
 
 def _make_filter(kw: dict[str, Any]):
-    from hub.api.mismatches import MismatchFilter
+    from hub.api.queue.filters import MismatchFilter
 
     return MismatchFilter(
         sector=tuple(kw["sector"]),
@@ -252,14 +253,14 @@ def mismatches_list(
     **kw: Any,
 ) -> None:
     """A page of mismatches as a table (or JSON lines), then the total and the next cursor."""
-    from hub.api import mismatches as queue
+    from hub.api.queue import filters, pages
 
     config = _config(ctx)
     f = _make_filter(kw)
     with _reported():
         with _engine(config).connect() as conn:
-            queue.check_filter(conn, f, list(config.sectors))
-            page = queue.list_page(conn, f, sort=sort, order=order, limit=limit, after=after)
+            filters.check_filter(conn, f, list(config.sectors))
+            page = pages.list_page(conn, f, sort=sort, order=order, limit=limit, after=after)
     if as_json:
         for item in page.items:
             click.echo(json.dumps(item, default=str, ensure_ascii=False))
@@ -312,7 +313,7 @@ def mismatches_list(
 def mismatches_export(ctx: click.Context, output: str, fmt: str | None, **kw: Any) -> None:
     """Every mismatch matching the filters as CSV or XLSX (streamed; any number of rows)."""
     from hub.api import audit
-    from hub.api import mismatches as queue
+    from hub.api.queue import export, filters
 
     if fmt is None:
         fmt = "xlsx" if output.lower().endswith(".xlsx") else "csv"
@@ -323,7 +324,7 @@ def mismatches_export(ctx: click.Context, output: str, fmt: str | None, **kw: An
     f = _make_filter(kw)
     with _reported():
         with engine.begin() as conn:
-            queue.check_filter(conn, f, list(config.sectors))
+            filters.check_filter(conn, f, list(config.sectors))
             audit.record(conn, _cli_actor(), "export", target_type="mismatches", detail=f.params())
     try:
         out = sys.stdout.buffer if output == "-" else open(output, "wb")  # noqa: SIM115
@@ -336,7 +337,7 @@ def mismatches_export(ctx: click.Context, output: str, fmt: str | None, **kw: An
         rows += n
 
     try:
-        for chunk in queue.EXPORTERS[fmt](engine, f, on_rows=count):
+        for chunk in export.EXPORTERS[fmt](engine, f, on_rows=count):
             out.write(chunk)
     finally:
         if out is not sys.stdout.buffer:

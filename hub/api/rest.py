@@ -12,18 +12,14 @@ from fastapi.responses import StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import BeforeValidator, StringConstraints
 
-from hub.api import audit, connectors, mismatches, stats, users
+from hub.api import audit, connectors, stats, users
 from hub.api.auth import ROLE_PERMISSIONS, Permission, Principal
 from hub.api.deps import AppState, api_principal, get_state, require
 from hub.api.errors import Conflict, Unprocessable
-from hub.api.mismatches import (
-    EXPORT_FORMATS,
-    EXPORT_MEDIA_TYPES,
-    MAX_LIMIT,
-    MAX_OFFSET,
-    SORTS,
-    MismatchFilter,
-)
+from hub.api.queue import actions, detail, export, pages
+from hub.api.queue.export import EXPORT_FORMATS, EXPORT_MEDIA_TYPES
+from hub.api.queue.filters import MismatchFilter, check_filter
+from hub.api.queue.pages import MAX_LIMIT, MAX_OFFSET, SORTS
 from hub.api.schemas import (
     SAFE_TEXT,
     AssignBody,
@@ -182,20 +178,7 @@ def mismatch_filter(
 
 
 def _filter_from_body(body: BulkBody) -> MismatchFilter | None:
-    if body.filter is None:
-        return None
-    f = body.filter
-    return MismatchFilter(
-        sector=tuple(f.sector),
-        rule=tuple(f.rule),
-        severity=tuple(f.severity),
-        status=tuple(f.status),
-        province=f.province,
-        min_age_days=f.min_age_days,
-        max_age_days=f.max_age_days,
-        q=f.q,
-        assignee=f.assignee,
-    )
+    return None if body.filter is None else MismatchFilter.of(**body.filter.model_dump())
 
 
 State = Annotated[AppState, Depends(get_state)]
@@ -226,8 +209,8 @@ def list_mismatches(
 ) -> dict:
     """A page of mismatches matching every given filter (repeat a list filter for OR)."""
     with state.engine.connect() as conn:
-        mismatches.check_filter(conn, f, state.sectors)
-        page = mismatches.list_page(
+        check_filter(conn, f, state.sectors)
+        page = pages.list_page(
             conn, f, sort=sort, order=order, limit=limit, after=after, offset=offset
         )
     return {
@@ -247,8 +230,8 @@ def count_mismatches(
 ) -> dict:
     """Per rule, how many mismatches match every other filter (exact up to 10000)."""
     with state.engine.connect() as conn:
-        mismatches.check_filter(conn, f, state.sectors)
-        counts = mismatches.rule_counts(conn, f)
+        check_filter(conn, f, state.sectors)
+        counts = pages.rule_counts(conn, f)
     return {"counts": [RuleCount(rule=r, count=n, exact=e) for r, (n, e) in counts.items()]}
 
 
@@ -287,16 +270,16 @@ def export_mismatches(
 ) -> StreamingResponse:
     """Every mismatch matching the filters as CSV or XLSX, streamed (ordered by id)."""
     with state.engine.begin() as conn:
-        mismatches.check_filter(conn, f, state.sectors)
+        check_filter(conn, f, state.sectors)
         audit.record(conn, principal.name, "export", target_type="mismatches", detail=f.params())
     return export_response(state, f, format)
 
 
 def export_response(state: AppState, f: MismatchFilter, fmt: str) -> StreamingResponse:
     """The export of ``f`` in ``fmt`` as a download (shared by the API and the UI)."""
-    name = mismatches.export_filename(f, fmt)
+    name = export.export_filename(f, fmt)
     return StreamingResponse(
-        mismatches.EXPORTERS[fmt](state.engine, f),
+        export.EXPORTERS[fmt](state.engine, f),
         media_type=EXPORT_MEDIA_TYPES[fmt],
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
@@ -309,8 +292,8 @@ def bulk_action(*, body: BulkBody, state: State, principal: Steward) -> dict:
     note = body.reason if body.action == "dismiss" else body.note
     with state.engine.begin() as conn:
         if where is not None:
-            mismatches.check_filter(conn, where, state.sectors)
-        result = mismatches.act_bulk(
+            check_filter(conn, where, state.sectors)
+        result = actions.act_bulk(
             conn,
             body.action,
             principal.name,
@@ -329,14 +312,14 @@ def get_mismatch(*, mismatch_id: MismatchId, state: State, principal: Reader) ->
     """Both records side by side with differing fields marked, suggestions and history.
     Every call is written to the audit log (who viewed which citizen's record)."""
     with state.engine.begin() as conn:
-        d = mismatches.detail(conn, mismatch_id)
+        d = detail.detail(conn, mismatch_id)
         audit.record_mismatch(conn, principal.name, "view", d["mismatch"])
     return d
 
 
 def _act(state: AppState, mismatch_id: int, action: str, principal: Principal, **kw) -> dict:
     with state.engine.begin() as conn:
-        item = mismatches.act(conn, mismatch_id, action, principal.name, **kw)
+        item = actions.act(conn, mismatch_id, action, principal.name, **kw)
     state.stats.invalidate()
     return item
 

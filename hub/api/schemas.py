@@ -15,10 +15,11 @@ from pydantic import (
 )
 
 from hub.api.connectors import ACTIONS as CONNECTOR_ACTIONS
-from hub.api.mismatches import MAX_BULK, MAX_BULK_IDS
+from hub.api.queue.actions import MAX_BULK, MAX_BULK_IDS
 from hub.api.users import NAME_PATTERN
-from hub.config import RULE_CODES, SEVERITIES
-from hub.db.models import MISMATCH_STATUSES, ROLES
+from hub.db.models import ROLES
+from hub.vocabulary import MISMATCH_STATUSES, RULE_CODES, SEVERITIES
+from reconciliation.lifecycle import STEWARD_ACTIONS
 
 # Text that PostgreSQL can store: no NUL (lone surrogates are refused by the app's handler).
 SAFE_TEXT = r"^[^\x00]*$"
@@ -44,7 +45,7 @@ Severity = Literal[SEVERITIES]  # type: ignore[valid-type]
 Status = Literal[MISMATCH_STATUSES]  # type: ignore[valid-type]
 Role = Literal[ROLES]  # type: ignore[valid-type]
 ConnectorAction = Literal[CONNECTOR_ACTIONS]  # type: ignore[valid-type]
-MismatchAction = Literal["assign", "resolve", "dismiss", "reopen", "comment"]
+MismatchAction = Literal[tuple(STEWARD_ACTIONS)]  # type: ignore[valid-type]
 
 
 def _integral(value: Any) -> Any:

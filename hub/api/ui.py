@@ -13,7 +13,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from starlette.datastructures import FormData
 
-from hub.api import audit, connectors, mismatches, stats, users
+from hub.api import audit, connectors, stats, users
 from hub.api.auth import ROLE_PERMISSIONS, Permission, Principal
 from hub.api.deps import (
     AppState,
@@ -24,11 +24,15 @@ from hub.api.deps import (
     verify_csrf,
 )
 from hub.api.errors import ApiError, Conflict, NotFound, Unprocessable
-from hub.api.mismatches import ACTIVE_STATUSES, MAX_LIMIT, SORTS, TRANSITIONS, MismatchFilter
+from hub.api.queue import actions, detail, pages
+from hub.api.queue.export import EXPORT_FORMATS
+from hub.api.queue.filters import MismatchFilter, check_filter
+from hub.api.queue.pages import MAX_LIMIT, SORTS
 from hub.api.rest import export_response
-from hub.config import RULE_CODES, SEVERITIES
-from hub.db.models import MISMATCH_STATUSES, ROLES
+from hub.db.models import ROLES
+from hub.vocabulary import MISMATCH_STATUSES, OPEN_STATUSES, RULE_CODES, SEVERITIES
 from hub.web.charts import Series, line_chart, percent
+from reconciliation.lifecycle import STEWARD_ACTIONS
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(files("hub.web") / "templates"))
@@ -158,7 +162,7 @@ def queue_filter(params: dict[str, str]) -> MismatchFilter:
     empty means the working queue (open and in review); ``all`` means every status."""
     status = params.get("status", "")
     statuses: tuple[str, ...] = (
-        ACTIVE_STATUSES if status == "" else () if status == "all" else (status,)
+        OPEN_STATUSES if status == "" else () if status == "all" else (status,)
     )
     q = (params.get("q") or "").strip() or None
     if q is not None and (len(q) > 64 or "\x00" in q):
@@ -205,11 +209,11 @@ def queue(request: Request, state: State, principal: Viewer) -> HTMLResponse:
         f = queue_filter(params)
         limit = _int_param(params.get("limit"), "page size", 1, MAX_LIMIT) or 50
         with state.engine.connect() as conn:
-            mismatches.check_filter(conn, f, state.sectors)
-            page = mismatches.list_page(
+            check_filter(conn, f, state.sectors)
+            page = pages.list_page(
                 conn, f, sort=sort, order=order, limit=limit, after=params.get("after") or None
             )
-            counts = mismatches.rule_counts(conn, f)
+            counts = pages.rule_counts(conn, f)
     except ApiError as exc:
         error = exc.reason
         f = MismatchFilter()
@@ -234,7 +238,7 @@ def queue(request: Request, state: State, principal: Viewer) -> HTMLResponse:
             else None
         ),
         first_link="/queue?" + urlencode(base) if params.get("after") else None,
-        actions=list(TRANSITIONS),
+        actions=list(STEWARD_ACTIONS),
         filter_params=f.params(),
     )
 
@@ -246,11 +250,11 @@ def _drop(d: dict[str, str], key: str) -> dict[str, str]:
 @router.get("/queue/export.{fmt}")
 def queue_export(request: Request, fmt: str, state: State, principal: Viewer) -> Response:
     """The queue's filter as a CSV or XLSX download (the API's export, audited alike)."""
-    if fmt not in mismatches.EXPORT_FORMATS:
-        raise NotFound(f"no export as {fmt!r} (offered: {', '.join(mismatches.EXPORT_FORMATS)})")
+    if fmt not in EXPORT_FORMATS:
+        raise NotFound(f"no export as {fmt!r} (offered: {', '.join(EXPORT_FORMATS)})")
     f = queue_filter(dict(request.query_params))
     with state.engine.begin() as conn:
-        mismatches.check_filter(conn, f, state.sectors)
+        check_filter(conn, f, state.sectors)
         audit.record(conn, principal.name, "export", target_type="mismatches", detail=f.params())
     return export_response(state, f, fmt)
 
@@ -271,8 +275,8 @@ def queue_bulk(request: Request, state: State, principal: Steward, form: Form) -
                 raise Unprocessable("select at least one mismatch")
         with state.engine.begin() as conn:
             if f is not None:
-                mismatches.check_filter(conn, f, state.sectors)
-            result = mismatches.act_bulk(
+                check_filter(conn, f, state.sectors)
+            result = actions.act_bulk(
                 conn,
                 action,
                 principal.name,
@@ -303,10 +307,10 @@ def mismatch_page(
     if not 1 <= mismatch_id < 2**63:
         raise Unprocessable("bad mismatch id")
     with state.engine.begin() as conn:
-        d = mismatches.detail(conn, mismatch_id)
+        d = detail.detail(conn, mismatch_id)
         audit.record_mismatch(conn, principal.name, "view", d["mismatch"])
     status = d["mismatch"]["status"]
-    allowed = [name for name, t in TRANSITIONS.items() if status in t.from_statuses]
+    allowed = [name for name, t in STEWARD_ACTIONS.items() if t.allows(status)]
     stewards = [
         u.name
         for u in users.list_users(state.engine)
@@ -331,10 +335,10 @@ def mismatch_action(
     back = _safe_next(str(form.get("back") or "/queue"))
     here = f"/mismatches/{mismatch_id}?" + urlencode({"back": back})
     try:
-        if action not in TRANSITIONS:
+        if action not in STEWARD_ACTIONS:
             raise Unprocessable(f"unknown action {action!r}")
         with state.engine.begin() as conn:
-            mismatches.act(
+            actions.act(
                 conn,
                 mismatch_id,
                 action,

@@ -27,7 +27,7 @@ from hub.demo import egypt
 from hub.demo.population import SECTORS, SourceTable, source_tables
 from hub.errors import FatalError, RetriableError
 from hub.idschemes.vn import PROVINCE_CODES, VietnamPersonalId, make_id
-from reconciliation.rules import RULE_FIELDS
+from hub.vocabulary import RULE_FIELDS
 
 AS_OF = date(2025, 6, 30)
 """The demo's "today": activity dates never pass it, so the data does not depend on the clock."""

@@ -22,6 +22,7 @@ from hub.embedded import EmbeddedStack, free_port, install_signal_handlers
 from hub.errors import FatalError
 from hub.kafka import Topics, ensure_topics
 from hub.logs import setup_logging
+from hub.vocabulary import OPEN_STATUSES_SQL
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +266,7 @@ def read_figures(config: HubConfig) -> tuple[Counter, dict[str, tuple[int, int]]
     """Open mismatches by (sector, rule), (records, verified) per sector, open (sector, key, rule)."""
     with psycopg.connect(psycopg_conninfo(config.database.url)) as conn:
         open_rows = conn.execute(
-            "SELECT sector, record_key, rule FROM mismatches WHERE status IN ('open', 'in_review')"
+            f"SELECT sector, record_key, rule FROM mismatches WHERE status IN {OPEN_STATUSES_SQL}"
         ).fetchall()
         verified = {
             sector: (seen, ok)

@@ -3,7 +3,6 @@
 from alembic import context
 from sqlalchemy import pool
 
-import hub.api.models  # noqa: F401 - indexes declared beside the API that needs them
 from hub.db import engine_for
 from hub.db.models import Base
 

@@ -108,7 +108,7 @@ def test_an_exhausted_connection_pool_is_a_503_too(own_db):
 def test_a_query_the_database_refuses_is_not_mistaken_for_an_outage(own_db, monkeypatch):
     # An OperationalError the server raises for one statement (here: a statement timeout)
     # is not "unreachable": it stays a 500 with nothing of the error's text in the answer.
-    from hub.api import mismatches
+    from hub.api.queue import pages as mismatches
 
     def slow(conn, *a, **kw):
         conn.exec_driver_sql("SET LOCAL statement_timeout = '10ms'")

@@ -12,7 +12,8 @@ import openpyxl
 import pytest
 from sqlalchemy import update
 
-from hub.api.mismatches import ITEM_FIELDS, UTF8_BOM, unwrap_excel_text
+from hub.api.queue.export import UTF8_BOM, unwrap_excel_text
+from hub.api.queue.filters import ITEM_FIELDS
 from hub.db.models import Mismatch
 from tests.integration.api.test_cli import run
 from tests.integration.api.test_ui_forms import log_in

@@ -1,4 +1,4 @@
-"""Migration 0004 creates exactly the indexes hub.api.models declares, and reverts cleanly."""
+"""Migration 0004 creates exactly the queue indexes hub.db.models declares, and reverts cleanly."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-import hub.api.models as api_models
+import hub.db.models as api_models
 from hub.db import engine_for
 from hub.db.migrate import alembic_config
 from hub.db.models import Base

@@ -233,7 +233,7 @@ def test_export_refuses_a_bad_filter_before_streaming(api_ro):
 
 
 def test_beyond_the_count_cap_totals_and_rule_counts_are_estimates(api_ro, monkeypatch):
-    from hub.api import mismatches
+    from hub.api.queue import pages as mismatches
 
     monkeypatch.setattr(mismatches, "COUNT_CAP", 2)
     body = api_ro.get("/api/v1/mismatches", params={"status": ["open", "in_review"]}).json()

@@ -140,7 +140,7 @@ def test_logs_never_carry_citizen_ids_from_queries_or_failures(api, caplog, monk
 
     from sqlalchemy.exc import IntegrityError
 
-    from hub.api import mismatches
+    from hub.api.queue import detail as mismatches
 
     caplog.set_level(logging.DEBUG, logger="hub.api")
     api.get("/api/v1/mismatches", params={"q": "001090001234"})

@@ -15,10 +15,7 @@ from pydantic import ValidationError
 
 from hub.config import (
     ColumnMapping,
-    InterpolationError,
     MetricsConfig,
-    interpolate,
-    interpolate_string,
     load_config,
     parse_config,
     parse_host_port,
@@ -26,6 +23,7 @@ from hub.config import (
     redact_url,
 )
 from hub.errors import ConfigError
+from hub.interpolation import InterpolationError, interpolate, interpolate_string
 
 SPEC_EXAMPLE = """
 kafka:

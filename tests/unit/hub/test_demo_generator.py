@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hub.config import RULE_CODES, RulesConfig, parse_config
+from hub.config import RulesConfig, parse_config
 from hub.db import psycopg_conninfo, sqlalchemy_url
 from hub.demo.generator import (
     FIRST_BIRTH_YEAR,
@@ -26,6 +26,7 @@ from hub.demo.generator import (
 )
 from hub.demo.population import SECTORS, SOURCE_TABLES, demo_config
 from hub.idschemes.vn import VietnamPersonalId
+from hub.vocabulary import RULE_CODES
 
 SCHEME = VietnamPersonalId()
 URLS = {s: f"postgresql://postgres@127.0.0.1:5432/demo_{s}" for s in SOURCE_TABLES}

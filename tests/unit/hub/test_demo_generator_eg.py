@@ -11,11 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hub.config import RULE_CODES, RulesConfig, parse_config
+from hub.config import RulesConfig, parse_config
 from hub.demo import egypt
 from hub.demo.generator import MIN_PER_RULE, Population, build
 from hub.demo.population import EG_SOURCE_TABLES, SECTORS, demo_config
 from hub.idschemes.eg import GOVERNORATE_CODES, EgyptNationalNumber
+from hub.vocabulary import RULE_CODES
 from reconciliation.names import compare
 from tests.unit.hub import test_demo_generator as vn_tests
 from tests.unit.hub.test_demo_generator import manifest_set

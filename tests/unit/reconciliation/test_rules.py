@@ -9,12 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.config import RULE_CODES, SEVERITIES, RulesConfig
+from hub.config import RulesConfig
 from hub.idschemes import get_scheme
 from hub.idschemes.vn import make_id
+from hub.vocabulary import DEFAULT_SEVERITY, RULE_CODES, RULE_FIELDS, SEVERITIES
 from reconciliation.rules import (
-    DEFAULT_SEVERITY,
-    RULE_FIELDS,
     Finding,
     RuleSet,
     evaluate,

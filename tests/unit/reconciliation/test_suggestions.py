@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.config import CANDIDATE_KEYS
+from hub.vocabulary import CANDIDATE_KEYS
 from reconciliation.names import fold
 from reconciliation.suggestions import (
     Citizen,

@@ -11,13 +11,8 @@ import openpyxl
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.api.mismatches import (
-    ITEM_FIELDS,
-    MismatchFilter,
-    export_filename,
-    unwrap_excel_text,
-    write_xlsx,
-)
+from hub.api.queue.export import export_filename, unwrap_excel_text, write_xlsx
+from hub.api.queue.filters import ITEM_FIELDS, MismatchFilter
 
 AT = datetime(2026, 12, 1, 8, 30, tzinfo=UTC)
 

@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy.dialects import postgresql
 
-from hub.api.mismatches import MismatchFilter, UnknownCursor, decode_cursor, encode_cursor
+from hub.api.queue.filters import MismatchFilter
+from hub.api.queue.pages import UnknownCursor, decode_cursor, encode_cursor
 
 
 def sql(f: MismatchFilter) -> str:
@@ -80,8 +81,8 @@ def test_severity_sort_is_spelled_like_its_index_in_migration_0004():
     from pathlib import Path
 
     import hub.db.migrations.versions as versions
-    from hub.api.mismatches import SORTS
-    from hub.api.models import SEVERITY_RANK_SQL
+    from hub.api.queue.pages import SORTS
+    from hub.db.models import SEVERITY_RANK_SQL
 
     migration = (Path(versions.__file__).parent / "0004_api.py").read_text()
     joined = re.sub(r'"\s*\n\s*"', "", migration)  # implicit string concatenation

@@ -1,0 +1,1 @@
+"""The mismatch queue as stewards work it: filters, pages, detail, actions, export."""

@@ -1,0 +1,143 @@
+"""Which mismatches a queue view covers (:class:`MismatchFilter`, checked against the
+vocabulary) and the columns of a list item and an export row (ITEM_FIELDS)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, func, literal, or_, select
+from sqlalchemy.sql import ColumnElement
+
+from hub.api.errors import Unprocessable
+from hub.db.models import Mismatch
+from hub.vocabulary import MISMATCH_STATUSES, RULE_CODES, SEVERITIES
+
+M = Mismatch
+
+# Columns of a list item / CSV row, in order (SPEC §6 plus what a steward needs to triage).
+ITEM_FIELDS = (
+    "id",
+    "sector",
+    "record_key",
+    "citizen_id",
+    "rule",
+    "field",
+    "severity",
+    "status",
+    "resolution",
+    "sector_value",
+    "registry_value",
+    "score",
+    "province_code",
+    "assignee",
+    "first_seen_at",
+    "last_seen_at",
+    "resolved_at",
+    "updated_at",
+)
+ITEM_COLUMNS = [getattr(M, f) for f in ITEM_FIELDS]
+
+
+def as_item(row: Any) -> dict[str, Any]:
+    """A list item from a row of ITEM_COLUMNS."""
+    return dict(zip(ITEM_FIELDS, row, strict=True))
+
+
+@dataclass(frozen=True)
+class MismatchFilter:
+    """Which mismatches a list, count, bulk action or export covers. Empty means any.
+
+    ``q`` is a prefix of the record key or of the citizen ID as the sector holds it;
+    ages count whole days since the mismatch was first seen.
+    """
+
+    sector: tuple[str, ...] = ()
+    rule: tuple[str, ...] = ()
+    severity: tuple[str, ...] = ()
+    status: tuple[str, ...] = ()
+    province: str | None = None
+    min_age_days: int | None = None
+    max_age_days: int | None = None
+    q: str | None = None
+    assignee: str | None = None
+
+    @classmethod
+    def of(cls, **values: Any) -> MismatchFilter:
+        """The filter of request values (lists become tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+    def conditions(self, *, without_rule: bool = False) -> list[ColumnElement[bool]]:
+        cond: list[ColumnElement[bool]] = []
+        if self.status:
+            cond.append(_in(M.status, self.status))
+        if self.sector:
+            cond.append(_in(M.sector, self.sector))
+        if self.rule and not without_rule:
+            cond.append(_in(M.rule, self.rule))
+        if self.severity:
+            cond.append(_in(M.severity, self.severity))
+        if self.province:
+            cond.append(M.province_code == self.province)
+        if self.assignee:
+            cond.append(M.assignee == self.assignee)
+        if self.min_age_days is not None:
+            cond.append(M.first_seen_at <= func.now() - _days(self.min_age_days))
+        if self.max_age_days is not None:
+            cond.append(M.first_seen_at > func.now() - _days(self.max_age_days + 1))
+        if self.q:
+            # Prefix match served by the varchar_pattern_ops indexes (migration 0004).
+            pattern = _like_escape(self.q) + "%"
+            cond.append(
+                or_(
+                    M.record_key.like(pattern, escape="\\"),
+                    M.citizen_id.like(pattern, escape="\\"),
+                )
+            )
+        return cond
+
+    def params(self) -> dict[str, Any]:
+        """The filter as query parameters (for links and the audit log); empty ones dropped."""
+        out: dict[str, Any] = {}
+        for k, v in self.__dict__.items():
+            if v in (None, (), ""):
+                continue
+            out[k] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    def is_empty(self) -> bool:
+        return not self.params()
+
+
+def _in(col: ColumnElement, values: Sequence[str]) -> ColumnElement[bool]:
+    return col == values[0] if len(values) == 1 else col.in_(values)
+
+
+def _days(n: int) -> ColumnElement:
+    return func.make_interval(0, 0, 0, n)
+
+
+def _like_escape(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def check_filter(conn: Connection, f: MismatchFilter, known_sectors: Sequence[str]) -> None:
+    """Refuse values no mismatch can have (Unprocessable), so a typo is not an empty page.
+    An age range with min_age_days above max_age_days is allowed: it matches nothing."""
+    for name, values, known in (
+        ("rule", f.rule, RULE_CODES),
+        ("severity", f.severity, SEVERITIES),
+        ("status", f.status, MISMATCH_STATUSES),
+    ):
+        bad = [v for v in values if v not in known]
+        if bad:
+            raise Unprocessable(f"unknown {name} {', '.join(bad)} (known: {', '.join(known)})")
+    for s in f.sector:
+        if s in known_sectors:
+            continue
+        # A sector dropped from the config may still have mismatches (unique index lookup).
+        if conn.scalar(select(literal(1)).where(M.sector == s).limit(1)) is None:
+            raise Unprocessable(
+                f"unknown sector {s!r} (configured: {', '.join(known_sectors) or 'none'})"
+            )

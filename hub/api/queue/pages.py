@@ -1,0 +1,181 @@
+"""Pages of the queue: keyset cursors over the whitelisted sorts, capped counts and the
+per-rule counts. Bounded at millions of rows: a count never scans past COUNT_CAP."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Integer,
+    and_,
+    func,
+    literal,
+    literal_column,
+    select,
+    true,
+    tuple_,
+    union_all,
+)
+from sqlalchemy.sql import ColumnElement, Select
+
+from hub.api.errors import NotFound, Unprocessable
+from hub.api.queue.filters import ITEM_COLUMNS, ITEM_FIELDS, M, MismatchFilter, as_item
+from hub.db.models import SEVERITY_RANK_SQL
+from hub.vocabulary import RULE_CODES
+
+COUNT_CAP = 10_000
+MAX_LIMIT = 500
+MAX_OFFSET = 10_000
+
+# Spelled with literal constants so it matches the expression index (hub.db.models).
+_severity_rank = literal_column(
+    SEVERITY_RANK_SQL.replace("CASE severity", "CASE mismatches.severity"), Integer
+)
+# Whitelisted sorts: each pages through an index (last_seen_at is left out on purpose: the
+# reconciler moves it on every re-evaluation, and an index on it would cost every update).
+SORTS: dict[str, ColumnElement] = {
+    "id": M.id,
+    "first_seen_at": M.first_seen_at,
+    "severity": _severity_rank,
+    "record_key": M.record_key,
+}
+
+
+class UnknownCursor(NotFound):
+    """An ``after`` that is not a next_cursor of this sort and order: there is no such page
+    (404, not 400: any string may be a cursor as far as the API's schema can say)."""
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    total: int
+    total_exact: bool
+    next_cursor: str | None
+
+
+def encode_cursor(sort: str, order: str, value: Any, last_id: int) -> str:
+    if isinstance(value, datetime):
+        value = value.isoformat()
+    raw = json.dumps([sort, order, value, last_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, sort: str, order: str) -> tuple[Any, int]:
+    """(sort value, id) of the row a page ends on; UnknownCursor if the cursor is not one of
+    ours or was made for another sort order."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        c_sort, c_order, value, last_id = json.loads(raw)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise UnknownCursor("bad cursor: pass back the next_cursor of a previous page") from None
+    if (c_sort, c_order) != (sort, order):
+        raise UnknownCursor(f"cursor was made for sort={c_sort} order={c_order}")
+    if not isinstance(last_id, int) or isinstance(last_id, bool) or not 0 <= last_id < 2**63:
+        raise UnknownCursor("bad cursor: pass back the next_cursor of a previous page")
+    try:
+        if sort == "first_seen_at":
+            value = datetime.fromisoformat(value)
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=UTC)
+        elif sort in ("id", "severity"):
+            if not isinstance(value, int) or isinstance(value, bool) or abs(value) >= 2**63:
+                raise ValueError
+        elif not isinstance(value, str) or "\x00" in value:
+            raise ValueError
+    except (ValueError, TypeError):
+        raise UnknownCursor("bad cursor: pass back the next_cursor of a previous page") from None
+    return value, last_id
+
+
+def list_page(
+    conn: Connection,
+    f: MismatchFilter,
+    *,
+    sort: str = "id",
+    order: str = "desc",
+    limit: int = 50,
+    after: str | None = None,
+    offset: int = 0,
+) -> Page:
+    """One page of mismatches. Keyset paging with ``after`` (the previous page's
+    ``next_cursor``); ``offset`` skips that many more rows (after the cursor, if one is
+    given), for jumping a few pages, and is bounded by MAX_OFFSET."""
+    if sort not in SORTS:
+        raise Unprocessable(f"cannot sort by {sort!r} (allowed: {', '.join(SORTS)})")
+    if order not in ("asc", "desc"):
+        raise Unprocessable("order must be asc or desc")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise Unprocessable(f"limit must be between 1 and {MAX_LIMIT}")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise Unprocessable(f"offset must be between 0 and {MAX_OFFSET} (use after= to go on)")
+    key = SORTS[sort]
+    cond = f.conditions()
+    total, exact = count(conn, cond)
+    stmt = select(*ITEM_COLUMNS, key.label("_sortkey")).where(and_(true(), *cond))
+    if after:
+        value, last_id = decode_cursor(after, sort, order)
+        pair, bound = tuple_(key, M.id), tuple_(literal(value), literal(last_id))
+        stmt = stmt.where(pair < bound if order == "desc" else pair > bound)
+    if exact:
+        # At most COUNT_CAP rows match: fetch them all through the filter's own indexes and
+        # sort those, rather than let the planner walk the sort index hoping to meet
+        # matches early (slow when they cluster at the far end, e.g. a record-key prefix).
+        # OFFSET 0 keeps the subquery from being merged into the outer query.
+        sub = stmt.offset(0).subquery()
+        skey, sid = sub.c._sortkey, sub.c.id
+        ordered = (skey.desc(), sid.desc()) if order == "desc" else (skey.asc(), sid.asc())
+        stmt = select(*(sub.c[f] for f in ITEM_FIELDS), skey).order_by(*ordered)
+    elif order == "desc":
+        stmt = stmt.order_by(key.desc(), M.id.desc())
+    else:
+        stmt = stmt.order_by(key.asc(), M.id.asc())
+    rows = conn.execute(stmt.offset(offset or None).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [as_item(r[:-1]) for r in rows]
+    next_cursor = encode_cursor(sort, order, rows[-1][-1], rows[-1][0]) if more else None
+    return Page(items, total, exact, next_cursor)
+
+
+def count(conn: Connection, cond: Sequence[ColumnElement[bool]]) -> tuple[int, bool]:
+    """(number of mismatches matching ``cond``, exact?): exact up to COUNT_CAP, beyond it the
+    planner's estimate (never below the cap), so a count never scans a million rows."""
+    inner = select(literal(1)).select_from(M).where(and_(true(), *cond))
+    n = conn.scalar(select(func.count()).select_from(inner.limit(COUNT_CAP + 1).subquery()))
+    if n <= COUNT_CAP:
+        return n, True
+    return max(estimate(conn, inner), COUNT_CAP + 1), False
+
+
+def estimate(conn: Connection, stmt: Select) -> int:
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    plan = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), compiled.params)
+    doc = plan.scalar()
+    if isinstance(doc, str):
+        doc = json.loads(doc)
+    return int(doc[0]["Plan"]["Plan Rows"])
+
+
+def rule_counts(conn: Connection, f: MismatchFilter) -> dict[str, tuple[int, bool]]:
+    """Per rule, (count, exact?) of mismatches matching every filter but the rule one."""
+    cond = f.conditions(without_rule=True)
+    parts = []
+    for rule in RULE_CODES:
+        inner = select(literal(1)).where(M.rule == rule, *cond).limit(COUNT_CAP + 1).subquery()
+        parts.append(
+            select(literal(rule).label("rule"), func.count().label("n")).select_from(inner)
+        )
+    counts = {r: (n, True) for r, n in conn.execute(union_all(*parts))}
+    for rule, (n, _) in counts.items():
+        if n > COUNT_CAP:
+            inner = select(literal(1)).select_from(M).where(M.rule == rule, *cond)
+            counts[rule] = (max(estimate(conn, inner), COUNT_CAP + 1), False)
+    return counts
