@@ -126,7 +126,7 @@ RECONNECT_BACKOFF_MAX_MS = 1000
 """The longest wait of a client between two connection attempts to a broker that is down.
 
 kafka-python doubles the wait up to 30 s by default, so a producer or consumer could sit out
-half a minute after the broker was back (a change took 21–22 s to arrive after a restart)."""
+half a minute after the broker was back (a change took 46 s to arrive after a restart)."""
 
 
 def client_settings(kafka: KafkaConfig) -> dict[str, Any]:
