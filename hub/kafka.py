@@ -122,11 +122,19 @@ def min_insync_replicas(replication_factor: int) -> int:
     return min(2, max(1, replication_factor - 1))
 
 
+RECONNECT_BACKOFF_MAX_MS = 1000
+"""The longest wait of a client between two connection attempts to a broker that is down.
+
+kafka-python doubles the wait up to 30 s by default, so a producer or consumer could sit out
+half a minute after the broker was back (a change took 46 s to arrive after a restart)."""
+
+
 def client_settings(kafka: KafkaConfig) -> dict[str, Any]:
     """Connection and security settings common to producers, consumers and admin clients."""
     settings: dict[str, Any] = {
         "bootstrap_servers": kafka.bootstrap_servers.split(","),
         "security_protocol": kafka.security_protocol,
+        "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
     }
     if kafka.security_protocol.startswith("SASL_"):
         settings["sasl_mechanism"] = kafka.sasl_mechanism

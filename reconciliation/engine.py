@@ -658,7 +658,7 @@ class Reconciler:
                     return  # nothing of the batch was stored; a restart re-reads it
                 log.warning("database unreachable (%s); retrying in %.1fs", exc, delay)
                 self._stop.wait(delay)
-                delay = min(delay * 2, 30.0)
+                delay = min(delay * 2, 2.0)
 
     def _apply(self, records: dict, changes: list[Change], dead: list[tuple]) -> BatchResult:
         """The database side of a batch: one transaction, then the outbox produced. Touches

@@ -1,0 +1,362 @@
+"""Broker and hub-database faults under load: a logical connector, a reconciler and the web
+server, as real processes, recover by themselves within seconds, lose no change and
+duplicate no effect; ``/readyz`` says what is down while it is, and the metrics show the stall.
+
+One Apache Kafka broker (``keep_data``, so a restart keeps its topics) and one hub PostgreSQL
+of this module's own are faulted in turn while a writer inserts rows into the source
+database (on the session's PostgreSQL); every row is a sector record whose valid ID the
+(empty) registry does not hold, so each must end as exactly one ``ID_NOT_IN_REGISTRY``
+mismatch with exactly one history row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+
+from hub.db import psycopg_conninfo
+from hub.db.migrate import upgrade
+from hub.embedded import EmbeddedKafka, EmbeddedPostgres, free_port, kafka_missing
+from hub.testing import server_dir
+from reconciliation.idschemes.vn import make_id
+from tests.integration.faults import fast_shutdown, kill_postgres, pause, resume, stop_broker
+
+pytestmark = pytest.mark.skipif(kafka_missing() is not None, reason=str(kafka_missing()))
+
+ROOT = Path(__file__).resolve().parents[3]
+PAUSE_S = 30.0
+OUTAGE_S = 60.0
+RECOVERY_LIMIT_S = 10.0
+"""A change committed once a fault is over is in the mismatch store within this long."""
+SLOW_S = "5.0"
+"""The latency bucket a stalled change lands above (``hub_reconcile_latency_seconds``)."""
+WRITE_EVERY_S = 0.05
+
+
+class Writer(threading.Thread):
+    """Inserts one source row per transaction; remembers when each one committed."""
+
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        self.url = url
+        self.stop = threading.Event()
+        self.committed: list[tuple[float, str]] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with psycopg.connect(psycopg_conninfo(self.url), autocommit=True) as conn:
+                conn.execute("SET synchronous_commit = on")
+                n = 0
+                while not self.stop.wait(WRITE_EVERY_S):
+                    key = f"F{n:06d}"
+                    conn.execute(
+                        "INSERT INTO nnt VALUES (%s, %s, %s)",
+                        (key, make_id("001", 1990, "MF"[n % 2], n), f"Nguyễn Văn {n}"),
+                    )
+                    self.committed.append((time.monotonic(), key))
+                    n += 1
+        except BaseException as exc:  # reported by the test that reads committed
+            self.error = exc
+
+    def keys_before(self, moment: float) -> set[str]:
+        assert self.error is None, f"the source writer failed: {self.error!r}"
+        return {key for at, key in list(self.committed) if at < moment}
+
+    def first_after(self, moment: float, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.error is None, f"the source writer failed: {self.error!r}"
+            later = [key for at, key in list(self.committed)[-200:] if at >= moment]
+            if later:
+                return later[0]
+            assert time.monotonic() < deadline, "the source writer stalled"
+            time.sleep(0.01)
+
+
+@dataclass
+class Pipeline:
+    """The servers, the hub processes and the load of this module."""
+
+    kafka: EmbeddedKafka
+    pg: EmbeddedPostgres
+    hub_url: str
+    config: dict
+    writer: Writer
+    logs: Path
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def store(self, query: str, params: tuple = ()) -> list[tuple] | None:
+        """Rows from the hub database, or None while it is down."""
+        try:
+            with psycopg.connect(psycopg_conninfo(self.hub_url), connect_timeout=2) as conn:
+                return conn.execute(query, params).fetchall()
+        except psycopg.OperationalError:
+            return None
+
+    def stored(self, key: str) -> bool:
+        rows = self.store("SELECT 1 FROM mismatches WHERE sector = 'tax' AND record_key = %s",
+                          (key,))  # fmt: skip
+        return bool(rows)
+
+    def readyz(self) -> tuple[int, dict]:
+        url = f"http://{self.config['api']['listen']}/readyz"
+        try:
+            with urllib.request.urlopen(url, timeout=15) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+        except OSError as exc:
+            return 0, {"error": str(exc)}
+
+    def scrape(self, role: str) -> dict[str, float]:
+        url = f"http://{self.config['metrics']['listen'][role]}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return {}
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        return out
+
+    def slow_changes(self) -> float:
+        """Changes that took over SLOW_S from source commit to the mismatch store."""
+        m = self.scrape("reconciler")
+        total = m.get('hub_reconcile_latency_seconds_bucket{le="+Inf"}', 0.0)
+        return total - m.get(f'hub_reconcile_latency_seconds_bucket{{le="{SLOW_S}"}}', 0.0)
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                tail = (self.logs / f"{name}.log").read_text(errors="replace")[-3000:]
+                raise AssertionError(f"{name} exited with {proc.returncode}:\n{tail}")
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, pipeline: Pipeline):
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()):
+        pipeline.check_alive()
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f}s waiting for {what}"
+        time.sleep(0.1)
+    return result
+
+
+def write_config(tmp: Path, source_url: str, hub_url: str, kafka: EmbeddedKafka) -> dict:
+    name = source_url.rsplit("/", 1)[1]
+    config = {
+        "kafka": {"bootstrap_servers": kafka.bootstrap, "topic_prefix": "faults", "partitions": 4},
+        "database": {"url": hub_url},
+        "api": {"listen": f"127.0.0.1:{free_port()}"},
+        "metrics": {"listen": {r: f"127.0.0.1:{free_port()}"
+                               for r in ("connector", "reconciler", "serve", "run")}},
+        "id_scheme": "vn",
+        "reconciler": {"group_id": "faults"},
+        "sectors": {"tax": {
+            "url": source_url, "table": "public.nnt", "key": "ma_so_thue", "capture": "logical",
+            "logical": {"slot": f"hub_{name}", "publication": f"pub_{name}", "heartbeat_s": 1},
+            "columns": {"citizen_id": "so_cccd", "full_name": "ten_nnt"},
+        }},
+    }  # fmt: skip
+    (tmp / "hub.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
+    return config
+
+
+@pytest.fixture(scope="module")
+def pipeline(servers) -> Iterator[Pipeline]:
+    base = server_dir()
+    kafka = EmbeddedKafka(base / "kafka", keep_data=True)
+    pg = EmbeddedPostgres(base / "hubpg", durable=False)
+    source_url = servers.create_database("faults_src")
+    p: Pipeline | None = None
+    try:
+        # Both start on this thread: their parent-death signal fires when the starting
+        # thread ends, so a helper thread would take them down with it.
+        kafka.start()
+        pg.start()
+        hub_url = pg.create_database("hub")
+        upgrade(hub_url)
+        with psycopg.connect(psycopg_conninfo(source_url), autocommit=True) as conn:
+            conn.execute("CREATE TABLE nnt (ma_so_thue text PRIMARY KEY, so_cccd text,"
+                         " ten_nnt text)")  # fmt: skip
+        config = write_config(base, source_url, hub_url, kafka)
+        p = Pipeline(kafka, pg, hub_url, config, Writer(source_url), base)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        for name, args in (("connector", ["connector", "run", "tax"]),
+                           ("reconciler", ["reconcile"]), ("web", ["serve"])):  # fmt: skip
+            with open(base / f"{name}.log", "wb") as out:
+                p.procs[name] = subprocess.Popen(
+                    [sys.executable, "-m", "hub", "--config", str(base / "hub.yaml"), *args],
+                    cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                )  # fmt: skip
+        p.writer.start()
+        first = p.writer.first_after(time.monotonic())
+        wait_for(lambda: p.stored(first), 120, "the first change in the mismatch store", p)
+        wait_for(lambda: p.readyz()[0] == 200, 30, "/readyz to answer 200", p)
+        yield p
+    finally:
+        if p is not None:
+            p.writer.stop.set()
+            if kafka.proc is not None and kafka.proc.poll() is None:
+                resume(kafka)  # a test that failed mid-pause
+            for proc in p.procs.values():
+                proc.terminate()
+            for proc in p.procs.values():
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
+        kafka.stop()
+        pg.stop()
+        name = source_url.rsplit("/", 1)[1]
+        with psycopg.connect(psycopg_conninfo(servers.pg_url), autocommit=True) as conn:
+            conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+                         " WHERE database = %s", (name,))  # fmt: skip
+        servers.drop_database(source_url)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# -------------------------------------------------------------------------- the faults
+# Each injects its fault and holds it as long as the issue says, and at least until /readyz
+# reports the dependency down (and, for the hub database, until the connector's
+# hub_connector_up shows it), so the fault was seen, not only made; then it lifts it and
+# returns the reason /readyz gave and the lowest hub_connector_up scraped meanwhile.
+
+
+def _hold(p: Pipeline, dependency: str, until: float, *, connector_down: bool = False):
+    reason, up = "", 1.0
+    deadline = time.monotonic() + 30
+    while True:
+        status, body = p.readyz()
+        if status == 503 and body["checks"].get(dependency, "ok") != "ok":
+            reason = reason or body["checks"][dependency]
+        up = min(up, p.scrape("connector").get('hub_connector_up{connector="tax"}', 1.0))
+        seen = reason and (up == 0 or not connector_down)
+        if seen and time.monotonic() >= until:
+            return reason, up
+        assert seen or time.monotonic() < deadline, (
+            f"in 30 s, /readyz said {reason or 'nothing'} of {dependency}, connector up {up:.0f}"
+        )
+        time.sleep(0.1)
+
+
+def broker_restart(p: Pipeline) -> tuple[str, float]:
+    stop_broker(p.kafka)
+    held = _hold(p, "kafka", 0)
+    p.kafka.start()
+    return held
+
+
+def broker_pause(p: Pipeline) -> tuple[str, float]:
+    pause(p.kafka)
+    try:
+        return _hold(p, "kafka", time.monotonic() + PAUSE_S)
+    finally:
+        resume(p.kafka)
+
+
+def broker_outage(p: Pipeline) -> tuple[str, float]:
+    stop_broker(p.kafka)
+    held = _hold(p, "kafka", time.monotonic() + OUTAGE_S)
+    p.kafka.start()
+    return held
+
+
+def postgres_kill(p: Pipeline) -> tuple[str, float]:
+    kill_postgres(p.pg)
+    held = _hold(p, "database", 0, connector_down=True)
+    p.pg.start()
+    return held
+
+
+def postgres_fast_shutdown(p: Pipeline) -> tuple[str, float]:
+    fast_shutdown(p.pg)
+    held = _hold(p, "database", 0, connector_down=True)
+    p.pg.start()
+    return held
+
+
+FAULTS = {
+    "broker restart": broker_restart,
+    "broker SIGSTOP 30 s": broker_pause,
+    "broker down 60 s": broker_outage,
+    "hub PostgreSQL SIGKILL": postgres_kill,
+    "hub PostgreSQL fast shutdown": postgres_fast_shutdown,
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_fault_under_load_recovers_in_seconds_losing_and_duplicating_nothing(pipeline, fault):
+    p = pipeline
+    p.check_alive()
+    slow_before = p.slow_changes()
+    began = time.monotonic()
+    reason, lowest_up = FAULTS[fault](p)
+    lifted = time.monotonic()
+
+    # Recovery: a change committed once the fault is over reaches the mismatch store.
+    probe = p.writer.first_after(lifted)
+    wait_for(lambda: p.stored(probe), 120, f"the first change after the {fault}", p)
+    recovery_s = time.monotonic() - lifted
+    wait_for(lambda: p.readyz()[0] == 200, 30, "/readyz to answer 200 again", p)
+    ready_s = time.monotonic() - lifted
+
+    # Nothing lost: every change committed so far is there (allowing in-flight ones time).
+    cutoff = time.monotonic()
+    written = p.writer.keys_before(cutoff)
+    missing: set[str] = set()
+
+    def complete() -> bool:
+        rows = p.store("SELECT record_key FROM mismatches WHERE sector = 'tax'")
+        missing.clear()
+        missing.update(written - {k for (k,) in rows or ()})
+        return rows is not None and not missing
+
+    try:
+        wait_for(complete, 30, "every change written before the check", p)
+    except AssertionError:
+        pass  # reported as lost below
+    ((mismatches, distinct, history, opened, other),) = p.store(
+        "SELECT (SELECT count(*) FROM mismatches),"
+        " (SELECT count(DISTINCT (sector, record_key, rule, field)) FROM mismatches),"
+        " (SELECT count(*) FROM mismatch_history),"
+        " (SELECT count(DISTINCT mismatch_id) FROM mismatch_history WHERE action = 'opened'),"
+        " (SELECT count(*) FROM mismatches WHERE rule <> 'ID_NOT_IN_REGISTRY' OR status <> 'open')"
+    )
+    lost = len(missing)
+    duplicated = (mismatches - distinct) + (history - opened)
+    slow = p.slow_changes() - slow_before
+    figures = (
+        f"{fault}: down {lifted - began:.1f} s (/readyz: {reason[:80]!r}), recovered in "
+        f"{recovery_s:.1f} s, ready in {ready_s:.1f} s; {len(written)} changes, lost {lost}, "
+        f"duplicated {duplicated}; {slow:.0f} changes over {SLOW_S} s, connector up "
+        f"{lowest_up:.0f} at the lowest"
+    )
+    print(figures)
+    assert (lost, duplicated, other) == (0, 0, 0), figures
+    assert mismatches == opened == history >= len(written), figures
+    assert recovery_s <= RECOVERY_LIMIT_S, figures
+    assert reason.startswith("unreachable"), figures
+    if fault.startswith("broker"):
+        assert slow > 0, f"the stall does not show in hub_reconcile_latency_seconds: {figures}"
+    else:
+        assert lowest_up == 0, f"hub_connector_up never showed the outage: {figures}"
