@@ -31,8 +31,8 @@ import yaml
 from hub.db import psycopg_conninfo
 from hub.db.migrate import upgrade
 from hub.embedded import EmbeddedKafka, EmbeddedPostgres, free_port, kafka_missing
+from hub.idschemes.vn import make_id
 from hub.testing import server_dir
-from reconciliation.idschemes.vn import make_id
 from tests.integration.faults import fast_shutdown, kill_postgres, pause, resume, stop_broker
 
 pytestmark = pytest.mark.skipif(kafka_missing() is not None, reason=str(kafka_missing()))
