@@ -1,0 +1,347 @@
+"""Consumer groups on Apache Kafka: three ``hub reconcile`` processes share 12-partition change
+topics under live load while one is SIGKILLed and started again and the group is scaled
+1 → 3 → 1; afterwards the mismatch store equals that of one uninterrupted reconciler fed the
+same changes, and Kafka shows the group's true lag (none)."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+from kafka import TopicPartition
+
+from hub.avro import decode
+from hub.db import psycopg_conninfo
+from hub.db.migrate import upgrade
+from hub.embedded import kafka_missing
+from hub.kafka import make_admin, make_consumer
+from reconciliation import state
+from tests.integration.reconciliation.feed import Feed, PacedSender, Store, config_data, hub_config
+from tests.integration.reconciliation.test_crash import build_workload, snapshot
+
+ROOT = Path(__file__).resolve().parents[3]
+SETTINGS = {"partitions": 12, "max_poll_records": 200}
+REFERENCE = "reference"
+
+
+@pytest.fixture(autouse=True)
+def _apache_kafka(servers):
+    if servers.broker != "kafka" or kafka_missing():
+        pytest.skip(
+            f"the consumer-group protocol is proven on Apache Kafka (tansu can keep a departed "
+            f"member as leader); the session broker is {servers.broker}"
+        )
+
+
+class _Recorder(Feed):
+    """A Feed that keeps what it is asked to send (for a PacedSender to send later)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.kept: list[tuple[str, bytes, bytes]] = []
+
+    def send(self, *messages: tuple[str, bytes, bytes]) -> None:
+        self.kept.extend(messages)
+
+
+def workload(feed: Feed, seed: int = 20) -> tuple[list, list]:
+    """(registry load, live changes): test_crash's workload — every lifecycle path, duplicate
+    active IDs, re-deliveries, stale changes — split after its registry load, and registry
+    corrections, deaths, deletes and re-inserts of citizens without a legacy number spliced
+    into the live part (a legacy number puts the records carrying it on other keys)."""
+    recorder = _Recorder(feed.config)
+    build_workload(recorder, seed=seed, citizens=500, records=900)
+    messages = recorder.kept
+    registry = feed.topics.changes("registry")
+    split = next(i for i, m in enumerate(messages) if m[0] != registry)
+    load, live = messages[:split], messages[split:]
+    rng = random.Random(seed)
+    snapshots = [(key, decode(value)[1]) for topic, key, value in load]
+    plain = [(k, e) for k, e in snapshots if e["op"] == "r" and not e["after"]["legacy_id"]]
+    for key, event in rng.sample(plain, 60):
+        after, rk = dict(event["after"]), event["record_key"]
+        roll = rng.random()
+        if roll < 0.4:
+            changes = [dict(after, full_name=f"{after['full_name']} Anh")]
+        elif roll < 0.7:
+            changes = [dict(after, date_of_death=after["date_of_birth"].replace(year=2024))]
+        else:
+            changes = [None, after] if roll < 0.85 else [None]
+        at = rng.randrange(len(live))
+        for n, change in enumerate(changes):
+            _topic, _key, value = feed.event("registry", "d" if change is None else "u", rk, change)
+            live.insert(at + n * rng.randrange(1, 200), (registry, key, value))
+    return load, live
+
+
+# ``python -c WARM --config FILE reconcile …`` is ``python -m reconciliation.cli …`` started
+# ahead: its imports are done when the test lets it go (a line on stdin), so a member joins
+# the group in a second, not after the many seconds an interpreter takes on a loaded machine.
+WARM = (
+    "import sys, hub.logs, hub.metrics, reconciliation.cli, reconciliation.engine; "
+    "sys.stdin.readline(); reconciliation.cli._run()"
+)
+
+
+class Member:
+    """One ``reconcile`` subprocess, started ahead (see WARM), its output in a file."""
+
+    def __init__(self, name: str, config: Path, log_dir: Path, *args: str):
+        self.name = name
+        self.log = log_dir / f"{name}.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", WARM, "--config", str(config), "reconcile", "--no-metrics"]
+                + list(args),
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def go(self) -> Member:
+        self.proc.stdin.write(b"go\n")
+        self.proc.stdin.close()
+        return self
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def assignments(self) -> list[int]:
+        """The partition count of each assignment it took (it logs one per rebalance)."""
+        return [
+            int(n) for n in re.findall(r"reconciliation\.engine: assigned (\d+) ", self.output())
+        ]
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def terminate(self) -> None:
+        """SIGTERM: it finishes its batch, leaves the group and exits 0."""
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(30)
+        assert code == 0 and "reconciler stopped" in self.output(), self.output()[-3000:]
+
+
+def wait_for(what: str, check, timeout: float = 45.0, *, sender: PacedSender) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert sender.error is None, f"{what}: the sender failed: {sender.error!r}"
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.1)
+
+
+def settled(members: list[Member], before: dict[str, int], partitions: int):
+    """True once every member took an assignment since ``before`` (assignments counted per
+    member) and their latest ones share every partition."""
+
+    def check() -> bool:
+        taken = {m.name: m.assignments() for m in members}
+        fresh = all(len(taken[m.name]) > before.get(m.name, 0) for m in members)
+        return fresh and sum(taken[m.name][-1] for m in members) == partitions
+
+    return check
+
+
+def counted(members: list[Member]) -> dict[str, int]:
+    return {m.name: len(m.assignments()) for m in members}
+
+
+def offsets_at_end(feed: Feed) -> dict[tuple[str, int], int]:
+    topics = [feed.topics.changes(s) for s in ("registry", *feed.config.sectors)]
+    parts = [TopicPartition(t, p) for t in topics for p in range(feed.config.kafka.partitions)]
+    consumer = make_consumer(feed.config.kafka)
+    try:
+        ends = consumer.end_offsets(parts)
+    finally:
+        consumer.close()
+    return {(tp.topic, tp.partition): offset for tp, offset in ends.items() if offset}
+
+
+def stored(url: str, group_id: str, ends: dict) -> dict[tuple[str, int], int]:
+    with psycopg.connect(psycopg_conninfo(url)) as conn:
+        return state.read_offsets(conn, group_id, {topic for topic, _ in ends})
+
+
+def committed_in_kafka(feed: Feed, group_id: str) -> dict[tuple[str, int], int]:
+    admin = make_admin(feed.config.kafka)
+    try:
+        offsets = admin.list_group_offsets({group_id: None})[group_id]
+    finally:
+        admin.close()
+    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
+
+
+def figures(url: str) -> dict[str, object]:
+    """Open mismatches per (sector, rule, field), history rows per action, every mismatch
+    (but its suggestions: found among the registry rows stored when it opened), duplicates."""
+    with psycopg.connect(psycopg_conninfo(url)) as conn:
+        open_ = conn.execute(
+            "SELECT sector, rule, field, count(*) FROM mismatches WHERE status = 'open' "
+            "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        ).fetchall()
+        actions = conn.execute(
+            "SELECT action, count(*) FROM mismatch_history GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        rows = conn.execute(
+            "SELECT sector, record_key, rule, field, severity, status, resolution, citizen_id, "
+            "province_code, sector_value, registry_value, score, values_hash FROM mismatches "
+            "ORDER BY 1, 2, 3, 4"
+        ).fetchall()
+        twice = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM mismatches GROUP BY sector, record_key, rule, "
+            "field HAVING count(*) > 1) d"
+        ).fetchone()[0]
+    return {"open": open_, "history": dict(actions), "rows": rows, "duplicate_rows": twice}
+
+
+def test_group_scaled_and_killed_under_load_ends_as_one_uninterrupted_reconciler(servers, tmp_path):
+    kafka = servers.kafka()
+    group_db, reference_db = servers.create_database("hub"), servers.create_database("hub")
+    members: list[Member] = []
+    sender = reference = None
+    try:
+        for url in (group_db, reference_db):
+            upgrade(url)
+        group_config, reference_config = tmp_path / "group.yaml", tmp_path / "reference.yaml"
+        for path, url in ((group_config, group_db), (reference_config, reference_db)):
+            data = config_data(url, kafka, **SETTINGS)
+            path.write_text(yaml.safe_dump(data, allow_unicode=True))
+        config = hub_config(group_db, kafka, **SETTINGS)
+        group_id = config.reconciler.group_id
+        feed = Feed(config)
+        load, live = workload(feed)
+        total = len(load) + len(live)
+        stores = [Store(group_db, group_id), Store(reference_db, REFERENCE)]
+        # The registry load first (its citizens are read across partitions through legacy
+        # numbers), then the live changes, paced per key (see PacedSender): ~25 s of them.
+        sender = PacedSender(
+            feed, [(load, 500), (live, 16)], stores, hold_at=len(load) + len(live) * 9 // 10
+        )
+        reference = Member(
+            REFERENCE, reference_config, tmp_path, "--assign-all", "--group-id", REFERENCE
+        ).go()
+        # 3 to start, 1 to start again after the kill, 2 to scale up.
+        members += [Member(f"member-{n}", group_config, tmp_path) for n in range(6)]
+        spares = iter(members)
+
+        def member() -> Member:
+            return next(spares).go()
+
+        parts = SETTINGS["partitions"] * (1 + len(config.sectors))
+        started = time.monotonic()
+        steps: list[tuple[str, float, int]] = []  # (step, when, messages sent by then)
+
+        def step(what: str, members_now: list[Member], before: dict[str, int]) -> None:
+            wait_for(what, settled(members_now, before, parts), sender=sender)
+            steps.append((what, round(time.monotonic() - started, 1), sender.sent))
+
+        running = [member() for _ in range(3)]
+        step("three members share the partitions", running, {})
+        sender.start()
+        kills = restarts = stops = 0
+
+        # SIGKILL one in the middle of its work, start it again.
+        wait_for("the live changes flow", lambda: sender.sent > len(load) + 100, sender=sender)
+        time.sleep(random.uniform(0, 0.25))
+        counts = counted(running)
+        victim = running.pop(1)
+        victim.kill()
+        kills += 1
+        running.append(member())
+        restarts += 1
+        step("the killed one is back", running, counts)
+
+        # 3 → 1: two leave with SIGTERM.
+        counts = counted(running)
+        for m in (running.pop(0), running.pop(0)):
+            m.terminate()
+            stops += 1
+        step("one member holds every partition", running, counts)
+
+        # 1 → 3: two more join.
+        counts = counted(running)
+        running += [member(), member()]
+        step("three members again", running, counts)
+
+        # 3 → 1 again.
+        counts = counted(running)
+        for m in (running.pop(0), running.pop(0)):
+            m.terminate()
+            stops += 1
+        step("one member again", running, counts)
+        sent = [n for _what, _when, n in steps]
+        assert sent == sorted(set(sent)) and sent[-1] < total, f"load live at each step: {steps}"
+        sender.release.set()
+        sender.join(90)
+        assert sender.error is None and sender.sent == total, sender.error
+
+        steps.append(("load sent", round(time.monotonic() - started, 1), sender.sent))
+        ends = offsets_at_end(feed)
+        assert sum(ends.values()) == total
+        wait_for(
+            "the group caught up", lambda: stored(group_db, group_id, ends) == ends, sender=sender
+        )
+        wait_for(
+            "the reference caught up",
+            lambda: stored(reference_db, REFERENCE, ends) == ends,
+            sender=sender,
+        )
+        # Kafka's committed offsets are the stored ones: lag exporters see lag 0.
+        wait_for(
+            "Kafka shows lag 0",
+            lambda: committed_in_kafka(feed, group_id) == ends,
+            timeout=20,
+            sender=sender,
+        )
+        assert stored(group_db, group_id, ends) == ends
+        steps.append(("caught up, lag 0", round(time.monotonic() - started, 1), sender.sent))
+        (last,) = running
+        last.terminate()
+        stops += 1
+        reference.terminate()
+
+        grouped, alone = snapshot(group_db), snapshot(reference_db)
+        group_figures, alone_figures = figures(group_db), figures(reference_db)
+        history, expected = Counter(grouped["history"]), Counter(alone["history"])
+        lost, duplicated = expected - history, history - expected
+        rebalances = sum(len(m.assignments()) for m in members)
+        summary = (
+            f"{total} messages, {kills} kill, {restarts} restart, {stops} SIGTERM stops, "
+            f"{rebalances} assignments taken, steps {steps}; "
+            f"{sum(alone_figures['history'].values())} history rows: "
+            f"lost = {sum(lost.values())}, duplicated effects = {sum(duplicated.values())}, "
+            f"duplicate rows = {group_figures['duplicate_rows']}"
+        )
+        print(summary)
+        assert (kills, restarts, stops) == (1, 1, 5), summary
+        assert rebalances >= 11, summary  # 3 + 3 + 1 + 3 + 1 members taking assignments
+        assert (sum(lost.values()), sum(duplicated.values())) == (0, 0), (summary, lost, duplicated)
+        assert group_figures["duplicate_rows"] == 0, summary
+        for name in ("open", "history", "rows"):
+            assert group_figures[name] == alone_figures[name], name
+        for table in ("registry", "sector_records"):
+            assert grouped[table] == alone[table], table
+        assert {"opened", "resolved", "reopened"} <= set(alone_figures["history"]), summary
+    finally:
+        if sender is not None:
+            sender.stop.set()
+        for m in [*members, reference]:
+            if m is not None and m.proc.poll() is None:  # a failure, or a spare left
+                m.proc.kill()
+                m.proc.wait(10)
+        for url in (group_db, reference_db):
+            servers.drop_database(url)
