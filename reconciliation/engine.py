@@ -512,6 +512,7 @@ class Reconciler:
     def _seek_to_stored(self, partitions: Iterable[TopicPartition]) -> None:
         partitions = list(partitions)
         topics = {tp.topic for tp in partitions}
+        wanted = {(tp.topic, tp.partition) for tp in partitions}
         stored = self._db_call(lambda: state.read_offsets(self.conn, self.group_id, topics))
         for tp in partitions:
             offset = stored.get((tp.topic, tp.partition))
@@ -521,6 +522,11 @@ class Reconciler:
             else:
                 self.consumer.seek(tp, offset)
                 self._positions[tp] = offset
+        if self.commit_to_kafka:
+            # The partitions' previous owner may have stored its last batch and died before
+            # its Kafka commit went out: without this, lag exporters show that batch as lag
+            # until the partition gets a new message.
+            self._commit_to_kafka({k: o for k, o in stored.items() if k in wanted})
 
     # -- registry first -------------------------------------------------------------------
 

@@ -26,7 +26,17 @@ from hub.db.migrate import upgrade
 from hub.embedded import kafka_missing
 from hub.kafka import make_admin, make_consumer
 from reconciliation import state
-from tests.integration.reconciliation.feed import Feed, PacedSender, Store, config_data, hub_config
+from reconciliation.engine import Reconciler
+from reconciliation.idschemes.vn import make_id
+from tests.integration.reconciliation.conftest import start
+from tests.integration.reconciliation.feed import (
+    Feed,
+    PacedSender,
+    Store,
+    config_data,
+    hub_config,
+    person,
+)
 from tests.integration.reconciliation.test_crash import build_workload, snapshot
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -345,3 +355,33 @@ def test_group_scaled_and_killed_under_load_ends_as_one_uninterrupted_reconciler
                 m.proc.wait(10)
         for url in (group_db, reference_db):
             servers.drop_database(url)
+
+
+def test_a_new_owner_commits_the_stored_offsets_of_a_quiet_partition(hub_db, kafka_config):
+    """A member SIGKILLed between a batch's database commit and its Kafka commit leaves Kafka
+    behind the store; the member that takes its partitions commits the stored offsets at
+    once, so Kafka shows lag 0 on a partition that gets no new message."""
+    feed = Feed(hub_config(hub_db, kafka_config))
+    ids = [make_id("079", 1970 + n, "MF"[n % 2], 20_000 + n) for n in range(30)]
+    feed.send(
+        *(feed.event(s, "u", f"{s}-{cid}", person(cid)) for s in ("registry", "tax") for cid in ids)
+    )
+    # Stores every change and commits nothing to Kafka: what the killed member left.
+    Reconciler(feed.config, commit_to_kafka=False, assign_all=True, stats_interval_s=3600).run(
+        until_idle_s=0.5
+    )
+    group_id = feed.config.reconciler.group_id
+    ends = offsets_at_end(feed)
+    assert stored(hub_db, group_id, ends) == ends and committed_in_kafka(feed, group_id) == {}
+
+    member = start(feed.config, feed, assign_all=False)
+    try:
+        deadline = time.monotonic() + 30
+        while committed_in_kafka(feed, group_id) != ends:
+            assert time.monotonic() < deadline, committed_in_kafka(feed, group_id)
+            time.sleep(0.2)
+        assert member.reconciler.totals.messages == 0  # nothing new: the commit came with the seek
+    finally:
+        member.reconciler.stop()
+        member.thread.join(30)
+        feed.close()
