@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,7 +29,7 @@ from hub.testing import session_broker
 from reconciliation import state
 from reconciliation.engine import Reconciler
 from reconciliation.idschemes.vn import make_id
-from tests.integration.reconciliation.conftest import start
+from tests.integration.reconciliation.conftest import Running, start
 from tests.integration.reconciliation.feed import (
     Feed,
     PacedSender,
@@ -258,7 +259,7 @@ def test_group_scaled_and_killed_under_load_ends_as_one_uninterrupted_reconciler
         def mark(what: str) -> None:
             steps.append((what, round(time.monotonic() - started, 1), sender.sent))
 
-        def change(what: str, *, kill: int = 0, stop: int = 0, start: int = 0) -> None:
+        def change(what: str, *, kill=0, stop=0, start=0, timeout: float = 45.0) -> None:
             """SIGKILL the second member ``kill`` times, SIGTERM the first ``stop`` times,
             start ``start`` more; return once the group has rebalanced."""
             counts = counted(running)
@@ -269,10 +270,11 @@ def test_group_scaled_and_killed_under_load_ends_as_one_uninterrupted_reconciler
             running.extend(member() for _ in range(start))
             done.update(kills=kill, stops=stop, starts=start)
             if running:
-                wait_for(what, settled(running, counts, parts), sender=sender)
+                wait_for(what, settled(running, counts, parts), timeout, sender=sender)
             mark(what)
 
-        change("three members share the partitions", start=3)
+        # Generous: the spares' interpreters start all at once (minutes on a loaded machine).
+        change("three members share the partitions", start=3, timeout=150)
         sender.start()
         wait_for("the live changes flow", lambda: sender.sent > len(load) + 100, sender=sender)
         time.sleep(random.uniform(0, 0.25))  # a random moment of the members' batches
@@ -371,3 +373,23 @@ def test_a_new_owner_commits_the_stored_offsets_of_a_quiet_partition(hub_db, kaf
         member.reconciler.stop()
         member.thread.join(30)
         feed.close()
+
+
+def test_a_member_that_creates_its_topics_gets_their_partitions(hub_db, kafka_config):
+    """A topic created a moment before the group join can be missing from the consumer's
+    metadata; a leader taking it then assigned none of its partitions and the group consumed
+    nothing. The reconciler waits until its metadata lists every topic before it joins."""
+    config = hub_config(hub_db, kafka_config)
+    reconciler = Reconciler(config, poll_timeout_ms=100, stats_interval_s=3600)
+    thread = threading.Thread(target=reconciler.run, name="reconciler", daemon=True)
+    thread.start()  # creates the topics, then joins the group
+    running = Running(config, Feed(config), reconciler, thread)
+    try:
+        ids = [make_id("079", 1970 + n, "MF"[n % 2], 30_000 + n) for n in range(12)]
+        running.feed.send(*(running.feed.event("registry", "u", c, person(c)) for c in ids))
+        running.settle(timeout=45)
+        assert len(reconciler.consumer.assignment()) == 3 * config.kafka.partitions
+    finally:
+        reconciler.stop()
+        thread.join(30)
+        running.feed.close()
