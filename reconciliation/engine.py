@@ -341,12 +341,8 @@ class Reconciler:
             # bounds the time a change waits between the broker and this process.
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
+        parts = self._partitions()
         if self.assign_all:
-            parts = {
-                TopicPartition(topic, p)
-                for topic in self.source_of
-                for p in self.consumer.partitions_for_topic(topic)
-            }
             self.consumer.assign(sorted(parts))
             self._on_assigned(parts)
         else:
@@ -414,6 +410,19 @@ class Reconciler:
             self._figures_thread.shutdown(wait=True)
             self._close()
         return self.totals
+
+    def _partitions(self, timeout_s: float = 30.0) -> set[TopicPartition]:
+        """Every partition of the consumed topics, once the consumer's metadata lists them all.
+        A topic created a moment ago can be missing from it: taken then, ``assign_all`` would
+        skip the topic, and a group leader assigns none of its partitions (found on Apache
+        Kafka: the group then consumed nothing for over a minute)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.consumer.topics()  # a metadata request, not the cache
+            found = {t: self.consumer.partitions_for_topic(t) for t in self.source_of}
+            if all(found.values()) or time.monotonic() > deadline or self._stop.is_set():
+                return {TopicPartition(t, p) for t, ps in found.items() for p in ps}
+            self._stop.wait(0.2)
 
     def _connect(self) -> None:
         """Open the hub database connection; RetriableError when it does not answer."""
@@ -513,6 +522,7 @@ class Reconciler:
     def _seek_to_stored(self, partitions: Iterable[TopicPartition]) -> None:
         partitions = list(partitions)
         topics = {tp.topic for tp in partitions}
+        wanted = {(tp.topic, tp.partition) for tp in partitions}
         stored = self._db_call(lambda: state.read_offsets(self.conn, self.group_id, topics))
         for tp in partitions:
             offset = stored.get((tp.topic, tp.partition))
@@ -522,6 +532,11 @@ class Reconciler:
             else:
                 self.consumer.seek(tp, offset)
                 self._positions[tp] = offset
+        if self.commit_to_kafka:
+            # The partitions' previous owner may have stored its last batch and died before
+            # its Kafka commit went out: without this, lag exporters show that batch as lag
+            # until the partition gets a new message.
+            self._commit_to_kafka({k: o for k, o in stored.items() if k in wanted})
 
     # -- registry first -------------------------------------------------------------------
 

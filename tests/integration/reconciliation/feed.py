@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
+import random
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+import psycopg
+
 from hub.avro.codec import Encoder
 from hub.config import HubConfig, KafkaConfig, parse_config
+from hub.db import psycopg_conninfo
 from hub.idschemes import get_scheme
 from hub.kafka import Topics, ensure_topics, make_producer
+from reconciliation import state
 
 _ENCODER = Encoder("hub.ChangeEvent")
 _SCHEME = get_scheme("vn")
@@ -153,3 +160,102 @@ def person(citizen_id: str, name: str = "Nguyễn Văn An", dob: date = date(198
         "province_code": kw.pop("province_code", "079"),
         **kw,
     }
+
+
+@dataclass(frozen=True)
+class Store:
+    """A hub database and the consumer group whose stored offsets say what it applied."""
+
+    url: str
+    group_id: str
+
+
+class PacedSender(threading.Thread):
+    """Sends ``phases`` of messages (topic, key, value), each ``(messages, per_tick)``: a
+    phase's messages in their order per Kafka key, a key's next message only once every
+    store holds the previous one (its offset is in ``consumer_offsets``), at most
+    ``per_tick`` every ``tick_s``; a phase once every store holds all of the one before.
+
+    Each store then applies one key's changes in separate batches, as they would arrive one
+    by one over time, whatever its batch sizes, rebalances or restarts: results that depend
+    on what one batch holds (a duplicate group is judged once per batch; registry changes
+    take effect before a batch's sector changes) come out the same in every store, and a
+    phase can hold what other keys read (the citizens behind legacy numbers). Once
+    ``hold_at`` messages are sent it waits for ``release`` before the rest (so the load
+    outlasts what a test does meanwhile). An error ends the thread and is kept in ``error``.
+    """
+
+    def __init__(
+        self,
+        feed: Feed,
+        phases: list[tuple[list[tuple[str, bytes, bytes]], int]],
+        stores: list[Store],
+        *,
+        tick_s: float = 0.1,
+        hold_at: int | None = None,
+        timeout_s: float = 120.0,
+    ):
+        super().__init__(name="paced-sender", daemon=True)
+        self.feed, self.phases, self.stores = feed, phases, stores
+        self.tick_s, self.timeout_s = tick_s, timeout_s
+        self.total = sum(len(messages) for messages, _per_tick in phases)
+        self.hold_at = self.total if hold_at is None else hold_at
+        self.topics = sorted({m[0] for messages, _ in phases for m in messages})
+        self.sent = 0
+        self.release = threading.Event()
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self._rng = random.Random(7)
+
+    def run(self) -> None:
+        conns = [psycopg.connect(psycopg_conninfo(s.url), autocommit=True) for s in self.stores]
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            for messages, per_tick in self.phases:
+                self._send_phase(conns, messages, per_tick, deadline)
+        except BaseException as exc:  # noqa: BLE001 - the test reads it from the thread
+            self.error = exc
+        finally:
+            for conn in conns:
+                conn.close()
+
+    def _send_phase(self, conns: list, messages: list, per_tick: int, deadline: float) -> None:
+        queues: dict[bytes, collections.deque] = {}
+        for message in messages:
+            queues.setdefault(message[1], collections.deque()).append(message)
+        waiting: dict[bytes, tuple[str, int, int]] = {}  # key → its message in flight
+        while (queues or waiting) and not self.stop.is_set():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.sent} of {self.total} messages sent in time")
+            if waiting:
+                stored = [
+                    state.read_offsets(conn, store.group_id, self.topics)
+                    for conn, store in zip(conns, self.stores, strict=True)
+                ]
+                for key, (topic, partition, offset) in list(waiting.items()):
+                    if all(s.get((topic, partition), 0) > offset for s in stored):
+                        del waiting[key]
+            budget = per_tick
+            if not self.release.is_set():
+                budget = min(budget, self.hold_at - self.sent)
+            # The keys with the most left first: the phase ends as soon as its longest chain.
+            ready = [k for k in queues if k not in waiting]
+            self._rng.shuffle(ready)
+            ready.sort(key=lambda k: len(queues[k]), reverse=True)
+            futures = []
+            for key in ready[: max(0, budget)]:
+                topic, _key, value = queues[key].popleft()
+                if not queues[key]:
+                    del queues[key]
+                futures.append((key, self.feed.producer.send(topic, key=key, value=value)))
+            if futures:
+                self.feed.producer.flush()
+            for key, future in futures:
+                meta = future.get(10)
+                waiting[key] = (meta.topic, meta.partition, meta.offset)
+            self.sent += len(futures)
+            self.feed.sent += len(futures)
+            if budget > 0:
+                time.sleep(self.tick_s)
+            else:
+                self.release.wait(self.tick_s)
