@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 import psycopg
 
 from reconciliation.rules import Finding
-from reconciliation.state import SectorKey, stage
+from reconciliation.store.rows import SectorKey
+from reconciliation.store.staging import stage
 
 ACTOR = "reconciler"
 OPEN_STATUSES = frozenset({"open", "in_review"})
