@@ -67,11 +67,16 @@ class FakeStore:
         self.offsets: dict[tuple[str, str, int], int] = {}
         self.outbox: list[tuple[int, tuple]] = []
         self.legacy_locks: list[list[str]] = []
+        self.events: list[dict] = []
+        """Every mismatch event the batches made, in order."""
         self._ids = itertools.count(1)
 
     # -- transaction ----------------------------------------------------------------------
 
-    _TABLES = ("registry", "records", "tombstones", "mismatches", "history", "offsets", "outbox")
+    _TABLES = (
+        "registry", "records", "tombstones", "mismatches", "history", "offsets", "outbox",
+        "events",
+    )  # fmt: skip
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -88,7 +93,9 @@ class FakeStore:
     def registry_by_record_keys(self, keys):
         keys = set(keys)
         rows = {r.record_key: copy.copy(r) for r in self.registry.values() if r.record_key in keys}
-        tombs = {k: self.tombstones[(REGISTRY, k)] for k in keys if (REGISTRY, k) in self.tombstones}
+        tombs = {
+            k: self.tombstones[(REGISTRY, k)] for k in keys if (REGISTRY, k) in self.tombstones
+        }
         return rows, tombs
 
     def replace_registry(self, cleared_keys, rows):
@@ -179,12 +186,15 @@ class FakeStore:
         ]
         events = [{"mismatch_id": e.row.id, **e.values} for e in ledger._events]
         ledger._new, ledger._history, ledger._events = [], [], []
+        self.events += events
         return events
 
     # -- offsets and outbox ---------------------------------------------------------------
 
     def lock_offsets(self, group_id, partitions):
-        return {p: self.offsets[(group_id, *p)] for p in partitions if (group_id, *p) in self.offsets}
+        return {
+            p: self.offsets[(group_id, *p)] for p in partitions if (group_id, *p) in self.offsets
+        }
 
     def store_offsets(self, group_id, next_offsets, locked):
         locked = set(locked)
