@@ -2,6 +2,13 @@
 sector changes in order (duplicate groups, legacy ID locks), judge every record they touch
 against the rules, find suggestions, and leave the mismatch transitions for the store.
 
+Ordering. Within a batch, registry changes take effect together, before the sector
+changes, which take effect one at a time in offset order: the mismatch history of a
+record does not depend on where batch boundaries fall (except that a duplicate group is
+judged once, as the batch leaves it). A change older (by source LSN, else commit time)
+than the state already held — a re-delivery after a connector restart, or a record whose
+citizen ID moved it to another partition — is ignored (counted ``stale``).
+
 The batch reads and writes only through its :class:`Store` and judges with its
 :class:`BatchSettings`: it knows nothing of Kafka or of the reconciler that runs it, so it
 runs as well against the in-memory store of the unit tests as against PostgreSQL.

@@ -1,16 +1,15 @@
 """The reconciler process: consume registry and sector changes, keep their state, evaluate the
 rules and store mismatches — with the exactly-once effect of SPEC §5.
 
-Flow of one poll batch (the unit of work)::
+Flow of one poll batch (the unit of work), each step in the module named for it::
 
-    poll → decode + check shape (bad ones → dead letters)
-         → BEGIN; lock the batch's stored offsets
-         → registry changes (replica rows)  →  sector changes, one by one, in partition order
-         → evaluate every record a change touched (and every record carrying a changed
-           registry ID, and the duplicate groups that changed) → mismatch transitions
-         → write state, mismatches, history, outbox (events, dead letters), offsets; COMMIT
-         → produce the outbox to Kafka, then (optionally) commit offsets to Kafka for lag
-           exporters.
+    poll → decode + check shape, bad ones → dead letters           (reconciliation.decode)
+         → BEGIN; lock the batch's stored offsets             (reconciliation.transaction)
+         → registry changes → sector changes, in partition order; evaluate every record
+           they touch → mismatch transitions     (reconciliation.batch, rules, lifecycle)
+         → write state, mismatches, history, outbox, offsets; COMMIT (reconciliation.store)
+         → produce the outbox (reconciliation.outbox), then (optionally) commit offsets
+           to Kafka for lag exporters; count the figures (reconciliation.figures).
 
 Everything from BEGIN to the outbox runs on a database thread, one batch at a time and in
 order, while the consumer thread polls and decodes the next batch; the consumer thread
@@ -20,19 +19,14 @@ drops what it polled meanwhile) before it hands that batch over.
 Delivery contract. The truth about what has been applied is ``consumer_offsets`` in the hub
 database, written in the batch's transaction (the Kafka consumer documentation's "storing
 offsets outside Kafka"); on every assignment the consumer seeks to it. A process killed at
-any moment therefore re-reads exactly the messages whose effects were rolled back. A
-stored offset past a batch's first offset means another process applied those messages
-(a rebalance race): they are skipped, or the batch is rolled back. Messages to Kafka
-(mismatch events, dead letters) go through an outbox table and are produced at least once.
+any moment therefore re-reads exactly the messages whose effects were rolled back (the
+fencing of a rebalance race: :mod:`reconciliation.transaction`; the outbox produces
+mismatch events and dead letters at least once: :mod:`reconciliation.outbox`).
 
 Ordering. Partition *i* of every topic is consumed by one process (range assignment of
 co-partitioned topics). Sector partitions wait while the registry partitions have a
 backlog, so a registry being loaded is in place before the sector records are judged
-against it. Within a batch, registry changes take effect together, before the sector
-changes, which take effect one at a time in offset order: the mismatch history of a
-record does not depend on where batch boundaries fall. A change older (by source LSN,
-else commit time) than the state already held — a re-delivery after a connector restart,
-or a record whose citizen ID moved it to another partition — is ignored.
+against it (:mod:`reconciliation.gate`); the order within a batch: :mod:`reconciliation.batch`.
 """
 
 from __future__ import annotations
@@ -51,18 +45,17 @@ from kafka.structs import OffsetAndMetadata
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from hub.config import HubConfig
-from hub.db import psycopg_conninfo
 from hub.errors import RetriableError
 from hub.kafka import Topics, ensure_topics, make_consumer, make_producer
 from hub.runtime import tune_gc
 from reconciliation.batch import BatchSettings
 from reconciliation.decode import REGISTRY, Change, ChangeDecoder, DeadLetter, IdReader
 from reconciliation.figures import Figures
+from reconciliation.gate import RegistryGate
 from reconciliation.idschemes import get_scheme
 from reconciliation.outbox import Outbox
 from reconciliation.store.offsets import read_offsets
-from reconciliation.store.pg import PgStore
-from reconciliation.store.staging import prepare_session
+from reconciliation.store.pg import PgStore, connect
 from reconciliation.transaction import BatchResult, Fenced, apply_batch
 
 log = logging.getLogger(__name__)
@@ -204,12 +197,14 @@ class Reconciler:
         self.poll_timeout_ms = poll_timeout_ms
         self.stats_interval_s = stats_interval_s
         self.figures = Figures(config, snapshot_interval_s)
-        self.registry_gate_lag = registry_gate_lag or config.reconciler.max_poll_records
         self.source_of: dict[str, str] = {self.topics.registry: REGISTRY}
         self.source_of.update({self.topics.sector(s): s for s in config.sectors})
         self.ids = IdReader(self.scheme)
         # Alone, nothing else applies the other side of a legacy number: no locks.
         self.settings = BatchSettings.from_config(config, self.ids, lock_legacy=not assign_all)
+        self.gate = RegistryGate(
+            self.source_of, registry_gate_lag or config.reconciler.max_poll_records
+        )
         self.decoder = ChangeDecoder(self.source_of, self.ids, self.topics.dlq)
         self.outbox = Outbox(self.scheme, self.topics.mismatches)
         self._stop = threading.Event()
@@ -218,7 +213,6 @@ class Reconciler:
         self._revoked: set[TopicPartition] = set()
         self._ready: set[TopicPartition] = set()
         self._positions: dict[TopicPartition, int] = {}
-        self._gate_closed = True
         self._db: ThreadPoolExecutor | None = None
         self._inflight: tuple[Future, dict] | None = None
         self.conn: psycopg.Connection | None = None
@@ -336,19 +330,7 @@ class Reconciler:
         if self.conn is not None and not self.conn.closed:
             return
         try:
-            self.conn = psycopg.connect(
-                psycopg_conninfo(self.config.database.url),
-                autocommit=True,
-                application_name="hub-reconciler",
-                connect_timeout=10,
-                # No server-side prepared statements: a batch query joins a staging table
-                # whose size varies from one key to ten thousand, and a prepared statement
-                # keeps the generic plan made for the sizes of its first runs until the next
-                # ANALYZE of a table it reads. Live batches after a 10k-key catch-up then
-                # read every mismatch (~200 ms for 50 keys at 1M, instead of ~5 ms).
-                prepare_threshold=None,
-            )
-            prepare_session(self.conn)
+            self.conn = connect(self.config.database.url)
             self.figures.refresh_statistics(self.conn)
         except psycopg.OperationalError as exc:
             self.conn = None
@@ -412,7 +394,7 @@ class Reconciler:
         registry = [tp for tp in pending if self.source_of[tp.topic] == REGISTRY]
         if registry:
             self.consumer.resume(*registry)
-        self._close_gate()
+        self.gate.close(self.consumer, self._ready)
 
     def _seek_to_stored(self, partitions: Iterable[TopicPartition]) -> None:
         partitions = list(partitions)
@@ -429,19 +411,6 @@ class Reconciler:
 
     # -- registry first -------------------------------------------------------------------
 
-    def _registry_lag(self) -> int | None:
-        """Messages the assigned registry partitions are behind; None while unknown."""
-        lag = 0
-        for tp in self._ready:
-            if self.source_of[tp.topic] != REGISTRY:
-                continue
-            high = self.consumer.highwater(tp)
-            pos = self._position(tp)
-            if high is None or pos is None:
-                return None
-            lag += max(0, high - pos)
-        return lag
-
     def _position(self, tp: TopicPartition) -> int | None:
         pos = self._positions.get(tp)
         if pos is None:
@@ -450,31 +419,12 @@ class Reconciler:
                 self._positions[tp] = pos
         return pos
 
-    def _sector_partitions(self) -> list[TopicPartition]:
-        return [tp for tp in self._ready if self.source_of[tp.topic] != REGISTRY]
-
-    def _close_gate(self) -> None:
-        sectors = self._sector_partitions()
-        if sectors:
-            self.consumer.pause(*sectors)
-        self._gate_closed = True
-
     def _gate(self) -> None:
         """Hold sector partitions while the registry partitions have a backlog."""
-        lag = self._registry_lag()
-        if self._gate_closed:
-            if lag == 0:
-                sectors = self._sector_partitions()
-                if sectors:
-                    self.consumer.resume(*sectors)
-                self._gate_closed = False
-                log.debug("registry caught up: sector partitions resumed")
-        elif lag is not None and lag > self.registry_gate_lag:
-            log.info("registry backlog of %d messages: sector partitions wait", lag)
-            self._close_gate()
+        self.gate.update(self.consumer, self._ready, self._position)
 
     def _caught_up(self) -> bool:
-        if self._inflight is not None or self._gate_closed or self._pending or not self._ready:
+        if self._inflight is not None or self.gate.closed or self._pending or not self._ready:
             return False
         for tp in self._ready:
             high = self.consumer.highwater(tp)
@@ -606,23 +556,20 @@ class Reconciler:
 
     def _commit_to_kafka(self, stored: dict[tuple[str, int], int]) -> None:
         """Commit the offsets a batch stored to Kafka too, asynchronously (see KafkaCommits)."""
-        offsets = self.kafka_commits.to_commit(stored)
+        self._send_commits(self.kafka_commits.to_commit(stored))
+
+    def _commit_to_kafka_again(self) -> None:
+        """Every 2 s while any offset is unconfirmed: send those again (a last batch's failed
+        commit would otherwise stay the group's offset until the next batch)."""
+        self._send_commits(self.kafka_commits.unacked(self._ready))
+
+    def _send_commits(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
         if not offsets:
             return
         try:
             self.consumer.commit_async(offsets, callback=self.kafka_commits.done)
         except Exception as exc:  # noqa: BLE001 - lag exporters only: the database holds the truth
             self.kafka_commits.failed(exc)
-
-    def _commit_to_kafka_again(self) -> None:
-        """Every 2 s while any offset is unconfirmed: send those again (a last batch's failed
-        commit would otherwise stay the group's offset until the next batch)."""
-        offsets = self.kafka_commits.unacked(self._ready)
-        if offsets:
-            try:
-                self.consumer.commit_async(offsets, callback=self.kafka_commits.done)
-            except Exception as exc:  # noqa: BLE001 - lag exporters only
-                self.kafka_commits.failed(exc)
 
     def _flush_kafka_commits(self) -> None:
         """On close: commit what is not confirmed yet, briefly and synchronously, so the group
@@ -637,19 +584,15 @@ class Reconciler:
         except Exception as exc:  # noqa: BLE001 - lag exporters only, as above
             self.kafka_commits.failed(exc)
 
-    # -- decoding -------------------------------------------------------------------------
+    # -- the steps of a batch done elsewhere ------------------------------------------------
 
     def _decode(self, records: dict) -> tuple[list[Change], list[DeadLetter]]:
         """Changes in (topic, partition, offset) order, and dead letters."""
         return self.decoder.decode(records)
 
-    # -- outbox ---------------------------------------------------------------------------
-
     def _drain_outbox(self) -> None:
         """Produce what a previous process committed but did not get to produce."""
         self.outbox.drain(self.conn, self.producer)
-
-    # -- figures --------------------------------------------------------------------------
 
     def refresh_figures(self) -> None:
         """Refresh the gauges and ``stats_snapshots`` now (see :meth:`Figures.refresh`)."""

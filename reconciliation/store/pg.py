@@ -9,10 +9,34 @@ from datetime import datetime
 
 import psycopg
 
+from hub.db import psycopg_conninfo
 from reconciliation.lifecycle import Ledger, MismatchRow, load_mismatches
 from reconciliation.store import offsets, outbox, records, registry
 from reconciliation.store.rows import RegistryRow, SectorKey, SectorRow
+from reconciliation.store.staging import prepare_session
 from reconciliation.suggestions import RegistryIndex
+
+
+def connect(url: str) -> psycopg.Connection:
+    """The reconciler's batch connection, with the session's staging tables created."""
+    conn = psycopg.connect(
+        psycopg_conninfo(url),
+        autocommit=True,
+        application_name="hub-reconciler",
+        connect_timeout=10,
+        # No server-side prepared statements: a batch query joins a staging table whose
+        # size varies from one key to ten thousand, and a prepared statement keeps the
+        # generic plan made for the sizes of its first runs until the next ANALYZE of a
+        # table it reads. Live batches after a 10k-key catch-up then read every mismatch
+        # (~200 ms for 50 keys at 1M, instead of ~5 ms).
+        prepare_threshold=None,
+    )
+    try:
+        prepare_session(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 class PgStore:
