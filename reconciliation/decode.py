@@ -163,17 +163,11 @@ class ChangeDecoder:
         legacy = self.ids.normalized(after["legacy_id"])[0]
         if legacy is not None and len(legacy) > 32:
             legacy = None
-        name = after["full_name"]
         return RegistryRow(
             cid,
             key,
             legacy,
-            name,
-            fold(name) or None,
-            after["date_of_birth"],
-            after["sex"],
-            after["province_code"],
-            after["address"],
+            *_person(after),
             after["date_of_death"],
             after["attributes"] or {},
             (src["position"] or "")[:64] or None,
@@ -188,19 +182,13 @@ class ChangeDecoder:
         cid, info = self.ids.normalized(raw)
         if info is None or info.kind == "invalid" or len(cid) > 32:
             cid = None
-        name = after["full_name"]
         return SectorRow(
             sector,
             key,
             raw,
             cid,
             after["legacy_id"],
-            name,
-            fold(name) or None,
-            after["date_of_birth"],
-            after["sex"],
-            after["province_code"],
-            after["address"],
+            *_person(after),
             after["status"],
             after["last_activity_date"],
             after["attributes"] or {},
@@ -229,3 +217,17 @@ class ChangeDecoder:
             }
         )
         return (self.dlq_topic, msg.key, value)
+
+
+def _person(after: dict) -> tuple:
+    """(full_name, name_folded, date_of_birth, sex, province_code, address) of an after
+    image: the fields a registry row and a sector record share, in their column order."""
+    name = after["full_name"]
+    return (
+        name,
+        fold(name) or None,
+        after["date_of_birth"],
+        after["sex"],
+        after["province_code"],
+        after["address"],
+    )

@@ -202,9 +202,6 @@ class Reconciler:
         self.ids = IdReader(self.scheme)
         # Alone, nothing else applies the other side of a legacy number: no locks.
         self.settings = BatchSettings.from_config(config, self.ids, lock_legacy=not assign_all)
-        self.gate = RegistryGate(
-            self.source_of, registry_gate_lag or config.reconciler.max_poll_records
-        )
         self.decoder = ChangeDecoder(self.source_of, self.ids, self.topics.dlq)
         self.outbox = Outbox(self.scheme, self.topics.mismatches)
         self._stop = threading.Event()
@@ -213,6 +210,8 @@ class Reconciler:
         self._revoked: set[TopicPartition] = set()
         self._ready: set[TopicPartition] = set()
         self._positions: dict[TopicPartition, int] = {}
+        gate_lag = registry_gate_lag or config.reconciler.max_poll_records
+        self.gate = RegistryGate(self.source_of, gate_lag, self._ready, self._position)
         self._db: ThreadPoolExecutor | None = None
         self._inflight: tuple[Future, dict] | None = None
         self.conn: psycopg.Connection | None = None
@@ -394,7 +393,7 @@ class Reconciler:
         registry = [tp for tp in pending if self.source_of[tp.topic] == REGISTRY]
         if registry:
             self.consumer.resume(*registry)
-        self.gate.close(self.consumer, self._ready)
+        self.gate.close(self.consumer)
 
     def _seek_to_stored(self, partitions: Iterable[TopicPartition]) -> None:
         partitions = list(partitions)
@@ -421,7 +420,7 @@ class Reconciler:
 
     def _gate(self) -> None:
         """Hold sector partitions while the registry partitions have a backlog."""
-        self.gate.update(self.consumer, self._ready, self._position)
+        self.gate.update(self.consumer)
 
     def _caught_up(self) -> bool:
         if self._inflight is not None or self.gate.closed or self._pending or not self._ready:

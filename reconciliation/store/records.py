@@ -9,14 +9,9 @@ from datetime import datetime
 import psycopg
 
 from reconciliation.store.rows import SECTOR_COLUMNS, SectorKey, SectorRow, as_tuple
-from reconciliation.store.staging import fetch, stage
+from reconciliation.store.staging import fetch, stage, upsert
 
-_COLS = ", ".join(SECTOR_COLUMNS)
 _READ = ", ".join(f"s.{c}::text" if c == "attributes" else f"s.{c}" for c in SECTOR_COLUMNS)
-_WRITE = ", ".join("attributes::jsonb" if c == "attributes" else c for c in SECTOR_COLUMNS)
-_UPDATE = ", ".join(
-    f"{c} = EXCLUDED.{c}" for c in SECTOR_COLUMNS if c not in ("sector", "record_key")
-)
 
 
 def sector_records_for(
@@ -88,13 +83,8 @@ def write_sector_records(
         )
     if not rows:
         return
-    stage(conn, "_hub_sector_rows", (as_tuple(r) for r in rows))
-    conn.execute(
-        f"""
-        INSERT INTO sector_records ({_COLS}, updated_at)
-        SELECT {_WRITE}, now() FROM _hub_sector_rows
-        ON CONFLICT (sector, record_key) DO UPDATE SET {_UPDATE}, updated_at = now()
-        """
+    upsert(
+        conn, "_hub_sector_rows", "sector_records", ("sector", "record_key"), map(as_tuple, rows)
     )
 
 

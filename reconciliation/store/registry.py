@@ -9,13 +9,10 @@ from datetime import date, datetime
 import psycopg
 
 from reconciliation.store.rows import REGISTRY_COLUMNS, RegistryRow, as_tuple
-from reconciliation.store.staging import fetch, stage
+from reconciliation.store.staging import fetch, stage, upsert
 from reconciliation.suggestions import PER_KEY, Citizen
 
-_COLS = ", ".join(REGISTRY_COLUMNS)
 _READ = ", ".join("attributes::text" if c == "attributes" else c for c in REGISTRY_COLUMNS)
-_WRITE = ", ".join("attributes::jsonb" if c == "attributes" else c for c in REGISTRY_COLUMNS)
-_UPDATE = ", ".join(f"{c} = EXCLUDED.{c}" for c in REGISTRY_COLUMNS if c != "citizen_id")
 
 
 def registry_by_record_keys(
@@ -49,14 +46,7 @@ def replace_registry(
         conn.execute("DELETE FROM registry_citizens r USING _hub_keys1 k WHERE r.record_key = k.a")
     if not rows:
         return
-    stage(conn, "_hub_registry_rows", (as_tuple(r) for r in rows))
-    conn.execute(
-        f"""
-        INSERT INTO registry_citizens ({_COLS}, updated_at)
-        SELECT {_WRITE}, now() FROM _hub_registry_rows
-        ON CONFLICT (citizen_id) DO UPDATE SET {_UPDATE}, updated_at = now()
-        """
-    )
+    upsert(conn, "_hub_registry_rows", "registry_citizens", ("citizen_id",), map(as_tuple, rows))
 
 
 def registry_for_ids(
@@ -159,10 +149,7 @@ class PgRegistryIndex:
                 PER_KEY,
             ),
         ).fetchall()
-        out: dict = {k: {} for k in keys}
-        for i, cid, folded in rows:
-            out[keys[i - 1]][cid] = folded
-        return out
+        return _by_probe(keys, rows)
 
     def by_name_province(self, keys):
         keys = list(keys)
@@ -180,10 +167,7 @@ class PgRegistryIndex:
             """,
             ([k[0] for k in keys], [k[1] for k in keys], PER_KEY),
         ).fetchall()
-        out: dict = {k: {} for k in keys}
-        for i, cid, folded in rows:
-            out[keys[i - 1]][cid] = folded
-        return out
+        return _by_probe(keys, rows)
 
     def citizens(self, citizen_ids):
         ids = sorted(set(citizen_ids))
@@ -195,3 +179,11 @@ class PgRegistryIndex:
             (ids,),
         ).fetchall()
         return {r[0]: Citizen(*r) for r in rows}
+
+
+def _by_probe(keys: list, rows: list[tuple]) -> dict:
+    """{key: {citizen_id: name_folded}} from (1-based probe number, citizen_id, name_folded)."""
+    out: dict = {k: {} for k in keys}
+    for i, cid, folded in rows:
+        out[keys[i - 1]][cid] = folded
+    return out

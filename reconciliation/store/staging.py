@@ -39,29 +39,26 @@ Columns = tuple[tuple[str, str], ...]
 """(name, PostgreSQL type) of each column of a staging table, in COPY order."""
 
 
+_TYPES = (
+    (String, "text"),  # the table's length limit is checked when the rows are written
+    (BigInteger, "int8"),
+    (Integer, "int4"),
+    (Boolean, "bool"),
+    (Float, "float8"),
+    (Date, "date"),
+    (LargeBinary, "bytea"),
+    (JSONB, "text"),  # the JSON text, cast to jsonb by the statement that writes it
+)
+"""The staging type of a model column's type (the first that matches)."""
+
+
 def _pg_type(column) -> str:
-    """The staging type of a model column: its own type, except that strings stage as
-    ``text`` (the table's length limit is checked when the rows are written) and JSON as
-    its ``text`` (cast to jsonb by the statement that writes it)."""
     kind = column.type
-    if isinstance(kind, String):
-        return "text"
-    if isinstance(kind, BigInteger):
-        return "int8"
-    if isinstance(kind, Integer):
-        return "int4"
-    if isinstance(kind, Boolean):
-        return "bool"
-    if isinstance(kind, Float):
-        return "float8"
-    if isinstance(kind, DateTime):
+    if isinstance(kind, DateTime):  # before Date: a DateTime is not a Date, but be explicit
         return "timestamptz" if kind.timezone else "timestamp"
-    if isinstance(kind, Date):
-        return "date"
-    if isinstance(kind, LargeBinary):
-        return "bytea"
-    if isinstance(kind, JSONB):
-        return "text"
+    for model_type, pg_type in _TYPES:
+        if isinstance(kind, model_type):
+            return pg_type
     raise TypeError(f"no staging type for {column.table.name}.{column.name} ({kind!r})")
 
 
@@ -133,6 +130,29 @@ def stage(conn: psycopg.Connection, table: str, rows: Iterable[Sequence]) -> Non
         copy.set_types([t for _, t in columns])
         for row in rows:
             copy.write_row(row)
+
+
+def upsert(
+    conn: psycopg.Connection,
+    staging: str,
+    table: str,
+    key: Sequence[str],
+    rows: Iterable[Sequence],
+) -> None:
+    """Stage ``rows`` in ``staging`` and insert them into ``table`` (the staging table's
+    columns), updating the row of an existing ``key``; ``attributes`` is cast to jsonb and
+    ``updated_at`` set to now()."""
+    columns = [c for c, _type in STAGING[staging]]
+    stage(conn, staging, rows)
+    values = ", ".join("attributes::jsonb" if c == "attributes" else c for c in columns)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in key)
+    conn.execute(
+        f"""
+        INSERT INTO {table} ({", ".join(columns)}, updated_at)
+        SELECT {values}, now() FROM {staging}
+        ON CONFLICT ({", ".join(key)}) DO UPDATE SET {updates}, updated_at = now()
+        """
+    )
 
 
 def fetch(conn: psycopg.Connection, sql: str, params: Sequence | None = None) -> list[tuple]:

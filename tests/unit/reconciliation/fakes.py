@@ -19,7 +19,8 @@ from typing import Any
 
 from kafka import TopicPartition
 
-from hub.config import HubConfig, parse_config
+from hub.config import HubConfig, KafkaConfig
+from hub.kafka import Topics
 from reconciliation.batch import BatchSettings
 from reconciliation.decode import REGISTRY, Change, ChangeDecoder, IdReader
 from reconciliation.idschemes import get_scheme
@@ -27,30 +28,16 @@ from reconciliation.lifecycle import Ledger, MismatchRow
 from reconciliation.store.rows import RegistryRow, SectorKey, SectorRow
 from reconciliation.suggestions import Citizen, MemoryRegistryIndex
 from reconciliation.transaction import Applied, apply_batch
+from tests.integration.reconciliation.feed import hub_config
 
 GROUP = "rec-test"
 
 
 def config(sectors: dict[str, dict[str, Any]] | None = None) -> HubConfig:
-    """A config with a registry and ``sectors`` ({name: rules}); nothing is ever reached."""
-    sectors = sectors if sectors is not None else {"tax": {"unique_citizen": True}, "bank": {}}
-    source = {
-        "url": "postgresql+psycopg://nobody@127.0.0.1:1/unused",
-        "table": "public.t",
-        "key": "k",
-        "columns": {"citizen_id": "cid"},
-    }
-    return parse_config(
-        {
-            "kafka": {"bootstrap_servers": "127.0.0.1:1", "topic_prefix": "t"},
-            "database": {"url": "postgresql://nobody@127.0.0.1:1/unused"},
-            "id_scheme": "vn",
-            "reconciler": {"group_id": GROUP},
-            "registry": source,
-            "sectors": {name: {**source, "rules": rules} for name, rules in sectors.items()},
-        },
-        env={},
-    )
+    """The reconciler tests' config (``tax`` with unique citizens, ``bank``), or one of
+    ``sectors`` ({name: rules}); no server it names is ever reached."""
+    kafka = KafkaConfig(bootstrap_servers="127.0.0.1:1", topic_prefix="t")
+    return hub_config("postgresql://nobody@127.0.0.1:1/unused", kafka, sectors=sectors)
 
 
 class FakeStore:
@@ -240,13 +227,14 @@ class FakeFeed:
     """Builds the changes of one poll batch: each call adds a change event of a source to
     its partition 0, with a growing LSN and offset, decoded by the real decoder."""
 
-    def __init__(self, hub_config: HubConfig):
-        self.config = hub_config
-        self.ids = IdReader(get_scheme(hub_config.id_scheme))
-        self.source_of = {"t.registry.changes": REGISTRY}
-        self.source_of |= {f"t.sector.{s}.changes": s for s in hub_config.sectors}
+    def __init__(self, config: HubConfig):
+        self.config = config
+        self.ids = IdReader(get_scheme(config.id_scheme))
+        topics = Topics(config.kafka.topic_prefix)
+        self.source_of = {topics.registry: REGISTRY}
+        self.source_of |= {topics.sector(s): s for s in config.sectors}
         self.topic_of = {s: t for t, s in self.source_of.items()}
-        self.decoder = ChangeDecoder(self.source_of, self.ids, "t.dlq")
+        self.decoder = ChangeDecoder(self.source_of, self.ids, topics.dlq)
         self.offsets: dict[str, int] = {}
         self._lsn = itertools.count(1000)
 
