@@ -1205,14 +1205,14 @@ class Bench:
 
         from hub.db import psycopg_conninfo
         from hub.kafka import Topics
-        from reconciliation import state
+        from reconciliation.store.offsets import read_offsets, store_offsets
 
         topics = Topics(run.config.kafka.topic_prefix)
         source = run.config.reconciler.group_id
         live = f"{source}-live"
         with psycopg.connect(psycopg_conninfo(run.config.database.url)) as hub:
-            offsets = state.read_offsets(hub, source, [topics.registry, topics.sector(TAX_SOURCE)])
-            if not state.store_offsets(hub, live, offsets, locked=()):
+            offsets = read_offsets(hub, source, [topics.registry, topics.sector(TAX_SOURCE)])
+            if not store_offsets(hub, live, offsets, locked=()):
                 raise click.ClickException(f"consumer group {live} already has offsets")
         return live
 

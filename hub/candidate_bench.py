@@ -151,7 +151,7 @@ def after(index: RegistryIndex, probes: Sequence[Probe]) -> list[list[str]]:
 
 def quality(conninfo: str, per_category: int, seed: int) -> dict[str, dict[str, Any]]:
     """Top-1 and top-3 accuracy per category, for both strategies, on the same probes."""
-    from reconciliation.state import PgRegistryIndex
+    from reconciliation.store.registry import PgRegistryIndex
 
     people = sample_citizens(conninfo, per_category * 2, seed)
     rng = random.Random(seed)
@@ -204,7 +204,7 @@ def _share(truth: list[str], found: list[list[str]], k: int) -> float:
 
 def cost(conninfo: str, probes_n: int, seed: int, batch: int = 1000) -> dict[str, Any]:
     """Suggestions per second over batches of mixed probes, and one probe's p95 (ms)."""
-    from reconciliation.state import PgRegistryIndex
+    from reconciliation.store.registry import PgRegistryIndex
 
     people = sample_citizens(conninfo, probes_n, seed + 1)
     rng = random.Random(seed + 1)

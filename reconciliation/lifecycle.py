@@ -46,7 +46,8 @@ import psycopg
 
 from hub.vocabulary import CLOSED_STATUSES, MISMATCH_STATUSES, OPEN_STATUSES
 from reconciliation.rules import Finding
-from reconciliation.state import SectorKey, stage
+from reconciliation.store.rows import SectorKey
+from reconciliation.store.staging import stage
 
 ACTOR = "reconciler"
 STEWARD = "steward"

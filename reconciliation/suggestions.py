@@ -370,7 +370,7 @@ def find_candidates(
 
 class MemoryRegistryIndex:
     """A :class:`RegistryIndex` over citizens in memory: for unit tests and the quality
-    benchmark's reference; the reconciler reads PostgreSQL (``reconciliation.state``)."""
+    benchmark's reference; the reconciler reads PostgreSQL (``reconciliation.store.registry``)."""
 
     def __init__(self, citizens: Iterable[Citizen]):
         self._citizens = {c.citizen_id: c for c in citizens}

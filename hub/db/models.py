@@ -329,7 +329,7 @@ class ReconcilerLegacyLock(Base):
     """One row per legacy ID number a reconciler batch read across partitions through: a
     batch locks the rows of its legacy numbers (sorted) before it reads the sector records
     carrying them or the citizens holding them, so two reconcilers applying the two sides
-    at once take turns (:func:`reconciliation.state.lock_legacy_ids`, migration 0006)."""
+    at once take turns (:func:`reconciliation.store.records.lock_legacy_ids`, migration 0006)."""
 
     __tablename__ = "reconciler_legacy_locks"
 
@@ -356,7 +356,7 @@ class FigureCount(Base):
     Statement-level triggers on ``sector_records`` and ``mismatches`` (migration 0005) add
     one delta row per statement and key, in the writer's transaction, so the sums are exact
     at every snapshot without counting the big tables; readers fold the deltas back into one
-    row per key (:func:`reconciliation.state.figure_counts`)."""
+    row per key (:func:`reconciliation.store.figures.figure_counts`)."""
 
     __tablename__ = "figure_counts"
 

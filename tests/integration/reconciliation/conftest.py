@@ -15,8 +15,8 @@ from hub.avro.codec import decode
 from hub.config import HubConfig
 from hub.db import psycopg_conninfo
 from hub.kafka import make_consumer
-from reconciliation import state
 from reconciliation.engine import Reconciler
+from reconciliation.store.figures import figure_counts, open_mismatch_counts, sector_counts
 from tests.integration.reconciliation.feed import Feed, hub_config
 
 
@@ -125,6 +125,6 @@ def running(request, hub_db, kafka_config) -> Iterator[Running]:
         env.feed.close()
     # Whatever the test did, the trigger-kept gauge counts equal full counts.
     with psycopg.connect(env.db, autocommit=True) as conn:
-        counts, open_counts = state.figure_counts(conn)
-        assert counts == state.sector_counts(conn)
-        assert sorted(open_counts) == sorted(state.open_mismatch_counts(conn))
+        counts, open_counts = figure_counts(conn)
+        assert counts == sector_counts(conn)
+        assert sorted(open_counts) == sorted(open_mismatch_counts(conn))

@@ -18,7 +18,7 @@ from hub.config import HubConfig, KafkaConfig, parse_config
 from hub.db import psycopg_conninfo
 from hub.idschemes import get_scheme
 from hub.kafka import Topics, ensure_topics, make_producer
-from reconciliation import state
+from reconciliation.store.offsets import read_offsets
 
 _ENCODER = Encoder("hub.ChangeEvent")
 _SCHEME = get_scheme("vn")
@@ -229,7 +229,7 @@ class PacedSender(threading.Thread):
                 raise TimeoutError(f"{self.sent} of {self.total} messages sent in time")
             if waiting:
                 stored = [
-                    state.read_offsets(conn, store.group_id, self.topics)
+                    read_offsets(conn, store.group_id, self.topics)
                     for conn, store in zip(conns, self.stores, strict=True)
                 ]
                 for key, (topic, partition, offset) in list(waiting.items()):

@@ -27,8 +27,8 @@ from hub.db.migrate import upgrade
 from hub.idschemes.vn import make_id
 from hub.kafka import make_admin, make_consumer
 from hub.testing import session_broker
-from reconciliation import state
 from reconciliation.engine import Reconciler
+from reconciliation.store.offsets import read_offsets
 from tests.integration.reconciliation.conftest import Running, start
 from tests.integration.reconciliation.feed import (
     Feed,
@@ -182,7 +182,7 @@ def offsets_at_end(feed: Feed) -> dict[tuple[str, int], int]:
 
 def stored(url: str, group_id: str, ends: dict) -> dict[tuple[str, int], int]:
     with psycopg.connect(psycopg_conninfo(url)) as conn:
-        return state.read_offsets(conn, group_id, {topic for topic, _ in ends})
+        return read_offsets(conn, group_id, {topic for topic, _ in ends})
 
 
 def committed_in_kafka(feed: Feed, group_id: str) -> dict[tuple[str, int], int]:

@@ -14,7 +14,10 @@ from hypothesis import strategies as st
 
 from hub.db import psycopg_conninfo
 from hub.db.migrate import alembic_config
-from reconciliation import state
+from reconciliation.store.figures import figure_counts, open_mismatch_counts, sector_counts
+from reconciliation.store.records import write_sector_records
+from reconciliation.store.rows import SectorRow
+from reconciliation.store.staging import prepare_session
 
 SECTORS = ("tax", "bank")
 RULES = ("NAME_MISMATCH", "DOB_MISMATCH")
@@ -24,16 +27,16 @@ SEVERITIES = ("low", "high")
 
 def connect(url: str) -> psycopg.Connection:
     conn = psycopg.connect(psycopg_conninfo(url), autocommit=True)
-    state.prepare_session(conn)
+    prepare_session(conn)
     return conn
 
 
 def full_counts(conn: psycopg.Connection) -> tuple[dict, list]:
-    return state.sector_counts(conn), sorted(state.open_mismatch_counts(conn))
+    return sector_counts(conn), sorted(open_mismatch_counts(conn))
 
 
 def kept_counts(conn: psycopg.Connection) -> tuple[dict, list]:
-    counts, open_counts = state.figure_counts(conn)
+    counts, open_counts = figure_counts(conn)
     return counts, sorted(open_counts)
 
 
@@ -44,8 +47,8 @@ def delta_rows(conn: psycopg.Connection) -> int:
 def upsert_records(conn, rows: list[tuple[str, str, bool]]) -> None:
     """Through the reconciler's own writer: one INSERT ... ON CONFLICT DO UPDATE."""
     with conn.transaction():
-        state.write_sector_records(
-            conn, [state.SectorRow(s, k, status="active", verified=v) for s, k, v in rows], []
+        write_sector_records(
+            conn, [SectorRow(s, k, status="active", verified=v) for s, k, v in rows], []
         )
 
 
@@ -115,7 +118,7 @@ def test_counts_follow_every_kind_of_write(hub_db):
             elif kind == "delete mismatches":
                 conn.execute("DELETE FROM mismatches WHERE status = %s", (op[1],))
             else:
-                state.figure_counts(conn)
+                figure_counts(conn)
         assert kept_counts(conn) == full_counts(conn)
 
     check()
@@ -150,9 +153,9 @@ def test_truncate_resets_the_counts_of_its_table(hub_db):
 def test_an_uncommitted_writer_is_counted_once_it_commits_even_across_a_fold(hub_db):
     reader = connect(hub_db)
     writer = psycopg.connect(psycopg_conninfo(hub_db))
-    state.prepare_session(writer)
+    prepare_session(writer)
     upsert_records(reader, [("tax", "T1", True)])
-    state.write_sector_records(writer, [state.SectorRow("tax", "T2", verified=False)], [])
+    write_sector_records(writer, [SectorRow("tax", "T2", verified=False)], [])
     assert kept_counts(reader) == ({"tax": (1, 1)}, [])  # folded without the writer's delta
     writer.commit()
     assert kept_counts(reader) == full_counts(reader) == ({"tax": (2, 1)}, [])
@@ -170,7 +173,7 @@ def test_concurrent_folders_each_read_whole_sums(hub_db):
             with connect(hub_db) as own:
                 for i in range(30):
                     upsert_records(own, [("bank", f"B{threading.get_ident()}-{i}", False)])
-                    counts, _ = state.figure_counts(own)
+                    counts, _ = figure_counts(own)
                     results.append(counts["tax"])
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)

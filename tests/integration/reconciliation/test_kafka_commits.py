@@ -20,7 +20,7 @@ from hub.embedded import kafka_libs_dir, kafka_missing
 from hub.idschemes.vn import make_id
 from hub.kafka import make_consumer
 from reconciliation.engine import Reconciler
-from reconciliation.state import read_offsets
+from reconciliation.store.offsets import read_offsets
 from tests.integration.reconciliation.conftest import Running
 from tests.integration.reconciliation.feed import Feed, hub_config, person
 

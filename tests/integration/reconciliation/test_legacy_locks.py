@@ -24,7 +24,7 @@ from kafka import TopicPartition
 from hub.db import psycopg_conninfo
 from hub.idschemes.vn import make_id
 from hub.kafka import make_producer
-from reconciliation import engine
+from reconciliation.batch import Batch
 from reconciliation.engine import Reconciler
 from tests.integration.reconciliation.feed import Feed, hub_config, person
 
@@ -91,15 +91,15 @@ def interleave(db: str, monkeypatch, held: tuple, other: tuple) -> bool:
     hold it there while ``other`` starts; release it once ``other`` has finished or waits
     on a lock. Whether ``other`` waited."""
     reached, release = threading.Event(), threading.Event()
-    finish = engine._Batch.finish
+    finish = Batch.finish
 
     def finish_held(batch):
-        if batch.owner is held[0].reconciler:
+        if batch.store.conn is held[0].reconciler.conn:
             reached.set()
             assert release.wait(30)
         return finish(batch)
 
-    monkeypatch.setattr(engine._Batch, "finish", finish_held)
+    monkeypatch.setattr(Batch, "finish", finish_held)
     errors: list[BaseException] = []
 
     def run(applier, *change) -> None:

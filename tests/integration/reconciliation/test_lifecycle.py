@@ -14,7 +14,7 @@ from hub.avro.codec import decode
 from hub.idschemes.vn import make_id
 from hub.kafka import make_consumer
 from reconciliation.corrections import publish_corrections
-from reconciliation.state import refresh_verified
+from reconciliation.store.records import refresh_verified
 from tests.integration.reconciliation.conftest import start
 from tests.integration.reconciliation.feed import Feed, hub_config, person
 

@@ -9,8 +9,11 @@ from datetime import date, timedelta
 import psycopg
 
 from hub.db import psycopg_conninfo
-from reconciliation import lifecycle, state
+from reconciliation import lifecycle
 from reconciliation.engine import Reconciler
+from reconciliation.store.records import sector_records_for
+from reconciliation.store.registry import PgRegistryIndex, candidates_by_birth_date
+from reconciliation.store.staging import prepare_session, refresh_statistics, stage
 from tests.integration.reconciliation.feed import hub_config
 
 ROWS = 100_000
@@ -18,7 +21,7 @@ ROWS = 100_000
 
 def _connect(url: str) -> psycopg.Connection:
     conn = psycopg.connect(psycopg_conninfo(url), autocommit=True)
-    state.prepare_session(conn)
+    prepare_session(conn)
     return conn
 
 
@@ -41,27 +44,27 @@ def test_refresh_statistics_analyzes_only_tables_that_grew(hub_db):
     conn = _connect(hub_db)
     conn.execute("ANALYZE")
     _load_sector_records(conn, 1, 500)
-    assert state.refresh_statistics(conn) == []  # under the 1,000-row floor
+    assert refresh_statistics(conn) == []  # under the 1,000-row floor
     _load_sector_records(conn, 501, ROWS)
-    assert state.refresh_statistics(conn) == ["sector_records"]
+    assert refresh_statistics(conn) == ["sector_records"]
     (tuples,) = conn.execute(
         "SELECT reltuples FROM pg_class WHERE oid = 'sector_records'::regclass"
     ).fetchone()
     assert tuples == ROWS + 500
     conn.execute("SELECT pg_stat_force_next_flush()")
-    assert state.refresh_statistics(conn) == []  # nothing changed since
+    assert refresh_statistics(conn) == []  # nothing changed since
 
 
 def test_a_small_batch_probes_the_indexes_of_a_large_table(hub_db):
     conn = _connect(hub_db)
     _load_sector_records(conn, 1, ROWS)
-    state.refresh_statistics(conn)
+    refresh_statistics(conn)
     keys = [("tax", f"T{i}") for i in range(1, 20_000, 200)]  # 100 records of the batch
     ids = [f"{i:012d}" for i in range(7, 20_000, 400)]  # registry changes to fan out
     with conn.transaction():
         before = _seq_scans(conn, "sector_records")
         groups = [("tax", f"{i:012d}") for i in range(3, 300, 3)]
-        rows, _ = state.sector_records_for(conn, keys, ids, groups, unique_sectors=["tax"])
+        rows, _ = sector_records_for(conn, keys, ids, groups, unique_sectors=["tax"])
         assert _seq_scans(conn, "sector_records") == before
     assert set(keys) <= rows.keys()
     found = {r.citizen_id for r in rows.values()}
@@ -110,7 +113,7 @@ def _catch_up_then_live(conn: psycopg.Connection) -> None:
     for start in range(1, 50_001, 5_000):
         with conn.transaction():
             lifecycle.load_mismatches(conn, [("tax", f"T{i}") for i in range(start, start + 5_000)])
-    state.stage(conn, "_hub_keys2", [("tax", f"T{i}") for i in range(7, 60_000, 6_000)])
+    stage(conn, "_hub_keys2", [("tax", f"T{i}") for i in range(7, 60_000, 6_000)])
 
 
 def test_the_batch_connection_plans_each_look_up_for_the_size_of_its_batch(hub_db, kafka_config):
@@ -163,11 +166,9 @@ def test_registry_candidates_are_read_from_the_index_alone(hub_db):
     with conn.transaction():
         fetched = "SELECT pg_stat_get_xact_tuples_fetched('registry_citizens'::regclass)"
         (before,) = conn.execute(fetched).fetchone()
-        born = state.candidates_by_birth_date(conn, dates)
+        born = candidates_by_birth_date(conn, dates)
         (after,) = conn.execute(fetched).fetchone()
-        chosen = state.PgRegistryIndex(conn).citizens(
-            ["000000000025", "000000000525", "999999999999"]
-        )
+        chosen = PgRegistryIndex(conn).citizens(["000000000025", "000000000525", "999999999999"])
         names = {cid: c.full_name for cid, c in chosen.items()}
     assert after == before
     assert {d: len(c) for d, c in born.items()} == {d: ROWS // 500 for d in dates}

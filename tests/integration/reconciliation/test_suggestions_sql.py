@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from hub.db import psycopg_conninfo
 from reconciliation.names import fold
-from reconciliation.state import PgRegistryIndex
+from reconciliation.store.registry import PgRegistryIndex
 from reconciliation.suggestions import (
     Citizen,
     MemoryRegistryIndex,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from reconciliation.engine import is_older
+from reconciliation.batch import is_older
 from reconciliation.lifecycle import Ledger, MismatchRow
 from reconciliation.rules import Finding
 
