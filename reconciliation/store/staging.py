@@ -27,7 +27,6 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from hub.db.models import (
     Mismatch,
-    MismatchHistory,
     ReconcilerOutbox,
     ReconcilerTombstone,
     RegistryCitizen,
@@ -99,13 +98,6 @@ STAGING: dict[str, Columns] = {
         ("seen", "bool"),
         ("resolved_at", "text"),
         ("dirty", "bool"),
-    ),
-    "_hub_history_rows": (
-        ("n", "int4"),
-        *shape(
-            MismatchHistory.__table__,
-            ("mismatch_id", "action", "from_status", "to_status", "note"),
-        ),
     ),
 }
 
