@@ -12,7 +12,8 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
-from typing import Protocol
+from pathlib import Path
+from typing import ClassVar, Protocol
 
 from hub.errors import FatalError
 from hub.runtime import die_with_parent
@@ -26,6 +27,49 @@ class Server(Protocol):
     proc: subprocess.Popen | None
 
     def stop(self) -> None: ...
+
+
+class ChildServer:
+    """What the embedded servers share: one child process, launched by :meth:`_launch` and
+    stopped by :meth:`stop` with the server's ``stop_signal``, then SIGKILL after
+    ``stop_timeout`` seconds. While it runs it is registered, so :func:`stop_all` stops it."""
+
+    stop_signal: ClassVar[int] = signal.SIGTERM
+    stop_timeout: ClassVar[float] = 10
+    proc: subprocess.Popen | None
+
+    def _launch(
+        self,
+        args: list[str],
+        *,
+        log_path: Path | None,
+        preexec_fn: Callable[[], None],
+        ready: Callable[[], bool],
+        timeout: float,
+        interval: float,
+        exited: Callable[[int], str],
+        not_ready: str,
+    ) -> None:
+        """Start ``args`` (output appended to ``log_path``, else discarded), then
+        :func:`wait_ready`."""
+        out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - the child's
+        self.proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=preexec_fn, close_fds=True,
+        )  # fmt: skip
+        if out is not subprocess.DEVNULL:
+            out.close()
+        register(self)
+        wait_ready(
+            self, ready, timeout=timeout, interval=interval, exited=exited, not_ready=not_ready
+        )
+
+    def stop(self) -> None:
+        """Stop the server (``stop_signal``, then SIGKILL); safe to call again."""
+        if self.proc is not None:
+            stop_process(self.proc, self.stop_signal, self.stop_timeout)
+            self.proc = None
+        unregister(self)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
