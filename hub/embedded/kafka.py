@@ -7,19 +7,15 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import signal
 import subprocess
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hub.embedded.process import (
+    ChildServer,
     free_port,
     own_session_killed_with_parent,
-    register,
-    stop_process,
-    unregister,
-    wait_ready,
 )
 from hub.errors import FatalError
 
@@ -114,7 +110,7 @@ class KafkaSecurity:
 
 
 @dataclass
-class EmbeddedKafka:
+class EmbeddedKafka(ChildServer):
     """A single-node Apache Kafka broker in combined KRaft mode (broker + controller) in ``data_dir``.
 
     ``start()`` writes ``server.properties``, formats the log directory once with the storage
@@ -135,6 +131,8 @@ class EmbeddedKafka:
     internal_port: int = 0
     """The PLAINTEXT listener of broker traffic when ``security`` is set (0: pick a free one)."""
     proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
+
+    stop_timeout = 30  # a controlled shutdown (SIGTERM) moves partition leadership first
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).absolute()
@@ -288,28 +286,15 @@ class EmbeddedKafka:
             self.internal_port = self.internal_port or free_port()
         config = self._write_config()
         self._format(config)
-        out = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen(
+        self._launch(
             self._java("kafka.Kafka", str(config)),
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, close_fds=True,
-            preexec_fn=own_session_killed_with_parent,
-        )  # fmt: skip
-        out.close()
-        register(self)
-        wait_ready(
-            self, self._answers, timeout=timeout, interval=0.2,
+            log_path=self.log_path, preexec_fn=own_session_killed_with_parent,
+            ready=self._answers, timeout=timeout, interval=0.2,
             exited=lambda code: f"Apache Kafka exited at start (code {code}):\n"
             + self.log_path.read_text(errors="replace")[-2000:],
             not_ready=f"Apache Kafka not answering metadata after {timeout:.0f}s",
         )  # fmt: skip
         return self
-
-    def stop(self) -> None:
-        """Controlled shutdown (SIGTERM), then SIGKILL after 30 s."""
-        if self.proc is not None:
-            stop_process(self.proc, signal.SIGTERM, 30)
-            self.proc = None
-        unregister(self)
 
 
 def default_broker() -> str:

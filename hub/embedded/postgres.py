@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psycopg
 
-from hub.embedded.process import free_port, register, stop_process, unregister, wait_ready
+from hub.embedded.process import ChildServer, free_port
 from hub.errors import FatalError
 from hub.runtime import die_with_parent
 
@@ -38,8 +38,11 @@ def pg_bin_dir() -> Path:
 
 
 @dataclass
-class EmbeddedPostgres:
+class EmbeddedPostgres(ChildServer):
     """A private PostgreSQL server with ``wal_level=logical`` in ``data_dir``."""
+
+    stop_signal = signal.SIGINT  # fast shutdown: disconnect clients, checkpoint, exit
+    stop_timeout = 30
 
     data_dir: Path
     port: int = 0
@@ -157,15 +160,9 @@ class EmbeddedPostgres:
         args = [str(bindir / "postgres"), "-D", str(self.data_dir)]
         for k, v in settings.items():
             args += ["-c", f"{k}={v}"]
-        logfile = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT,
-            preexec_fn=self._demote(), close_fds=True,
-        )  # fmt: skip
-        logfile.close()
-        register(self)
-        wait_ready(
-            self, self._accepts, timeout=timeout, interval=0.1,
+        self._launch(
+            args, log_path=self.data_dir / "server.log", preexec_fn=self._demote(),
+            ready=self._accepts, timeout=timeout, interval=0.1,
             exited=lambda _code: f"embedded PostgreSQL exited at start:\n{self._log_tail()}",
             not_ready=f"embedded PostgreSQL not ready after {timeout:.0f}s",
         )  # fmt: skip
@@ -190,13 +187,6 @@ class EmbeddedPostgres:
             if not exists:
                 conn.execute(f'CREATE DATABASE "{name}"')
         return self.database_url(name)
-
-    def stop(self) -> None:
-        """Fast shutdown (SIGINT): disconnect clients, checkpoint, exit."""
-        if self.proc is not None:
-            stop_process(self.proc, signal.SIGINT, 30)
-            self.proc = None
-        unregister(self)
 
 
 def which_system_pg() -> Path | None:

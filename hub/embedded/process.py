@@ -12,7 +12,8 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
-from typing import Protocol
+from pathlib import Path
+from typing import ClassVar
 
 from hub.errors import FatalError
 from hub.runtime import die_with_parent
@@ -20,12 +21,60 @@ from hub.runtime import die_with_parent
 log = logging.getLogger(__name__)
 
 
-class Server(Protocol):
-    """An embedded server: its child process while it runs, and a ``stop()`` safe to repeat."""
+class ChildServer:
+    """What the embedded servers share: one child process, launched by :meth:`_launch` and
+    stopped by :meth:`stop` with the server's ``stop_signal``, then SIGKILL after
+    ``stop_timeout`` seconds. While it runs it is registered, so :func:`stop_all` stops it."""
 
+    stop_signal: ClassVar[int] = signal.SIGTERM
+    stop_timeout: ClassVar[float] = 10
     proc: subprocess.Popen | None
 
-    def stop(self) -> None: ...
+    def _launch(
+        self,
+        args: list[str],
+        *,
+        log_path: Path | None,
+        preexec_fn: Callable[[], None],
+        ready: Callable[[], bool],
+        timeout: float,
+        interval: float,
+        exited: Callable[[int], str],
+        not_ready: str,
+    ) -> None:
+        """Start ``args`` (output appended to ``log_path``, else discarded), then poll
+        ``ready()`` every ``interval`` seconds until it is true.
+
+        When the process exits first, or ``timeout`` passes, the server is stopped and
+        :class:`FatalError` raised with ``exited(return code)`` or ``not_ready`` as its message.
+        """
+        out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - the child's
+        self.proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=preexec_fn, close_fds=True,
+        )  # fmt: skip
+        if out is not subprocess.DEVNULL:
+            out.close()
+        register(self)
+        deadline = time.monotonic() + timeout
+        while True:
+            code = self.proc.poll()
+            if code is not None:
+                self.stop()
+                raise FatalError(exited(code))
+            if ready():
+                return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise FatalError(not_ready)
+            time.sleep(interval)
+
+    def stop(self) -> None:
+        """Stop the server (``stop_signal``, then SIGKILL); safe to call again."""
+        if self.proc is not None:
+            stop_process(self.proc, self.stop_signal, self.stop_timeout)
+            self.proc = None
+        unregister(self)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -42,35 +91,6 @@ def own_session_killed_with_parent() -> None:
     die_with_parent(signal.SIGKILL)
 
 
-def wait_ready(
-    server: Server,
-    ready: Callable[[], bool],
-    *,
-    timeout: float,
-    interval: float,
-    exited: Callable[[int], str],
-    not_ready: str,
-) -> None:
-    """Poll ``ready()`` every ``interval`` seconds until it is true.
-
-    When the server's process exits first, or ``timeout`` passes, the server is stopped and
-    :class:`FatalError` raised with ``exited(return code)`` or ``not_ready`` as its message.
-    """
-    assert server.proc is not None, "wait_ready: the server was not started"
-    deadline = time.monotonic() + timeout
-    while True:
-        code = server.proc.poll()
-        if code is not None:
-            server.stop()
-            raise FatalError(exited(code))
-        if ready():
-            return
-        if time.monotonic() > deadline:
-            server.stop()
-            raise FatalError(not_ready)
-        time.sleep(interval)
-
-
 def stop_process(proc: subprocess.Popen, sig: int, timeout: float) -> None:
     """Send ``sig`` and wait up to ``timeout`` seconds, then SIGKILL; nothing if it exited."""
     if proc.poll() is not None:
@@ -85,11 +105,11 @@ def stop_process(proc: subprocess.Popen, sig: int, timeout: float) -> None:
         proc.wait(10)
 
 
-_running: list[Server] = []
+_running: list[ChildServer] = []
 _prev_handlers: dict[int, object] = {}
 
 
-def register(server: Server) -> None:
+def register(server: ChildServer) -> None:
     """Remember a started server, so :func:`stop_all` stops it at exit."""
     if server not in _running:
         _running.append(server)
@@ -97,7 +117,7 @@ def register(server: Server) -> None:
         atexit.register(stop_all)
 
 
-def unregister(server: Server) -> None:
+def unregister(server: ChildServer) -> None:
     """Forget a stopped server."""
     with contextlib.suppress(ValueError):
         _running.remove(server)

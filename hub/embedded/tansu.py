@@ -4,19 +4,15 @@ in-memory storage: the default embedded broker, no Java needed."""
 from __future__ import annotations
 
 import contextlib
-import signal
 import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hub.embedded.process import (
+    ChildServer,
     free_port,
     own_session_killed_with_parent,
-    register,
-    stop_process,
-    unregister,
-    wait_ready,
 )
 from hub.errors import FatalError
 
@@ -31,7 +27,7 @@ def tansu_bin() -> str:
 
 
 @dataclass
-class EmbeddedBroker:
+class EmbeddedBroker(ChildServer):
     """The tansu Kafka-compatible broker with in-memory storage (a restart loses topics)."""
 
     port: int = 0
@@ -49,18 +45,11 @@ class EmbeddedBroker:
     def start(self, timeout: float = 30.0) -> EmbeddedBroker:
         self.port = self.port or free_port()
         url = f"tcp://127.0.0.1:{self.port}"
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.proc = subprocess.Popen(
+        self._launch(
             [tansu_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, close_fds=True,
-            preexec_fn=own_session_killed_with_parent,
-        )  # fmt: skip
-        if out is not subprocess.DEVNULL:
-            out.close()
-        register(self)
-        wait_ready(
-            self, self._listening, timeout=timeout, interval=0.05,
+            log_path=self.log_path, preexec_fn=own_session_killed_with_parent,
+            ready=self._listening, timeout=timeout, interval=0.05,
             exited=lambda code: f"embedded broker exited at start (code {code})",
             not_ready=f"embedded broker not listening after {timeout:.0f}s",
         )  # fmt: skip
@@ -70,9 +59,3 @@ class EmbeddedBroker:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 1):
             return True
         return False
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc, signal.SIGTERM, 10)
-            self.proc = None
-        unregister(self)
