@@ -9,6 +9,7 @@ value but no more than the topic's replicas. Missing topics are created with tho
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,6 +98,15 @@ def check_targets(config: HubConfig) -> list[CheckResult]:
 TOPIC_KEYS = ("cleanup.policy", "retention.ms", "min.insync.replicas")
 
 
+_CONFIG_INT = re.compile(r"-?[0-9]+")
+
+
+def _config_int(value: str | None) -> int | None:
+    """A topic config's integer, as the broker writes it (ASCII digits, an optional minus);
+    None for anything else (``int()`` alone would also take ``" 5"``, ``"1_0"`` or ``"٣"``)."""
+    return int(value) if value is not None and _CONFIG_INT.fullmatch(value) else None
+
+
 def topic_problems(
     partitions: int,
     replicas: int,
@@ -118,20 +128,14 @@ def topic_problems(
         problems.append(
             f"cleanup.policy={policy}: compaction drops records sharing an ID; use delete"
         )
-    try:
-        retention = int(configs.get("retention.ms", "-1"))
-    except ValueError:
-        retention = None
+    retention = _config_int(configs.get("retention.ms", "-1"))
     if retention is None or 0 <= retention < want_retention:
         days = want_retention // 86_400_000
         problems.append(
             f"retention.ms={configs.get('retention.ms')}: advised at least {want_retention} "
             f"({days} days)"
         )
-    try:
-        isr = int(configs.get("min.insync.replicas", "1"))
-    except ValueError:
-        isr = None
+    isr = _config_int(configs.get("min.insync.replicas", "1"))
     if isr is None or isr > replicas:
         problems.append(
             f"min.insync.replicas={configs.get('min.insync.replicas')} with {replicas} "

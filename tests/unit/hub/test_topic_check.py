@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from hub.checks import CheckResult, topic_problems
@@ -65,6 +66,7 @@ def test_a_topic_as_advised_has_no_problem():
     retention=st.one_of(st.integers(-1, 2 * RETENTION_MS).map(str), st.text(max_size=5)),
     isr=st.one_of(st.integers(0, 6).map(str), st.text(max_size=3)),
 )
+@example(partitions=1, want=1, replicas=1, policy="delete", retention="²", isr=" 1")
 def test_each_wrong_setting_is_named_and_only_then(
     partitions, want, replicas, policy, retention, isr
 ):
@@ -75,9 +77,9 @@ def test_each_wrong_setting_is_named_and_only_then(
     )
     assert ("kafka.partitions is" in text) == (partitions != want)
     assert ("cleanup.policy=" in text) == ("compact" in policy)
-    bad_retention = not retention.lstrip("-").isdigit() or 0 <= int(retention) < RETENTION_MS
+    bad_retention = not re.fullmatch("-?[0-9]+", retention) or 0 <= int(retention) < RETENTION_MS
     assert ("retention.ms=" in text) == bad_retention
-    bad_isr = not isr.isdigit() or int(isr) > replicas or int(isr) < want_isr
+    bad_isr = not re.fullmatch("-?[0-9]+", isr) or int(isr) > replicas or int(isr) < want_isr
     assert ("min.insync.replicas=" in text) == bad_isr
 
 
