@@ -97,8 +97,9 @@ def workload(feed: Feed, seed: int = 20) -> tuple[list, list]:
 # ahead: its imports are done when the test lets it go (a line on stdin), so a member joins
 # the group in a second, not after the many seconds an interpreter takes on a loaded machine.
 WARM = (
-    "import sys, hub.logs, hub.metrics, reconciliation.cli, reconciliation.engine; "
-    "sys.stdin.readline(); reconciliation.cli._run()"
+    "import sys, hub.errors, hub.logs, hub.metrics, reconciliation.cli, reconciliation.engine; "
+    "sys.stdin.readline(); "
+    "hub.errors.run_cli(reconciliation.cli.main, 'python -m reconciliation.cli')"
 )
 
 
