@@ -14,7 +14,8 @@ import psutil
 import psycopg
 import pytest
 
-from hub.bench import PhaseProbe, hub_server_settings
+from hub.bench.probes import PhaseProbe
+from hub.bench.runs import hub_server_settings
 from hub.db import psycopg_conninfo
 
 FIGURES = {

@@ -27,7 +27,9 @@ import click
 import psycopg
 from rapidfuzz import fuzz, process
 
-from hub.bench import fmt_n, machine_info, parse_scale, percentile
+from hub.bench.figures import percentile
+from hub.bench.probes import machine_info
+from hub.bench.scale import fmt_n, parse_scale
 from hub.demo.generator import typo
 from reconciliation.names import fold
 from reconciliation.suggestions import (
