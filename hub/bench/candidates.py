@@ -30,7 +30,7 @@ from rapidfuzz import fuzz, process
 from hub.bench.figures import percentile
 from hub.bench.probes import machine_info
 from hub.bench.scale import fmt_n, parse_scale
-from hub.demo.generator import typo
+from hub.demo.vietnam import typo
 from reconciliation.names import fold
 from reconciliation.suggestions import (
     MAX_SUGGESTIONS,

@@ -62,14 +62,15 @@ def generate_part(src_url: str, n: int, seed: int, index: int, parts: int) -> di
     """Build part ``index`` of ``parts`` of N citizens, each with a tax record, and COPY it
     into the registry and tax tables (made by ``create_table``). Runs in a worker process."""
     from hub.demo import generator
+    from hub.demo.loading import append_rows
     from hub.demo.population import REGISTRY, TAX
 
     population = generator.build(
         n, seed, sectors=(TAX_SOURCE,), shares={TAX_SOURCE: 1.0}, part=(index, parts)
     )
     _in_threads(
-        (generator.append_rows, src_url, REGISTRY, population.rows["registry"]),
-        (generator.append_rows, src_url, TAX, population.rows["tax"]),
+        (append_rows, src_url, REGISTRY, population.rows["registry"]),
+        (append_rows, src_url, TAX, population.rows["tax"]),
     )
     return {"registry": len(population.rows["registry"]), "tax": len(population.rows["tax"])}
 
@@ -164,7 +165,7 @@ class ScaleRun:
 
         from hub.config import parse_config
         from hub.db.migrate import upgrade
-        from hub.demo.generator import create_table, finish_table
+        from hub.demo.loading import create_table, finish_table
         from hub.demo.population import REGISTRY, TAX
         from hub.kafka import Topics, ensure_topics
 

@@ -15,16 +15,11 @@ from hypothesis import strategies as st
 
 from hub.config import RULE_CODES, RulesConfig, parse_config
 from hub.db import psycopg_conninfo, sqlalchemy_url
-from hub.demo.generator import (
-    FIRST_BIRTH_YEAR,
-    LAST_BIRTH_YEAR,
-    MIN_PER_RULE,
-    Manifest,
-    Population,
-    build,
-    fold_name,
-)
+from hub.demo.generator import MIN_PER_RULE, build
+from hub.demo.manifest import Manifest, Population
 from hub.demo.population import SECTORS, SOURCE_TABLES, demo_config
+from hub.demo.records import FIRST_BIRTH_YEAR, LAST_BIRTH_YEAR
+from hub.demo.vietnam import fold_name
 from reconciliation.idschemes.vn import VietnamPersonalId
 
 SCHEME = VietnamPersonalId()

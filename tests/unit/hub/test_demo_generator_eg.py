@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from hub.config import RULE_CODES, RulesConfig, parse_config
 from hub.demo import egypt
-from hub.demo.generator import MIN_PER_RULE, Population, build
+from hub.demo.generator import MIN_PER_RULE, build
+from hub.demo.manifest import Population
 from hub.demo.population import EG_SOURCE_TABLES, SECTORS, demo_config
 from reconciliation.idschemes.eg import GOVERNORATE_CODES, EgyptNationalNumber
 from reconciliation.names import compare
