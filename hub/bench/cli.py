@@ -4,11 +4,14 @@ pipeline and measures the figures on it in order."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +58,8 @@ class Bench:
         from hub.embedded import EmbeddedPostgres
 
         started = time.monotonic()
-        self.env = self.hub_env = DemoEnvironment(self.data_dir, broker=self.broker).start()
+        with _quiet("kafka"):
+            self.env = self.hub_env = DemoEnvironment(self.data_dir, broker=self.broker).start()
         if self.env.stack is not None and not self.shared_server:
             # The hub's database on a server of its own, as in a deployment: the sources'
             # slots then decode only the sources' WAL, not the hub's.
@@ -147,6 +151,26 @@ class Bench:
         }
 
 
+def _producer_processes() -> int:
+    from connectors.delivery import producer_processes
+
+    return producer_processes()
+
+
+@contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Only CRITICAL from ``logger_name`` meanwhile: kafka-python logs an ERROR for each
+    refused connection while Apache Kafka starts (tens of seconds of them on a busy machine),
+    which the start itself waits out."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 @click.command("bench")
 @click.option("--scale", default="1m", show_default=True, metavar="100k|1m|10m",
               help="N registry records against N sector records.")  # fmt: skip
@@ -197,9 +221,3 @@ def bench(scale: str, out: Path, data_dir: Path | None, skip: tuple[str, ...], s
     print_table(result)
     out.write_text(json.dumps(result, indent=2, sort_keys=False))
     click.echo(f"results written to {out}")
-
-
-def _producer_processes() -> int:
-    from connectors.delivery import producer_processes
-
-    return producer_processes()
