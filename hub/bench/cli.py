@@ -10,8 +10,9 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,26 +33,25 @@ from hub.bench.runs import ScaleRun, hub_server_settings
 from hub.bench.scale import PART_CITIZENS, parse_scale
 
 
+@dataclass(kw_only=True)
 class Bench:
-    def __init__(self, *, n: int, data_dir: Path, skip: set[str], seed: int, rate: int | None,
-                 part_citizens: int = PART_CITIZENS, shared_server: bool = False,
-                 reconcilers: int = 1, broker: str = "tansu",
-                 echo=click.echo):  # fmt: skip
-        self.n = n
-        self.shared_server = shared_server
-        self.reconcilers = reconcilers
-        self.broker = broker
-        self.hub_env = None
-        self.hub_postgres = None
-        self.part_citizens = part_citizens
-        self.data_dir = data_dir
-        self.skip = skip
-        self.seed = seed
-        self.rate = rate
-        self.echo = echo
-        self.stamp = uuid.uuid4().hex[:6]
-        self.env = None
-        self.results: dict[str, Any] = {}
+    """One ``hub bench`` run: its settings (the command's options), and once :meth:`run` has
+    started them, its servers (``env`` the sources' and the broker, ``hub_env`` the hub's)."""
+
+    n: int
+    data_dir: Path
+    skip: set[str]
+    seed: int
+    rate: int | None
+    part_citizens: int = PART_CITIZENS
+    shared_server: bool = False
+    reconcilers: int = 1
+    broker: str = "tansu"
+    echo: Callable[..., Any] = click.echo
+    stamp: str = field(default_factory=lambda: uuid.uuid4().hex[:6], init=False)
+    env: Any = field(default=None, init=False)
+    hub_env: Any = field(default=None, init=False)
+    hub_postgres: Any = field(default=None, init=False)
 
     def run(self) -> dict[str, Any]:
         from hub.demo.runner import DemoEnvironment
