@@ -295,15 +295,7 @@ def latency_figure(run: ScaleRun, figures: dict) -> dict[str, Any]:
                 " WHERE b.record_key = t.ma_so_thue)"
             )
         clean = [k for (k,) in conn.execute(query + " ORDER BY random() LIMIT 400000")]
-    with psycopg.connect(psycopg_conninfo(run.config.database.url)) as hub:
-        flagged = {
-            k
-            for (k,) in hub.execute(
-                "SELECT record_key FROM mismatches WHERE sector = %s"
-                " AND status IN ('open', 'in_review')",
-                (TAX_SOURCE,),
-            )
-        }
+    flagged = {k for k, _ in run.hub_open_mismatches()}
     clean = [k for k in clean if k not in flagged]
     duration = min(20.0 if run.n >= 1_000_000 else 10.0, 0.8 * len(clean) / rate)
     total = int(rate * duration)

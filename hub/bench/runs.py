@@ -25,39 +25,6 @@ log = logging.getLogger(__name__)
 TAX_SOURCE = "tax"
 
 
-def hub_server_settings() -> dict[str, str]:
-    """The bench's own hub server, set up as docs/operations.md advises for the state tables:
-    memory for them, and planner costs that expect their pages in memory.
-
-    With the default ``random_page_cost`` (4, a disk seek), the first load's batch look-ups
-    of 10,000 keys were planned as a hash of the whole registry or sector table, up to ~1M
-    rows, instead of index probes: at 1M the registry phase wrote 1.6–1.9 GB of temporary
-    files (hashes that did not fit ``work_mem``) and the hub server used ~15 % more CPU.
-
-    ``max_wal_size`` 16 GB and ``checkpoint_timeout`` 30 min, as docs/operations.md advises
-    for a first load: with the 2 GB default the 10M reconcile checkpointed 16 times, and the
-    full-page images after each checkpoint grew its WAL 13.4× for 10× the data (10.2× with
-    these settings).
-    """
-    return {
-        "shared_buffers": f"{hub_shared_buffers_mb()}MB",
-        "random_page_cost": "1.1",
-        "max_wal_size": "16GB",
-        "checkpoint_timeout": "30min",
-    }
-
-
-def hub_shared_buffers_mb(memory_bytes: int | None = None) -> int:
-    """``shared_buffers`` of the bench's own hub server: a quarter of the machine's memory,
-    as docs/operations.md advises for the state tables' indexes, between the embedded
-    default (256 MB) and 8 GB. At 10M the registry look-up of every batch reads at random
-    from tables of several GB, which 256 MB of buffers sent to the page cache."""
-    import psutil
-
-    memory = psutil.virtual_memory().total if memory_bytes is None else memory_bytes
-    return max(256, min(8192, memory // 4 // 2**20))
-
-
 def generate_part(src_url: str, n: int, seed: int, index: int, parts: int) -> dict[str, int]:
     """Build part ``index`` of ``parts`` of N citizens, each with a tax record, and COPY it
     into the registry and tax tables (made by ``create_table``). Runs in a worker process."""
@@ -290,15 +257,16 @@ class ScaleRun:
         }
 
     def hub_open_mismatches(self) -> set[tuple[str, str]]:
+        """(record key, rule) of the tax sector's open mismatches in the hub's store."""
         import psycopg
 
         from hub.db import psycopg_conninfo
+        from reconciliation.lifecycle import OPEN_STATUSES
 
         with psycopg.connect(psycopg_conninfo(self.config.database.url)) as conn:
             rows = conn.execute(
-                "SELECT record_key, rule FROM mismatches"
-                " WHERE sector = %s AND status IN ('open', 'in_review')",
-                (TAX_SOURCE,),
+                "SELECT record_key, rule FROM mismatches WHERE sector = %s AND status = ANY(%s)",
+                (TAX_SOURCE, sorted(OPEN_STATUSES)),
             ).fetchall()
         return set(rows)
 

@@ -15,8 +15,8 @@ import psycopg
 import pytest
 
 from hub.bench.baselines import fold_sql
+from hub.bench.cli import hub_server_settings
 from hub.bench.probes import PhaseProbe
-from hub.bench.runs import hub_server_settings
 from hub.db import psycopg_conninfo
 from hub.testing import broker_line, session_broker
 from reconciliation.names import fold
