@@ -240,51 +240,50 @@ def test_impossible_parts_and_unknown_sectors_are_refused(kwargs: dict, message:
         build(100, seed=6, **kwargs)
 
 
-def rule_inputs(
-    sector: str, population: Population, config: dict = CONFIG, tables=SOURCE_TABLES, scheme=SCHEME
-) -> tuple[Any, list[tuple[str, SimpleNamespace, str | None, Any, list[str]]]]:
-    """What the reconciler's rule engine is given for ``sector``: its rule set, and for each
-    record its key, the record, its normalized ID, the parsed ID and the keys of the other
-    active records with that ID (``config``/``tables``/``scheme``: another population's)."""
-    from reconciliation.rules import RuleSet
+def rules_found(
+    population: Population, match, config: dict = CONFIG, tables=SOURCE_TABLES, scheme=SCHEME
+) -> set[tuple[str, str, str, str]]:
+    """What the reconciler's own rule engine finds in every sector of ``population``, fed as
+    the reconciler feeds it: ``match(info, cid)`` is the registry record an ID finds, the
+    duplicates the other active records with the same ID (``config``/``tables``/``scheme``:
+    another population's)."""
+    from reconciliation.rules import RuleSet, evaluate
 
-    rules = RuleSet.from_config(
-        RulesConfig.model_validate(config["sectors"][sector].get("rules", {}))
-    )
-    records = [
-        (key, SimpleNamespace(citizen_id_raw=r.citizen_id, **vars(r)))
-        for key, r in canonical(sector, population, config, tables)
-    ]
-    active_by_id: dict[str, list[str]] = defaultdict(list)
-    for key, r in records:
-        cid = scheme.normalize(r.citizen_id)
-        if cid is not None and r.status == "active":
-            active_by_id[cid].append(key)
-    rows = []
-    for key, r in records:
-        cid = scheme.normalize(r.citizen_id)
-        info = None if cid is None else scheme.parse(cid)
-        others = [k for k in active_by_id.get(cid, ()) if k != key] if cid else []
-        rows.append((key, r, cid, info, others))
-    return rules, rows
+    found = set()
+    for sector in SECTORS:
+        rules = RuleSet.from_config(
+            RulesConfig.model_validate(config["sectors"][sector].get("rules", {}))
+        )
+        records = [
+            (key, SimpleNamespace(citizen_id_raw=r.citizen_id, **vars(r)))
+            for key, r in canonical(sector, population, config, tables)
+        ]
+        active_by_id: dict[str, list[str]] = defaultdict(list)
+        for key, r in records:
+            cid = scheme.normalize(r.citizen_id)
+            if cid is not None and r.status == "active":
+                active_by_id[cid].append(key)
+        for key, r in records:
+            cid = scheme.normalize(r.citizen_id)
+            info = None if cid is None else scheme.parse(cid)
+            others = [k for k in active_by_id.get(cid, ()) if k != key] if cid else []
+            for f in evaluate(r, match(info, cid), info, rules, duplicates=others):
+                found.add((sector, key, f.rule, f.field))
+    return found
 
 
 def test_reconciliation_rules_find_exactly_the_manifest(small: Population) -> None:
     """The reconciler's own rule engine, fed the demo rows, agrees with the manifest."""
-    from reconciliation.rules import evaluate
-
     by_id, by_legacy = registry_index(small)
-    found = set()
-    for sector in SECTORS:
-        rules, rows = rule_inputs(sector, small)
-        for key, r, cid, info, others in rows:
-            match = None
-            if info is not None and info.kind == "current":
-                match = by_id.get(cid)
-            elif info is not None and info.kind == "legacy":
-                match = by_legacy.get(cid)
-            for f in evaluate(r, match, info, rules, duplicates=others):
-                found.add((sector, key, f.rule, f.field))
+
+    def match(info, cid):
+        if info is not None and info.kind == "current":
+            return by_id.get(cid)
+        if info is not None and info.kind == "legacy":
+            return by_legacy.get(cid)
+        return None
+
+    found = rules_found(small, match)
     assert found == manifest_set(small.manifest)
 
 

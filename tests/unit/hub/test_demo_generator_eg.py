@@ -101,16 +101,12 @@ def test_manifest_is_exact_for_any_seed(seed: int, citizens: int) -> None:
 
 def test_reconciliation_rules_find_exactly_the_manifest(small: Population) -> None:
     """The reconciler's own rule engine (names.compare included), fed the eg rows, agrees."""
-    from reconciliation.rules import evaluate
-
     by_id = {c.citizen_id: c for _, c in canonical("registry", small)}
-    found = set()
-    for sector in SECTORS:
-        rules, rows = vn_tests.rule_inputs(sector, small, CONFIG, EG_SOURCE_TABLES, SCHEME)
-        for key, r, cid, info, others in rows:
-            match = by_id.get(cid) if info is not None and info.kind == "current" else None
-            for f in evaluate(r, match, info, rules, duplicates=others):
-                found.add((sector, key, f.rule, f.field))
+
+    def match(info, cid):
+        return by_id.get(cid) if info is not None and info.kind == "current" else None
+
+    found = vn_tests.rules_found(small, match, CONFIG, EG_SOURCE_TABLES, SCHEME)
     assert found == manifest_set(small.manifest)
 
 
