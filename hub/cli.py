@@ -139,8 +139,8 @@ def _mount() -> None:
     """Subcommands that live with the package whose job they are (SPEC §2)."""
     from connectors.cli import connector, dlq
     from hub.api.cli import mismatches, serve, users
-    from hub.bench import bench
-    from hub.candidate_bench import bench_candidates
+    from hub.bench.candidates import bench_candidates
+    from hub.bench.cli import bench
     from reconciliation.cli import corrections, reconcile
 
     for command in (

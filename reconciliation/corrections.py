@@ -20,6 +20,7 @@ from hub.db import psycopg_conninfo
 from hub.errors import FatalError, RetriableError
 from hub.idschemes import get_scheme
 from hub.kafka import Topics, ensure_topics, make_producer
+from hub.vocabulary import OPEN_STATUSES_SQL
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +90,11 @@ def publish_corrections(
     own_producer = producer is None
     producer = producer or make_producer(config.kafka)
     futures = []
-    sql = """
+    sql = f"""
         SELECT id, sector, record_key, rule, field, severity, citizen_id, sector_value,
                registry_value, suggestions
         FROM mismatches
-        WHERE sector = %s AND status IN ('open', 'in_review')
+        WHERE sector = %s AND status IN {OPEN_STATUSES_SQL}
           AND (cardinality(%s::text[]) = 0 OR rule = ANY(%s::text[]))
           AND (cardinality(%s::text[]) = 0 OR severity = ANY(%s::text[]))
         ORDER BY id

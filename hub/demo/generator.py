@@ -7,32 +7,30 @@ injected anomaly, exactly the rules the reconciler must raise on it (SPEC §5).
 
 from __future__ import annotations
 
-import json
 import operator
 import random
-import unicodedata
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
-from hub.db import psycopg_conninfo
-from hub.demo import egypt
+from hub.demo import egypt, vietnam
+from hub.demo.anomalies import Injections, shift_year
+from hub.demo.loading import load_table
+from hub.demo.manifest import Manifest, Mismatch, Population
 from hub.demo.population import SECTORS, SourceTable, source_tables
-from hub.errors import FatalError, RetriableError
-from hub.idschemes.vn import PROVINCE_CODES, VietnamPersonalId, make_id
+from hub.demo.records import (
+    ACTIVITY_FROM,
+    AS_OF,
+    FIRST_BIRTH_YEAR,
+    LAST_BIRTH_YEAR,
+    Citizen,
+    Record,
+    stamp,
+)
+from hub.idschemes.vn import PROVINCE_CODES, make_id
 from hub.vocabulary import RULE_FIELDS
-
-AS_OF = date(2025, 6, 30)
-"""The demo's "today": activity dates never pass it, so the data does not depend on the clock."""
-
-FIRST_BIRTH_YEAR, LAST_BIRTH_YEAR = 1930, 2006
 
 SECTOR_SHARES: dict[str, float] = {"tax": 0.6, "banking": 0.7, "labour": 0.5, "construction": 0.1}
 """Share of citizens holding a record in each sector."""
@@ -68,225 +66,12 @@ BENIGN_RATE = 0.01
 """Share of (non-bank) sector names written in a spelling that folds equal (NFD, old tone
 placement, upper case, double spaces), and of IDs typed with separators: not mismatches."""
 
-
-# Activity windows of living citizens' sector records: last filing, transaction,
-# social-insurance payment, permit issue.
-_ACTIVITY_FROM: dict[str, date] = {
-    "tax": date(2023, 1, 1),
-    "banking": date(2024, 1, 1),
-    "labour": date(2021, 1, 1),
-    "construction": date(2012, 1, 1),
-}
 _ACTIVE_SHARE: dict[str, float] = {"tax": 0.93, "banking": 0.9, "labour": 0.8}
 _PERMIT_VALID_DAYS = 5 * 365
-_SCHEME = VietnamPersonalId()
-
-# ---------------------------------------------------------------------------------------
-# Names, provinces, addresses
-
-_FAMILY = (
-    ("Nguyễn", 38), ("Trần", 11), ("Lê", 9.5), ("Phạm", 7), ("Hoàng", 4), ("Huỳnh", 3.5),
-    ("Phan", 4.5), ("Vũ", 2.5), ("Võ", 2.5), ("Đặng", 2.1), ("Bùi", 2), ("Đỗ", 1.4),
-    ("Hồ", 1.3), ("Ngô", 1.3), ("Dương", 1), ("Lý", 0.5), ("Trương", 0.8), ("Đinh", 0.7),
-    ("Mai", 0.5), ("Lâm", 0.5), ("Cao", 0.4), ("Lương", 0.4), ("Trịnh", 0.5), ("Đoàn", 0.5),
-    ("Hà", 0.4), ("Tạ", 0.3), ("Tô", 0.2), ("Châu", 0.2), ("Lưu", 0.3), ("Kiều", 0.1),
-)  # fmt: skip
-_MIDDLE = {
-    "M": (
-        ("Văn", 30), ("Hữu", 6), ("Đức", 8), ("Minh", 8), ("Quốc", 6), ("Thanh", 6),
-        ("Công", 5), ("Quang", 6), ("Hoàng", 4), ("Ngọc", 3), ("Xuân", 3), ("Anh", 3),
-        ("Gia", 3), ("Trọng", 3), ("Đình", 4), ("Tiến", 2), ("Thành", 3), ("Bảo", 2),
-    ),
-    "F": (
-        ("Thị", 40), ("Ngọc", 8), ("Thu", 6), ("Thanh", 6), ("Kim", 5), ("Minh", 4),
-        ("Bích", 3), ("Mỹ", 4), ("Phương", 4), ("Hồng", 5), ("Thùy", 4), ("Khánh", 3),
-        ("Bảo", 3), ("Quỳnh", 3), ("Hoài", 2), ("Diệu", 2), ("Tuyết", 2), ("Thúy", 2),
-    ),
-}  # fmt: skip
-_GIVEN = {
-    "M": (
-        "An", "Bảo", "Bình", "Cường", "Chiến", "Dũng", "Duy", "Đạt", "Đông", "Đức", "Giang",
-        "Hải", "Hào", "Hiếu", "Hòa", "Hoàng", "Hùng", "Huy", "Khang", "Khánh", "Khoa", "Kiên",
-        "Lâm", "Long", "Lộc", "Minh", "Nam", "Nghĩa", "Nhân", "Phát", "Phong", "Phúc", "Quân",
-        "Quang", "Sơn", "Tài", "Tâm", "Thắng", "Thành", "Thịnh", "Toàn", "Trí", "Trung",
-        "Tuấn", "Tùng", "Việt", "Vinh", "Vũ", "Thủy", "Khải",
-    ),
-    "F": (
-        "Anh", "Châu", "Chi", "Diệp", "Dung", "Duyên", "Giang", "Hà", "Hạnh", "Hằng", "Hiền",
-        "Hoa", "Hòa", "Hồng", "Hương", "Huyền", "Lan", "Liên", "Linh", "Loan", "Mai", "My",
-        "Nga", "Ngân", "Ngọc", "Nhung", "Oanh", "Phương", "Quyên", "Quỳnh", "Tâm", "Thảo",
-        "Thủy", "Thúy", "Trang", "Trâm", "Trinh", "Tuyết", "Uyên", "Vân", "Vy", "Xuân", "Yến",
-    ),
-}  # fmt: skip
-# Spellings from before the 1980s tone-placement reform: same name, folds equal.
-_OLD_TONE = {"Hòa": "Hoà", "Thủy": "Thuỷ", "Thúy": "Thuý", "Thùy": "Thuỳ", "Khỏe": "Khoẻ"}
-_STREETS = (
-    "Lê Lợi", "Trần Hưng Đạo", "Nguyễn Trãi", "Hai Bà Trưng", "Lý Thường Kiệt", "Quang Trung",
-    "Hùng Vương", "Điện Biên Phủ", "Phan Đình Phùng", "Nguyễn Huệ", "Lê Duẩn", "Võ Văn Tần",
-    "Cách Mạng Tháng Tám", "Nguyễn Văn Cừ", "Bạch Đằng", "Trường Chinh", "Lạc Long Quân",
-    "Pasteur", "Hoàng Diệu", "Tôn Đức Thắng", "Phạm Văn Đồng", "Nguyễn Thị Minh Khai",
-)  # fmt: skip
-# Population weights of the largest provinces (others weigh 1).
-_PROVINCE_WEIGHTS = {
-    "079": 9.0, "001": 8.5, "038": 3.7, "040": 3.4, "075": 3.2, "074": 2.6, "031": 2.1,
-    "030": 1.9, "036": 1.8, "089": 1.9, "091": 1.7, "034": 1.9, "024": 1.8, "066": 1.9,
-}  # fmt: skip
-_PROVINCES = tuple(sorted(PROVINCE_CODES))
-_UNKNOWN_PROVINCES = tuple(f"{i:03d}" for i in range(100) if f"{i:03d}" not in PROVINCE_CODES)
-
-
-def _fold_table() -> dict[int, str | None]:
-    table: dict[int, str | None] = {ord("đ"): "d", ord("Đ"): "D"}
-    for cp in range(0x00C0, 0x1F00):
-        ch = chr(cp)
-        if unicodedata.combining(ch):
-            table[cp] = None
-            continue
-        base = "".join(c for c in unicodedata.normalize("NFD", ch) if not unicodedata.combining(c))
-        if base != ch and base.isascii():
-            table[cp] = base
-    return table
-
-
-_FOLD = _fold_table()
-
-
-def fold_name(name: str) -> str:
-    """Upper-case ASCII, single-spaced (``Đặng  Thị Hoà`` → ``DANG THI HOA``): how bank files
-    store names, and the form in which two names are the same name."""
-    return " ".join(name.translate(_FOLD).upper().split())
-
-
-# ---------------------------------------------------------------------------------------
-# Manifest
-
-
-@dataclass(frozen=True, order=True, slots=True)
-class Mismatch:
-    """One rule the reconciler must raise on one sector record."""
-
-    sector: str
-    record_key: str
-    rule: str
-    field: str
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """What was generated and every mismatch the reconciler must find in it (and no other).
-
-    ``registry_anomalies`` lists the registry citizens whose own ID disagrees with their
-    registry birth year or sex (a registry data-entry error); their sector records carry
-    ``ID_ATTRIBUTES_INCONSISTENT``.
-    """
-
-    seed: int
-    citizens: int
-    as_of: str
-    records: dict[str, int]
-    mismatches: list[Mismatch]
-    rates: dict[str, float]
-    registry_anomalies: list[dict[str, str]] = field(default_factory=list)
-    shares: dict[str, Any] = field(default_factory=dict)
-    id_scheme: str = "vn"
-    noise: dict[str, dict[str, int]] = field(default_factory=dict)
-    """Variants injected that are *not* mismatches (SPEC §5): ``names``/``ids`` → kind → count."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "seed": self.seed,
-            "citizens": self.citizens,
-            "as_of": self.as_of,
-            "records": dict(self.records),
-            "mismatches": [
-                {"sector": m.sector, "record_key": m.record_key, "rule": m.rule, "field": m.field}
-                for m in self.mismatches
-            ],
-            "rates": dict(self.rates),
-            "registry_anomalies": list(self.registry_anomalies),
-            "shares": self.shares,
-            "id_scheme": self.id_scheme,
-            "noise": self.noise,
-        }
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, indent=1)
-
-    def write(self, path: Path) -> None:
-        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
-        return cls(
-            seed=data["seed"],
-            citizens=data["citizens"],
-            as_of=data["as_of"],
-            records=dict(data["records"]),
-            mismatches=[Mismatch(**m) for m in data["mismatches"]],
-            rates=dict(data["rates"]),
-            registry_anomalies=list(data.get("registry_anomalies", [])),
-            shares=dict(data.get("shares", {})),
-            id_scheme=data.get("id_scheme", "vn"),
-            noise=dict(data.get("noise", {})),
-        )
-
-    @classmethod
-    def read(cls, path: Path) -> Manifest:
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
-
-    def counts(self) -> dict[tuple[str, str], int]:
-        """Expected mismatches per (sector, rule)."""
-        out: dict[tuple[str, str], int] = {}
-        for m in self.mismatches:
-            out[(m.sector, m.rule)] = out.get((m.sector, m.rule), 0) + 1
-        return out
-
-
-@dataclass(frozen=True)
-class Population:
-    """The generated rows of every demo table (in ``SOURCE_TABLES`` column order) and the manifest."""
-
-    rows: dict[str, list[tuple[Any, ...]]]
-    manifest: Manifest
 
 
 # ---------------------------------------------------------------------------------------
 # Generation
-
-
-class _Citizen:
-    __slots__ = (
-        "citizen_id", "legacy_id", "full_name", "date_of_birth", "sex", "province_code",
-        "address", "date_of_death", "updated_at", "sectors", "reserved",
-    )  # fmt: skip
-
-    def __init__(self) -> None:
-        self.legacy_id: str | None = None
-        self.date_of_death: date | None = None
-        self.sectors: list[str] = []
-        # "date_of_birth" or "sex" when the registry itself disagrees with the citizen's ID;
-        # such a citizen's sector records are left clean copies of the registry.
-        self.reserved: str | None = None
-
-
-class _Record:
-    """A sector record in canonical terms; ``full_name`` is already in the sector's spelling."""
-
-    __slots__ = (
-        "key", "citizen", "citizen_id", "full_name", "date_of_birth", "sex", "province_code",
-        "last_activity_date", "status", "updated_at", "extra", "injected",
-    )  # fmt: skip
-
-    def __init__(self, key: str, citizen: _Citizen) -> None:
-        self.key = key
-        self.citizen = citizen
-        self.citizen_id: str | None = citizen.citizen_id
-        self.full_name = citizen.full_name
-        self.date_of_birth = citizen.date_of_birth
-        self.sex = citizen.sex
-        self.province_code = citizen.province_code
-        self.extra: dict[str, Any] = {}
-        self.injected = False
 
 
 def build(
@@ -335,7 +120,7 @@ def part_sizes(citizens: int, parts: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(parts)]
 
 
-class _Builder:
+class _Builder(Injections):
     """One generation run. Stages draw from the one rng in a fixed order: registry,
     sector memberships, registry-side errors, clean sector records, injections."""
 
@@ -353,7 +138,7 @@ class _Builder:
         self.eg = scheme == "eg"
         self.id_scheme = scheme
         self.tables = source_tables(scheme)
-        self.scheme = egypt.SCHEME if self.eg else _SCHEME
+        self.scheme = egypt.SCHEME if self.eg else vietnam.SCHEME
         sizes = part_sizes(total, parts)
         self.n = sizes[index]
         self.seed = seed
@@ -373,10 +158,10 @@ class _Builder:
         self.insurance_numbers = _share(0, 100_000_000, part)
         self.bank_codes = _share(1_000_000_000, 10_000_000_000, part)
         self.key_base = 2 * sum(sizes[:index])
-        self.people: list[_Citizen] = []
+        self.people: list[Citizen] = []
         self.used_ids: set[str] = set()
-        self.records: dict[str, list[_Record]] = {}
-        self.notes: list[tuple[str, _Record, str]] = []  # keys are final only at the end
+        self.records: dict[str, list[Record]] = {}
+        self.notes: list[tuple[str, Record, str]] = []  # keys are final only at the end
         self.registry_anomalies: list[dict[str, str]] = []
 
     def run(self) -> Population:
@@ -426,7 +211,7 @@ class _Builder:
         """Count the injected variants that are the same name or the same ID (SPEC §5)."""
         names: dict[str, int] = {}
         ids: dict[str, int] = {}
-        same = egypt.fold_arabic if self.eg else fold_name
+        same = egypt.fold_arabic if self.eg else vietnam.fold_name
         for sector in self.sectors:
             for r in self.records[sector]:
                 official = r.citizen.full_name
@@ -456,21 +241,28 @@ class _Builder:
         ]
         birth_years = rng.choices(years, weights=weights, k=n)
         provinces = rng.choices(
-            _PROVINCES, weights=[_PROVINCE_WEIGHTS.get(p, 1.0) for p in _PROVINCES], k=n
+            vietnam.PROVINCES,
+            weights=[vietnam.PROVINCE_WEIGHTS.get(p, 1.0) for p in vietnam.PROVINCES],
+            k=n,
         )
-        families = rng.choices([f for f, _ in _FAMILY], weights=[w for _, w in _FAMILY], k=n)
-        middles = {s: ([m for m, _ in _MIDDLE[s]], [w for _, w in _MIDDLE[s]]) for s in ("M", "F")}
+        families = rng.choices(
+            [f for f, _ in vietnam.FAMILY], weights=[w for _, w in vietnam.FAMILY], k=n
+        )
+        middles = {
+            s: ([m for m, _ in vietnam.MIDDLE[s]], [w for _, w in vietnam.MIDDLE[s]])
+            for s in ("M", "F")
+        }
         first_middle = {s: rng.choices(*middles[s], k=n) for s in ("M", "F")}
         first_of_year = {y: date(y, 1, 1).toordinal() for y in range(1900, 2101)}
         registered_from = datetime(2021, 7, 1, tzinfo=UTC).timestamp()
         span_s = datetime(2025, 6, 30, tzinfo=UTC).timestamp() - registered_from
         death_lo = date(2015, 1, 1).toordinal()
         death_span = (AS_OF - timedelta(days=60)).toordinal() - death_lo + 1
-        n_streets = len(_STREETS)
+        n_streets = len(vietnam.STREETS)
         serials, n_serials = self.serials, len(self.serials)
         legacy_count = 0
         for i in range(n):
-            c = _Citizen()
+            c = Citizen()
             year = birth_years[i]
             days = 366 if year % 4 == 0 and (year % 100 or year % 400 == 0) else 365
             dob = date.fromordinal(first_of_year[year] + int(rnd() * days))
@@ -481,7 +273,7 @@ class _Builder:
                 if cid not in self.used_ids:
                     break
             self.used_ids.add(cid)
-            given = _GIVEN[sex]
+            given = vietnam.GIVEN[sex]
             words = [families[i], first_middle[sex][i]]
             if rnd() < 0.15:  # two middle names: Nguyễn Thị Thu Hà
                 words += rng.choices(*middles[sex])
@@ -496,7 +288,7 @@ class _Builder:
             c.sex = sex
             c.province_code = province
             c.address = (
-                f"Số {1 + int(rnd() * 350)} đường {_STREETS[int(rnd() * n_streets)]}, "
+                f"Số {1 + int(rnd() * 350)} đường {vietnam.STREETS[int(rnd() * n_streets)]}, "
                 f"Phường {1 + int(rnd() * 20)}, {PROVINCE_CODES[province]}"
             )
             c.updated_at = datetime.fromtimestamp(registered_from + int(rnd() * span_s), UTC)
@@ -532,7 +324,7 @@ class _Builder:
         if not serials:
             raise ValueError("too many parts for the eg scheme's serial numbers")
         for i in range(n):
-            c = _Citizen()
+            c = Citizen()
             year = birth_years[i]
             days = 366 if year % 4 == 0 and (year % 100 or year % 400 == 0) else 365
             dob = date.fromordinal(date(year, 1, 1).toordinal() + rng.randrange(days))
@@ -591,7 +383,7 @@ class _Builder:
                 if kind == "sex":
                     c.sex = "F" if c.sex == "M" else "M"
                 else:
-                    c.date_of_birth = _shift_year(c.date_of_birth, rng)
+                    c.date_of_birth = shift_year(c.date_of_birth, rng)
                 self.registry_anomalies.append(
                     {
                         "citizen_id": c.citizen_id,
@@ -605,17 +397,17 @@ class _Builder:
 
     # -- sectors -------------------------------------------------------------------------
 
-    def _clean_records(self, sector: str) -> list[_Record]:
+    def _clean_records(self, sector: str) -> list[Record]:
         """Each member's record, agreeing with the registry in meaning."""
         rng = self.rng
         rnd = rng.random
         members = [c for c in self.people if sector in c.sectors]
         keys = self._keys(sector, members)
-        lo_default = _ACTIVITY_FROM[sector].toordinal()
+        lo_default = ACTIVITY_FROM[sector].toordinal()
         as_of = AS_OF.toordinal()
         records = []
         for c, key in zip(members, keys, strict=True):
-            r = _Record(key, c)
+            r = Record(key, c)
             adult = c.date_of_birth.toordinal() + 18 * 365 + 5
             if c.date_of_death:
                 death = c.date_of_death.toordinal()
@@ -630,7 +422,7 @@ class _Builder:
                     r.status = "active" if valid else "closed"
                 else:
                     r.status = "active" if rnd() < _ACTIVE_SHARE[sector] else "closed"
-            r.updated_at = _stamp(r.last_activity_date, rng)
+            r.updated_at = stamp(r.last_activity_date, rng)
             if self.eg:
                 if sector == "banking":
                     r.full_name = egypt.plain(r.full_name)
@@ -640,9 +432,9 @@ class _Builder:
                     r.citizen_id = egypt.arabic_indic(r.citizen_id)
             else:
                 if sector == "banking":
-                    r.full_name = fold_name(r.full_name)
+                    r.full_name = vietnam.fold_name(r.full_name)
                 elif rnd() < BENIGN_RATE:
-                    r.full_name = _benign_spelling(r.full_name, rng)
+                    r.full_name = vietnam.benign_spelling(r.full_name, rng)
                 if sector != "banking" and rnd() < BENIGN_RATE / 2:
                     cid = r.citizen_id
                     r.citizen_id = f"{cid[:3]} {cid[3:6]} {cid[6:]}"  # typed with separators
@@ -655,7 +447,7 @@ class _Builder:
                 r.extra["customer_no" if self.eg else "ma_khach_hang"] = f"{code}"
         return records
 
-    def _keys(self, sector: str, members: Sequence[_Citizen]) -> list[str]:
+    def _keys(self, sector: str, members: Sequence[Citizen]) -> list[str]:
         """Unique record keys in the sector's own numbering, one per member."""
         if sector in ("tax", "labour"):
             used: set[str] = set()
@@ -676,7 +468,7 @@ class _Builder:
                 f"{self.key_base + i + 1:06d}"
             )
 
-    def _new_key(self, sector: str, c: _Citizen, existing: set[str]) -> str:
+    def _new_key(self, sector: str, c: Citizen, existing: set[str]) -> str:
         """A tax code (personal ones start with 8) or a social-insurance number (2-digit
         province prefix + 8 digits), not in ``existing`` (which it joins)."""
         rng = self.rng
@@ -688,232 +480,6 @@ class _Builder:
             if key not in existing:
                 existing.add(key)
                 return key
-
-    # -- anomalies -----------------------------------------------------------------------
-
-    def _inject(self, sector: str) -> None:
-        rng = self.rng
-        records = self.records[sector]
-        table = self.tables[sector]
-        has_sex = table.column_for("sex") is not None
-        n = len(records)
-        order = list(range(n))
-        rng.shuffle(order)
-
-        def pick(rule: str, ok: Callable[[_Record], bool]) -> list[_Record]:
-            chosen = list(
-                islice(
-                    (records[i] for i in order if not records[i].injected and ok(records[i])),
-                    self._count(rule, n),
-                )
-            )
-            for r in chosen:
-                r.injected = True
-            return chosen
-
-        def living(r: _Record) -> bool:
-            return not r.citizen.date_of_death and not r.citizen.reserved
-
-        def note(r: _Record, *rules: str) -> None:
-            for rule in rules:
-                self.notes.append((sector, r, rule))
-
-        for r in pick("DECEASED_ACTIVE", lambda r: bool(r.citizen.date_of_death)):
-            self._deceased_active(r)
-            note(r, "DECEASED_ACTIVE")
-        for r in pick("ID_LEGACY", lambda r: living(r) and r.citizen.legacy_id is not None):
-            r.citizen_id = r.citizen.legacy_id
-            note(r, "ID_LEGACY")
-        if table.rules and table.rules.get("unique_citizen"):
-            keys = {r.key for r in records}
-            for r in pick("DUPLICATE_ID", living):
-                r.status = "active"
-                r.citizen_id = r.citizen.citizen_id  # not the separator-typed variant
-                group = [r]
-                for _ in range(1 if rng.random() < 0.8 else 2):
-                    copy = _Record(self._new_key(sector, r.citizen, keys), r.citizen)
-                    copy.full_name = r.full_name
-                    copy.status = "active"
-                    copy.last_activity_date = date.fromordinal(
-                        rng.randint(_ACTIVITY_FROM[sector].toordinal(), AS_OF.toordinal())
-                    )
-                    copy.updated_at = _stamp(copy.last_activity_date, rng)
-                    copy.injected = True
-                    records.append(copy)
-                    group.append(copy)
-                for member in group:
-                    note(member, "DUPLICATE_ID")
-        for r in pick("ID_MISSING", living):
-            r.citizen_id = rng.choice((None, "", " "))
-            note(r, "ID_MISSING")
-        for r in pick("ID_INVALID", living):
-            r.citizen_id = self._invalid_id(r.citizen.citizen_id)
-            note(r, "ID_INVALID")
-        for r in pick("ID_NOT_IN_REGISTRY", living):
-            c = r.citizen
-            while True:
-                if self.eg:
-                    born_in = c.citizen_id[7:9]
-                    serial = rng.choice(self.eg_serials)
-                    cid = egypt.make_id(c.date_of_birth, born_in, c.sex, serial, rng.randrange(10))
-                else:
-                    serial = rng.choice(self.serials)
-                    cid = make_id(c.province_code, c.date_of_birth.year, c.sex, serial)
-                if cid not in self.used_ids:
-                    break
-            self.used_ids.add(cid)
-            r.citizen_id = cid
-            note(r, "ID_NOT_IN_REGISTRY")
-        for r in pick("NAME_MISMATCH", living):
-            if self.eg:
-                name = egypt.other_name(r.citizen.full_name, r.citizen.sex, rng)
-                r.full_name = egypt.plain(name) if sector == "banking" else name
-            else:
-                name = _other_name(r.citizen.full_name, r.citizen.sex, rng)
-                r.full_name = fold_name(name) if sector == "banking" else name
-            note(r, "NAME_MISMATCH")
-        for r in pick("DOB_MISMATCH", living):
-            r.date_of_birth = _other_dob(r.citizen.date_of_birth, rng)
-            # A vn ID encodes the birth year, an eg ID the whole birth date.
-            if self.eg or r.date_of_birth.year != r.citizen.date_of_birth.year:
-                note(r, "DOB_MISMATCH", "ID_ATTRIBUTES_INCONSISTENT")
-            else:
-                note(r, "DOB_MISMATCH")
-        if has_sex:
-            for r in pick("SEX_MISMATCH", living):
-                r.sex = "F" if r.citizen.sex == "M" else "M"
-                note(r, "SEX_MISMATCH", "ID_ATTRIBUTES_INCONSISTENT")
-        disabled = (table.rules or {}).get("disabled", ())
-        if table.column_for("province_code") and "PROVINCE_MISMATCH" not in disabled:
-            for r in pick("PROVINCE_MISMATCH", living):
-                provinces = egypt.GOVERNORATES if self.eg else _PROVINCES
-                r.province_code = rng.choice([p for p in provinces if p != r.citizen.province_code])
-                note(r, "PROVINCE_MISMATCH")
-        # Registry-side errors show on every (clean) record of those citizens.
-        for r in records:
-            kind = r.citizen.reserved
-            if kind == "date_of_birth" or (kind == "sex" and has_sex):
-                note(r, "ID_ATTRIBUTES_INCONSISTENT")
-
-    def _deceased_active(self, r: _Record) -> None:
-        """A deceased citizen's record that stays active or shows activity after the death."""
-        rng = self.rng
-        death = r.citizen.date_of_death
-        assert death is not None
-        variant = rng.randrange(3)
-        if variant in (0, 2):
-            r.status = "active"
-        if variant in (1, 2):
-            r.last_activity_date = date.fromordinal(
-                rng.randint(death.toordinal() + 1, AS_OF.toordinal())
-            )
-            r.updated_at = _stamp(r.last_activity_date, rng)
-
-    def _invalid_id(self, cid: str) -> str:
-        """A mistyped ID that fails the structure check (never a 9-digit legacy look-alike)."""
-        rng = self.rng
-        if self.eg:
-            while True:
-                bad = egypt.invalid_id(cid, rng)
-                if bad not in self.used_ids:
-                    self.used_ids.add(bad)
-                    return bad
-        while True:
-            variant = rng.randrange(5)
-            if variant == 0:  # a digit dropped
-                i = rng.randrange(12)
-                bad = cid[:i] + cid[i + 1 :]
-            elif variant == 1:  # a digit doubled
-                i = rng.randrange(12)
-                bad = cid[: i + 1] + cid[i:]
-            elif variant == 2:  # letters for look-alike digits
-                i = rng.randrange(3, 12)
-                bad = cid[:i] + rng.choice("OIlSBZ") + cid[i + 1 :]
-            elif variant == 3:  # a province code that does not exist
-                bad = rng.choice(_UNKNOWN_PROVINCES) + cid[3:]
-            else:  # the last digits cut off
-                bad = cid[: rng.choice((8, 10, 11))]
-            info = _SCHEME.inspect(bad)
-            if info is not None and info.kind == "invalid" and bad not in self.used_ids:
-                self.used_ids.add(bad)
-                return bad
-
-
-def _shift_year(d: date, rng: random.Random) -> date:
-    """The same day in a different year (1–3 years off, kept within the birth-year range)."""
-    deltas = [k for k in (-3, -2, -1, 1, 2, 3) if FIRST_BIRTH_YEAR <= d.year + k <= LAST_BIRTH_YEAR]
-    year = d.year + rng.choice(deltas)
-    return date(year, d.month, min(d.day, 28) if d.month == 2 else d.day)
-
-
-def _other_dob(d: date, rng: random.Random) -> date:
-    """A mistyped birth date: day and month swapped, a day off, or a year off."""
-    while True:
-        variant = rng.randrange(4)
-        if variant == 0 and d.day <= 12 and d.day != d.month:
-            return date(d.year, d.day, d.month)
-        if variant in (1, 2):
-            day = d.day + rng.choice((-3, -2, -1, 1, 2, 3))
-            try:
-                return d.replace(day=day)
-            except ValueError:
-                continue
-        if variant == 3:
-            return _shift_year(d, rng)
-
-
-def _other_name(name: str, sex: str, rng: random.Random) -> str:
-    """A name that differs after folding: another given name, a typo, or words reordered."""
-    words = name.split(" ")
-    folded = fold_name(name)
-    while True:
-        variant = rng.randrange(3)
-        if variant == 0:
-            other = [*words[:-1], rng.choice(_GIVEN[sex])]
-        elif variant == 1:
-            other = list(words)
-            w = rng.randrange(len(other))
-            other[w] = typo(other[w], rng)
-        else:
-            other = [*words[1:], words[0]]  # given-name-first order
-        candidate = " ".join(other)
-        if fold_name(candidate) != folded and candidate.strip():
-            return candidate
-
-
-def typo(word: str, rng: random.Random) -> str:
-    """The word with one letter dropped, two swapped or one replaced (maybe by itself)."""
-    i = rng.randrange(len(word))
-    op = rng.randrange(3)
-    if op == 0 and len(word) > 2:
-        return word[:i] + word[i + 1 :]
-    if op == 1 and i + 1 < len(word):
-        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
-    return word[:i] + rng.choice("aeinhtgu") + word[i + 1 :]
-
-
-def _benign_spelling(name: str, rng: random.Random) -> str:
-    """The same name as a sector might store it: folds equal to the registry's."""
-    words = name.split(" ")
-    old = [_OLD_TONE.get(w, w) for w in words]
-    if old != words and rng.random() < 0.7:
-        return " ".join(old)
-    variant = rng.randrange(3)
-    if variant == 0:
-        return unicodedata.normalize("NFD", name)
-    if variant == 1:
-        return name.upper()
-    return "  ".join(words)
-
-
-_EPOCH = date(1970, 1, 1).toordinal()
-
-
-def _stamp(day: date, rng: random.Random) -> datetime:
-    """A moment during office hours (UTC) on ``day``: when the record was last written."""
-    return datetime.fromtimestamp(
-        (day.toordinal() - _EPOCH) * 86400 + 8 * 3600 + int(rng.random() * 36000), UTC
-    )
 
 
 def _render(table: SourceTable, items: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -988,58 +554,3 @@ def generate(
     if manifest_path is not None:
         population.manifest.write(manifest_path)
     return population.manifest
-
-
-def load_table(url: str, table: SourceTable, rows: Sequence[tuple[Any, ...]]) -> None:
-    """(Re)create ``table`` in the database at ``url`` and COPY ``rows`` into it."""
-    with _table_errors(table):
-        with psycopg.connect(psycopg_conninfo(url)) as conn, conn.cursor() as cur:
-            cur.execute(table.drop_sql())
-            cur.execute(table.create_sql())
-            _copy(cur, table, rows)
-            _finish(cur, table)
-
-
-def create_table(url: str, table: SourceTable) -> None:
-    """(Re)create ``table`` empty, without its keys and indexes: for loading in parts with
-    :func:`append_rows`, then :func:`finish_table`."""
-    with _table_errors(table):
-        with psycopg.connect(psycopg_conninfo(url)) as conn, conn.cursor() as cur:
-            cur.execute(table.drop_sql())
-            cur.execute(table.create_sql())
-
-
-def append_rows(url: str, table: SourceTable, rows: Sequence[tuple[Any, ...]]) -> None:
-    """COPY ``rows`` into a table made by :func:`create_table`, in one transaction."""
-    with _table_errors(table):
-        with psycopg.connect(psycopg_conninfo(url)) as conn, conn.cursor() as cur:
-            _copy(cur, table, rows)
-
-
-def finish_table(url: str, table: SourceTable) -> None:
-    """Give a table loaded in parts its keys and indexes, and its statistics."""
-    with _table_errors(table):
-        with psycopg.connect(psycopg_conninfo(url)) as conn, conn.cursor() as cur:
-            _finish(cur, table)
-
-
-def _copy(cur: psycopg.Cursor, table: SourceTable, rows: Sequence[tuple[Any, ...]]) -> None:
-    with cur.copy(table.copy_sql()) as copy:
-        for row in rows:
-            copy.write_row(row)
-
-
-def _finish(cur: psycopg.Cursor, table: SourceTable) -> None:
-    for statement in table.after_load:
-        cur.execute(statement)
-    cur.execute(f"ANALYZE {table.table}")
-
-
-@contextmanager
-def _table_errors(table: SourceTable) -> Iterator[None]:
-    try:
-        yield
-    except psycopg.OperationalError as exc:
-        raise RetriableError(f"demo {table.source} database: {exc}".strip()) from exc
-    except psycopg.Error as exc:
-        raise FatalError(f"demo {table.source} database: {exc}".strip()) from exc

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import psycopg
 
 from hub.db import figures
+from hub.vocabulary import OPEN_STATUSES_SQL
 
 
 def figure_counts(
@@ -34,9 +35,9 @@ def open_mismatch_counts(conn: psycopg.Connection) -> list[tuple[str, str, str, 
     """(sector, rule, severity, count) of open and in-review mismatches, counted in full
     (:func:`figure_counts` gives the same without a scan)."""
     return conn.execute(
-        """
+        f"""
         SELECT sector, rule, severity, count(*) FROM mismatches
-        WHERE status IN ('open', 'in_review') GROUP BY sector, rule, severity
+        WHERE status IN {OPEN_STATUSES_SQL} GROUP BY sector, rule, severity
         """
     ).fetchall()
 

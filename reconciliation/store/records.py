@@ -8,6 +8,7 @@ from datetime import datetime
 
 import psycopg
 
+from hub.vocabulary import OPEN_STATUSES_SQL
 from reconciliation.store.rows import SECTOR_COLUMNS, SectorKey, SectorRow, as_tuple
 from reconciliation.store.staging import fetch, stage, upsert
 
@@ -107,7 +108,7 @@ def refresh_verified(conn: psycopg.Connection, keys: Iterable[SectorKey]) -> Non
     if not keys:
         return
     conn.execute(
-        """
+        f"""
         UPDATE sector_records s SET verified = v.ok, updated_at = now()
         FROM (
             SELECT s.sector, s.record_key,
@@ -115,7 +116,7 @@ def refresh_verified(conn: psycopg.Connection, keys: Iterable[SectorKey]) -> Non
                             WHERE r.citizen_id = s.citizen_id OR r.legacy_id = s.citizen_id)
                     AND NOT EXISTS (SELECT 1 FROM mismatches m
                                     WHERE m.sector = s.sector AND m.record_key = s.record_key
-                                      AND m.status IN ('open', 'in_review'))) AS ok
+                                      AND m.status IN {OPEN_STATUSES_SQL})) AS ok
             FROM sector_records s
             JOIN unnest(%s::text[], %s::text[]) AS k(sector, record_key)
               ON s.sector = k.sector AND s.record_key = k.record_key

@@ -14,8 +14,12 @@ import psutil
 import psycopg
 import pytest
 
-from hub.bench import PhaseProbe, hub_server_settings
+from hub.bench.baselines import fold_sql
+from hub.bench.cli import hub_server_settings
+from hub.bench.probes import PhaseProbe
 from hub.db import psycopg_conninfo
+from hub.testing import broker_line, session_broker
+from reconciliation.names import fold
 
 FIGURES = {
     "full_reconciliation": ("hub_s", "sql_s", "ratio", "agreement"),
@@ -94,6 +98,43 @@ def test_bench_at_100k_prints_every_figure_with_baseline_and_ratio_within_5_minu
     assert result["settings"]["hub_server_settings"] == hub_server_settings()
     for second in result["figures"]["latency"]["slow_seconds"]:
         assert second["max_ms"] > 500 and second["over"] >= 1
+
+
+@pytest.mark.timeout(240)
+def test_every_figure_the_bench_runs_also_runs_on_apache_kafka(tmp_path):
+    # Kept small: figure 1 (capture, reconcile, the SQL baseline) and figure 2 (the raw
+    # consumer) at 1k; a full `hub bench --broker kafka` runs the others on the same broker.
+    if session_broker() != "kafka":
+        pytest.skip(broker_line())
+    started = time.monotonic()
+    proc, result = run_bench(
+        tmp_path, "--broker", "kafka", "--skip", "capture", "--skip", "latency",
+        "--skip", "scaling", timeout=200, scale="1k", part_citizens=1000,
+    )  # fmt: skip
+    print(f"hub bench --scale 1k --broker kafka: {time.monotonic() - started:.1f}s")
+    assert result["settings"]["broker"] == "kafka"
+    full = result["figures"]["full_reconciliation"]
+    assert full["agree"], full["agreement"]
+    assert all(a["hub"] > 0 for a in full["agreement"].values())
+    assert full["hub_phases"]["reconcile"]["servers"]["broker"] is not None
+    stream = result["figures"]["streaming_reconcile"]
+    records = result["settings"]["records"]
+    assert stream["raw_messages"] == stream["messages"] == records["registry"] + records["tax"]
+    assert "ECONNREFUSED" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Đặng  Thị Hoà", "NGUYỄN VĂN THỦY", " Trần   Minh\tQuân ", "O\u2019Brien Mary",
+     "أحمد إبراهيم", "فاطمة آل عيسى", "مُحَمَّد", "\u0661\u0662 Ali", "\ufb01lip"],
+)  # fmt: skip
+def test_the_sql_baselines_name_folding_is_the_hubs(hub_db, name):
+    import unicodedata
+
+    with psycopg.connect(psycopg_conninfo(hub_db)) as conn:
+        for form in (name, unicodedata.normalize("NFD", name)):
+            (folded,) = conn.execute(f"SELECT {fold_sql('%s::text')}", (form,)).fetchone()
+            assert folded == fold(form), form
 
 
 def test_the_phase_probe_counts_what_the_hub_database_did_between_its_readings(hub_db):

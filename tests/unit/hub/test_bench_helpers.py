@@ -15,19 +15,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.bench import (
-    PART_CITIZENS,
-    Worker,
-    _in_processes,
-    hub_shared_buffers_mb,
-    parse_scale,
-    part_count,
-    percentile,
-    phase_delta,
-    phase_summary,
-    slow_seconds,
-    tree_cpu_seconds,
-)
+from hub.bench.cli import hub_shared_buffers_mb
+from hub.bench.figures import percentile, slow_seconds
+from hub.bench.probes import phase_delta, phase_summary, tree_cpu_seconds
+from hub.bench.runs import _in_processes
+from hub.bench.scale import PART_CITIZENS, parse_scale, part_count
+from hub.bench.workers import Worker
 from hub.demo.generator import part_sizes
 
 

@@ -15,16 +15,11 @@ from hypothesis import strategies as st
 
 from hub.config import RulesConfig, parse_config
 from hub.db import psycopg_conninfo, sqlalchemy_url
-from hub.demo.generator import (
-    FIRST_BIRTH_YEAR,
-    LAST_BIRTH_YEAR,
-    MIN_PER_RULE,
-    Manifest,
-    Population,
-    build,
-    fold_name,
-)
+from hub.demo.generator import MIN_PER_RULE, build
+from hub.demo.manifest import Manifest, Population
 from hub.demo.population import SECTORS, SOURCE_TABLES, demo_config
+from hub.demo.records import FIRST_BIRTH_YEAR, LAST_BIRTH_YEAR
+from hub.demo.vietnam import fold_name
 from hub.idschemes.vn import VietnamPersonalId
 from hub.vocabulary import RULE_CODES
 
@@ -246,36 +241,50 @@ def test_impossible_parts_and_unknown_sectors_are_refused(kwargs: dict, message:
         build(100, seed=6, **kwargs)
 
 
-def test_reconciliation_rules_find_exactly_the_manifest(small: Population) -> None:
-    """The reconciler's own rule engine, fed the demo rows, agrees with the manifest."""
+def rules_found(
+    population: Population, match, config: dict = CONFIG, tables=SOURCE_TABLES, scheme=SCHEME
+) -> set[tuple[str, str, str, str]]:
+    """What the reconciler's own rule engine finds in every sector of ``population``, fed as
+    the reconciler feeds it: ``match(info, cid)`` is the registry record an ID finds, the
+    duplicates the other active records with the same ID (``config``/``tables``/``scheme``:
+    another population's)."""
     from reconciliation.rules import RuleSet, evaluate
 
-    by_id, by_legacy = registry_index(small)
     found = set()
     for sector in SECTORS:
         rules = RuleSet.from_config(
-            RulesConfig.model_validate(CONFIG["sectors"][sector].get("rules", {}))
+            RulesConfig.model_validate(config["sectors"][sector].get("rules", {}))
         )
         records = [
             (key, SimpleNamespace(citizen_id_raw=r.citizen_id, **vars(r)))
-            for key, r in canonical(sector, small)
+            for key, r in canonical(sector, population, config, tables)
         ]
         active_by_id: dict[str, list[str]] = defaultdict(list)
         for key, r in records:
-            cid = SCHEME.normalize(r.citizen_id)
+            cid = scheme.normalize(r.citizen_id)
             if cid is not None and r.status == "active":
                 active_by_id[cid].append(key)
         for key, r in records:
-            cid = SCHEME.normalize(r.citizen_id)
-            info = None if cid is None else SCHEME.parse(cid)
-            match = None
-            if info is not None and info.kind == "current":
-                match = by_id.get(cid)
-            elif info is not None and info.kind == "legacy":
-                match = by_legacy.get(cid)
+            cid = scheme.normalize(r.citizen_id)
+            info = None if cid is None else scheme.parse(cid)
             others = [k for k in active_by_id.get(cid, ()) if k != key] if cid else []
-            for f in evaluate(r, match, info, rules, duplicates=others):
+            for f in evaluate(r, match(info, cid), info, rules, duplicates=others):
                 found.add((sector, key, f.rule, f.field))
+    return found
+
+
+def test_reconciliation_rules_find_exactly_the_manifest(small: Population) -> None:
+    """The reconciler's own rule engine, fed the demo rows, agrees with the manifest."""
+    by_id, by_legacy = registry_index(small)
+
+    def match(info, cid):
+        if info is not None and info.kind == "current":
+            return by_id.get(cid)
+        if info is not None and info.kind == "legacy":
+            return by_legacy.get(cid)
+        return None
+
+    found = rules_found(small, match)
     assert found == manifest_set(small.manifest)
 
 

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from hub.config import RulesConfig, parse_config
 from hub.demo import egypt
-from hub.demo.generator import MIN_PER_RULE, Population, build
+from hub.demo.generator import MIN_PER_RULE, build
+from hub.demo.manifest import Population
 from hub.demo.population import EG_SOURCE_TABLES, SECTORS, demo_config
 from hub.idschemes.eg import GOVERNORATE_CODES, EgyptNationalNumber
 from hub.vocabulary import RULE_CODES
@@ -101,30 +102,12 @@ def test_manifest_is_exact_for_any_seed(seed: int, citizens: int) -> None:
 
 def test_reconciliation_rules_find_exactly_the_manifest(small: Population) -> None:
     """The reconciler's own rule engine (names.compare included), fed the eg rows, agrees."""
-    from reconciliation.rules import RuleSet, evaluate
-
     by_id = {c.citizen_id: c for _, c in canonical("registry", small)}
-    found = set()
-    for sector in SECTORS:
-        rules = RuleSet.from_config(
-            RulesConfig.model_validate(CONFIG["sectors"][sector].get("rules", {}))
-        )
-        records = [
-            (key, SimpleNamespace(citizen_id_raw=r.citizen_id, **vars(r)))
-            for key, r in canonical(sector, small)
-        ]
-        active_by_id: dict[str, list[str]] = defaultdict(list)
-        for key, r in records:
-            cid = SCHEME.normalize(r.citizen_id)
-            if cid is not None and r.status == "active":
-                active_by_id[cid].append(key)
-        for key, r in records:
-            cid = SCHEME.normalize(r.citizen_id)
-            info = None if cid is None else SCHEME.parse(cid)
-            match = by_id.get(cid) if info is not None and info.kind == "current" else None
-            others = [k for k in active_by_id.get(cid, ()) if k != key] if cid else []
-            for f in evaluate(r, match, info, rules, duplicates=others):
-                found.add((sector, key, f.rule, f.field))
+
+    def match(info, cid):
+        return by_id.get(cid) if info is not None and info.kind == "current" else None
+
+    found = vn_tests.rules_found(small, match, CONFIG, EG_SOURCE_TABLES, SCHEME)
     assert found == manifest_set(small.manifest)
 
 

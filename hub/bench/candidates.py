@@ -27,8 +27,11 @@ import click
 import psycopg
 from rapidfuzz import fuzz, process
 
-from hub.bench import fmt_n, machine_info, parse_scale, percentile
-from hub.demo.generator import typo
+from hub.bench.figures import percentile
+from hub.bench.probes import machine_info
+from hub.bench.scale import fmt_n, parse_scale, part_count
+from hub.demo.population import SEX_VN
+from hub.demo.vietnam import typo
 from reconciliation.names import fold
 from reconciliation.suggestions import (
     MAX_SUGGESTIONS,
@@ -47,8 +50,6 @@ CATEGORIES = (
     "dob_missing",
     "word_order",
 )
-_PART = 500_000
-_SEX = {"Nam": "M", "Nữ": "F"}
 
 
 def load_registry(conninfo: str, n: int, seed: int, echo: Callable = click.echo) -> None:
@@ -56,7 +57,7 @@ def load_registry(conninfo: str, n: int, seed: int, echo: Callable = click.echo)
     VACUUM ANALYZE so the candidate look-ups are index-only scans."""
     from hub.demo.generator import build, part_sizes
 
-    parts = max(1, -(-n // _PART))
+    parts = part_count(n)
     sizes = part_sizes(n, parts) if parts > 1 else [n]
     loaded = 0
     with psycopg.connect(conninfo, autocommit=True) as conn:
@@ -72,7 +73,9 @@ def load_registry(conninfo: str, n: int, seed: int, echo: Callable = click.echo)
                 " province_code) FROM STDIN"
             ) as copy:
                 for row in population.rows["registry"]:
-                    copy.write_row((row[0], row[2], fold(row[2]), row[3], _SEX.get(row[4]), row[5]))
+                    copy.write_row(
+                        (row[0], row[2], fold(row[2]), row[3], SEX_VN.get(row[4]), row[5])
+                    )
             loaded += len(population.rows["registry"])
             echo(f"  registry replica: {fmt_n(loaded)} citizens loaded")
         conn.execute("VACUUM ANALYZE registry_citizens")
