@@ -5,6 +5,7 @@ it is skipped, naming what to install, where the tool is missing (``tests/setup_
 installs them as root and is run by ``make test``).
 """
 
+import logging
 import shutil
 
 import pytest
@@ -29,3 +30,25 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
                 raise pytest.UsageError(f"requires({command!r}): not in tests/setup_machine.TOOLS")
             if shutil.which(command) is None:
                 pytest.skip(f"needs {command}: apt-get install {_PACKAGES[command]}")
+
+
+_LOGGERS_SET_UP = ("kafka", "alembic.runtime.migration", "kafka.net.selector")
+"""Loggers whose level hub.logs.setup_logging sets (beside the root's)."""
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was():
+    """A test that runs a command in-process (click's CliRunner) lets it configure logging for
+    a process: root level, a stderr handler bound to that test's captured stream, quieter
+    kafka loggers. Undone after the test, so the next test's logs do not depend on the order
+    the tests ran in (under pytest-xdist the order differs from one run to the next)."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    levels = {name: logging.getLogger(name).level for name in _LOGGERS_SET_UP}
+    yield
+    root.setLevel(level)
+    for handler in list(root.handlers):
+        if handler not in handlers and type(handler) is logging.StreamHandler:
+            root.removeHandler(handler)
+    for name, was in levels.items():
+        logging.getLogger(name).setLevel(was)

@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from hub.embedded import EmbeddedBroker, EmbeddedPostgres, EmbeddedStack
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """A short temporary folder: pytest's own (longer under pytest-xdist, which adds
+    ``popen-gwN/``) can push a socket path in it past the ~100-byte limit the first test
+    relies on staying under."""
+    path = Path(tempfile.mkdtemp(prefix="hub-paths-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_embedded_postgres_takes_its_data_dir_as_an_absolute_path(tmp_path, monkeypatch):
