@@ -1,5 +1,6 @@
 # `make test` works on a fresh clone: it installs the suite's Debian tools (as root), creates
-# .venv, installs the package, runs the suite.
+# .venv, installs the package, runs the suite: two pytest-xdist workers (a test file stays on one
+# worker), then the timed fault tests alone, then the tansu smoke subset.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -21,7 +22,8 @@ setup:
 
 test: setup install
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial"
+	$(BIN)/python -m pytest -q -m serial
 	HUB_TEST_BROKER=tansu $(BIN)/python -m pytest -q -m tansu_smoke
 
 unit: install

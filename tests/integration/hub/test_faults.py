@@ -35,7 +35,11 @@ from hub.idschemes.vn import make_id
 from hub.testing import server_dir
 from tests.integration.faults import fast_shutdown, kill_postgres, pause, resume, stop_broker
 
-pytestmark = pytest.mark.skipif(kafka_missing() is not None, reason=str(kafka_missing()))
+pytestmark = [
+    pytest.mark.skipif(kafka_missing() is not None, reason=str(kafka_missing())),
+    # Recovery is timed: run alone, not beside another worker's load (see docs/operations.md).
+    pytest.mark.serial,
+]
 
 ROOT = Path(__file__).resolve().parents[3]
 PAUSE_S = 30.0
@@ -143,6 +147,13 @@ class Pipeline:
         total = m.get('hub_reconcile_latency_seconds_bucket{le="+Inf"}', 0.0)
         return total - m.get(f'hub_reconcile_latency_seconds_bucket{{le="{SLOW_S}"}}', 0.0)
 
+    def log_tails(self, chars: int = 2500) -> str:
+        """The end of each process's log, for a failure message."""
+        return "\n".join(
+            f"--- {name}.log\n" + (self.logs / f"{name}.log").read_text(errors="replace")[-chars:]
+            for name in self.procs
+        )
+
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
             if proc.poll() is not None:
@@ -154,7 +165,9 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, pipelin
     deadline = time.monotonic() + timeout
     while not (result := predicate()):
         pipeline.check_alive()
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f}s waiting for {what}"
+        assert time.monotonic() < deadline, (
+            f"timed out after {timeout:.0f}s waiting for {what}\n{pipeline.log_tails()}"
+        )
         time.sleep(0.1)
     return result
 
