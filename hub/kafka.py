@@ -13,10 +13,10 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as KafkaErrors
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -341,6 +341,27 @@ def make_consumer(kafka: KafkaConfig, *topics: str, **overrides: Any) -> KafkaCo
     }
     settings.update(overrides)
     return _secured(kafka, lambda **s: KafkaConsumer(*topics, **s), settings)
+
+
+def topic_partitions(
+    consumer: KafkaConsumer,
+    topics: Iterable[str],
+    stop: threading.Event,
+    timeout_s: float = 30.0,
+) -> set[TopicPartition]:
+    """Every partition of ``topics``, once the consumer's metadata lists them all (or after
+    ``timeout_s``, or when ``stop`` is set). A topic created a moment ago can be missing from
+    it: taken then, a consumer assigning itself every partition would skip the topic, and a
+    group leader assigns none of its partitions (found on Apache Kafka: the group then
+    consumed nothing for over a minute)."""
+    topics = list(topics)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        consumer.topics()  # a metadata request, not the cache
+        found = {t: consumer.partitions_for_topic(t) for t in topics}
+        if all(found.values()) or time.monotonic() > deadline or stop.is_set():
+            return {TopicPartition(t, p) for t, ps in found.items() for p in ps or ()}
+        stop.wait(0.2)
 
 
 def make_admin(kafka: KafkaConfig) -> KafkaAdminClient:

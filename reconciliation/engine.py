@@ -47,7 +47,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_expo
 from hub.config import HubConfig
 from hub.errors import RetriableError
 from hub.idschemes import get_scheme
-from hub.kafka import Topics, ensure_topics, make_consumer, make_producer
+from hub.kafka import Topics, ensure_topics, make_consumer, make_producer, topic_partitions
 from hub.runtime import tune_gc
 from reconciliation.batch import BatchSettings
 from reconciliation.decode import REGISTRY, Change, ChangeDecoder, DeadLetter, IdReader
@@ -250,7 +250,7 @@ class Reconciler:
             # bounds the time a change waits between the broker and this process.
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
-        parts = self._partitions()
+        parts = topic_partitions(self.consumer, self.source_of, self._stop)
         if self.assign_all:
             self.consumer.assign(sorted(parts))
             self._on_assigned(parts)
@@ -319,19 +319,6 @@ class Reconciler:
             self._figures_thread.shutdown(wait=True)
             self._close()
         return self.totals
-
-    def _partitions(self, timeout_s: float = 30.0) -> set[TopicPartition]:
-        """Every partition of the consumed topics, once the consumer's metadata lists them all.
-        A topic created a moment ago can be missing from it: taken then, ``assign_all`` would
-        skip the topic, and a group leader assigns none of its partitions (found on Apache
-        Kafka: the group then consumed nothing for over a minute)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            self.consumer.topics()  # a metadata request, not the cache
-            found = {t: self.consumer.partitions_for_topic(t) for t in self.source_of}
-            if all(found.values()) or time.monotonic() > deadline or self._stop.is_set():
-                return {TopicPartition(t, p) for t, ps in found.items() for p in ps}
-            self._stop.wait(0.2)
 
     def _connect(self) -> None:
         """Open the hub database connection; RetriableError when it does not answer."""
