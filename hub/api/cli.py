@@ -17,6 +17,11 @@ from hub.config import HubConfig
 from hub.db.models import ROLES
 from hub.vocabulary import MISMATCH_STATUSES, RULE_CODES, SEVERITIES
 
+# The item fields left out of the table of ``mismatches list`` (the JSON lines keep them).
+_WIDE_FIELDS = frozenset(
+    "resolution score province_code assignee last_seen_at resolved_at updated_at".split()
+)
+
 
 def _config(ctx: click.Context) -> HubConfig:
     return config_of(ctx)
@@ -265,19 +270,7 @@ def mismatches_list(
         for item in page.items:
             click.echo(json.dumps(item, default=str, ensure_ascii=False))
     else:
-        cols = [
-            "id",
-            "sector",
-            "record_key",
-            "citizen_id",
-            "rule",
-            "field",
-            "severity",
-            "status",
-            "sector_value",
-            "registry_value",
-            "first_seen_at",
-        ]
+        cols = [f for f in filters.ITEM_FIELDS if f not in _WIDE_FIELDS]
         rows = []
         for item in page.items:
             row = dict(item)
