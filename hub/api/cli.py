@@ -96,8 +96,7 @@ def users_create(
 ) -> None:
     """Create a user and print their API token (shown once; only its hash is stored).
     Without a password the user can use the API but not log in to the UI."""
-    from hub.api import audit
-    from hub.api.users import create_user
+    from hub.api.users import create_user_recorded
 
     password = None
     if password_stdin:
@@ -106,16 +105,7 @@ def users_create(
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     engine = _engine(_config(ctx))
     with _reported():
-        info, token = create_user(engine, name, role, password)
-    with engine.begin() as conn:
-        audit.record(
-            conn,
-            _cli_actor(),
-            "user_create",
-            target_type="user",
-            target_id=name,
-            detail={"role": role},
-        )
+        info, token = create_user_recorded(engine, _cli_actor(), name, role, password)
     click.echo(f"created user {info.name} (role {info.role})", err=True)
     click.echo("API token (shown once, store it now):", err=True)
     click.echo(token)
