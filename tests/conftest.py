@@ -7,6 +7,7 @@ installs them as root and is run by ``make test``).
 
 import logging
 import shutil
+import socket
 
 import pytest
 
@@ -52,3 +53,12 @@ def _logging_as_it_was():
             root.removeHandler(handler)
     for name, was in levels.items():
         logging.getLogger(name).setLevel(was)
+
+
+@pytest.fixture
+def taken_port():
+    """A port some other process listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]

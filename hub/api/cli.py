@@ -17,6 +17,11 @@ from hub.config import HubConfig
 from hub.db.models import ROLES
 from hub.vocabulary import MISMATCH_STATUSES, RULE_CODES, SEVERITIES
 
+# The item fields left out of the table of ``mismatches list`` (the JSON lines keep them).
+_WIDE_FIELDS = frozenset(
+    "resolution score province_code assignee last_seen_at resolved_at updated_at".split()
+)
+
 
 def _config(ctx: click.Context) -> HubConfig:
     return config_of(ctx)
@@ -91,8 +96,7 @@ def users_create(
 ) -> None:
     """Create a user and print their API token (shown once; only its hash is stored).
     Without a password the user can use the API but not log in to the UI."""
-    from hub.api import audit
-    from hub.api.users import create_user
+    from hub.api.users import create_user_recorded
 
     password = None
     if password_stdin:
@@ -101,16 +105,7 @@ def users_create(
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     engine = _engine(_config(ctx))
     with _reported():
-        info, token = create_user(engine, name, role, password)
-    with engine.begin() as conn:
-        audit.record(
-            conn,
-            _cli_actor(),
-            "user_create",
-            target_type="user",
-            target_id=name,
-            detail={"role": role},
-        )
+        info, token = create_user_recorded(engine, _cli_actor(), name, role, password)
     click.echo(f"created user {info.name} (role {info.role})", err=True)
     click.echo("API token (shown once, store it now):", err=True)
     click.echo(token)
@@ -265,19 +260,7 @@ def mismatches_list(
         for item in page.items:
             click.echo(json.dumps(item, default=str, ensure_ascii=False))
     else:
-        cols = [
-            "id",
-            "sector",
-            "record_key",
-            "citizen_id",
-            "rule",
-            "field",
-            "severity",
-            "status",
-            "sector_value",
-            "registry_value",
-            "first_seen_at",
-        ]
+        cols = [f for f in filters.ITEM_FIELDS if f not in _WIDE_FIELDS]
         rows = []
         for item in page.items:
             row = dict(item)

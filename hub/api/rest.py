@@ -514,16 +514,9 @@ def list_users(*, state: State, _: Admin) -> list:
 @router.post("/users", response_model=UserCreated, status_code=201, tags=["admin"])
 def create_user(*, body: UserCreate, state: State, principal: Admin) -> dict:
     """Create a user; the answer holds their first API token, shown this once."""
-    info, token = users.create_user(state.engine, body.name, body.role, body.password)
-    with state.engine.begin() as conn:
-        audit.record(
-            conn,
-            principal.name,
-            "user_create",
-            target_type="user",
-            target_id=body.name,
-            detail={"role": body.role},
-        )
+    info, token = users.create_user_recorded(
+        state.engine, principal.name, body.name, body.role, body.password
+    )
     return {"user": info, "token": token}
 
 

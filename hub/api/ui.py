@@ -439,16 +439,7 @@ def users_create(request: Request, state: State, principal: Admin, form: Form) -
     name, role = str(form.get("name") or "").strip(), str(form.get("role") or "")
     password = str(form.get("password") or "") or None
     try:
-        _, token = users.create_user(state.engine, name, role, password)
-        with state.engine.begin() as conn:
-            audit.record(
-                conn,
-                principal.name,
-                "user_create",
-                target_type="user",
-                target_id=name,
-                detail={"role": role},
-            )
+        _, token = users.create_user_recorded(state.engine, principal.name, name, role, password)
     except ApiError as exc:
         flash(request, exc.reason, "error")
         return redirect("/admin/users")

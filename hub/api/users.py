@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
+from hub.api import audit
 from hub.api.auth import Principal, hash_password, hash_token, new_token, verify_password
 from hub.api.errors import Conflict, NotFound, Unprocessable
 from hub.db.models import ROLES, ApiToken, User
@@ -60,6 +61,23 @@ def create_user(
         )
         token = issue_token(conn, uid)
     return get_user(engine, name), token
+
+
+def create_user_recorded(
+    engine: Engine, actor: str, name: str, role: str, password: str | None = None
+) -> tuple[UserInfo, str]:
+    """:func:`create_user`, then the audit entry ``user_create`` by ``actor``."""
+    info, token = create_user(engine, name, role, password)
+    with engine.begin() as conn:
+        audit.record(
+            conn,
+            actor,
+            "user_create",
+            target_type="user",
+            target_id=name,
+            detail={"role": role},
+        )
+    return info, token
 
 
 def issue_token(conn: Connection, user_id: int) -> str:

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 import psycopg
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 
 from hub.config import HubConfig, parse_config
 from hub.db import engine_for, psycopg_conninfo
 from hub.db.migrate import upgrade
+from hub.db.models import Mismatch
 from hub.testing import Servers
 from tests.integration.api.seed import Seeded, seed
 
@@ -85,6 +86,11 @@ class Api:
     def post(self, path: str, role: str = "admin", **kw):
         kw["headers"] = {**self.headers(role), **kw.get("headers", {})}
         return self.client.post(path, **kw)
+
+    def set_mismatch(self, key: str, **values: object) -> None:
+        """Overwrite columns of the seeded mismatch ``ids[key]``, committed."""
+        with self.engine.begin() as conn:
+            conn.execute(update(Mismatch).where(Mismatch.id == self.ids[key]).values(**values))
 
 
 def clone_database(servers: Servers, template: str) -> str:

@@ -106,12 +106,7 @@ def test_xlsx_export_has_text_id_cells_and_the_same_columns(api_ro):
 
 
 def test_xlsx_keeps_formula_like_values_as_text(api):
-    with api.engine.begin() as conn:
-        conn.execute(
-            update(Mismatch)
-            .where(Mismatch.id == api.ids["name"])
-            .values(sector_value='=HYPERLINK("http://x")', record_key="007\x01")
-        )
+    api.set_mismatch("name", sector_value='=HYPERLINK("http://x")', record_key="007\x01")
     resp = api.get("/api/v1/mismatches/export", params={"format": "xlsx", "sector": "tax"})
     ws = xlsx_sheet(resp.content)
     col = {name: i for i, name in enumerate(ITEM_FIELDS)}

@@ -6,9 +6,9 @@ import csv
 import io
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from hub.db.models import AuditLog, Mismatch
+from hub.db.models import AuditLog
 
 SPEC_FIELDS = {
     "id",
@@ -246,12 +246,7 @@ def test_beyond_the_count_cap_totals_and_rule_counts_are_estimates(api_ro, monke
 
 
 def test_export_defuses_values_a_spreadsheet_would_evaluate(api):
-    with api.engine.begin() as conn:
-        conn.execute(
-            update(Mismatch)
-            .where(Mismatch.id == api.ids["name"])
-            .values(sector_value='=HYPERLINK("http://x")', record_key="+123")
-        )
+    api.set_mismatch("name", sector_value='=HYPERLINK("http://x")', record_key="+123")
     resp = api.get("/api/v1/mismatches/export", "viewer", params={"sector": "tax"})
     text = resp.content.decode("utf-8-sig")
     row = next(r for r in csv.DictReader(io.StringIO(text)) if int(r["id"]) == api.ids["name"])

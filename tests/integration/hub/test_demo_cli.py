@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
+
+from tests.integration.hub.procs import run_demo
 
 
 def parse_table(stdout: str) -> tuple[list[str], dict[tuple[str, str], int]]:
@@ -25,14 +24,7 @@ def parse_table(stdout: str) -> tuple[list[str], dict[tuple[str, str], int]]:
 
 def test_demo_once_prints_exactly_the_injected_mismatches(scratch_dir):
     data_dir = scratch_dir / "demo"
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("HUB_DATABASE_URL", "HUB_KAFKA_BOOTSTRAP")
-    }
-    res = subprocess.run(
-        [sys.executable, "-m", "hub", "demo", "--once", "--citizens", "20000",
-         "--data-dir", str(data_dir)],
-        capture_output=True, text=True, timeout=600, env=env,
-    )  # fmt: skip
+    res = run_demo("--citizens", "20000", "--data-dir", str(data_dir))
     assert res.returncode == 0, res.stderr[-3000:]
     assert "Traceback" not in res.stderr
     manifest = json.loads((data_dir / "manifest.json").read_text())
@@ -53,14 +45,7 @@ def test_demo_once_scheme_eg_finds_exactly_the_injected_mismatches_and_no_noise(
     import yaml
 
     data_dir = scratch_dir / "demo-eg"
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("HUB_DATABASE_URL", "HUB_KAFKA_BOOTSTRAP")
-    }
-    res = subprocess.run(
-        [sys.executable, "-m", "hub", "demo", "--once", "--scheme", "eg", "--citizens", "3000",
-         "--data-dir", str(data_dir)],
-        capture_output=True, text=True, timeout=600, env=env,
-    )  # fmt: skip
+    res = run_demo("--scheme", "eg", "--citizens", "3000", "--data-dir", str(data_dir))
     assert res.returncode == 0, res.stderr[-3000:]
     assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
     config = yaml.safe_load((data_dir / "hub.yaml").read_text())

@@ -25,6 +25,7 @@ from hub.db import engine_for, psycopg_conninfo
 from hub.demo.population import SOURCE_TABLES
 from hub.demo.runner import HUB_DB, DemoEnvironment
 from hub.embedded import EmbeddedPostgres
+from tests.integration.hub.procs import run_demo
 from tests.integration.hub.test_demo_cli import parse_table
 
 with warnings.catch_warnings():
@@ -35,14 +36,7 @@ CITIZENS = "1000"
 
 
 def demo(data_dir: Path, *extra: str) -> str:
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("HUB_DATABASE_URL", "HUB_KAFKA_BOOTSTRAP")
-    }
-    res = subprocess.run(
-        [sys.executable, "-m", "hub", "demo", "--once", "--citizens", CITIZENS,
-         "--data-dir", str(data_dir), *extra],
-        capture_output=True, text=True, timeout=600, env=env,
-    )  # fmt: skip
+    res = run_demo("--citizens", CITIZENS, "--data-dir", str(data_dir), *extra)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     assert "Traceback" not in res.stderr
     return res.stdout
@@ -178,14 +172,7 @@ def test_other_population_in_a_used_data_dir_is_refused_with_the_option_named(sc
         json.dumps({"population": {"citizens": 5000, "seed": 6}})
     )
     (data_dir / "manifest.json").write_text("{}")
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("HUB_DATABASE_URL", "HUB_KAFKA_BOOTSTRAP")
-    }
-    res = subprocess.run(
-        [sys.executable, "-m", "hub", "demo", "--once", "--citizens", "100", "--scheme", "eg",
-         "--data-dir", str(data_dir)],
-        capture_output=True, text=True, timeout=300, env=env,
-    )  # fmt: skip
+    res = run_demo("--citizens", "100", "--scheme", "eg", "--data-dir", str(data_dir), timeout=300)
     assert res.returncode == 2, res.stderr
     assert "Traceback" not in res.stderr
     assert "holds a demo of 5,000 citizens (--seed 6, --scheme vn)" in res.stderr

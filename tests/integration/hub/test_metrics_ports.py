@@ -5,8 +5,6 @@ line that names the key or flag to change."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +15,7 @@ import pytest
 import yaml
 
 from hub.embedded import free_port
+from tests.integration.hub.procs import stop as _stop
 
 
 def _env() -> dict[str, str]:
@@ -45,16 +44,6 @@ def _wait_for(url: str, procs: dict[str, subprocess.Popen], timeout_s: float = 9
         assert not dead, f"exited before serving {url}: {dead}"
         time.sleep(0.3)
     raise AssertionError(f"nothing served on {url} within {timeout_s}s")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def _hub(path, *args: str, log=subprocess.DEVNULL) -> subprocess.Popen:
@@ -105,15 +94,6 @@ def test_connectors_reconciler_and_web_from_one_config_each_serve_their_own_port
             _stop(proc)
         for log in logs.values():
             log.close()
-
-
-@pytest.fixture
-def taken_port():
-    """A port some other process listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        yield s.getsockname()[1]
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import urllib.request
 import pytest
 
 from hub.embedded import free_port
+from tests.integration.hub.procs import stop
 
 
 def _scrape(url: str, timeout_s: float = 60) -> str:
@@ -64,9 +64,4 @@ def test_each_process_serves_promtool_clean_metrics(deployment, args, where):
                               capture_output=True, timeout=60)  # fmt: skip
         assert lint.returncode == 0, lint.stdout + lint.stderr
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop(proc)

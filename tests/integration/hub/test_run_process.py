@@ -16,18 +16,7 @@ import pytest
 
 from hub.db import psycopg_conninfo
 from hub.demo.runner import read_figures
-
-SPEC_METRICS = (
-    "hub_connector_events_total",
-    "hub_connector_lag_seconds",
-    "hub_connector_slot_lag_bytes",
-    "hub_reconciler_events_total",
-    "hub_reconcile_latency_seconds_bucket",
-    "hub_consumer_lag_messages",
-    "hub_mismatches_open",
-    "hub_records_verified_ratio",
-    "hub_dead_letters_total",
-)
+from tests.spec import SPEC_METRICS
 
 
 class HubRun:

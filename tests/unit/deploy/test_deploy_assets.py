@@ -16,6 +16,7 @@ import yaml
 
 from hub.config import HubConfig, parse_config
 from hub.kafka import Topics
+from tests import spec
 
 ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy"
@@ -26,17 +27,7 @@ EXAMPLE_CONFIG = DEPLOY / "hub.example.yaml"
 K8S = DEPLOY / "k8s"
 SECRET_TEMPLATE = "secret.example.yaml"
 
-SPEC_METRICS = {
-    "hub_connector_events_total",
-    "hub_connector_lag_seconds",
-    "hub_connector_slot_lag_bytes",
-    "hub_reconciler_events_total",
-    "hub_reconcile_latency_seconds_bucket",
-    "hub_consumer_lag_messages",
-    "hub_mismatches_open",
-    "hub_records_verified_ratio",
-    "hub_dead_letters_total",
-}
+SPEC_METRICS = set(spec.SPEC_METRICS)
 # Series Prometheus itself provides for every target; nothing else outside the hub's own.
 PROMETHEUS_BUILTINS = {"up"}
 PROMQL_WORDS = {

@@ -22,14 +22,6 @@ def _get(url: str) -> tuple[int, str]:
         return exc.code, ""
 
 
-@pytest.fixture
-def taken_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        yield s.getsockname()[1]
-
-
 def test_a_role_serves_its_path_on_its_own_address_and_404_elsewhere():
     cfg = parse_config({"metrics": {"listen": {"reconciler": "127.0.0.1:0"}, "path": "/m"}}, env={})
     server = start_metrics(cfg.metrics, "reconciler")

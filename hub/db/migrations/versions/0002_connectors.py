@@ -1,20 +1,11 @@
-"""connector offsets and snapshot key sets
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-22 12:10:00
-"""
-
-from collections.abc import Sequence
+"""connector offsets and snapshot key sets"""
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0002"
-down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0002"
+down_revision = "0001"
 
 
 def upgrade() -> None:

@@ -1,19 +1,10 @@
-"""api: indexes for the steward queue, prefix search and audit lookups at 1M+ rows
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-11-22 13:00:00
-"""
-
-from collections.abc import Sequence
+"""api: indexes for the steward queue, prefix search and audit lookups at 1M+ rows"""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004"
-down_revision: str | None = "0003"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0004"
+down_revision = "0003"
 
 
 def upgrade() -> None:

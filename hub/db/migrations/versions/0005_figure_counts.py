@@ -1,9 +1,5 @@
 """figure counts: the gauges' counts kept by statement triggers instead of full counts
 
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-11-22 20:00:00
-
 The reconciler refreshed ``hub_mismatches_open`` and ``hub_records_verified_ratio`` (and the
 API its dashboard) by counting ``sector_records`` and ``mismatches`` in full: a sequential
 scan of the biggest tables every 15 s, which at 1M records stalled live batches for a few
@@ -20,15 +16,11 @@ probing the index on ``sector`` alone and filtering every record of the sector f
 alone no longer touches an index.
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005"
-down_revision: str | None = "0004"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0005"
+down_revision = "0004"
 
 ACTIVE = "('open', 'in_review')"
 

@@ -1,10 +1,6 @@
 """legacy ID locks: one row per legacy ID number, locked by the reconciler batches that read
 across partitions through it
 
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-11-23 09:00:00
-
 A sector record that carries a legacy ID number is keyed (and partitioned) by that number,
 while the registry citizen holding it is keyed by the current ID: with several reconcilers
 the two sides can be applied by two processes at once. Each transaction read the other
@@ -14,15 +10,11 @@ numbers it reads across, in sorted order, before it reads either side; the secon
 such batches waits for the first to commit and then reads what it wrote.
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006"
-down_revision: str | None = "0005"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0006"
+down_revision = "0005"
 
 
 def upgrade() -> None:

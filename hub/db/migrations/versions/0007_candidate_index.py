@@ -1,9 +1,5 @@
 """candidate index covers the citizen ID: suggestions read the index alone
 
-Revision ID: 0007
-Revises: 0006
-Create Date: 2026-11-23 10:00:00
-
 The reconciler's suggestions read every registry citizen born on a record's birth date
 (citizen ID and folded name) and score them. With the citizen ID outside the
 (date_of_birth, name_folded) index, each candidate cost a heap fetch: ~400 random reads a
@@ -11,14 +7,10 @@ date at 10M citizens. With it in the key, the read is an index-only scan (once a
 has marked the pages all-visible), in the order the query asks for.
 """
 
-from collections.abc import Sequence
-
 from alembic import op
 
-revision: str = "0007"
-down_revision: str | None = "0006"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0007"
+down_revision = "0006"
 
 
 def upgrade() -> None:

@@ -1,9 +1,5 @@
 """registry candidates by several blocking keys: name-key and name-province indexes
 
-Revision ID: 0008
-Revises: 0007
-Create Date: 2026-12-01 20:00:00
-
 Suggestions were found by exact birth date only, so a record whose birth date was also wrong
 never found its citizen. Two more look-ups need indexes of their own: the name key
 (``hub_name_key``: the folded name's words sorted, or an Arabic name's first and father's
@@ -14,14 +10,10 @@ province. Both functions are IMMUTABLE SQL that call only pg_catalog (index buil
 ``name_sorted`` mirror; the INCLUDE columns make each look-up an index-only scan.
 """
 
-from collections.abc import Sequence
-
 from alembic import op
 
-revision: str = "0008"
-down_revision: str | None = "0007"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0008"
+down_revision = "0007"
 
 
 def upgrade() -> None:
