@@ -45,11 +45,16 @@ SETTINGS = {"partitions": 12, "max_poll_records": 200}
 REFERENCE = "reference"
 
 
-pytestmark = pytest.mark.skipif(
-    session_broker() != "kafka",
-    reason="the consumer-group protocol is proven on Apache Kafka (tansu can keep a departed "
-    "member as the group's leader)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        session_broker() != "kafka",
+        reason="the consumer-group protocol is proven on Apache Kafka (tansu can keep a departed "
+        "member as the group's leader)",
+    ),
+    # Rebalances are timed: run alone, not beside another worker's load (a third member
+    # once waited over 150 s for its assignment while two workers ran).
+    pytest.mark.serial,
+]
 
 
 class _Recorder(Feed):
