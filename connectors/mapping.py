@@ -29,6 +29,19 @@ the value it holds for them; the field itself is null in the event."""
 KEY_SEPARATOR = "|"
 
 
+class NotInValueMap(ValueError):
+    """A source value that a field's value map does not cover."""
+
+
+class UnmappedValueError(SkippableError):
+    """A row's value is not in its field's value map (a :class:`SkippableError` like any
+    other; ``field`` names the canonical field, so a check can list the map's gaps)."""
+
+    def __init__(self, reason: str, *, column: str, field: str):
+        super().__init__(reason, column=column)
+        self.field = field
+
+
 def join_key(values: Sequence[Any]) -> str:
     """The text form of a (possibly composite) primary key: parts joined by ``|``.
 
@@ -107,7 +120,7 @@ def _converter(field: str, mapping: ColumnMapping) -> Callable[[Any], Any]:
             else:
                 key = _fold(text)
                 if key not in folded:
-                    raise ValueError(f"value not in the value map of {field} (known: {known})")
+                    raise NotInValueMap(f"value not in the value map of {field} (known: {known})")
                 out = folded[key]
             return None if out is None else then(out)
 
@@ -280,6 +293,10 @@ class RecordMapper:
             else:
                 try:
                     out = f.convert(value)
+                except NotInValueMap as exc:
+                    raise UnmappedValueError(
+                        f"column {f.column} ({f.name}): {exc}", column=f.column, field=f.name
+                    ) from None
                 except ValueError as exc:
                     raise SkippableError(
                         f"column {f.column} ({f.name}): {exc}", column=f.column

@@ -3,18 +3,28 @@ connector's slot and publication (SPEC §4)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
 
 from connectors.base import FAIL, OK, WARN, CaptureMode, CheckResult
+from connectors.events import EventBuilder
+from connectors.mapping import RecordMapper
 from connectors.modes import mode_class
-from connectors.pgtable import DATE_TYPES, NUMERIC_TYPES, TEXT_TYPES, table_info
+from connectors.pgtable import DATE_TYPES, NUMERIC_TYPES, TEXT_TYPES, TableInfo, table_info
+from connectors.sample import SAMPLE_ROWS, SampleReport, sample_rows
 from connectors.state import all_states, delete_connector_data, hub_engine
 from hub.config import HubConfig, SourceConfig
 from hub.db import psycopg_conninfo, sqlalchemy_url
-from hub.errors import FatalError
+from hub.errors import ConfigError, FatalError, HubError
+from hub.idschemes import get_scheme
 from hub.vocabulary import DATE_FIELDS
+
+if TYPE_CHECKING:
+    from connectors.sqlsource import SqlSource
 
 
 def source_of(config: HubConfig, name: str) -> SourceConfig:
@@ -33,15 +43,23 @@ def is_postgres(url: str) -> bool:
 
 
 def check(config: HubConfig, name: str) -> list[CheckResult]:
-    """Everything that would stop the connector, one line each (SPEC §4)."""
+    """Everything that would stop the connector or dead-letter its rows, one line each
+    (SPEC §4): the mode's own statements are run and undone (publication, slot), and a
+    sample of rows is read and mapped as the run maps them."""
     source = source_of(config, name)
     mode = mode_class(source)
+    try:
+        mapper = RecordMapper(name, source, get_scheme(config.id_scheme))
+    except ConfigError as exc:
+        return [CheckResult(FAIL, "columns", "; ".join(exc.problems))]
     if mode.needs_postgres or is_postgres(source.url):
-        return _check_postgres(mode, name, source)
-    return _check_sqlalchemy(mode, name, source)
+        return _check_postgres(mode, name, source, mapper)
+    return _check_sqlalchemy(mode, name, source, mapper)
 
 
-def _check_postgres(mode: type[CaptureMode], name: str, source: SourceConfig) -> list[CheckResult]:
+def _check_postgres(
+    mode: type[CaptureMode], name: str, source: SourceConfig, mapper: RecordMapper
+) -> list[CheckResult]:
     results: list[CheckResult] = []
     try:
         conn = psycopg.connect(psycopg_conninfo(source.url), autocommit=True, connect_timeout=5)
@@ -56,19 +74,58 @@ def _check_postgres(mode: type[CaptureMode], name: str, source: SourceConfig) ->
             results.append(CheckResult(FAIL, "table", str(exc)))
             return results
         results.append(CheckResult(OK, "table", info.qualified))
-        results += _check_columns(source, info.columns)
+        sample = _sample_postgres(conn, mapper, info)
+        sampled = sample.checked if isinstance(sample, SampleReport) else {}
+        results += _check_columns(source, info.columns, sampled)
         results += mode.check_postgres(conn, name, source, info)
         grant = conn.execute(
             "SELECT has_table_privilege(%s::regclass, 'SELECT')", (info.oid,)
         ).fetchone()[0]
         results.append(
             CheckResult(OK if grant else FAIL, "select privilege",
-                        "granted" if grant else f"cannot SELECT from {info.qualified}")
+                        "granted" if grant else
+                        f"cannot SELECT from {info.qualified}: GRANT SELECT ON "
+                        f"{info.ident().as_string(conn)} TO {_role(conn)};")
         )  # fmt: skip
+        if isinstance(sample, SampleReport):
+            results += sample.results()
+        elif sample is not None:
+            results.append(sample)
     return results
 
 
-def _check_columns(source: SourceConfig, columns: dict[str, str]) -> list[CheckResult]:
+def _sample_postgres(
+    conn: psycopg.Connection, mapper: RecordMapper, info: TableInfo
+) -> SampleReport | CheckResult | None:
+    """Up to :data:`SAMPLE_ROWS` rows read as the snapshot reads them, mapped; ``None``
+    when SELECT is not granted (the privilege line says so), a FAIL line when the read
+    fails otherwise."""
+    columns = [c for c in mapper.columns if c in info.columns]
+    query = sql.SQL("SELECT {} FROM {} LIMIT {}").format(
+        sql.SQL(", ").join(map(sql.Identifier, columns)), info.ident(), sql.Literal(SAMPLE_ROWS)
+    )
+    builder = EventBuilder(mapper, system="postgresql", database=conn.info.dbname,
+                           table=info.qualified)  # fmt: skip
+    try:
+        with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            cur.execute("SET LOCAL statement_timeout = '30s'")
+            rows = cur.execute(query).fetchall()
+    except psycopg.errors.InsufficientPrivilege:
+        return None
+    except psycopg.Error as exc:
+        return CheckResult(FAIL, "sample read", _first_line(exc))
+    return sample_rows(builder, rows)
+
+
+def _role(conn: psycopg.Connection) -> str:
+    return sql.Identifier(conn.info.user).as_string(conn)
+
+
+def _check_columns(
+    source: SourceConfig, columns: dict[str, str], sampled: Mapping[str, int]
+) -> list[CheckResult]:
+    """Mapped columns present and of a usable type. A text date column without ``format:``
+    is a warning only when no sampled value proved it (its failures are the sample's)."""
     results = []
     missing = [c for c in source.key_columns if c not in columns]
     problems = [f"key column {c} missing" for c in missing]
@@ -85,7 +142,7 @@ def _check_columns(source: SourceConfig, columns: dict[str, str]) -> list[CheckR
             problems.append(f"{field}: column {mapping.column} is {col_type}, not text")
         elif field in DATE_FIELDS and base not in DATE_TYPES:
             if base in TEXT_TYPES or (base in NUMERIC_TYPES and mapping.format):
-                if not mapping.format:
+                if not mapping.format and not sampled.get(mapping.column):
                     warnings.append(
                         f"{field}: {mapping.column} is {col_type}; values must be ISO dates "
                         "(or set format:)"
@@ -102,7 +159,7 @@ def _check_columns(source: SourceConfig, columns: dict[str, str]) -> list[CheckR
 
 
 def _check_sqlalchemy(
-    mode: type[CaptureMode], name: str, source: SourceConfig
+    mode: type[CaptureMode], name: str, source: SourceConfig, mapper: RecordMapper
 ) -> list[CheckResult]:
     from connectors.sqlsource import SqlSource
 
@@ -122,9 +179,27 @@ def _check_sqlalchemy(
             if missing
             else CheckResult(OK, "columns", f"{len(src.columns)} columns found")
         )
-        return results + mode.check_sql(name, source)
+        results += mode.check_sql(name, source)
+        if not missing:
+            results += _sample_sqlalchemy(src, mapper)
+        return results
     finally:
         src.close()
+
+
+def _sample_sqlalchemy(src: SqlSource, mapper: RecordMapper) -> list[CheckResult]:
+    """Up to :data:`SAMPLE_ROWS` rows read as the poll and snapshot modes read them, mapped."""
+    import sqlalchemy as sa
+
+    query = sa.select(*(src.table.c[c] for c in mapper.columns)).limit(SAMPLE_ROWS)
+    builder = EventBuilder(mapper, system=src.system, database=src.database,
+                           table=src.qualified)  # fmt: skip
+    try:
+        with src.errors(), src.engine.connect() as conn:
+            rows = [r._mapping for r in conn.execute(query)]
+    except HubError as exc:
+        return [CheckResult(FAIL, "sample read", str(exc))]
+    return sample_rows(builder, rows).results()
 
 
 # ------------------------------------------------------------------ status and drop
