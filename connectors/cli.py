@@ -69,8 +69,11 @@ def run(
 @connector.command("check")
 @click.argument("name")
 def check_cmd(name: str) -> None:
-    """Check a source before running it: reachable, privileges, wal_level, publication,
-    slot, mapped columns and their types. Exits 1 when something would stop it."""
+    """Check a source before running it: reachable, privileges, wal_level, mapped columns
+    and their types; the run's own statements (publication create or alter in a transaction
+    rolled back, a temporary slot created and dropped); a sample of up to 1,000 rows mapped
+    as the run maps them, every value that would dead-letter and a value map's gaps listed.
+    One line each; exits 1 when something would stop the run or dead-letter rows."""
     from connectors.ops import check
 
     results = check(_config(), name)
