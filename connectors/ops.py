@@ -179,10 +179,9 @@ def _check_sqlalchemy(
             if missing
             else CheckResult(OK, "columns", f"{len(src.columns)} columns found")
         )
-        results += mode.check_sql(name, source)
         if not missing:
             results += _sample_sqlalchemy(src, mapper)
-        return results
+        return results + mode.check_sql(name, source)
     finally:
         src.close()
 
