@@ -76,7 +76,13 @@ def check_cmd(name: str) -> None:
     One line each; exits 1 when something would stop the run or dead-letter rows."""
     from connectors.ops import check
 
-    results = check(_config(), name)
+    config = _config()
+    if name not in config.sources():  # a usage error (2), not a problem found (1)
+        raise click.BadParameter(
+            f"{name!r} is not configured (known: {', '.join(config.sources()) or 'none'})",
+            param_hint="NAME",
+        )
+    results = check(config, name)
     for r in results:
         click.echo(r.line())
     if not all(r.ok for r in results):

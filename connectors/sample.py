@@ -58,6 +58,7 @@ class SampleReport:
     """Non-null values mapped per column, whatever the outcome."""
 
     def problem(self, column: str | None, reason: str, example: str) -> None:
+        reason = mask_ids(reason)  # reasons never carry a value; a safety net all the same
         entry = self.problems.get((column, reason))
         if entry is None:
             entry = self.problems[column, reason] = ValueProblem(column, reason, example=example)

@@ -76,6 +76,7 @@ def test_a_clean_source_passes_and_the_check_leaves_nothing_behind(src, config_o
     assert "CREATE PUBLICATION tried and rolled back" in out
     assert "a temporary pgoutput slot was created and dropped" in out
     assert left_behind(src) == []
+    assert cli(config_of(tax=tax_source(src)), "connector", "check", "nope").startswith("2\n")
 
 
 def test_a_text_date_column_without_a_format_is_an_error_with_the_count(src, config_of):

@@ -83,6 +83,7 @@ def test_an_unmapped_value_that_looks_like_an_id_is_masked():
     assert "001090012345" not in line and "0010******45" in line
 
 
+@settings(max_examples=50)
 @given(st.lists(st.sampled_from(["Nam", "Nữ", "nam", " NỮ ", "Khác", "", "M", "x"]), max_size=30))
 def test_the_report_counts_exactly_the_rows_the_mapper_refuses(values):
     b = builder(sex={"column": "gt", "map": SEX_MAP})
