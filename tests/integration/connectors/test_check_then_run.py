@@ -104,43 +104,61 @@ def test_an_incomplete_value_map_lists_the_values_it_lacks(src, config_of):
     assert f"'Nữ' ×{ROWS // 2}" in line and "add them to columns.sex.map" in line
 
 
-def test_a_role_without_create_on_the_database_fails_the_check_until_granted(
-    src, config_of, servers
-):
+@pytest.fixture
+def reader(src, servers) -> Iterator[tuple[str, SourceDb]]:
+    """A role with REPLICATION that owns table ``owned`` (a copy of ``nnt``), and the source
+    database as that role; dropped with what it owns afterwards."""
     role = f"chk_{uuid.uuid4().hex[:8]}"
     src.execute(f'CREATE ROLE "{role}" LOGIN REPLICATION')
-    try:
-        src.execute("CREATE TABLE owned (LIKE nnt INCLUDING ALL)")
-        src.execute("INSERT INTO owned SELECT * FROM nnt")
-        src.execute(f'ALTER TABLE owned OWNER TO "{role}"')  # the reader owns the table
-        user = servers.pg_url.split("://", 1)[1].split("@", 1)[0]
-        as_role = SourceDb(src.url.replace(f"://{user}@", f"://{role}@", 1))
-        source = tax_source(as_role, table="public.owned",
-                            logical={"slot": f"hub_{role}", "publication": f"pub_{role}",
-                                     "heartbeat_s": 0.5})  # fmt: skip
-        config = config_of(owned=source)
+    src.execute("CREATE TABLE owned (LIKE nnt INCLUDING ALL)")
+    src.execute("INSERT INTO owned SELECT * FROM nnt")
+    src.execute(f'ALTER TABLE owned OWNER TO "{role}"')
+    user = servers.pg_url.split("://", 1)[1].split("@", 1)[0]
+    yield role, SourceDb(src.url.replace(f"://{user}@", f"://{role}@", 1))
+    src.execute(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
+        (f"hub_{role}",),
+    )
+    src.execute("DROP PUBLICATION IF EXISTS by_owner")
+    src.execute(f'DROP OWNED BY "{role}"')
+    src.execute(f'REVOKE ALL ON DATABASE "{src.name}" FROM "{role}"')
+    src.execute(f'DROP ROLE "{role}"')
 
-        out = cli(config, "connector", "check", "owned")
-        assert out.startswith("1\n"), out
-        (line,) = fail_lines(out)
-        assert "publication" in line and "lacks the CREATE privilege on database" in line
-        assert f'GRANT CREATE ON DATABASE "{src.name}" TO "{role}";' in line
-        assert left_behind(src) == []
 
-        src.execute(f'GRANT CREATE ON DATABASE "{src.name}" TO "{role}"')
-        out = cli(config, "connector", "check", "owned")
-        assert out.startswith("0\n") and not fail_lines(out), out
-        assert left_behind(src) == []
+def test_a_publication_the_reader_cannot_alter_names_the_owners_statement(src, config_of, reader):
+    role, as_role = reader
+    src.execute("CREATE PUBLICATION by_owner FOR TABLE nnt")  # the DBA's, without owned
+    source = tax_source(as_role, table="public.owned",
+                        logical={"slot": f"hub_{role}", "publication": "by_owner"})  # fmt: skip
+    out = cli(config_of(owned=source), "connector", "check", "owned")
+    assert out.startswith("1\n"), out
+    (line,) = fail_lines(out)
+    assert "by_owner lacks public.owned" in line
+    assert 'the owner runs ALTER PUBLICATION "by_owner" ADD TABLE "public"."owned";' in line
+    assert src.execute("SELECT tablename FROM pg_publication_tables") == [("nnt",)]
 
-        run_once(config, "owned")  # the run starts: publication, slot, snapshot
-        assert sorted(left_behind(src)) == [("publication", f"pub_{role}"),
-                                            ("slot", f"hub_{role}")]  # fmt: skip
-    finally:
-        src.execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-            " WHERE slot_name = %s",
-            (f"hub_{role}",),
-        )
-        src.execute(f'DROP OWNED BY "{role}"')
-        src.execute(f'REVOKE ALL ON DATABASE "{src.name}" FROM "{role}"')
-        src.execute(f'DROP ROLE "{role}"')
+
+def test_a_role_without_create_on_the_database_fails_the_check_until_granted(
+    src, config_of, reader
+):
+    role, as_role = reader
+    source = tax_source(as_role, table="public.owned",
+                        logical={"slot": f"hub_{role}", "publication": f"pub_{role}",
+                                 "heartbeat_s": 0.5})  # fmt: skip
+    config = config_of(owned=source)
+
+    out = cli(config, "connector", "check", "owned")
+    assert out.startswith("1\n"), out
+    (line,) = fail_lines(out)
+    assert "publication" in line and "lacks the CREATE privilege on database" in line
+    assert f'GRANT CREATE ON DATABASE "{src.name}" TO "{role}";' in line
+    assert left_behind(src) == []
+
+    src.execute(f'GRANT CREATE ON DATABASE "{src.name}" TO "{role}"')
+    out = cli(config, "connector", "check", "owned")
+    assert out.startswith("0\n") and not fail_lines(out), out
+    assert left_behind(src) == []
+
+    run_once(config, "owned")  # the run starts: publication, slot, snapshot
+    assert sorted(left_behind(src)) == [("publication", f"pub_{role}"),
+                                        ("slot", f"hub_{role}")]  # fmt: skip
