@@ -2,7 +2,7 @@
 and the HTTP server each process serves them on (one address per role, metrics.listen).
 
 Labels are only ever sector, connector, rule, severity, status, topic, partition, op, stage,
-reason or outcome — never a citizen ID or record key.
+reason, outcome, role, version, source, slot or configured — never a citizen ID or record key.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ RECONCILER_EVENTS = Counter(
 RECONCILE_LATENCY = Histogram(
     "hub_reconcile_latency_seconds",
     "Source commit → mismatch state stored, for streamed changes (snapshot reads excluded).",
+    ["sector"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 RECONCILER_SNAPSHOT_READS = Counter(
@@ -74,17 +75,61 @@ RECORDS_VERIFIED = Gauge(
     "hub_records_verified_ratio", "Share of a sector's records that match the registry.", ["sector"]
 )
 DEAD_LETTERS = Counter(
-    "hub_dead_letters", "Records sent to the dead-letter topic.", ["stage", "reason"]
+    "hub_dead_letters",
+    "Records sent to the dead-letter topic, by stage, connector (source name) and reason.",
+    ["stage", "connector", "reason"],
 )
 DEAD_LETTER_REASONS = {
     "connector": ("unmappable_value", "undecodable_value", "schema_mismatch", "truncate"),
     "reconciler": ("undecodable", "bad_shape"),
 }
-"""The bounded ``reason`` label values, per stage. Every series starts at 0, so the first
-dead letter is an increase that rate()/increase() and the alert rules can see."""
-for _stage, _reasons in DEAD_LETTER_REASONS.items():
-    for _reason in _reasons:
-        DEAD_LETTERS.labels(_stage, _reason)
+"""The bounded ``reason`` label values, per stage."""
+RECONCILER_OUTCOMES = ("applied", "stale", "dead_letter")
+"""The ``outcome`` label values of hub_reconciler_events_total."""
+PROCESS_INFO = Gauge(
+    "hub_process_info",
+    "1 for every hub process: its role (connector, reconciler, serve, run) and version.",
+    ["role", "version"],
+)
+KAFKA_UP = Gauge(
+    "hub_kafka_up", "1 while the process's Kafka clients reach the broker, 0 when they do not."
+)
+RECONCILER_OFFSETS_BEYOND_END = Gauge(
+    "hub_reconciler_offsets_beyond_end",
+    "Partitions whose stored reconciler offset is past the partition's log end.",
+)
+SLOT_RETAINED_WAL = Gauge(
+    "hub_slot_retained_wal_bytes",
+    "WAL a hub_* replication slot retains on a source database (current LSN - restart_lsn), "
+    "configured or not.",
+    ["source", "slot", "configured"],
+)
+
+
+def init_dead_letters(stage: str, connector: str) -> None:
+    """Create the dead-letter series of ``connector`` at ``stage`` at 0, one per reason, so
+    the first dead letter is an increase that rate()/increase() and the alert rules see."""
+    for reason in DEAD_LETTER_REASONS[stage]:
+        DEAD_LETTERS.labels(stage, connector, reason)
+
+
+def init_reconciler_events(sectors) -> None:
+    """Create hub_reconciler_events_total of each source (registry and sectors) at 0, so a
+    reconciler's first batch is an increase (HubReconcilerStalled sees it moving)."""
+    for sector in sectors:
+        for outcome in RECONCILER_OUTCOMES:
+            RECONCILER_EVENTS.labels(sector, outcome)
+
+
+def mark_process(role: str) -> None:
+    """Set hub_process_info of this process: every process serves at least this hub_* series."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        release = version("registry-hub")
+    except PackageNotFoundError:
+        release = "unknown"
+    PROCESS_INFO.labels(role, release).set(1)
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -143,6 +188,7 @@ def start_metrics(cfg: MetricsConfig, role: str, listen: str | None = None) -> W
     cannot be bound, e.g. because another hub process on the host already serves there.
     """
     address = listen or cfg.address(role)
+    mark_process(role)
     try:
         return serve_metrics(cfg, role, listen)
     except OSError as exc:
