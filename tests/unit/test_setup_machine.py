@@ -63,3 +63,17 @@ def test_a_test_that_requires_a_missing_tool_is_skipped_naming_the_package(tmp_p
     )  # fmt: skip
     assert "1 passed, 1 skipped" in res.stdout, res.stdout + res.stderr
     assert "needs promtool: apt-get install prometheus" in res.stdout
+
+
+def test_promtool_and_the_prometheus_server_come_from_one_package(monkeypatch, capsys):
+    real_which = setup_machine.shutil.which
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(
+        setup_machine.shutil,
+        "which",
+        lambda cmd: None if cmd in ("promtool", "prometheus") else real_which(cmd),
+    )
+    assert setup_machine.main() == 0
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "apt-get install prometheus —" in line and line.count("prometheus —") == 1
+    assert "need promtool" in line and "need prometheus" in line
