@@ -80,3 +80,16 @@ def test_reconciler_stall_does_not_need_a_reconciler_series():
         and series == {"hub_connector_events_total", "hub_reconciler_events_total"}
     ]
     assert fired_without_reconciler
+
+
+def test_the_guide_explains_every_alert_and_the_series_that_feed_the_new_ones():
+    guide = (DEPLOY.parents[1] / "docs" / "operations.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`") for line in guide.splitlines()
+            if line.startswith("| `Hub")}  # fmt: skip
+    rules = yaml.safe_load((DEPLOY / "alerts.yml").read_text())["groups"]
+    alerts = {r["alert"] for g in rules for r in g["rules"] if "alert" in r}
+    assert rows == alerts, (sorted(alerts - rows), sorted(rows - alerts))
+    for name in ("hub_kafka_up", "hub_reconciler_offsets_beyond_end",
+                 "hub_slot_retained_wal_bytes", "hub_process_info",
+                 "hub_dead_letters_total{stage,connector,reason}"):  # fmt: skip
+        assert name in guide, name
