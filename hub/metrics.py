@@ -161,6 +161,7 @@ def serve_metrics(
     from socketserver import ThreadingMixIn
 
     host, port = parse_host_port(listen or cfg.address(role), allow_any_port=True)
+    mark_process(role)
     app = make_wsgi_app(REGISTRY)
     path = cfg.path
 
@@ -188,7 +189,6 @@ def start_metrics(cfg: MetricsConfig, role: str, listen: str | None = None) -> W
     cannot be bound, e.g. because another hub process on the host already serves there.
     """
     address = listen or cfg.address(role)
-    mark_process(role)
     try:
         return serve_metrics(cfg, role, listen)
     except OSError as exc:

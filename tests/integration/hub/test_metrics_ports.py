@@ -24,6 +24,7 @@ from hub.demo.generator import generate
 from hub.demo.population import SOURCE_TABLES, demo_config
 from hub.embedded import free_port
 from tests.integration.hub.procs import stop as _stop
+from tests.integration.hub.procs import wait_for
 
 
 def _env() -> dict[str, str]:
@@ -172,8 +173,7 @@ def test_prometheus_scrapes_every_process_as_deployed_and_loads_the_alert_rules(
                 health = {t["labels"]["job"]: t["health"] for t in targets}
                 return health if set(health.values()) == {"up"} else None
 
-            health = _until(scraped)
-            assert health is not None, _api(prom, "targets?state=active")
+            health = wait_for(scraped, 20, "every target up")
             assert set(health) == {*JOB_OF_ROLE.values(), "prometheus"}, health
 
             # Every process kind's target has hub_* series, its own hub_process_info among them.
@@ -182,7 +182,8 @@ def test_prometheus_scrapes_every_process_as_deployed_and_loads_the_alert_rules(
                 got = {r["metric"]["job"]: r["metric"]["role"] for r in found}
                 return got if len(got) == len(JOB_OF_ROLE) else None
 
-            assert _until(roles) == {job: role for role, job in JOB_OF_ROLE.items()}, roles()
+            jobs = wait_for(roles, 20, "hub_process_info of every job")
+            assert jobs == {job: role for role, job in JOB_OF_ROLE.items()}, jobs
 
             # alerts.yml is loaded and every rule evaluates without error.
             alerts = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
@@ -192,22 +193,10 @@ def test_prometheus_scrapes_every_process_as_deployed_and_loads_the_alert_rules(
                 got = [r for g in _api(prom, "rules")["groups"] for r in g["rules"]]
                 return got if len(got) == want and all(r["health"] == "ok" for r in got) else None
 
-            got = _until(rules)
-            assert got is not None, _api(prom, "rules")
+            got = wait_for(rules, 20, f"{want} rules evaluated with health ok")
             assert not [r["name"] for r in got if r["name"] == "HubProcessDown" and r["alerts"]]
         finally:
             _stop(server)
-
-
-def _until(probe, timeout_s: float = 20):
-    """probe() until it returns something truthy (returned), or None at the timeout."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.3)
-    return None
 
 
 def test_a_second_web_server_is_refused_and_each_port_belongs_to_its_own_process(stack):
