@@ -2,7 +2,8 @@
 and the HTTP server each process serves them on (one address per role, metrics.listen).
 
 Labels are only ever sector, connector, rule, severity, status, topic, partition, op, stage,
-reason, outcome, role, version, source, slot or configured — never a citizen ID or record key.
+reason or outcome, and source, slot or configured (replication slots) — never a citizen ID or
+record key.
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ CONNECTOR_SLOT_LAG = Gauge(
     "WAL retained by the connector's replication slot.",
     ["connector"],
 )
+SLOT_RETAINED_WAL = Gauge(
+    "hub_slot_retained_wal_bytes",
+    "WAL a hub_* replication slot retains on a source database (current WAL position minus "
+    "its restart_lsn), measured on a timer by every process that runs connectors; "
+    'configured="false": no configured connector reads the slot (drop it). source: the '
+    "connector whose database holds it, or the database when several connectors share it.",
+    ["source", "slot", "configured"],
+)
 CONNECTOR_UP = Gauge(
     "hub_connector_up", "1 while the connector is running, 0 when paused or failed.", ["connector"]
 )
@@ -68,6 +77,17 @@ CONSUMER_LAG = Gauge(
     "Messages between the group's position and the log end.",
     ["topic", "partition"],
 )
+KAFKA_UP = Gauge(
+    "hub_kafka_up",
+    "1 while this process's Kafka clients of a role reach the broker, 0 while one cannot "
+    "(a delivery not acknowledged in time, offsets not answered).",
+    ["role"],
+)
+OFFSETS_BEYOND_END = Gauge(
+    "hub_reconciler_offsets_beyond_end",
+    "Partitions whose stored offset is past the log end (the broker lost its topics): "
+    "nothing is consumed from them until `hub reconcile --reset-offsets` rewrites them.",
+)
 MISMATCHES_OPEN = Gauge(
     "hub_mismatches_open", "Open (or in review) mismatches.", ["sector", "rule", "severity"]
 )
@@ -86,23 +106,11 @@ DEAD_LETTER_REASONS = {
 """The bounded ``reason`` label values, per stage."""
 RECONCILER_OUTCOMES = ("applied", "stale", "dead_letter")
 """The ``outcome`` label values of hub_reconciler_events_total."""
+# role (connector, reconciler, serve, run) and version (the package's): bounded labels too.
 PROCESS_INFO = Gauge(
     "hub_process_info",
     "1 for every hub process: its role (connector, reconciler, serve, run) and version.",
     ["role", "version"],
-)
-KAFKA_UP = Gauge(
-    "hub_kafka_up", "1 while the process's Kafka clients reach the broker, 0 when they do not."
-)
-RECONCILER_OFFSETS_BEYOND_END = Gauge(
-    "hub_reconciler_offsets_beyond_end",
-    "Partitions whose stored reconciler offset is past the partition's log end.",
-)
-SLOT_RETAINED_WAL = Gauge(
-    "hub_slot_retained_wal_bytes",
-    "WAL a hub_* replication slot retains on a source database (current LSN - restart_lsn), "
-    "configured or not.",
-    ["source", "slot", "configured"],
 )
 
 

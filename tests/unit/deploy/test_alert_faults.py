@@ -89,7 +89,7 @@ def test_the_guide_explains_every_alert_and_the_series_that_feed_the_new_ones():
     rules = yaml.safe_load((DEPLOY / "alerts.yml").read_text())["groups"]
     alerts = {r["alert"] for g in rules for r in g["rules"] if "alert" in r}
     assert rows == alerts, (sorted(alerts - rows), sorted(rows - alerts))
-    for name in ("hub_kafka_up", "hub_reconciler_offsets_beyond_end",
+    for name in ("hub_kafka_up{role}", "hub_reconciler_offsets_beyond_end",
                  "hub_slot_retained_wal_bytes", "hub_process_info",
                  "hub_dead_letters_total{stage,connector,reason}"):  # fmt: skip
         assert name in guide, name
