@@ -34,7 +34,7 @@ from hub.avro.writer import compile_encoder
 from hub.config import KafkaConfig
 from hub.errors import RetriableError
 from hub.kafka import Topics, ensure_topics, make_producer
-from hub.metrics import CONNECTOR_EVENTS, CONNECTOR_LAST_EVENT, DEAD_LETTERS
+from hub.metrics import CONNECTOR_EVENTS, CONNECTOR_LAST_EVENT, DEAD_LETTERS, init_dead_letters
 from hub.runtime import die_with_parent, tune_gc
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,7 @@ class Delivery:
         processes: int | None = None,
     ):
         self.connector = connector
+        init_dead_letters("connector", connector)
         self.kafka = kafka
         self.topics = Topics(kafka.topic_prefix)
         self.topic = self.topics.changes(connector)
@@ -185,7 +186,7 @@ class Delivery:
         for op, count in batch.ops.items():
             CONNECTOR_EVENTS.labels(self.connector, op).inc(count)
         for letter in batch.dead_letters:
-            DEAD_LETTERS.labels("connector", letter.kind).inc()
+            DEAD_LETTERS.labels("connector", self.connector, letter.kind).inc()
             log.warning(
                 "dead-lettered a change of %s (column %s): %s",
                 self.connector,

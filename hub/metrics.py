@@ -2,7 +2,8 @@
 and the HTTP server each process serves them on (one address per role, metrics.listen).
 
 Labels are only ever sector, connector, rule, severity, status, topic, partition, op, stage,
-reason or outcome — never a citizen ID or record key.
+reason or outcome, and source, slot or configured (replication slots) — never a citizen ID or
+record key.
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ CONNECTOR_SLOT_LAG = Gauge(
     "WAL retained by the connector's replication slot.",
     ["connector"],
 )
+SLOT_RETAINED_WAL = Gauge(
+    "hub_slot_retained_wal_bytes",
+    "WAL a hub_* replication slot retains on a source database (current WAL position minus "
+    "its restart_lsn), measured on a timer by every process that runs connectors; "
+    'configured="false": no configured connector reads the slot (drop it). source: the '
+    "connector whose database holds it, or the database when several connectors share it.",
+    ["source", "slot", "configured"],
+)
 CONNECTOR_UP = Gauge(
     "hub_connector_up", "1 while the connector is running, 0 when paused or failed.", ["connector"]
 )
@@ -54,6 +63,7 @@ RECONCILER_EVENTS = Counter(
 RECONCILE_LATENCY = Histogram(
     "hub_reconcile_latency_seconds",
     "Source commit → mismatch state stored, for streamed changes (snapshot reads excluded).",
+    ["sector"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 RECONCILER_SNAPSHOT_READS = Counter(
@@ -67,6 +77,17 @@ CONSUMER_LAG = Gauge(
     "Messages between the group's position and the log end.",
     ["topic", "partition"],
 )
+KAFKA_UP = Gauge(
+    "hub_kafka_up",
+    "1 while this process's Kafka clients of a role reach the broker, 0 while one cannot "
+    "(a delivery not acknowledged in time, offsets not answered).",
+    ["role"],
+)
+OFFSETS_BEYOND_END = Gauge(
+    "hub_reconciler_offsets_beyond_end",
+    "Partitions whose stored offset is past the log end (the broker lost its topics): "
+    "nothing is consumed from them until `hub reconcile --reset-offsets` rewrites them.",
+)
 MISMATCHES_OPEN = Gauge(
     "hub_mismatches_open", "Open (or in review) mismatches.", ["sector", "rule", "severity"]
 )
@@ -74,17 +95,49 @@ RECORDS_VERIFIED = Gauge(
     "hub_records_verified_ratio", "Share of a sector's records that match the registry.", ["sector"]
 )
 DEAD_LETTERS = Counter(
-    "hub_dead_letters", "Records sent to the dead-letter topic.", ["stage", "reason"]
+    "hub_dead_letters",
+    "Records sent to the dead-letter topic, by stage, connector (source name) and reason.",
+    ["stage", "connector", "reason"],
 )
 DEAD_LETTER_REASONS = {
     "connector": ("unmappable_value", "undecodable_value", "schema_mismatch", "truncate"),
     "reconciler": ("undecodable", "bad_shape"),
 }
-"""The bounded ``reason`` label values, per stage. Every series starts at 0, so the first
-dead letter is an increase that rate()/increase() and the alert rules can see."""
-for _stage, _reasons in DEAD_LETTER_REASONS.items():
-    for _reason in _reasons:
-        DEAD_LETTERS.labels(_stage, _reason)
+"""The bounded ``reason`` label values, per stage."""
+RECONCILER_OUTCOMES = ("applied", "stale", "dead_letter")
+"""The ``outcome`` label values of hub_reconciler_events_total."""
+# role (connector, reconciler, serve, run) and version (the package's): bounded labels too.
+PROCESS_INFO = Gauge(
+    "hub_process_info",
+    "1 for every hub process: its role (connector, reconciler, serve, run) and version.",
+    ["role", "version"],
+)
+
+
+def init_dead_letters(stage: str, connector: str) -> None:
+    """Create the dead-letter series of ``connector`` at ``stage`` at 0, one per reason, so
+    the first dead letter is an increase that rate()/increase() and the alert rules see."""
+    for reason in DEAD_LETTER_REASONS[stage]:
+        DEAD_LETTERS.labels(stage, connector, reason)
+
+
+def init_reconciler_events(sectors) -> None:
+    """Create hub_reconciler_events_total of each source (registry and sectors) at 0, so a
+    reconciler's first batch is an increase (HubReconcilerStalled sees it moving)."""
+    for sector in sectors:
+        for outcome in RECONCILER_OUTCOMES:
+            RECONCILER_EVENTS.labels(sector, outcome)
+
+
+def mark_process(role: str) -> None:
+    """Set hub_process_info of this process: every process serves at least this hub_* series."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        release = version("registry-hub")
+    except PackageNotFoundError:
+        release = "unknown"
+    PROCESS_INFO.labels(role, release).set(1)
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -116,6 +169,7 @@ def serve_metrics(
     from socketserver import ThreadingMixIn
 
     host, port = parse_host_port(listen or cfg.address(role), allow_any_port=True)
+    mark_process(role)
     app = make_wsgi_app(REGISTRY)
     path = cfg.path
 

@@ -17,7 +17,7 @@ runs as well against the in-memory store of the unit tests as against PostgreSQL
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -155,7 +155,8 @@ class Batch:
         self.changed_ids: set[str] = set()
         self.changed_legacy: set[str] = set()  # legacy numbers of the registry rows changed
         self.outcomes: Counter[tuple[str, str]] = Counter()
-        self.commit_times: list[int] = []  # of streamed changes only: latency
+        # Commit times of streamed changes only, by source: the latency histogram.
+        self.commit_times: defaultdict[str, list[int]] = defaultdict(list)
         self.snapshot_reads: Counter[str] = Counter()
         self.applied = self.stale = self.transitions = 0
         self.ledger = Ledger()
@@ -172,7 +173,7 @@ class Batch:
             if change.snapshot:
                 self.snapshot_reads[change.source] += 1
             elif change.commit_ms is not None:
-                self.commit_times.append(change.commit_ms)
+                self.commit_times[change.source].append(change.commit_ms)
         elif outcome == "stale":
             self.stale += 1
 

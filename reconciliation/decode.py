@@ -89,6 +89,8 @@ class ChangeDecoder:
 
     def __init__(self, source_of: dict[str, str], ids: IdReader, dlq_topic: str):
         self.source_of = source_of
+        for source in set(source_of.values()):
+            metrics.init_dead_letters("reconciler", source)
         self.ids = ids
         self.dlq_topic = dlq_topic
         self._decode_message = compile_reader("hub.ChangeEvent") or Decoder().decode
@@ -200,7 +202,9 @@ class ChangeDecoder:
     def _dead_letter(self, tp: TopicPartition, msg, exc: SkippableError) -> tuple:
         reason = exc.reason
         category = "undecodable" if isinstance(exc, AvroDecodeError) else "bad_shape"
-        metrics.DEAD_LETTERS.labels(stage="reconciler", reason=category).inc()
+        metrics.DEAD_LETTERS.labels(
+            stage="reconciler", connector=self.source_of[tp.topic], reason=category
+        ).inc()
         log.warning("dead letter %s[%d]@%d: %s", tp.topic, tp.partition, msg.offset, reason)
         value = self._dlq_encoder.encode(
             {

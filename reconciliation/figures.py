@@ -16,7 +16,7 @@ from hub import metrics
 from hub.config import HubConfig
 from hub.db import psycopg_conninfo
 from reconciliation.batch import Batch
-from reconciliation.decode import DeadLetter
+from reconciliation.decode import REGISTRY, DeadLetter
 from reconciliation.store.figures import figure_counts, write_stats_snapshot
 from reconciliation.store.staging import refresh_statistics
 
@@ -35,6 +35,7 @@ class Figures:
         self._conn: psycopg.Connection | None = None
         self._open_labels: set[tuple[str, str, str]] = set()
         self._lag_labels: set[tuple[str, str]] = set()
+        metrics.init_reconciler_events([REGISTRY, *config.sectors])
 
     def count(self, batch: Batch, dead: list[DeadLetter], source_of: dict[str, str]) -> None:
         """Count a committed batch's outcomes, dead letters, snapshot reads and latency."""
@@ -45,12 +46,13 @@ class Figures:
         for source, n in batch.snapshot_reads.items():
             metrics.RECONCILER_SNAPSHOT_READS.labels(sector=source).inc(n)
         now_ms = time.time() * 1000
-        observe = metrics.RECONCILE_LATENCY.observe
-        times = batch.commit_times
-        # At most LATENCY_SAMPLES observations per batch, evenly spread: the distribution is
-        # what matters, and observing each of 10k events costs more than the rest of metrics.
-        for commit_ms in times[:: max(1, len(times) // LATENCY_SAMPLES)]:
-            observe(max(0.0, (now_ms - commit_ms) / 1000))
+        for source, times in batch.commit_times.items():
+            observe = metrics.RECONCILE_LATENCY.labels(sector=source).observe
+            # At most LATENCY_SAMPLES observations per source and batch, evenly spread: the
+            # distribution is what matters, and observing each of 10k events costs more than
+            # the rest of the metrics.
+            for commit_ms in times[:: max(1, len(times) // LATENCY_SAMPLES)]:
+                observe(max(0.0, (now_ms - commit_ms) / 1000))
 
     def export_lag(
         self, consumer, partitions: Iterable[TopicPartition], positions: dict[TopicPartition, int]

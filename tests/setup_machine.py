@@ -39,6 +39,7 @@ class Tool:
 TOOLS = (
     Tool("chromium", "chromium", "the steward UI tests in headless Chromium"),
     Tool("promtool", "prometheus", "the alert-rule, Prometheus-config and metrics-format checks"),
+    Tool("prometheus", "prometheus", "the Prometheus server scraping the hub processes"),
 )
 """Tools a test marks with ``@pytest.mark.requires("<command>")``."""
 
@@ -148,7 +149,7 @@ def setup_kafka(pom: Path = KAFKA_POM) -> bool:
 def main() -> int:
     setup_kafka()
     missing = missing_tools()
-    packages = [t.package for t in missing]
+    packages = list(dict.fromkeys(t.package for t in missing))  # one package, two tools
     if _venv_missing():
         packages.append("python3-venv")
     if not packages:

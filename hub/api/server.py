@@ -45,7 +45,11 @@ def make_server(config: HubConfig, listen: str | None = None) -> uvicorn.Server:
 
 
 def serve(config: HubConfig, listen: str | None = None) -> None:
-    """Serve until SIGINT/SIGTERM."""
+    """Serve until SIGINT/SIGTERM; the app's /metrics shows hub_process_info{role="serve"}
+    (also with --no-metrics, when metrics.listen serves nothing)."""
+    from hub.metrics import mark_process
+
+    mark_process("serve")
     server = make_server(config, listen)
     log.info("web UI and API on http://%s:%d/", server.config.host, server.config.port)
     server.run()

@@ -13,14 +13,16 @@ from tests import setup_machine
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_without_root_one_line_names_the_packages_and_the_skipped_tests(monkeypatch, capsys):
+def _not_root_without(monkeypatch, *commands: str) -> None:
     real_which = setup_machine.shutil.which
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     monkeypatch.setattr(
-        setup_machine.shutil,
-        "which",
-        lambda cmd: None if cmd in ("promtool", "chromium") else real_which(cmd),
+        setup_machine.shutil, "which", lambda cmd: None if cmd in commands else real_which(cmd)
     )
+
+
+def test_without_root_one_line_names_the_packages_and_the_skipped_tests(monkeypatch, capsys):
+    _not_root_without(monkeypatch, "promtool", "chromium")
     assert setup_machine.main() == 0
     out, err = capsys.readouterr()
     assert out == ""
@@ -63,3 +65,11 @@ def test_a_test_that_requires_a_missing_tool_is_skipped_naming_the_package(tmp_p
     )  # fmt: skip
     assert "1 passed, 1 skipped" in res.stdout, res.stdout + res.stderr
     assert "needs promtool: apt-get install prometheus" in res.stdout
+
+
+def test_promtool_and_the_prometheus_server_come_from_one_package(monkeypatch, capsys):
+    _not_root_without(monkeypatch, "promtool", "prometheus")
+    assert setup_machine.main() == 0
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "apt-get install prometheus —" in line and line.count("prometheus —") == 1
+    assert "need promtool" in line and "need prometheus" in line

@@ -391,7 +391,9 @@ def test_unmappable_values_go_to_the_dead_letter_topic_and_capture_goes_on(nnt, 
     config = make_config(tax=tax_source(nnt))
     topic, dlq = changes(config, "tax"), dead_letters(config)
     run_once(config, "tax")
-    dead_before = _metric("hub_dead_letters_total", stage="connector", reason="unmappable_value")
+    dead_before = _metric(
+        "hub_dead_letters_total", stage="connector", connector="tax", reason="unmappable_value"
+    )
     created_before = _metric("hub_connector_events_total", connector="tax", op="c")
     nnt.execute("INSERT INTO nnt (ma_so_thue, so_cccd, ten_nnt, ngay_sinh, gioi_tinh)"
                 " VALUES ('X1', %s, 'X', '1990-13-45', 'Nam')", (cid(1),))  # fmt: skip
@@ -407,7 +409,7 @@ def test_unmappable_values_go_to_the_dead_letter_topic_and_capture_goes_on(nnt, 
     assert letters["X2"]["column"] == "gioi_tinh" and "value map" in letters["X2"]["reason"]
     assert letters["X1"]["stage"] == "connector" and letters["X1"]["source"] == "tax"
     assert b"1990-13-45" in letters["X1"]["payload"]  # the original row, for replay
-    assert _metric("hub_dead_letters_total", stage="connector",
+    assert _metric("hub_dead_letters_total", stage="connector", connector="tax",
                    reason="unmappable_value") == dead_before + 2  # fmt: skip
     assert _metric("hub_connector_events_total", connector="tax", op="c") == created_before + 1
     assert _metric("hub_connector_slot_lag_bytes", connector="tax") >= 0

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -36,3 +37,15 @@ def run_demo(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[st
         timeout=timeout,
         env=demo_env(),
     )
+
+
+def wait_for(predicate, timeout: float, what: str):
+    """predicate() until it returns something truthy (returned); AssertionError naming
+    ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -151,8 +151,12 @@ class Pipeline:
     def slow_changes(self) -> float:
         """Changes that took over SLOW_S from source commit to the mismatch store."""
         m = self.scrape("reconciler")
-        total = m.get('hub_reconcile_latency_seconds_bucket{le="+Inf"}', 0.0)
-        return total - m.get(f'hub_reconcile_latency_seconds_bucket{{le="{SLOW_S}"}}', 0.0)
+
+        def bucket(le: str) -> float:  # summed over the sectors
+            name = "hub_reconcile_latency_seconds_bucket{"
+            return sum(v for k, v in m.items() if k.startswith(name) and f'le="{le}"' in k)
+
+        return bucket("+Inf") - bucket(str(SLOW_S))
 
     def log_tails(self, chars: int = 2500) -> str:
         """The end of each process's log, for a failure message."""

@@ -54,8 +54,9 @@ def test_each_process_serves_promtool_clean_metrics(deployment, args, where):
     )  # fmt: skip
     try:
         text = _scrape(f"http://{listen}/metrics")
-        if args[0] == "serve":  # the web process has no pipeline metrics of its own
+        if args[0] == "serve":  # no pipeline metrics of its own, but its hub_process_info
             assert "process_cpu_seconds_total" in text
+            assert 'hub_process_info{role="serve"' in text
         else:
             time.sleep(3)
             text = _scrape(f"http://{listen}/metrics")

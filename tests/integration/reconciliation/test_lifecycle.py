@@ -420,7 +420,7 @@ def test_metrics_count_events_and_open_mismatches(running):
     running.reconciler.refresh_figures()
     assert sample("hub_mismatches_open", sector="tax", rule="NAME_MISMATCH", severity="high") >= 1
     assert sample("hub_records_verified_ratio", sector="tax") == 0.0
-    assert sample("hub_reconcile_latency_seconds_count") >= 1
+    assert sample("hub_reconcile_latency_seconds_count", sector="tax") >= 1
 
 
 def test_snapshot_reads_do_not_move_the_latency_histogram(running):
@@ -429,7 +429,7 @@ def test_snapshot_reads_do_not_move_the_latency_histogram(running):
     def sample(name, **labels):
         return REGISTRY.get_sample_value(name, labels) or 0.0
 
-    count0 = sample("hub_reconcile_latency_seconds_count")
+    count0 = sample("hub_reconcile_latency_seconds_count", sector="tax")
     reads0 = sample("hub_reconciler_snapshot_reads_total", sector="tax")
     feed = running.feed
     ten_days_ago = int((time.time() - 10 * 86400) * 1000)
@@ -438,14 +438,14 @@ def test_snapshot_reads_do_not_move_the_latency_histogram(running):
         feed.event("tax", "r", "T1", person(A, status="active"), commit_ts_ms=ten_days_ago),
     )
     running.settle()
-    assert sample("hub_reconcile_latency_seconds_count") == count0
+    assert sample("hub_reconcile_latency_seconds_count", sector="tax") == count0
     assert sample("hub_reconciler_snapshot_reads_total", sector="tax") == reads0 + 1
 
-    sum0 = sample("hub_reconcile_latency_seconds_sum")
+    sum0 = sample("hub_reconcile_latency_seconds_sum", sector="tax")
     feed.put("tax", "T2", **person(A, status="active"))  # a streamed change, committed now
     running.settle()
-    assert sample("hub_reconcile_latency_seconds_count") == count0 + 1
-    assert sample("hub_reconcile_latency_seconds_sum") - sum0 < 60
+    assert sample("hub_reconcile_latency_seconds_count", sector="tax") == count0 + 1
+    assert sample("hub_reconcile_latency_seconds_sum", sector="tax") - sum0 < 60
 
 
 def test_corrections_publish_command(running, tmp_path):
