@@ -2,7 +2,8 @@
 and the HTTP server each process serves them on (one address per role, metrics.listen).
 
 Labels are only ever sector, connector, rule, severity, status, topic, partition, op, stage,
-reason or outcome — never a citizen ID or record key.
+reason or outcome, and source, slot or configured (replication slots) — never a citizen ID or
+record key.
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ CONNECTOR_SLOT_LAG = Gauge(
     "hub_connector_slot_lag_bytes",
     "WAL retained by the connector's replication slot.",
     ["connector"],
+)
+SLOT_RETAINED_WAL = Gauge(
+    "hub_slot_retained_wal_bytes",
+    "WAL a hub_* replication slot retains on a source database (current WAL position minus "
+    "its restart_lsn), measured on a timer by every process that runs connectors; "
+    'configured="false": no configured connector reads the slot (drop it). source: the '
+    "connector whose database holds it, or the database when several connectors share it.",
+    ["source", "slot", "configured"],
 )
 CONNECTOR_UP = Gauge(
     "hub_connector_up", "1 while the connector is running, 0 when paused or failed.", ["connector"]
