@@ -206,8 +206,8 @@ def drop(config: HubConfig, name: str) -> Outcome:
         outcome.left += exc.left
     except psycopg.Error as exc:
         outcome.left.append(
-            f"source of {name} ({redact_url(source.url)}): {error_summary(exc)}; nothing dropped"
-            " there: run the drop again once it answers"
+            f"source of {name} ({redact_url(source.url)}): {error_summary(exc)}; the slot and"
+            " publication may still be there: run the drop again once it answers"
         )
     try:
         outcome.done.append(_forget_hub_state(config, name))

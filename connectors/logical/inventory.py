@@ -83,7 +83,7 @@ class Inventory:
         return [s for s in self.slots if not s.configured]
 
 
-def slot_inventory(config: HubConfig, timeout_s: float = 5) -> Inventory:
+def slot_inventory(config: HubConfig, timeout_s: int = 5) -> Inventory:
     """Every ``hub_*`` slot (and every configured slot name) on each configured PostgreSQL
     source database, each database listed once however many sources share it. Never raises:
     a database that cannot be reached or read is a line of ``errors``."""
@@ -98,7 +98,9 @@ def slot_inventory(config: HubConfig, timeout_s: float = 5) -> Inventory:
             try:
                 conn = stack.enter_context(
                     psycopg.connect(
-                        psycopg_conninfo(url), autocommit=True, connect_timeout=max(1, timeout_s)
+                        psycopg_conninfo(url),
+                        autocommit=True,
+                        connect_timeout=max(1, int(timeout_s)),
                     )
                 )
             except psycopg.Error as exc:
