@@ -69,6 +69,7 @@ def env(servers) -> Iterator[Env]:
     src.execute(f"CREATE ROLE {hub_role} LOGIN REPLICATION")
     src.execute(f'GRANT CREATE ON DATABASE "{src.name}" TO {owner_role}, {hub_role}')
     src.execute(f"GRANT CREATE ON SCHEMA public TO {owner_role}, {hub_role}")
+    src.execute(f"GRANT EXECUTE ON FUNCTION pg_log_standby_snapshot() TO {hub_role}")  # the guide's
     owner = SourceDb(_as(src_url, owner_role))
     owner.execute(TABLE)
     owner.execute(f"GRANT SELECT ON nnt TO {hub_role}")
