@@ -17,7 +17,7 @@ from connectors.pgtable import DATE_TYPES, NUMERIC_TYPES, TEXT_TYPES, table_info
 from connectors.state import all_states, delete_connector_data, hub_engine
 from hub.config import HubConfig, SourceConfig, redact_url
 from hub.db import psycopg_conninfo, sqlalchemy_url
-from hub.db.models import ConnectorState
+from hub.db.models import ConnectorOffset, ConnectorRequest, ConnectorSnapshotKey, ConnectorState
 from hub.errors import FatalError
 from hub.logs import error_summary
 from hub.vocabulary import DATE_FIELDS
@@ -225,7 +225,7 @@ class StillConfigured(FatalError):
 
 def forget(config: HubConfig, name: str) -> Outcome:
     """Remove the hub-side state (status row, position, requests) of a connector that is no
-    longer in the config. Refuses (ConfigError) a configured one: ``drop`` releases its slot
+    longer in the config. Refuses (StillConfigured) a configured one: ``drop`` releases its slot
     too. A slot the connector left on a configured source is named in ``left``."""
     if name in config.sources():
         raise StillConfigured(
@@ -255,8 +255,6 @@ def _forget_hub_state(config: HubConfig, name: str) -> str:
 
 def connector_row_counts(engine: Engine, name: str) -> dict[str, int]:
     """How many rows the hub database holds for the connector, by what they are."""
-    from hub.db.models import ConnectorOffset, ConnectorRequest, ConnectorSnapshotKey
-
     tables = {
         "status": (ConnectorState.__table__, "name"),
         "position": (ConnectorOffset.__table__, "connector"),
