@@ -12,7 +12,7 @@ import click
 
 from hub.cliconfig import config_of, metrics_options
 from hub.config import HubConfig
-from hub.errors import EXIT_FAILURE, FatalError
+from hub.errors import EXIT_FAILURE, EXIT_USAGE, FatalError
 
 
 def _config() -> HubConfig:
@@ -96,7 +96,8 @@ def status_cmd(as_json: bool) -> None:
     from connectors.base import byte_size
     from connectors.ops import status
 
-    rows = status(_config())
+    config = _config()
+    rows = status(config)
     if as_json:
         click.echo(json.dumps(rows, default=str, indent=2))
         return
@@ -114,6 +115,19 @@ def status_cmd(as_json: bool) -> None:
         )
         if r.get("error"):
             click.echo(f"{'':<14}error: {r['error']}")
+    _orphan_slot_lines(config)
+
+
+def _orphan_slot_lines(config: HubConfig) -> None:
+    """Below the connectors: each slot on a source database that no configured connector
+    reads, and each source database whose slots could not be listed."""
+    from connectors.logical.inventory import slot_inventory
+
+    inventory = slot_inventory(config, timeout_s=3)
+    for s in inventory.orphans:
+        click.echo(f"orphan {s.orphan_line()}")
+    for line in inventory.errors:
+        click.echo(f"slots not listed: {line}")
 
 
 def _request(action: str):
@@ -144,14 +158,41 @@ for _action, _help in [
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def drop_cmd(name: str, yes: bool) -> None:
     """Remove a connector from its source: drop its replication slot and publication, and
-    forget its position and state. Running it again starts with a new snapshot."""
+    forget its position and state. Running it again starts with a new snapshot.
+
+    A publication only its owner may drop is named with the statement the owner must run;
+    the rest is still done (exit 1 while something is left). Safe to run again."""
     from connectors.ops import drop
 
     config = _config()  # a bad config is reported before the question
     if not yes:
         click.confirm(f"drop the slot, publication and state of connector {name}?", abort=True)
-    for line in drop(config, name) or ["nothing to drop"]:
+    _outcome(drop(config, name))
+
+
+@connector.command("forget")
+@click.argument("name")
+def forget_cmd(name: str) -> None:
+    """Remove the status row, position and requests of a connector no longer in the config
+    (shown `(not in config)` by status). A configured connector is dropped instead."""
+    from connectors.ops import StillConfigured, forget
+
+    try:
+        outcome = forget(_config(), name)
+    except StillConfigured as exc:
+        click.echo(f"hub: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    _outcome(outcome)
+
+
+def _outcome(outcome) -> None:
+    """Print what a command did, then what is left (exit 1 when something is)."""
+    for line in outcome.done:
         click.echo(line)
+    for line in outcome.left:
+        click.echo(f"left to do: {line}")
+    if outcome.left:
+        sys.exit(EXIT_FAILURE)
 
 
 # ------------------------------------------------------------------ dead letters

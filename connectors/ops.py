@@ -3,24 +3,30 @@ connector's slot and publication (SPEC §4)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from connectors.base import FAIL, OK, WARN, CaptureMode, CheckResult
 from connectors.events import EventBuilder
+from connectors.logical.slot import DropIncomplete
 from connectors.mapping import RecordMapper
 from connectors.modes import mode_class
 from connectors.pgtable import DATE_TYPES, NUMERIC_TYPES, TEXT_TYPES, TableInfo, table_info
 from connectors.sample import SAMPLE_ROWS, SampleReport, sample_rows
 from connectors.state import all_states, delete_connector_data, hub_engine
-from hub.config import HubConfig, SourceConfig
+from hub.config import HubConfig, SourceConfig, redact_url
 from hub.db import psycopg_conninfo, sqlalchemy_url
+from hub.db.models import ConnectorOffset, ConnectorRequest, ConnectorSnapshotKey, ConnectorState
 from hub.errors import ConfigError, FatalError, HubError
 from hub.idschemes import get_scheme
+from hub.logs import error_summary
 from hub.vocabulary import DATE_FIELDS
 
 if TYPE_CHECKING:
@@ -242,21 +248,100 @@ def _refuse_if_running(config: HubConfig, name: str) -> None:
         )
 
 
-def drop(config: HubConfig, name: str) -> list[str]:
-    """Release what the connector's mode holds at the source (a logical slot and
-    publication) and forget its hub-side state.
+@dataclasses.dataclass
+class Outcome:
+    """What an operator command did, and what is left for someone to do (one line each)."""
 
-    Refuses while the connector still runs. Returns what was done.
+    done: list[str] = dataclasses.field(default_factory=list)
+    left: list[str] = dataclasses.field(default_factory=list)
+
+
+def drop(config: HubConfig, name: str) -> Outcome:
+    """Release what the connector's mode holds at the source (a logical slot and
+    publication) and forget its hub-side state: each part on its own, so a publication only
+    its owner may drop, or a source that cannot be reached, leaves a line in ``left`` (with
+    the statement to run) and the rest is still done. Safe to run again: what is already
+    gone is said so.
+
+    Refuses (FatalError, nothing done) while the connector still runs.
     """
-    source = source_of(config, name)
+    if name not in config.sources():
+        raise FatalError(
+            f"no connector named {name!r} in the config: a connector removed from the config "
+            f"is forgotten with `hub connector forget {name}`"
+        )
+    source = config.sources()[name]
     _refuse_if_running(config, name)
-    done = mode_class(source).drop(name, source)
+    outcome = Outcome()
     try:
-        delete_connector_data(hub_engine(config.database.url), name)
-        done.append("removed the connector's state from the hub database")
-    except Exception as exc:  # noqa: BLE001 - the source side is done; say what is left
-        done.append(f"could not remove the connector's state from the hub database: {exc}")
-    return done
+        outcome.done += mode_class(source).drop(name, source)
+    except DropIncomplete as exc:
+        outcome.done += exc.done
+        outcome.left += exc.left
+    except psycopg.Error as exc:
+        outcome.left.append(
+            f"source of {name} ({redact_url(source.url)}): {error_summary(exc)}; the slot and"
+            " publication may still be there: run the drop again once it answers"
+        )
+    try:
+        outcome.done.append(_forget_hub_state(config, name))
+    except SQLAlchemyError as exc:
+        outcome.left.append(
+            f"the connector's state is still in the hub database ({error_summary(exc)}): run "
+            "the drop again once it answers"
+        )
+    return outcome
+
+
+class StillConfigured(FatalError):
+    """``forget`` was asked for a connector the config still names (a usage error)."""
+
+
+def forget(config: HubConfig, name: str) -> Outcome:
+    """Remove the hub-side state (status row, position, requests) of a connector that is no
+    longer in the config. Refuses (StillConfigured) a configured one: ``drop`` releases its slot
+    too. A slot the connector left on a configured source is named in ``left``."""
+    if name in config.sources():
+        raise StillConfigured(
+            f"connector {name} is in the config: use `hub connector drop {name}`, which also "
+            "drops its slot and publication"
+        )
+    _refuse_if_running(config, name)
+    outcome = Outcome([_forget_hub_state(config, name)])
+    from connectors.logical.inventory import slot_inventory
+
+    for s in slot_inventory(config).orphans:
+        if s.slot == f"hub_{name}":
+            outcome.left.append(f"{s.orphan_line()} ({s.address})")
+    return outcome
+
+
+def _forget_hub_state(config: HubConfig, name: str) -> str:
+    """Delete the connector's rows from the hub database; the line saying what was there."""
+    engine = hub_engine(config.database.url)
+    counts = connector_row_counts(engine, name)
+    if not any(counts.values()):
+        return f"hub database: nothing stored for connector {name} (already gone)"
+    delete_connector_data(engine, name)
+    kept = ", ".join(f"{what} ({n})" for what, n in counts.items() if n)
+    return f"removed connector {name}'s rows from the hub database: {kept}"
+
+
+def connector_row_counts(engine: Engine, name: str) -> dict[str, int]:
+    """How many rows the hub database holds for the connector, by what they are."""
+    tables = {
+        "status": (ConnectorState.__table__, "name"),
+        "position": (ConnectorOffset.__table__, "connector"),
+        "requests": (ConnectorRequest.__table__, "connector"),
+        "snapshot keys": (ConnectorSnapshotKey.__table__, "connector"),
+    }
+    with engine.connect() as conn:
+        return {
+            what: conn.execute(
+                select(func.count()).select_from(table).where(table.c[column] == name)
+            ).scalar_one()
+            for what, (table, column) in tables.items()
+        }
 
 
 def _first_line(exc: BaseException) -> str:

@@ -295,7 +295,16 @@ def run_connectors(
     once: bool = False,
 ) -> int:
     """Run ``names`` (one thread each) until stopped; the worst exit code of them."""
+    from connectors.logical.inventory import watch_slots
+
     stopping = stopping or threading.Event()
+    with watch_slots(config, stopping):  # hub_slot_retained_wal_bytes, on a thread of its own
+        return _run_connectors(config, names, stopping, once)
+
+
+def _run_connectors(
+    config: HubConfig, names: Sequence[str], stopping: threading.Event, once: bool
+) -> int:
     runners = [ConnectorRunner(config, n, stopping=stopping, once=once) for n in names]
     if len(runners) == 1:
         return runners[0].run()

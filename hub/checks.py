@@ -88,10 +88,32 @@ def check_targets(config: HubConfig) -> list[CheckResult]:
                 f"source {name}", redact_url(url), _guarded(lambda u=url: check_database(u))
             )
         )
+    results += check_slots(config)
     problem = _guarded(lambda: check_kafka(config.kafka, raise_config_errors=True))
     results.append(CheckResult("kafka", config.kafka.bootstrap_servers, problem))
     if problem is None:
         results += check_topics(config)
+    return results
+
+
+def check_slots(config: HubConfig) -> list[CheckResult]:
+    """A FAIL line per ``hub_*`` replication slot on a source database that no configured
+    connector reads (it retains WAL until the disk is full), with the statement that drops it;
+    one ok line when there is none. A database that cannot be reached has its own line above."""
+    from connectors.logical.inventory import slot_inventory  # the one place slots are listed
+
+    if not config.sources():
+        return []
+    try:
+        inventory = slot_inventory(config)
+    except Exception as exc:  # noqa: BLE001 - any failure of a check is that target's result
+        return [CheckResult("replication slots", "source databases", error_summary(exc))]
+    results = [CheckResult(f"slot {s.slot}", s.address, s.orphan_line()) for s in inventory.orphans]
+    if not results:
+        detail = f"{len(inventory.slots)} hub slot(s), each read by a configured connector"
+        if inventory.errors:
+            detail += f"; {len(inventory.errors)} database(s) not listed"
+        results.append(CheckResult("replication slots", "source databases", None, detail))
     return results
 
 

@@ -165,21 +165,78 @@ class Slot:
         return max(0, row[0]) if row and row[0] is not None else None
 
 
+class DropIncomplete(FatalError):
+    """A drop did part of its work; ``done`` and ``left`` (what someone must still do, with
+    the statement to run) say which, one line each."""
+
+    def __init__(self, done: list[str], left: list[str]):
+        self.done = done
+        self.left = left
+        super().__init__("; ".join(left))
+
+
 def drop(conn: psycopg.Connection, name: str, slot: str, publication: str) -> list[str]:
-    """Drop the slot and the publication if they exist; refuses while the slot is in use."""
-    done: list[str] = []
+    """Drop the slot and the publication (each when it exists); what was done, one line each,
+    what is already gone included. Refuses (FatalError, nothing done) while the slot is in use.
+
+    Raises :class:`DropIncomplete` when a part is not the connector's to drop, e.g. a
+    publication the table owner created: the line names the statement the owner must run.
+    """
     row = conn.execute(
-        "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+        "SELECT active, active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,)
     ).fetchone()
-    if row is not None:
-        if row[0]:
-            raise FatalError(f"replication slot {slot} is in use: stop connector {name} first")
-        conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-        done.append(f"dropped replication slot {slot}")
-    exists = conn.execute(
-        "SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)
+    if row is not None and row[0]:
+        raise FatalError(
+            f"replication slot {slot} is in use (pid {row[1]}): stop connector {name} first"
+        )
+    done: list[str] = []
+    left: list[str] = []
+    if row is None:
+        done.append(f"replication slot {slot}: already gone")
+    else:
+        try:
+            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            done.append(f"dropped replication slot {slot}")
+        except psycopg.errors.UndefinedObject:
+            done.append(f"replication slot {slot}: already gone")
+        except psycopg.Error as exc:
+            left.append(
+                f"replication slot {slot} not dropped ({_reason(exc)}): a role with REPLICATION"
+                f" must run on database {conn.info.dbname}: {drop_slot_statement(slot)}"
+            )
+    owner = conn.execute(
+        "SELECT pg_get_userbyid(pubowner) FROM pg_publication WHERE pubname = %s",
+        (publication,),
     ).fetchone()
-    if exists:
+    if owner is None:
+        done.append(f"publication {publication}: already gone")
+        return _finish(done, left)
+    try:
         conn.execute(sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(publication)))
         done.append(f"dropped publication {publication}")
+    except psycopg.errors.UndefinedObject:
+        done.append(f"publication {publication}: already gone")
+    except psycopg.Error as exc:
+        (ident,) = conn.execute("SELECT quote_ident(%s)", (publication,)).fetchone()
+        who = "its owner" if isinstance(exc, psycopg.errors.InsufficientPrivilege) else "someone"
+        left.append(
+            f"publication {publication} not dropped ({_reason(exc)}): {who} ({owner[0]}, or a"
+            f" superuser) must run on database {conn.info.dbname}: DROP PUBLICATION {ident};"
+        )
+    return _finish(done, left)
+
+
+def drop_slot_statement(slot: str) -> str:
+    """The statement that drops ``slot``, for pasting into psql (slot names are only ever
+    lower-case letters, digits and ``_``: nothing to quote)."""
+    return f"SELECT pg_drop_replication_slot('{slot}');"
+
+
+def _finish(done: list[str], left: list[str]) -> list[str]:
+    if left:
+        raise DropIncomplete(done, left)
     return done
+
+
+def _reason(exc: psycopg.Error) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

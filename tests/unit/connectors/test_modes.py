@@ -214,10 +214,11 @@ def test_check_and_drop_ask_the_mode(fake_mode, tmp_path, monkeypatch):
     monkeypatch.setattr(ops, "_refuse_if_running", lambda config, name: None)
     monkeypatch.setattr(ops, "hub_engine", lambda url: None)
     monkeypatch.setattr(ops, "delete_connector_data", lambda engine, name: forgotten.append(name))
-    assert ops.drop(config, "tax") == [
-        "released what tax held at the source",
-        "removed the connector's state from the hub database",
-    ]
+    monkeypatch.setattr(ops, "connector_row_counts", lambda engine, name: {"status": 1})
+    assert ops.drop(config, "tax") == ops.Outcome(
+        ["released what tax held at the source",
+         "removed connector tax's rows from the hub database: status (1)"]
+    )  # fmt: skip
     assert forgotten == ["tax"]
 
 
