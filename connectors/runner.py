@@ -26,7 +26,6 @@ from connectors.state import (
     hub_engine,
     mark_handled,
     pending_requests,
-    set_request_result,
     set_state,
 )
 from hub.config import HubConfig, SourceConfig, load_config
@@ -84,7 +83,8 @@ class ConnectorRunner:
         self.hangups = hangups or HANGUPS
         self._hangups_seen = self.hangups.count
         self._previous: tuple[HubConfig, SourceConfig, RecordMapper] | None = None
-        self._reload_requests: list[int] = []
+        self._reload_requests: dict[int, str] = {}
+        """Requests whose reload was adopted: marked handled once the reopen tells how."""
 
     # -------------------------------------------------------------- lifecycle
 
@@ -277,7 +277,7 @@ class ConnectorRunner:
                 if reload.outcome == REFUSED:
                     continue
                 if reload.outcome == APPLIED:
-                    self._reload_requests.append(req.id)
+                    self._reload_requests[req.id] = results.pop(req.id)
                     self._restart = True  # reopen: the mode and its builders hold the mapper
                 if req.action == "resnapshot":
                     assert self.mode is not None
@@ -285,7 +285,7 @@ class ConnectorRunner:
                     resnapshot = True
                 else:
                     self._restart = True
-        mark_handled(self.engine, [r.id for r in requests], results)
+        mark_handled(self.engine, list(results), results)
         CONNECTOR_UP.labels(self.name).set(0 if self.paused else 1)
         if not self._restart:
             set_state(self.engine, self.name, state=self._state_name())
@@ -297,8 +297,7 @@ class ConnectorRunner:
         """Re-read the config for a ``restart``/``resnapshot`` request; adopt it when it
         applies (the caller reopens). One log line says what happened."""
         reload = reload_source(self.config, self.name)
-        level = logging.WARNING if reload.outcome == REFUSED or reload.note else logging.INFO
-        log.log(level, "%s: %s: config %s", self.name, action, reload.result)
+        self._log_reload(f"{action}: config", reload)
         if reload.outcome == APPLIED:
             self._adopt(reload)
         return reload
@@ -306,14 +305,18 @@ class ConnectorRunner:
     def _reload_on_signal(self) -> None:
         """SIGHUP: apply changed mappings (where safe, see connectors.reload) by reopening."""
         reload = reload_source(self.config, self.name, on_signal=True)
-        level = logging.WARNING if reload.outcome == REFUSED or reload.note else logging.INFO
-        log.log(level, "%s: SIGHUP: %s", self.name, reload.result)
+        self._log_reload("SIGHUP:", reload)
         if reload.outcome == APPLIED:
             self._adopt(reload)
             self._restart = True
 
+    def _log_reload(self, what: str, reload: Reload) -> None:
+        level = logging.WARNING if reload.outcome == REFUSED or reload.note else logging.INFO
+        log.log(level, "%s: %s %s", self.name, what, reload.result)
+
     def _adopt(self, reload: Reload) -> None:
-        self._previous = (self.config, self.source, self.mapper)
+        if self._previous is None:  # the config that last opened, if this one does not
+            self._previous = (self.config, self.source, self.mapper)
         self.config = reload.config  # type: ignore[assignment]
         self.source = reload.source(self.name)
         self.mapper = RecordMapper(self.name, self.source, get_scheme(self.config.id_scheme))
@@ -322,7 +325,7 @@ class ConnectorRunner:
         """Open; when a just-adopted config does not start (a mapped column missing from the
         table, …), go back to the previous one, say so on the requests, and open that."""
         previous, self._previous = self._previous, None
-        requests, self._reload_requests = self._reload_requests, []
+        requests, self._reload_requests = self._reload_requests, {}
         try:
             self._open()
         except FatalError as exc:
@@ -332,9 +335,9 @@ class ConnectorRunner:
             self.config, self.source, self.mapper = previous
             result = f"refused: the new config does not start: {exc}; running with the old one"
             log.error("%s: %s", self.name, result)
-            for rid in requests:
-                set_request_result(self.engine, rid, result)
+            requests = dict.fromkeys(requests, result)
             self._open()
+        mark_handled(self.engine, list(requests), requests)
 
     # -------------------------------------------------------------- helpers
 
