@@ -337,7 +337,8 @@ class ConnectorRunner:
             log.error("%s: %s", self.name, result)
             requests = dict.fromkeys(requests, result)
             self._open()
-        mark_handled(self.engine, list(requests), requests)
+        if requests:
+            mark_handled(self.engine, list(requests), requests)
 
     # -------------------------------------------------------------- helpers
 
