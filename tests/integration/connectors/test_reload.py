@@ -211,3 +211,17 @@ def test_sighup_reloads_the_mapping_of_the_running_process(deployment):
     d.wait_log("tax: SIGHUP: unchanged")
     assert d.proc.poll() is None
     assert "Traceback" not in d.output()
+
+
+def test_a_resnapshot_reads_the_table_again_with_the_new_columns(deployment):
+    d = deployment
+    renamed = copy.deepcopy(d.raw)
+    renamed["sectors"]["tax"]["columns"]["full_name"] = "ma_so_thue"
+    d.write(renamed)
+    code, out = d.hub("connector", "resnapshot", "tax", "--wait", "30")
+    assert code == 0 and "resnapshot of tax: applied: columns.full_name.column changed" in out
+    rows = d.db.execute("SELECT ma_so_thue FROM nnt ORDER BY 1")
+    events = d.wait_changes(len(rows))
+    assert sorted(e.record_key for e in events) == [key for (key,) in rows]
+    assert {e.op for e in events} == {"r"}
+    assert all(e.value["after"]["full_name"] == e.record_key for e in events)

@@ -173,3 +173,20 @@ def test_changed_keys_is_empty_exactly_when_equal_and_names_existing_paths(a, b)
     assert (keys == []) == (a == b)
     for k in keys:
         assert k.split(".")[0] in set(a) | set(b)
+
+
+def test_sighup_only_counts_and_each_runner_sees_the_count_move():
+    import os
+    import signal
+
+    from connectors.runner import Hangups, install_reload_handler
+
+    hangups = Hangups()
+    old = signal.getsignal(signal.SIGHUP)
+    try:
+        install_reload_handler(hangups)
+        os.kill(os.getpid(), signal.SIGHUP)
+        os.kill(os.getpid(), signal.SIGHUP)
+    finally:
+        signal.signal(signal.SIGHUP, old)
+    assert hangups.count == 2
