@@ -85,6 +85,7 @@ class ConnectorRunner:
         self._previous: tuple[HubConfig, SourceConfig, RecordMapper] | None = None
         self._reload_requests: dict[int, str] = {}
         """Requests whose reload was adopted: marked handled once the reopen tells how."""
+        self._resnapshot_on_open = False
 
     # -------------------------------------------------------------- lifecycle
 
@@ -277,11 +278,14 @@ class ConnectorRunner:
                 if reload.outcome == REFUSED:
                     continue
                 if reload.outcome == APPLIED:
+                    # Reopen (the mode and its builders hold the mapper); a re-snapshot
+                    # starts once the new config has opened, not if it does not.
                     self._reload_requests[req.id] = results.pop(req.id)
-                    self._restart = True  # reopen: the mode and its builders hold the mapper
-                if req.action == "resnapshot":
+                    self._restart = True
+                    self._resnapshot_on_open |= req.action == "resnapshot"
+                elif req.action == "resnapshot":
                     assert self.mode is not None
-                    self.mode.resnapshot()  # stored: a reopened mode goes on with it
+                    self.mode.resnapshot()
                     resnapshot = True
                 else:
                     self._restart = True
@@ -326,8 +330,13 @@ class ConnectorRunner:
         table, …), go back to the previous one, say so on the requests, and open that."""
         previous, self._previous = self._previous, None
         requests, self._reload_requests = self._reload_requests, {}
+        resnapshot, self._resnapshot_on_open = self._resnapshot_on_open, False
         try:
             self._open()
+            if resnapshot:
+                assert self.mode is not None
+                self.mode.resnapshot()
+                set_state(self.engine, self.name, state=self._state_name())
         except FatalError as exc:
             if previous is None:
                 raise

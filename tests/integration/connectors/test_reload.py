@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psycopg
@@ -23,6 +22,7 @@ from hub.config import load_config
 from hub.db import engine_for, psycopg_conninfo
 from tests.integration.connectors.conftest import SourceDb, changes, dead_letters
 from tests.integration.connectors.test_logical import TABLE, tax_source
+from tests.integration.connectors.test_operations import wait_for
 
 
 class Deployment:
@@ -82,13 +82,6 @@ class Deployment:
 
     def wait_log(self, text: str) -> None:
         wait_for(lambda: text in self.output(), what=repr(text))
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -167,18 +160,18 @@ def test_an_invalid_config_is_refused_and_the_process_keeps_the_old_one(deployme
     bad = copy.deepcopy(d.raw)
     bad["sectors"]["tax"]["columns"]["sex"]["map"] = ["M", "F"]
     d.write(bad)  # `hub connector …` itself now refuses to start: request as the REST API does
-    rid = add_request(d.engine, "tax", "resnapshot", "test")
+    rid = add_request(d.engine, "tax", "restart", "test")
     wait_for(lambda: request_result(d.engine, rid)[0] is not None, what="the request handled")
     result = request_result(d.engine, rid)[1]
     assert result.startswith(f"refused: invalid config {d.path.absolute()}: ")
     assert "sectors.tax.columns.sex.map" in result
-    d.wait_log("tax: resnapshot: config refused: invalid config")
+    d.wait_log("tax: restart: config refused: invalid config")
 
     missing = copy.deepcopy(d.raw)
     missing["sectors"]["tax"]["columns"]["full_name"] = "khong_co"  # valid, but cannot start
     missing["kafka"]["partitions"] = 6  # a process setting: named, not applied
     d.write(missing)
-    code, out = d.hub("connector", "restart", "tax", "--wait", "30")
+    code, out = d.hub("connector", "resnapshot", "tax", "--wait", "30")
     assert code == 1, out
     assert "refused: the new config does not start: tax: column khong_co not in" in out
     assert "kafka changed: needs a process restart" in d.output()
@@ -187,7 +180,7 @@ def test_an_invalid_config_is_refused_and_the_process_keeps_the_old_one(deployme
     d.insert("X3", "Khác")  # mapped with the config the process kept
     (event,) = d.wait_changes()
     assert event.record_key == "X3" and event.value["after"]["full_name"] == "Nguyen Van A"
-    assert d.changes.read() == []  # the refused re-snapshot read nothing again
+    assert d.changes.read() == []  # the refused re-snapshot read nothing again (X1, X2)
     d.write(d.raw)
 
 
