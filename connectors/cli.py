@@ -131,26 +131,61 @@ def _orphan_slot_lines(config: HubConfig) -> None:
 
 
 def _request(action: str):
-    def command(name: str) -> None:
+    def command(name: str, wait: float) -> None:
         from connectors.ops import source_of
         from connectors.state import add_request, hub_engine
 
         config = _config()
         source_of(config, name)
-        rid = add_request(hub_engine(config.database.url), name, action, _requester())
+        engine = hub_engine(config.database.url)
+        rid = add_request(engine, name, action, _requester())
         click.echo(f"{action} of {name} requested (request {rid}); a running connector "
                    "handles it within seconds")  # fmt: skip
+        if wait:
+            _await_request(engine, name, action, rid, wait)
 
     return command
+
+
+def _await_request(engine: Any, name: str, action: str, rid: int, wait: float) -> None:
+    """Print how the connector handled request ``rid``; exit 1 when it was refused or
+    nobody handled it within ``wait`` seconds."""
+    import time
+
+    from connectors.state import request_result
+
+    deadline = time.monotonic() + wait
+    while (handled := request_result(engine, rid))[0] is None:
+        if time.monotonic() >= deadline:
+            click.echo(f"{action} of {name}: not handled within {wait:g}s (is it running?)")
+            sys.exit(EXIT_FAILURE)
+        time.sleep(0.2)
+    result = handled[1] or "done"
+    click.echo(f"{action} of {name}: {result}")
+    if result.startswith("refused"):
+        sys.exit(EXIT_FAILURE)
 
 
 for _action, _help in [
     ("pause", "Stop reading (a logical slot keeps the WAL meanwhile); survives restarts."),
     ("resume", "Resume reading after a pause."),
-    ("restart", "Reconnect to the source and the broker, then resume from the position."),
-    ("resnapshot", "Read the whole table again, then resume streaming."),
+    (
+        "restart",
+        "Re-read the config file, reconnect to the source and the broker, then "
+        "resume from the position.",
+    ),
+    ("resnapshot", "Re-read the config file, read the whole table again, then resume streaming."),
 ]:
-    connector.command(_action, help=_help)(click.argument("name")(_request(_action)))
+    connector.command(_action, help=_help)(
+        click.argument("name")(
+            click.option("--wait", type=click.FloatRange(0, 3600), default=0, metavar="SECONDS",
+                         help="Wait up to SECONDS for the connector to handle the request and "
+                         "print how (a restart or re-snapshot re-reads the config file: "
+                         "applied, unchanged or refused and why); exit 1 if refused.")(
+                _request(_action)
+            )
+        )
+    )  # fmt: skip
 
 
 @connector.command("drop")
@@ -240,8 +275,9 @@ def dlq_replay(source: str | None, dry_run: bool) -> None:
     (e.g. after adding a value to a value map) and publish the events that now map to the
     connector's change topic. Letters that still fail are reported and stay where they are.
 
-    The topic is append-only: replayed letters stay listed, and replaying twice publishes
-    twice (consumers are idempotent). A replayed change reaches the topic after any later
+    The topic is append-only: replayed letters stay listed, but each one replayed is
+    recorded in the hub database and a second replay skips it (reported as already
+    replayed); --dry-run records nothing. A replayed change reaches the topic after any later
     change of the same record: check with `dlq list` that the record did not change since,
     or request a re-snapshot instead. Reconciler dead letters cannot be replayed here.
     """
@@ -253,6 +289,8 @@ def dlq_replay(source: str | None, dry_run: bool) -> None:
         raise click.ClickException(str(exc)) from exc
     verb = "would publish" if dry_run else "published"
     click.echo(f"{verb} {report.published} change(s); {report.still_failing} still failing; "
-               f"{report.skipped} not replayable")  # fmt: skip
+               f"{report.skipped} not replayable; {report.replayed} letter(s) "
+               f"{'to replay' if dry_run else 'replayed now'}, {report.already_replayed} "
+               "skipped as already replayed")  # fmt: skip
     for reason, count in sorted(report.reasons.items(), key=lambda kv: -kv[1]):
         click.echo(f"  {count:>6}  {reason}")

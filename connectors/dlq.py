@@ -1,8 +1,15 @@
 """Reading the dead-letter topic back: list letters, and replay connector letters by mapping
-their stored source rows again with the current config."""
+their stored source rows again with the current config.
+
+A replay is idempotent: each letter it published is recorded in the hub database
+(``dlq_replays``, by the SHA-256 of the letter's content) once Kafka acknowledged its
+events, and a later replay skips it. A crash between the acknowledgement and the record
+re-sends that batch on the next replay (consumers are idempotent); ``--dry-run`` records
+nothing."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections import Counter
@@ -11,17 +18,25 @@ from typing import Any
 
 from kafka import TopicPartition
 from kafka.errors import KafkaError
+from sqlalchemy import Engine, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import SQLAlchemyError
 
 from connectors.delivery import Delivery
 from connectors.events import Batch, EventBuilder
 from connectors.mapping import RecordMapper, decode_row
+from connectors.state import hub_engine
 from hub.avro.codec import AvroDecodeError, decode
 from hub.config import HubConfig, KafkaConfig
+from hub.db.models import DlqReplay
 from hub.errors import FatalError
 from hub.idschemes import get_scheme
 from hub.kafka import Topics, make_consumer
 
 log = logging.getLogger(__name__)
+
+_replays = DlqReplay.__table__
+_CHUNK = 5000
 
 
 def read_dead_letters(
@@ -81,9 +96,59 @@ def read_dead_letters(
 @dataclass
 class ReplayReport:
     published: int = 0
+    """Change events published (or, dry, that would be)."""
+    replayed: int = 0
+    """Letters replayed by this run (or, dry, that would be)."""
+    already_replayed: int = 0
+    """Letters skipped because an earlier replay published them."""
     still_failing: int = 0
     skipped: int = 0
+    """Letters that cannot be replayed (not a connector's, no stored row, unknown source)."""
     reasons: Counter = field(default_factory=Counter)
+
+
+def letter_digest(letter: dict[str, Any]) -> str:
+    """The SHA-256 of a dead letter's content: the same letter read again has the same one."""
+    text = json.dumps(letter, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def replayed_letters(engine: Engine, digests: list[str]) -> set[str]:
+    """Those of ``digests`` an earlier replay recorded."""
+    done: set[str] = set()
+    try:
+        with engine.connect() as conn:
+            for i in range(0, len(digests), _CHUNK):
+                chunk = digests[i : i + _CHUNK]
+                done.update(
+                    conn.execute(select(_replays.c.letter).where(_replays.c.letter.in_(chunk)))
+                    .scalars()
+                    .all()
+                )
+    except SQLAlchemyError as exc:
+        raise FatalError(f"hub database: {type(exc).__name__}: {_first_line(exc)}") from exc
+    return done
+
+
+def mark_replayed(engine: Engine, name: str, letters: list[tuple[str, int, int]]) -> None:
+    """Record ``(digest, partition, offset)`` letters of connector ``name`` as replayed."""
+    rows = [
+        {"letter": d, "connector": name, "kafka_partition": p, "kafka_offset": o}
+        for d, p, o in letters
+    ]
+    try:
+        with engine.begin() as conn:
+            for i in range(0, len(rows), _CHUNK):
+                conn.execute(insert(_replays).on_conflict_do_nothing(), rows[i : i + _CHUNK])
+    except SQLAlchemyError as exc:
+        raise FatalError(
+            f"hub database: {len(rows)} replayed letter(s) of {name} published but not "
+            f"recorded ({type(exc).__name__}: {_first_line(exc)}); a next replay sends them again"
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [""])[0]
 
 
 def replay(config: HubConfig, *, source: str | None = None, dry_run: bool = False) -> ReplayReport:
@@ -93,15 +158,23 @@ def replay(config: HubConfig, *, source: str | None = None, dry_run: bool = Fals
         raise FatalError(f"no connector named {source!r} in the config")
     letters = read_dead_letters(config.kafka, source=source)
     letters.reverse()  # oldest first: replay in the order they were dead-lettered
+    engine = hub_engine(config.database.url)
+    digests = [letter_digest(letter) for _, letter in letters]
+    done = replayed_letters(engine, digests)
     report = ReplayReport()
+    marks: dict[str, list[tuple[str, int, int]]] = {}
     scheme = get_scheme(config.id_scheme)
     batches: dict[str, Batch] = {}
     builders: dict[tuple[str, str, str, str], EventBuilder] = {}
-    for _, letter in letters:
+    for ((partition, offset), letter), digest in zip(letters, digests, strict=True):
         name = letter.get("source")
         if letter.get("stage") != "connector" or name not in sources or not letter.get("payload"):
             report.skipped += 1
             continue
+        if digest in done:
+            report.already_replayed += 1
+            continue
+        done.add(digest)  # the same letter twice in the topic is replayed once
         try:
             payload = json.loads(letter["payload"])
         except ValueError:
@@ -129,14 +202,21 @@ def replay(config: HubConfig, *, source: str | None = None, dry_run: bool = Fals
         if len(batch.dead_letters) > before_failures:
             report.still_failing += 1
             report.reasons[batch.dead_letters[-1].reason] += 1
+            done.discard(digest)  # not replayed: a later replay (a fixed config) tries again
+        else:
+            marks.setdefault(name, []).append((digest, partition, offset))
     for name, batch in batches.items():
         batch.dead_letters.clear()  # still failing: they stay in the topic, not re-sent
         report.published += len(batch.events)
-        if dry_run or not batch.events:
+        report.replayed += len(marks.get(name, []))
+        if dry_run:
             continue
-        delivery = Delivery(name, config.kafka)
-        try:
-            delivery.deliver(batch)
-        finally:
-            delivery.close()
+        if batch.events:
+            delivery = Delivery(name, config.kafka)
+            try:
+                delivery.deliver(batch)
+            finally:
+                delivery.close()
+        if marks.get(name):
+            mark_replayed(engine, name, marks[name])
     return report

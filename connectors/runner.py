@@ -20,6 +20,7 @@ from connectors.delivery import Delivery, retrying
 from connectors.events import Batch
 from connectors.mapping import RecordMapper
 from connectors.modes import mode_for
+from connectors.reload import APPLIED, REFUSED, Reload, reload_source
 from connectors.state import (
     ensure_state,
     hub_engine,
@@ -27,7 +28,7 @@ from connectors.state import (
     pending_requests,
     set_state,
 )
-from hub.config import HubConfig, load_config
+from hub.config import HubConfig, SourceConfig, load_config
 from hub.errors import FatalError, HubError, RetriableError
 from hub.idschemes import get_scheme
 from hub.logs import error_summary
@@ -58,6 +59,7 @@ class ConnectorRunner:
         *,
         stopping: threading.Event | None = None,
         once: bool = False,
+        hangups: Hangups | None = None,
     ):
         sources = config.sources()
         if name not in sources:
@@ -78,6 +80,12 @@ class ConnectorRunner:
         self._next_lag_check = 0.0
         self._next_heartbeat = 0.0
         self._restart = False
+        self.hangups = hangups or HANGUPS
+        self._hangups_seen = self.hangups.count
+        self._previous: tuple[HubConfig, SourceConfig, RecordMapper] | None = None
+        self._reload_requests: dict[int, str] = {}
+        """Requests whose reload was adopted: marked handled once the reopen tells how."""
+        self._resnapshot_on_open = False
 
     # -------------------------------------------------------------- lifecycle
 
@@ -113,7 +121,7 @@ class ConnectorRunner:
         """Open, run the batch loop, reopen on a restart request; closes on any failure."""
         try:
             while not self.stopping.is_set():
-                self._open()
+                self._open_reloaded()
                 self._loop()
                 if not self._restart:
                     return
@@ -246,28 +254,100 @@ class ConnectorRunner:
     # -------------------------------------------------------------- operator requests
 
     def _handle_requests(self) -> bool:
-        """Apply pending operator requests; True when one re-started the snapshot."""
+        """Apply a SIGHUP and pending operator requests; True when one re-started the
+        snapshot. ``restart`` and ``resnapshot`` re-read the config file first and are
+        refused (not carried out) when the new config cannot be applied."""
+        if self.hangups.count != self._hangups_seen:
+            self._hangups_seen = self.hangups.count
+            self._reload_on_signal()
         requests = pending_requests(self.engine, self.name)
         if not requests:
             return False
         resnapshot = False
+        results: dict[int, str] = {}
         for req in requests:
             log.info("%s: %s requested by %s", self.name, req.action, req.requested_by)
+            results[req.id] = "done"
             if req.action == "pause":
                 self.paused = True
             elif req.action == "resume":
                 self.paused = False
-            elif req.action == "restart":
-                self._restart = True
-            elif req.action == "resnapshot":
-                assert self.mode is not None
-                self.mode.resnapshot()
-                resnapshot = True
-        mark_handled(self.engine, [r.id for r in requests])
+            elif req.action in ("restart", "resnapshot"):
+                reload = self._reload(req.action)
+                results[req.id] = reload.result
+                if reload.outcome == REFUSED:
+                    continue
+                if reload.outcome == APPLIED:
+                    # Reopen (the mode and its builders hold the mapper); a re-snapshot
+                    # starts once the new config has opened, not if it does not.
+                    self._reload_requests[req.id] = results.pop(req.id)
+                    self._restart = True
+                    self._resnapshot_on_open |= req.action == "resnapshot"
+                elif req.action == "resnapshot":
+                    assert self.mode is not None
+                    self.mode.resnapshot()
+                    resnapshot = True
+                else:
+                    self._restart = True
+        mark_handled(self.engine, list(results), results)
         CONNECTOR_UP.labels(self.name).set(0 if self.paused else 1)
         if not self._restart:
             set_state(self.engine, self.name, state=self._state_name())
         return resnapshot
+
+    # -------------------------------------------------------------- config reloads
+
+    def _reload(self, action: str) -> Reload:
+        """Re-read the config for a ``restart``/``resnapshot`` request; adopt it when it
+        applies (the caller reopens). One log line says what happened."""
+        reload = reload_source(self.config, self.name)
+        self._log_reload(f"{action}: config", reload)
+        if reload.outcome == APPLIED:
+            self._adopt(reload)
+        return reload
+
+    def _reload_on_signal(self) -> None:
+        """SIGHUP: apply changed mappings (where safe, see connectors.reload) by reopening."""
+        reload = reload_source(self.config, self.name, on_signal=True)
+        self._log_reload("SIGHUP:", reload)
+        if reload.outcome == APPLIED:
+            self._adopt(reload)
+            self._restart = True
+
+    def _log_reload(self, what: str, reload: Reload) -> None:
+        level = logging.WARNING if reload.outcome == REFUSED or reload.note else logging.INFO
+        log.log(level, "%s: %s %s", self.name, what, reload.result)
+
+    def _adopt(self, reload: Reload) -> None:
+        if self._previous is None:  # the config that last opened, if this one does not
+            self._previous = (self.config, self.source, self.mapper)
+        self.config = reload.config  # type: ignore[assignment]
+        self.source = reload.source(self.name)
+        self.mapper = RecordMapper(self.name, self.source, get_scheme(self.config.id_scheme))
+
+    def _open_reloaded(self) -> None:
+        """Open; when a just-adopted config does not start (a mapped column missing from the
+        table, …), go back to the previous one, say so on the requests, and open that."""
+        previous, self._previous = self._previous, None
+        requests, self._reload_requests = self._reload_requests, {}
+        resnapshot, self._resnapshot_on_open = self._resnapshot_on_open, False
+        try:
+            self._open()
+            if resnapshot:
+                assert self.mode is not None
+                self.mode.resnapshot()
+                set_state(self.engine, self.name, state=self._state_name())
+        except FatalError as exc:
+            if previous is None:
+                raise
+            self._close()
+            self.config, self.source, self.mapper = previous
+            result = f"refused: the new config does not start: {exc}; running with the old one"
+            log.error("%s: %s", self.name, result)
+            requests = dict.fromkeys(requests, result)
+            self._open()
+        if requests:
+            mark_handled(self.engine, list(requests), requests)
 
     # -------------------------------------------------------------- helpers
 
@@ -325,8 +405,32 @@ def _run_connectors(
     return max(codes.values(), default=0)
 
 
+class Hangups:
+    """The SIGHUPs a process received. The signal handler only counts (signal-safe: no
+    lock, no I/O); each runner compares the count with the one it last applied, on its
+    next request check (within ``REQUEST_CHECK_S``), and reloads its config there."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def handler(self, _signum: int, _frame: Any) -> None:
+        self.count += 1
+
+
+HANGUPS = Hangups()
+"""The process's SIGHUP count, shared by every runner that is given no other."""
+
+
+def install_reload_handler(hangups: Hangups = HANGUPS) -> None:
+    """SIGHUP: every running connector re-reads the config file and applies its changed
+    mappings (``hub connector run``, ``hub run``); one log line per connector."""
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, hangups.handler)
+
+
 def install_stop_handlers(stopping: threading.Event) -> None:
-    """SIGTERM/SIGINT finish the batch in hand, acknowledge it, and exit."""
+    """SIGTERM/SIGINT finish the batch in hand, acknowledge it, and exit; SIGHUP reloads
+    (:func:`install_reload_handler`)."""
 
     def handler(signum: int, _frame: Any) -> None:
         log.info("signal %d: stopping after the current batch", signum)
@@ -334,6 +438,7 @@ def install_stop_handlers(stopping: threading.Event) -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+    install_reload_handler()
 
 
 def serve(config: HubConfig, names: Sequence[str], *, once: bool = False) -> int:

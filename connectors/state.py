@@ -3,7 +3,7 @@ requests (``connector_state``, ``connector_offsets``, ``connector_requests``).""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -143,9 +143,33 @@ def pending_requests(engine: Engine, name: str) -> list[Request]:
     return [Request(r.id, r.connector, r.action, r.requested_by, r.requested_at) for r in rows]
 
 
-def mark_handled(engine: Engine, ids: Iterable[int]) -> None:
+def mark_handled(
+    engine: Engine, ids: Iterable[int], results: Mapping[int, str] | None = None
+) -> None:
+    """Mark requests handled, each with its ``result`` line when given."""
     ids = list(ids)
     if not ids:
         return
     with engine.begin() as conn:
         conn.execute(update(_requests).where(_requests.c.id.in_(ids)).values(handled_at=func.now()))
+        for rid, result in (results or {}).items():
+            set_request_result(conn, rid, result)
+
+
+def set_request_result(engine_or_conn: Engine | Connection, rid: int, result: str) -> None:
+    """Store how request ``rid`` was handled (``applied: …``, ``refused: <why>``, …)."""
+    stmt = update(_requests).where(_requests.c.id == rid).values(result=result[:2000])
+    if isinstance(engine_or_conn, Connection):
+        engine_or_conn.execute(stmt)
+        return
+    with engine_or_conn.begin() as conn:
+        conn.execute(stmt)
+
+
+def request_result(engine: Engine, rid: int) -> tuple[datetime | None, str | None]:
+    """When request ``rid`` was handled and how (``(None, None)`` while pending)."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(_requests.c.handled_at, _requests.c.result).where(_requests.c.id == rid)
+        ).first()
+    return (None, None) if row is None else (row.handled_at, row.result)

@@ -91,6 +91,7 @@ class AllInOne:
 
 def run(config: HubConfig, *, metrics_listen: str | None = None, metrics: bool = True) -> int:
     """The process behind ``hub run``; metrics on ``metrics_listen`` or the "run" address."""
+    from connectors.runner import install_reload_handler
     from hub.logs import setup_logging
 
     setup_logging(config.logging.level, config.logging.json_format)
@@ -102,6 +103,7 @@ def run(config: HubConfig, *, metrics_listen: str | None = None, metrics: bool =
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    install_reload_handler()  # SIGHUP: the connectors re-read their mappings
     app.start()
     log.info("running: connectors, reconciler, web on http://%s/", config.api.listen)
     app.wait()

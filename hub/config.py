@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PrivateAttr,
     SecretStr,
     Tag,
     ValidationError,
@@ -23,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from hub.errors import ConfigError
+from hub.errors import ConfigError, FatalError
 from hub.idschemes import SCHEMES
 from hub.interpolation import interpolate
 from hub.vocabulary import CANDIDATE_KEYS, CANONICAL_FIELDS, RULE_CODES, SEVERITIES
@@ -341,6 +342,13 @@ class HubConfig(_Model):
     reconciler: ReconcilerConfig = ReconcilerConfig()
     registry: SourceConfig | None = None
     sectors: dict[str, SourceConfig] = Field(default_factory=dict)
+    _file: Path | None = PrivateAttr(None)
+    """The file :func:`load_config` read this config from (None: built in code)."""
+
+    @property
+    def file(self) -> Path | None:
+        """The config file this config was loaded from, for :func:`reload_config`."""
+        return self._file
 
     @field_validator("id_scheme")
     @classmethod
@@ -551,7 +559,17 @@ def load_config(
         where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([f"{where}: YAML syntax error: {problem}"], str(p)) from None
-    return parse_config(_resolve_files(raw, p.absolute().parent), env=env, source=str(p))
+    config = parse_config(_resolve_files(raw, p.absolute().parent), env=env, source=str(p))
+    config._file = p.absolute()
+    return config
+
+
+def reload_config(config: HubConfig) -> HubConfig:
+    """The config file ``config`` came from, read and validated again (ConfigError when it
+    is now invalid; FatalError when ``config`` was not loaded from a file)."""
+    if config.file is None:
+        raise FatalError("the config was not loaded from a file: there is nothing to re-read")
+    return load_config(config.file)
 
 
 _FILE_KEYS = ("ssl_cafile", "ssl_certfile", "ssl_keyfile")

@@ -266,8 +266,24 @@ class ConnectorRequest(Base):
     requested_by: Mapped[str] = mapped_column(String(128), nullable=False)
     requested_at: Mapped[datetime] = _now()
     handled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    result: Mapped[str | None] = mapped_column(Text)
+    """How the connector handled it: ``applied: …``, ``unchanged``, ``refused: <why>``."""
 
     __table_args__ = (Index("ix_connector_requests_pending", "connector", "handled_at"),)
+
+
+class DlqReplay(Base):
+    """A connector dead letter ``hub dlq replay`` published again, so a second replay skips
+    it (migration 0009). ``letter`` is the SHA-256 of the letter's content, which survives a
+    re-created topic whose offsets start again at 0; no citizen value is kept."""
+
+    __tablename__ = "dlq_replays"
+
+    letter: Mapped[str] = mapped_column(String(64), primary_key=True)
+    connector: Mapped[str] = mapped_column(String(64), nullable=False)
+    kafka_partition: Mapped[int] = mapped_column(Integer, nullable=False)
+    kafka_offset: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    replayed_at: Mapped[datetime] = _now()
 
 
 class StatsSnapshot(Base):
