@@ -50,6 +50,19 @@ class SourceLag:
     seconds: float | None = None
 
 
+class LagProbe(abc.ABC):
+    """Measures a connector's source-side lag on a connection of its own (see
+    :meth:`CaptureMode.lag_probe`); errors are the caller's to swallow."""
+
+    @abc.abstractmethod
+    def measure(self) -> SourceLag:
+        """The lag now; reconnects after a lost connection."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the connection."""
+
+
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
 
@@ -160,10 +173,6 @@ class CaptureMode(abc.ABC):
         """Seconds the runner waits after a caught-up batch before asking again."""
         return 1.0
 
-    def lag(self) -> SourceLag:
-        """Lag that only the source can tell (bytes of WAL for logical); cheap to call."""
-        return SourceLag()
-
     @property
     def phase(self) -> str:
         """``snapshotting`` or ``streaming`` (``idle`` for a snapshot connector at rest)."""
@@ -187,6 +196,14 @@ class CaptureMode(abc.ABC):
     def check_sql(cls, name: str, source: SourceConfig) -> list[CheckResult]:
         """The mode's own check lines for a source reached through SQLAlchemy."""
         return []
+
+    @classmethod
+    def lag_probe(cls, name: str, source: SourceConfig) -> LagProbe | None:
+        """What measures the lag only the source can tell (WAL a slot retains), or None.
+
+        The runner's status timer calls it on a thread of its own every few seconds,
+        whether the mode is open, paused or retrying, so it must hold its own connection."""
+        return None
 
     @classmethod
     def drop(cls, name: str, source: SourceConfig) -> list[str]:
