@@ -279,10 +279,12 @@ class ConnectorRunner:
         self._timer.start()
 
     def _stop_timer(self) -> None:
+        """Stop the timer and clear the heartbeat: no process holds the connector now."""
         self._timer_stop.set()
         timer, self._timer = self._timer, None
         if timer is not None:
             timer.join(15)
+            self._set_state_quietly(heartbeat_at=None)
         probe, self._probe = self._probe, None
         if probe is not None:
             probe.close()

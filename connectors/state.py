@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import OperationalError
 
-from hub.connector_status import heartbeat_age, with_shown_state
+from hub.connector_status import status_ages, with_shown_state
 from hub.db import engine_for, psycopg_conninfo
 from hub.db.models import ConnectorOffset, ConnectorRequest, ConnectorState
 from hub.errors import FatalError, RetriableError
@@ -65,7 +65,7 @@ def all_states(engine: Engine) -> list[dict[str, Any]]:
     """Every state row as shown (:func:`hub.connector_status.with_shown_state`): ``state``
     is ``down`` for a live state whose heartbeat stopped."""
     with engine.connect() as conn:
-        rows = conn.execute(select(_state, heartbeat_age()).order_by(_state.c.name))
+        rows = conn.execute(select(_state, *status_ages()).order_by(_state.c.name))
         return [with_shown_state(dict(r._mapping)) for r in rows]
 
 

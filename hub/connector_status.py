@@ -19,35 +19,49 @@ LIVE_STATES = ("running", "snapshotting", "idle", "retrying")
 DOWN = "down"
 
 
-def heartbeat_age():
-    """Seconds since the connector's last heartbeat (its last report when it has none), on
-    the hub database's clock, so the clocks of the connector and of the reader never meet."""
+def status_ages():
+    """Two columns, in seconds on the hub database's clock (so the clocks of a connector
+    and of the reader never meet): ``heartbeat_age_s`` since the last heartbeat (NULL when
+    none: a process that ends cleanly clears it) and ``report_age_s`` since the last report."""
     cs = ConnectorState.__table__.c
-    since = func.coalesce(cs.heartbeat_at, cs.updated_at)
-    return func.extract("epoch", func.now() - since).label("heartbeat_age_s")
+    return (
+        func.extract("epoch", func.now() - cs.heartbeat_at).label("heartbeat_age_s"),
+        func.extract("epoch", func.now() - cs.updated_at).label("report_age_s"),
+    )
 
 
 def shown_state(
-    state: str, heartbeat_age_s: float | None, down_after_s: float = DOWN_AFTER_S
+    state: str,
+    heartbeat_age_s: float | None,
+    report_age_s: float | None = None,
+    down_after_s: float = DOWN_AFTER_S,
 ) -> str:
-    """``down`` when a live state's heartbeat stopped (SIGKILL, a lost host), else the state
-    the connector reported."""
-    if state in LIVE_STATES and (heartbeat_age_s is None or heartbeat_age_s > down_after_s):
+    """``down`` when the process behind a state is gone (SIGKILL, a lost host), else the
+    state the connector reported.
+
+    A live state is down once its heartbeat (or, from a release without one, its last
+    report) is older than ``down_after_s``. ``paused`` is also left by a clean stop, which
+    clears the heartbeat: it is down only while a stale heartbeat says a process held it.
+    """
+    if state in LIVE_STATES:
+        age = heartbeat_age_s if heartbeat_age_s is not None else report_age_s
+        return DOWN if age is None or age > down_after_s else state
+    if state == "paused" and heartbeat_age_s is not None and heartbeat_age_s > down_after_s:
         return DOWN
     return state
 
 
 def with_shown_state(row: dict[str, Any]) -> dict[str, Any]:
-    """``row`` (a status row with ``heartbeat_age_s``) with ``reported_state`` and the shown
-    ``state``, and its snapshot figures while a snapshot is unfinished."""
-    age = row.get("heartbeat_age_s")
-    row["heartbeat_age_s"] = None if age is None else round(float(age), 1)
+    """``row`` (a status row with the :func:`status_ages`) with ``reported_state`` and the
+    shown ``state``, and its snapshot figures while a snapshot is unfinished."""
+    for key in ("heartbeat_age_s", "report_age_s"):
+        age = row.get(key)
+        row[key] = None if age is None else round(float(age), 1)
     row["reported_state"] = row["state"]
-    row["state"] = shown_state(row["state"], row["heartbeat_age_s"])
+    row["state"] = shown_state(row["state"], row["heartbeat_age_s"], row["report_age_s"])
     progress = row.get("snapshot_progress")
-    row["snapshot"] = (
-        None if row.get("snapshot_done") or not progress else progress_figures(progress)
-    )
+    done = row.get("snapshot_done") or not progress
+    row["snapshot"] = None if done else progress_figures(progress)
     return row
 
 

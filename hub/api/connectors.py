@@ -9,7 +9,7 @@ from sqlalchemy import Connection, insert, select
 from hub.api import audit
 from hub.api.errors import NotFound
 from hub.config import HubConfig
-from hub.connector_status import heartbeat_age, with_shown_state
+from hub.connector_status import status_ages, with_shown_state
 from hub.db.models import ConnectorRequest, ConnectorState
 
 ACTIONS = ("pause", "resume", "restart", "resnapshot")
@@ -38,7 +38,7 @@ def status(conn: Connection, config: HubConfig) -> list[dict[str, Any]]:
     cs = ConnectorState
     rows = {
         r.name: with_shown_state(dict(r._mapping))
-        for r in conn.execute(select(*(getattr(cs, f) for f in _STATE_FIELDS), heartbeat_age()))
+        for r in conn.execute(select(*(getattr(cs, f) for f in _STATE_FIELDS), *status_ages()))
     }
     for name, src in config.sources().items():
         rows.setdefault(
@@ -50,6 +50,7 @@ def status(conn: Connection, config: HubConfig) -> list[dict[str, Any]]:
                 "state": "not_reported",
                 "reported_state": None,
                 "heartbeat_age_s": None,
+                "report_age_s": None,
                 "snapshot": None,
                 "snapshot_done": False,
                 "rows_captured": 0,

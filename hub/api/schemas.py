@@ -271,6 +271,7 @@ class ConnectorOut(BaseModel):
     state: str
     reported_state: str | None = None
     heartbeat_age_s: float | None = None
+    report_age_s: float | None = None
     configured: bool
     position: str | None
     snapshot_done: bool | None

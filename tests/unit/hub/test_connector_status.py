@@ -23,16 +23,25 @@ def test_a_live_state_whose_heartbeat_stopped_is_down(state):
     assert shown_state(state, DOWN_AFTER_S) == state
     assert shown_state(state, DOWN_AFTER_S + 0.1) == "down"
     assert shown_state(state, None) == "down"  # a live state that never beat
+    assert shown_state(state, None, report_age_s=3.0) == state  # a release without heartbeat
+    assert shown_state(state, None, report_age_s=60.0) == "down"
 
 
-@pytest.mark.parametrize("state", ["stopped", "failed", "paused", "never run"])
+@pytest.mark.parametrize("state", ["stopped", "failed", "never run"])
 def test_a_state_left_by_a_stopped_process_stays_whatever_the_heartbeat_age(state):
-    assert shown_state(state, 3600.0) == state
-    assert shown_state(state, None) == state
+    assert shown_state(state, 3600.0, 3600.0) == state
+    assert shown_state(state, None, None) == state
+
+
+def test_paused_is_down_only_while_a_stale_heartbeat_says_a_process_held_it():
+    assert shown_state("paused", 3.0, 3.0) == "paused"  # a running, paused connector
+    assert shown_state("paused", None, 3600.0) == "paused"  # stopped cleanly while paused
+    assert shown_state("paused", 60.0, 60.0) == "down"  # killed while paused
 
 
 def test_the_row_keeps_the_reported_state_and_gets_snapshot_figures_while_unfinished():
-    row = {"state": "snapshotting", "heartbeat_age_s": 40.04, "snapshot_done": False,
+    row = {"state": "snapshotting", "heartbeat_age_s": 40.04, "report_age_s": 2,
+           "snapshot_done": False,
            "snapshot_progress": {"rows": 500, "estimated": 2000, "started_at": 100.0,
                                  "at": 110.0}}  # fmt: skip
     shown = with_shown_state(row)
