@@ -1,0 +1,176 @@
+"""Status that tells the truth: a killed connector process is shown ``down``, a second runner
+of a connector is refused while the first keeps capturing, a snapshot reports its progress,
+and a paused connector's lag keeps growing on the status timer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from click.testing import CliRunner
+
+from connectors import runner as runner_module
+from connectors.cli import connector
+from connectors.ops import status
+from connectors.runner import ConnectorRunner
+from connectors.state import RunnerLock, add_request, hub_engine
+from hub.metrics import CONNECTOR_LAG, CONNECTOR_SLOT_LAG
+from tests.integration.connectors.test_crash import write_config
+from tests.integration.connectors.test_logical import TABLE, insert_rows, tax_source
+from tests.integration.hub.procs import stop
+
+ROWS = 3000
+
+
+def wait_for(predicate, timeout: float, what: str, every: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(every)
+
+
+def tax_status(config) -> dict:
+    return next(r for r in status(config) if r["name"] == "tax")
+
+
+class _Obj:
+    def __init__(self, config):
+        self.config = config
+
+
+def status_text(config) -> str:
+    result = CliRunner().invoke(connector, ["status"], obj=_Obj(config), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def connector_run(path, log_path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HUB_DATABASE_URL", "HUB_KAFKA_BOOTSTRAP")}  # fmt: skip
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "hub", "--config", str(path), "connector", "run", "tax",
+             "--no-metrics"],
+            stdout=log, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+
+
+def test_a_second_runner_is_refused_and_a_killed_one_is_shown_down(source_db, make_config,
+                                                                   tmp_path):  # fmt: skip
+    source_db.execute(TABLE)
+    insert_rows(source_db, 1, ROWS)
+    source_db.execute("ANALYZE nnt")
+    config = make_config(tax=tax_source(source_db, snapshot={"chunk_size": 500}))
+    path = write_config(config, tmp_path / "hub.yaml")
+    first_log = tmp_path / "first.log"
+    t0 = time.monotonic()
+    first = connector_run(path, first_log)
+    second = None
+    try:
+        # A second runner beside the first is refused with one line; the first goes on.
+        wait_for(lambda: tax_status(config)["state"] != "never run", 60, "the first to start")
+        second = subprocess.Popen(
+            [sys.executable, "-m", "hub", "--config", str(path), "connector", "run", "tax",
+             "--no-metrics"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env={k: v for k, v in os.environ.items()
+                 if k not in ("HUB_DATABASE_URL", "HUB_KAFKA_BOOTSTRAP")},
+        )  # fmt: skip
+        seen = []
+        row = wait_for(
+            lambda: seen.append(r := tax_status(config)) or (r["state"] == "running" and r),
+            60, "the snapshot to finish",
+        )  # fmt: skip
+        assert row["snapshot_done"] and row["rows_captured"] == ROWS
+        print(f"snapshot done at {time.monotonic() - t0:.1f}s")
+        progress = row["snapshot_progress"]
+        assert progress["rows"] == ROWS and progress["estimated"] == ROWS
+        log = first_log.read_text()
+        assert "snapshot of public.nnt at" in log and f"started (~{ROWS:,} rows)" in log
+        assert f"{ROWS // 2:,} rows (50% of ~{ROWS:,}), ETA" in log
+        assert f"done: {ROWS:,} rows in " in log
+        during = [
+            r for r in seen if r["state"] == "snapshotting" and (r["snapshot"] or {}).get("rows")
+        ]
+        for r in during:  # whatever the status caught mid-snapshot had its figures
+            assert r["snapshot"]["estimated"] == ROWS and r["snapshot"]["eta_s"] is not None
+
+        _, stderr = second.communicate(timeout=120)
+        assert second.returncode == 1, stderr
+        refusals = [line for line in stderr.splitlines() if "refused" in line]
+        assert len(refusals) == 1, stderr
+        assert (
+            "connector tax is already running in another process (hub runner tax pid "
+            in (refusals[0])
+        )
+        assert f"pid {first.pid}@" in refusals[0]
+        assert "Traceback" not in stderr
+        print(f"refused at {time.monotonic() - t0:.1f}s")
+        insert_rows(source_db, ROWS + 1, 5)
+        wait_for(lambda: tax_status(config)["rows_captured"] == ROWS + 5, 30, "capture")
+        assert first.poll() is None
+
+        # SIGKILL: no clean stop writes a state, yet the status says down within 30 s.
+        assert tax_status(config)["state"] == "running"
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        killed = time.monotonic()
+        print(f"killed at {killed - t0:.1f}s")
+        row = wait_for(lambda: (r := tax_status(config))["state"] == "down" and r, 30,
+                       "down", every=0.25)  # fmt: skip
+        took = time.monotonic() - killed
+        assert took < 30 and row["reported_state"] == "running"
+        assert row["heartbeat_age_s"] > 15
+        line = next(x for x in status_text(config).splitlines() if x.startswith("tax"))
+        assert " down " in line and " done " in line and " ago " in line
+        lock = RunnerLock(config.database.url, "tax")  # the killed runner's lock is free
+        lock.acquire()
+        lock.release()
+        print(f"SIGKILL → down in {took:.1f}s")
+    finally:
+        stop(first)
+        if second is not None:
+            stop(second)
+
+
+def test_a_paused_connectors_lag_grows_on_the_timer(source_db, make_config, monkeypatch):
+    monkeypatch.setattr(runner_module, "HEARTBEAT_S", 0.5)
+    source_db.execute(TABLE)
+    insert_rows(source_db, 1, 3)
+    config = make_config(tax=tax_source(source_db))
+    engine = hub_engine(config.database.url)
+    stopping = threading.Event()
+    runner = ConnectorRunner(config, "tax", stopping=stopping)
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: tax_status(config)["state"] == "running", 60, "streaming")
+        # A second runner in the same process is refused as well, and leaves the state alone.
+        assert ConnectorRunner(config, "tax", stopping=threading.Event()).run() == 1
+        assert tax_status(config)["state"] == "running"
+        lag = CONNECTOR_LAG.labels("tax")
+        slot_lag = CONNECTOR_SLOT_LAG.labels("tax")
+        wait_for(lambda: lag._value.get() == 0.0, 10, "caught up")
+        add_request(engine, "tax", "pause", "test")
+        wait_for(lambda: tax_status(config)["state"] == "paused", 10, "paused")
+        retained = wait_for(lambda: slot_lag._value.get(), 10, "a slot lag")
+        insert_rows(source_db, 4, 200)  # WAL the paused slot must keep
+        wait_for(lambda: lag._value.get() > 2.0, 10, "lag to grow while paused")
+        first = lag._value.get()
+        wait_for(lambda: lag._value.get() >= first + 1.0, 10, "lag to keep growing")
+        wait_for(lambda: slot_lag._value.get() > retained, 10, "the retained WAL to grow")
+        row = tax_status(config)
+        assert row["state"] == "paused" and row["lag_seconds"] > 2.0
+        assert row["lag_bytes"] > retained and row["heartbeat_age_s"] < 5
+    finally:
+        stopping.set()
+        thread.join(30)
+    row = tax_status(config)
+    assert row["state"] == "paused" and row["heartbeat_age_s"] is None  # stopped cleanly
