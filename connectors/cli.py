@@ -94,7 +94,7 @@ def status_cmd(as_json: bool) -> None:
         return
     now = datetime.now(UTC)
     click.echo(
-        f"{'CONNECTOR':<14}{'CAPTURE':<10}{'STATE':<14}{'SNAPSHOT':<24}{'ROWS':>12}  "
+        f"{'CONNECTOR':<14}{'CAPTURE':<10}{'STATE':<14}{'SNAPSHOT':<34}{'ROWS':>12}  "
         f"{'LAG':>10} {'LAG S':>8}  {'LAST EVENT':<11} POSITION"
     )
     for r in rows:
@@ -119,7 +119,7 @@ def _status_line(r: dict[str, Any], now: datetime) -> str:
     last = r.get("last_event_at")
     last_text = f"{_ago((now - last).total_seconds())} ago" if last is not None else "-"
     return (
-        f"{r['name']:<14}{r.get('capture') or '-':<10}{r['state']:<14}{snapshot:<24}"
+        f"{r['name']:<14}{r.get('capture') or '-':<10}{r['state']:<14}{snapshot:<34}"
         f"{r.get('rows_captured') or 0:>12}  "
         f"{byte_size(lag_b) if lag_b is not None else '-':>10} "
         f"{f'{lag_s:.1f}' if lag_s is not None else '-':>8}  {last_text:<11} "
