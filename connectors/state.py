@@ -193,8 +193,11 @@ class RunnerLock:
         RetriableError when the hub database does not answer."""
         label = f"hub runner {self.name} pid {os.getpid()}@{socket.gethostname()}"[:63]
         try:
+            # Keepalives: a hub database gone silent must not hang the timer's check.
             conn = psycopg.connect(psycopg_conninfo(self.url), autocommit=True,
-                                   connect_timeout=10, application_name=label)  # fmt: skip
+                                   connect_timeout=10, application_name=label, keepalives=1,
+                                   keepalives_idle=10, keepalives_interval=5,
+                                   keepalives_count=3)  # fmt: skip
         except psycopg.OperationalError as exc:
             raise HubDbUnavailable(f"hub database: {str(exc).strip().splitlines()[0]}") from exc
         try:
@@ -207,8 +210,8 @@ class RunnerLock:
             conn.close()
             who = f" ({holder})" if holder else ""
             raise ConnectorBusy(
-                f"connector {self.name} is already running in another process{who}; "
-                "refusing to run it twice (stop the other one first)"
+                f"connector {self.name} is already running{who}; refusing to run it twice "
+                "(stop that one first)"
             )
         self._conn = conn
 

@@ -104,10 +104,7 @@ def test_a_second_runner_is_refused_and_a_killed_one_is_shown_down(source_db, ma
         assert second.returncode == 1, stderr
         refusals = [line for line in stderr.splitlines() if "refused" in line]
         assert len(refusals) == 1, stderr
-        assert (
-            "connector tax is already running in another process (hub runner tax pid "
-            in (refusals[0])
-        )
+        assert "connector tax is already running (hub runner tax pid " in (refusals[0])
         assert f"pid {first.pid}@" in refusals[0]
         assert "Traceback" not in stderr
         insert_rows(source_db, ROWS + 1, 5)
