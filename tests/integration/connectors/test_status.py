@@ -11,16 +11,16 @@ import sys
 import threading
 import time
 
-from click.testing import CliRunner
+from prometheus_client import REGISTRY
 
 from connectors import runner as runner_module
-from connectors.cli import connector
 from connectors.ops import status
 from connectors.runner import ConnectorRunner
 from connectors.state import RunnerLock, add_request, hub_engine
-from hub.metrics import CONNECTOR_LAG, CONNECTOR_SLOT_LAG
+from tests.integration.connectors.conftest import running
 from tests.integration.connectors.test_crash import write_config
 from tests.integration.connectors.test_logical import TABLE, insert_rows, tax_source
+from tests.integration.connectors.test_operations import cli
 from tests.integration.hub.procs import stop
 
 ROWS = 3000
@@ -40,26 +40,15 @@ def tax_status(config) -> dict:
     return next(r for r in status(config) if r["name"] == "tax")
 
 
-class _Obj:
-    def __init__(self, config):
-        self.config = config
-
-
-def status_text(config) -> str:
-    result = CliRunner().invoke(connector, ["status"], obj=_Obj(config), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def connector_run(path, log_path) -> subprocess.Popen:
+def connector_run(path, **popen) -> subprocess.Popen:
+    """``hub connector run tax`` as its own process, with the config file at ``path``."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("HUB_DATABASE_URL", "HUB_KAFKA_BOOTSTRAP")}  # fmt: skip
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "hub", "--config", str(path), "connector", "run", "tax",
-             "--no-metrics"],
-            stdout=log, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "hub", "--config", str(path), "connector", "run", "tax",
+         "--no-metrics"],
+        env=env, **popen,
+    )  # fmt: skip
 
 
 def test_a_second_runner_is_refused_and_a_killed_one_is_shown_down(source_db, make_config,
@@ -70,18 +59,13 @@ def test_a_second_runner_is_refused_and_a_killed_one_is_shown_down(source_db, ma
     config = make_config(tax=tax_source(source_db, snapshot={"chunk_size": 500}))
     path = write_config(config, tmp_path / "hub.yaml")
     first_log = tmp_path / "first.log"
-    first = connector_run(path, first_log)
+    with open(first_log, "wb") as out:
+        first = connector_run(path, stdout=out, stderr=subprocess.STDOUT)
     second = None
     try:
         # A second runner beside the first is refused with one line; the first goes on.
         wait_for(lambda: tax_status(config)["state"] != "never run", 60, "the first to start")
-        second = subprocess.Popen(
-            [sys.executable, "-m", "hub", "--config", str(path), "connector", "run", "tax",
-             "--no-metrics"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            env={k: v for k, v in os.environ.items()
-                 if k not in ("HUB_DATABASE_URL", "HUB_KAFKA_BOOTSTRAP")},
-        )  # fmt: skip
+        second = connector_run(path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         seen = []
         row = wait_for(
             lambda: seen.append(r := tax_status(config)) or (r["state"] == "running" and r),
@@ -121,7 +105,9 @@ def test_a_second_runner_is_refused_and_a_killed_one_is_shown_down(source_db, ma
         took = time.monotonic() - killed
         assert took < 30 and row["reported_state"] == "running"
         assert row["heartbeat_age_s"] > 15
-        line = next(x for x in status_text(config).splitlines() if x.startswith("tax"))
+        out = cli(config, "connector", "status")
+        assert out.startswith("0\n"), out
+        line = next(x for x in out.splitlines() if x.startswith("tax"))
         assert " down " in line and " done " in line and " ago " in line
         lock = RunnerLock(config.database.url, "tax")  # the killed runner's lock is free
         lock.acquire()
@@ -139,31 +125,29 @@ def test_a_paused_connectors_lag_grows_on_the_timer(source_db, make_config, monk
     insert_rows(source_db, 1, 3)
     config = make_config(tax=tax_source(source_db))
     engine = hub_engine(config.database.url)
-    stopping = threading.Event()
-    runner = ConnectorRunner(config, "tax", stopping=stopping)
-    thread = threading.Thread(target=runner.run, daemon=True)
-    thread.start()
-    try:
+    with running(config, "tax"):
         wait_for(lambda: tax_status(config)["state"] == "running", 60, "streaming")
         # A second runner in the same process is refused as well, and leaves the state alone.
         assert ConnectorRunner(config, "tax", stopping=threading.Event()).run() == 1
         assert tax_status(config)["state"] == "running"
-        lag = CONNECTOR_LAG.labels("tax")
-        slot_lag = CONNECTOR_SLOT_LAG.labels("tax")
-        wait_for(lambda: lag._value.get() == 0.0, 10, "caught up")
+
+        def lag() -> float:
+            return REGISTRY.get_sample_value("hub_connector_lag_seconds", {"connector": "tax"})
+
+        def slot_lag() -> float:
+            return REGISTRY.get_sample_value("hub_connector_slot_lag_bytes", {"connector": "tax"})
+
+        wait_for(lambda: lag() == 0.0, 10, "caught up")
         add_request(engine, "tax", "pause", "test")
         wait_for(lambda: tax_status(config)["state"] == "paused", 10, "paused")
-        retained = wait_for(lambda: slot_lag._value.get(), 10, "a slot lag")
+        retained = wait_for(lambda: slot_lag(), 10, "a slot lag")
         insert_rows(source_db, 4, 200)  # WAL the paused slot must keep
-        wait_for(lambda: lag._value.get() > 2.0, 10, "lag to grow while paused")
-        first = lag._value.get()
-        wait_for(lambda: lag._value.get() >= first + 1.0, 10, "lag to keep growing")
-        wait_for(lambda: slot_lag._value.get() > retained, 10, "the retained WAL to grow")
+        wait_for(lambda: lag() > 2.0, 10, "lag to grow while paused")
+        first = lag()
+        wait_for(lambda: lag() >= first + 1.0, 10, "lag to keep growing")
+        wait_for(lambda: slot_lag() > retained, 10, "the retained WAL to grow")
         row = tax_status(config)
         assert row["state"] == "paused" and row["lag_seconds"] > 2.0
         assert row["lag_bytes"] > retained and row["heartbeat_age_s"] < 5
-    finally:
-        stopping.set()
-        thread.join(30)
     row = tax_status(config)
     assert row["state"] == "paused" and row["heartbeat_age_s"] is None  # stopped cleanly
