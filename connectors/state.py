@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -170,6 +171,10 @@ def runner_lock_key(name: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+BUSY_TRIES = 4
+BUSY_WAIT_S = 0.5
+
+
 class ConnectorBusy(FatalError):
     """Another process already runs this connector."""
 
@@ -201,7 +206,11 @@ class RunnerLock:
         except psycopg.OperationalError as exc:
             raise HubDbUnavailable(f"hub database: {str(exc).strip().splitlines()[0]}") from exc
         try:
-            got = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()[0]
+            for attempt in range(BUSY_TRIES):
+                got = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()[0]
+                if got or attempt == BUSY_TRIES - 1:
+                    break
+                time.sleep(BUSY_WAIT_S)  # a runner killed a moment ago: its session is ending
             holder = None if got else self._holder(conn)
         except psycopg.Error as exc:
             conn.close()
