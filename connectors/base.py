@@ -128,7 +128,8 @@ class CaptureMode(abc.ABC):
 
     **Operations** the mode owns, so the runner and ``hub connector check``/``drop`` never
     branch on its name: :meth:`idle_interval` and :meth:`heartbeat_interval` (the runner's
-    timers), :meth:`check_postgres` / :meth:`check_sql` (its own check lines),
+    timers), :meth:`lag_probe` (the source-side lag the status timer measures),
+    :meth:`check_postgres` / :meth:`check_sql` (its own check lines),
     :meth:`drop` (what it holds at the source). A mode registers itself with
     :func:`register_mode` under :attr:`capture`, the name a source's ``capture:`` uses.
     """

@@ -88,6 +88,7 @@ class ConnectorRunner:
         self._timer_stop = threading.Event()
         self._probe: LagProbe | None = None
         self._beat_failing = False
+        self._lock_lost = False
 
     # -------------------------------------------------------------- lifecycle
 
@@ -330,8 +331,11 @@ class ConnectorRunner:
             self.lock.release()
             self.lock.acquire()
             log.info("%s: runner lock taken again", self.name)
+            self._lock_lost = False
         except ConnectorBusy as exc:
-            log.error("%s: lost the runner lock: %s", self.name, exc)
+            if not self._lock_lost:
+                log.error("%s: lost the runner lock: %s", self.name, exc)
+            self._lock_lost = True
         except RetriableError:
             pass  # the hub database is still away; the next tick tries again
 
