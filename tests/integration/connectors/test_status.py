@@ -4,6 +4,7 @@ and a paused connector's lag keeps growing on the status timer."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -17,10 +18,12 @@ from connectors import runner as runner_module
 from connectors.ops import status
 from connectors.runner import ConnectorRunner
 from connectors.state import RunnerLock, add_request, hub_engine
-from tests.integration.connectors.conftest import running
+from tests.integration.connectors.conftest import run_once, running
 from tests.integration.connectors.test_crash import write_config
 from tests.integration.connectors.test_logical import TABLE, insert_rows, tax_source
 from tests.integration.connectors.test_operations import cli
+from tests.integration.connectors.test_snapshot import TABLE as SNAPSHOT_TABLE
+from tests.integration.connectors.test_snapshot import permits_source
 from tests.integration.hub.procs import stop
 
 ROWS = 3000
@@ -151,3 +154,24 @@ def test_a_paused_connectors_lag_grows_on_the_timer(source_db, make_config, monk
         assert row["lag_bytes"] > retained and row["heartbeat_age_s"] < 5
     row = tax_status(config)
     assert row["state"] == "paused" and row["heartbeat_age_s"] is None  # stopped cleanly
+
+
+def test_a_snapshot_source_reports_its_run_against_the_tables_row_count(source_db, make_config,
+                                                                       caplog):  # fmt: skip
+    source_db.execute(SNAPSHOT_TABLE)
+    source_db.execute(
+        "INSERT INTO giay_phep SELECT 'GP' || lpad(i::text, 4, '0'),"
+        " '0011900' || lpad(i::text, 5, '0'), 'Chủ ' || i, DATE '2023-01-01' + i % 300"
+        " FROM generate_series(1, 120) i"
+    )  # never analyzed: the estimate is a count(*)
+    config = make_config(construction=permits_source(source_db, chunk_size=50))
+    caplog.set_level(logging.INFO, logger="connectors.progress")
+    run_once(config, "construction")
+    lines = [r.getMessage() for r in caplog.records if r.name == "connectors.progress"]
+    assert lines[0] == "construction: snapshot of giay_phep run 1 (full) started (~120 rows)"
+    assert lines[1].startswith("construction: snapshot of giay_phep run 1 (full): 50 rows "
+                               "(42% of ~120), ETA ")  # fmt: skip
+    assert lines[-1].startswith("construction: snapshot of giay_phep run 1 (full) done: "
+                                "120 rows in ") and lines[-1].endswith("s, 0 deleted")  # fmt: skip
+    row = next(r for r in status(config) if r["name"] == "construction")
+    assert row["snapshot_progress"]["estimated"] == 120 and row["snapshot_progress"]["rows"] == 120
