@@ -50,6 +50,19 @@ class SourceLag:
     seconds: float | None = None
 
 
+class LagProbe(abc.ABC):
+    """Measures a connector's source-side lag on a connection of its own (see
+    :meth:`CaptureMode.lag_probe`); errors are the caller's to swallow."""
+
+    @abc.abstractmethod
+    def measure(self) -> SourceLag:
+        """The lag now; reconnects after a lost connection."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the connection."""
+
+
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
 
@@ -115,7 +128,8 @@ class CaptureMode(abc.ABC):
 
     **Operations** the mode owns, so the runner and ``hub connector check``/``drop`` never
     branch on its name: :meth:`idle_interval` and :meth:`heartbeat_interval` (the runner's
-    timers), :meth:`check_postgres` / :meth:`check_sql` (its own check lines),
+    timers), :meth:`lag_probe` (the source-side lag the status timer measures),
+    :meth:`check_postgres` / :meth:`check_sql` (its own check lines),
     :meth:`drop` (what it holds at the source). A mode registers itself with
     :func:`register_mode` under :attr:`capture`, the name a source's ``capture:`` uses.
     """
@@ -160,10 +174,6 @@ class CaptureMode(abc.ABC):
         """Seconds the runner waits after a caught-up batch before asking again."""
         return 1.0
 
-    def lag(self) -> SourceLag:
-        """Lag that only the source can tell (bytes of WAL for logical); cheap to call."""
-        return SourceLag()
-
     @property
     def phase(self) -> str:
         """``snapshotting`` or ``streaming`` (``idle`` for a snapshot connector at rest)."""
@@ -187,6 +197,14 @@ class CaptureMode(abc.ABC):
     def check_sql(cls, name: str, source: SourceConfig) -> list[CheckResult]:
         """The mode's own check lines for a source reached through SQLAlchemy."""
         return []
+
+    @classmethod
+    def lag_probe(cls, name: str, source: SourceConfig) -> LagProbe | None:
+        """What measures the lag only the source can tell (WAL a slot retains), or None.
+
+        The runner's status timer calls it on a thread of its own every few seconds,
+        whether the mode is open, paused or retrying, so it must hold its own connection."""
+        return None
 
     @classmethod
     def drop(cls, name: str, source: SourceConfig) -> list[str]:

@@ -92,8 +92,9 @@ def check_cmd(name: str) -> None:
 @connector.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status_cmd(as_json: bool) -> None:
-    """Every connector's state, position, lag (bytes and seconds) and rows captured."""
-    from connectors.base import byte_size
+    """Every connector's state (``down`` when a running one's heartbeat stopped), snapshot
+    progress (rows, percent, ETA), rows captured, lag (bytes and seconds), last event,
+    position and last error."""
     from connectors.ops import status
 
     config = _config()
@@ -101,18 +102,13 @@ def status_cmd(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, default=str, indent=2))
         return
+    now = datetime.now(UTC)
     click.echo(
-        f"{'CONNECTOR':<14}{'CAPTURE':<10}{'STATE':<14}{'ROWS':>12}  {'LAG':>10} {'LAG S':>8}"
-        "  POSITION"
+        f"{'CONNECTOR':<14}{'CAPTURE':<10}{'STATE':<14}{'SNAPSHOT':<34}{'ROWS':>12}  "
+        f"{'LAG':>10} {'LAG S':>8}  {'LAST EVENT':<11} POSITION"
     )
     for r in rows:
-        lag_s = r.get("lag_seconds")
-        click.echo(
-            f"{r['name']:<14}{r.get('capture') or '-':<10}{r['state']:<14}"
-            f"{r.get('rows_captured') or 0:>12}  "
-            f"{byte_size(r['lag_bytes']) if r.get('lag_bytes') is not None else '-':>10} "
-            f"{f'{lag_s:.1f}' if lag_s is not None else '-':>8}  {r.get('position') or '-'}"
-        )
+        click.echo(_status_line(r, now))
         if r.get("error"):
             click.echo(f"{'':<14}error: {r['error']}")
     _orphan_slot_lines(config)
@@ -128,6 +124,41 @@ def _orphan_slot_lines(config: HubConfig) -> None:
         click.echo(f"orphan {s.orphan_line()}")
     for line in inventory.errors:
         click.echo(f"slots not listed: {line}")
+
+
+def _status_line(r: dict[str, Any], now: datetime) -> str:
+    """One connector's row of the text status."""
+    from connectors.base import byte_size
+    from connectors.progress import progress_text
+
+    lag_s = r.get("lag_seconds")
+    lag_b = r.get("lag_bytes")
+    if r.get("snapshot_done"):
+        snapshot = "done"
+    elif r.get("snapshot_progress"):
+        snapshot = progress_text(r["snapshot_progress"])
+    else:
+        snapshot = "-"
+    last = r.get("last_event_at")
+    last_text = f"{_ago((now - last).total_seconds())} ago" if last is not None else "-"
+    return (
+        f"{r['name']:<14}{r.get('capture') or '-':<10}{r['state']:<14}{snapshot:<34}"
+        f"{r.get('rows_captured') or 0:>12}  "
+        f"{byte_size(lag_b) if lag_b is not None else '-':>10} "
+        f"{f'{lag_s:.1f}' if lag_s is not None else '-':>8}  {last_text:<11} "
+        f"{r.get('position') or '-'}"
+    )
+
+
+def _ago(seconds: float) -> str:
+    s = max(0, int(seconds))
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    if s < 172800:
+        return f"{s // 3600}h"
+    return f"{s // 86400}d"
 
 
 def _request(action: str):

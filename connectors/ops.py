@@ -211,7 +211,9 @@ def _sample_sqlalchemy(src: SqlSource, mapper: RecordMapper) -> list[CheckResult
 
 
 def status(config: HubConfig) -> list[dict[str, Any]]:
-    """One row per configured (or previously run) connector, from ``connector_state``."""
+    """One row per configured (or previously run) connector, from ``connector_state``: the
+    shown state (``down`` once a live one's heartbeat stopped), ``reported_state``,
+    ``heartbeat_age_s`` and, while a snapshot runs, ``snapshot`` (rows, estimate, ETA)."""
     states = {s["name"]: s for s in all_states(hub_engine(config.database.url))}
     rows = []
     for name, source in config.sources().items():

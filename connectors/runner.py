@@ -1,5 +1,6 @@
-"""Runs connectors: the batch loop (read → Kafka → acknowledge), operator requests, status,
-metrics, retries, and a graceful stop on SIGTERM. ``python -m connectors.runner``."""
+"""Runs connectors: the batch loop (read → Kafka → acknowledge), operator requests, status
+with its heartbeat and lag timer, one runner per connector (an advisory lock), metrics,
+retries, and a graceful stop on SIGTERM. ``python -m connectors.runner``."""
 
 from __future__ import annotations
 
@@ -14,14 +15,17 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import func
 
-from connectors.base import CaptureMode, ConnectorContext
+from connectors.base import CaptureMode, ConnectorContext, LagProbe
 from connectors.delivery import Delivery, retrying
 from connectors.events import Batch
 from connectors.mapping import RecordMapper
-from connectors.modes import mode_for
+from connectors.modes import mode_class, mode_for
 from connectors.reload import APPLIED, REFUSED, Reload, reload_source
 from connectors.state import (
+    ConnectorBusy,
+    RunnerLock,
     ensure_state,
     hub_engine,
     mark_handled,
@@ -29,7 +33,8 @@ from connectors.state import (
     set_state,
 )
 from hub.config import HubConfig, SourceConfig, load_config
-from hub.errors import FatalError, HubError, RetriableError
+from hub.connector_status import HEARTBEAT_S
+from hub.errors import EXIT_FAILURE, FatalError, HubError, RetriableError
 from hub.idschemes import get_scheme
 from hub.logs import error_summary
 from hub.metrics import CONNECTOR_LAG, CONNECTOR_SLOT_LAG, CONNECTOR_UP
@@ -38,7 +43,6 @@ from hub.runtime import tune_gc
 log = logging.getLogger(__name__)
 
 REQUEST_CHECK_S = 1.0
-LAG_CHECK_S = 2.0
 
 
 class ConnectorRunner:
@@ -77,7 +81,6 @@ class ConnectorRunner:
         self.paused = False
         self.rows_total = 0
         self._next_request_check = 0.0
-        self._next_lag_check = 0.0
         self._next_heartbeat = 0.0
         self._restart = False
         self.hangups = hangups or HANGUPS
@@ -86,12 +89,35 @@ class ConnectorRunner:
         self._reload_requests: dict[int, str] = {}
         """Requests whose reload was adopted: marked handled once the reopen tells how."""
         self._resnapshot_on_open = False
+        self.lock = RunnerLock(config.database.url, name)
+        self._delivered_to: float | None = None  # source commits up to here are delivered
+        self._lag_grace_s = 1.0
+        self._timer: threading.Thread | None = None
+        self._timer_stop = threading.Event()
+        self._probe: LagProbe | None = None
+        self._beat_failing = False
+        self._lock_lost = False
 
     # -------------------------------------------------------------- lifecycle
 
     def run(self) -> int:
-        """Run to the end; 0 after a clean stop, 1 after a fatal error."""
+        """Run to the end; 0 after a clean stop, 1 after a fatal error or when another
+        process already runs this connector (refused, that one undisturbed)."""
         tune_gc()
+        try:
+            retrying(self.lock.acquire, stopping=self.stopping)()
+        except ConnectorBusy as exc:
+            log.error("%s: refused: %s", self.name, exc)
+            return EXIT_FAILURE
+        except RetriableError:
+            return 0  # asked to stop while waiting for the hub database
+        try:
+            return self._run()
+        finally:
+            self._stop_timer()
+            self.lock.release()
+
+    def _run(self) -> int:
         try:
             state = retrying(
                 lambda: ensure_state(self.engine, self.name, self.source.capture),
@@ -99,6 +125,7 @@ class ConnectorRunner:
             )()
             self.paused = state["state"] == "paused"
             self.rows_total = state["rows_captured"] or 0
+            self._start_timer(state)
             retrying(self._session, stopping=self.stopping, on_retry=self._on_retry)()
         except RetriableError:
             pass  # asked to stop while waiting to retry
@@ -109,9 +136,11 @@ class ConnectorRunner:
                 log.exception("%s: stopped by an unexpected error", self.name)
             CONNECTOR_UP.labels(self.name).set(0)
             self._close()
+            self._stop_timer()
             self._set_state_quietly(state="failed", error=error_summary(exc))
             return 1
         self._close()
+        self._stop_timer()
         CONNECTOR_UP.labels(self.name).set(0)
         self._set_state_quietly(state="paused" if self.paused else "stopped")
         log.info("%s: stopped", self.name)
@@ -158,6 +187,7 @@ class ConnectorRunner:
             # processes now rather than at the first large batch.
             self.delivery.warm()
         CONNECTOR_UP.labels(self.name).set(0 if self.paused else 1)
+        self._lag_grace_s = self.mode.idle_interval() + 1.0
         set_state(self.engine, self.name, state=self._state_name(), error=None)
         log.info("%s: %s (%s capture)", self.name, self._state_name(), self.source.capture)
 
@@ -203,8 +233,7 @@ class ConnectorRunner:
                 continue
             if heartbeat_s and now >= self._next_heartbeat:
                 self._next_heartbeat = now + heartbeat_s
-                if self.mode.heartbeat():
-                    set_state(self.engine, self.name, heartbeat_at=_utcnow())
+                self.mode.heartbeat()  # the source's (a slot's); the process's is the timer's
             batch = ahead if ahead is not None else self.mode.next_batch()
             ahead = None
             flight = self.delivery.start(batch)
@@ -231,25 +260,92 @@ class ConnectorRunner:
             values["position"] = batch.position[:128]
         if batch.caught_up:
             lag_s = 0.0
+            self._delivered_to = time.time()
         elif batch.newest_commit_ts is not None:
             lag_s = max(0.0, time.time() - batch.newest_commit_ts)
+            self._delivered_to = batch.newest_commit_ts
         else:
             lag_s = None
         if lag_s is not None:
             CONNECTOR_LAG.labels(self.name).set(lag_s)
             values["lag_seconds"] = lag_s
-        now = time.monotonic()
-        if now >= self._next_lag_check:
-            self._next_lag_check = now + LAG_CHECK_S
-            lag = self.mode.lag()
-            if lag.bytes is not None:
-                CONNECTOR_SLOT_LAG.labels(self.name).set(lag.bytes)
-                values["lag_bytes"] = lag.bytes
-            if lag.seconds is not None:
-                CONNECTOR_LAG.labels(self.name).set(lag.seconds)
-                values["lag_seconds"] = lag.seconds
         if n or len(values) > 1 or batch.commit is not None:
             set_state(self.engine, self.name, **values)
+
+    # -------------------------------------------------------------- status timer
+
+    def _start_timer(self, state: dict[str, Any]) -> None:
+        """Beat once now, then every HEARTBEAT_S on a thread of its own until the run ends."""
+        updated, lag_s = state.get("updated_at"), state.get("lag_seconds")
+        if updated is not None and lag_s is not None:
+            # Where the previous run left off: a connector started paused still ages.
+            self._delivered_to = updated.timestamp() - lag_s
+        self._probe = mode_class(self.source).lag_probe(self.name, self.source)
+        self._timer_stop.clear()
+        self._tick()
+        self._timer = threading.Thread(target=self._timer_loop, name=f"status-{self.name}",
+                                       daemon=True)  # fmt: skip
+        self._timer.start()
+
+    def _stop_timer(self) -> None:
+        """Stop the timer and clear the heartbeat: no process holds the connector now."""
+        self._timer_stop.set()
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.join(15)
+            self._set_state_quietly(heartbeat_at=None)
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            probe.close()
+
+    def _timer_loop(self) -> None:
+        while not self._timer_stop.wait(HEARTBEAT_S):
+            self._tick()
+
+    def _tick(self) -> None:
+        """The heartbeat, with lag measured now rather than at the last delivered batch: a
+        paused, stuck or cut-off connector's lag keeps growing. Never raises."""
+        values: dict[str, Any] = {"heartbeat_at": func.now()}
+        lag_s = timer_lag(time.time(), self._delivered_to, self._lag_grace_s)
+        if lag_s is not None:
+            CONNECTOR_LAG.labels(self.name).set(lag_s)
+            values["lag_seconds"] = lag_s
+        if self._probe is not None:
+            try:
+                retained = self._probe.measure().bytes
+            except Exception as exc:  # noqa: BLE001 - the source may be down; the gauge keeps
+                log.debug("%s: slot lag not measured: %s", self.name, exc)
+            else:
+                if retained is not None:
+                    CONNECTOR_SLOT_LAG.labels(self.name).set(retained)
+                    values["lag_bytes"] = retained
+        try:
+            set_state(self.engine, self.name, **values)
+        except Exception as exc:  # noqa: BLE001 - the hub database may be down: stay quiet
+            if not self._beat_failing:
+                log.warning("%s: heartbeat not stored: %s", self.name, error_summary(exc))
+            self._beat_failing = True
+        else:
+            if self._beat_failing:
+                log.info("%s: heartbeat stored again", self.name)
+            self._beat_failing = False
+        if not self.lock.held:
+            self._relock()
+
+    def _relock(self) -> None:
+        """The lock's session ended (a hub-database restart): take the lock again, or say
+        loudly that another runner took it meanwhile."""
+        try:
+            self.lock.release()
+            self.lock.acquire()
+            log.info("%s: runner lock taken again", self.name)
+            self._lock_lost = False
+        except ConnectorBusy as exc:
+            if not self._lock_lost:
+                log.error("%s: lost the runner lock: %s", self.name, exc)
+            self._lock_lost = True
+        except RetriableError:
+            pass  # the hub database is still away; the next tick tries again
 
     # -------------------------------------------------------------- operator requests
 
@@ -362,6 +458,16 @@ def _utcnow():
     from datetime import UTC, datetime
 
     return datetime.now(UTC)
+
+
+def timer_lag(now: float, delivered_to: float | None, grace_s: float) -> float | None:
+    """Connector lag on the timer: seconds since the newest moment up to which every source
+    change is known delivered; 0 within ``grace_s`` of it (one idle wait plus a second: a
+    caught-up connector is not behind); None when unknown (nothing delivered yet)."""
+    if delivered_to is None:
+        return None
+    age = max(0.0, now - delivered_to)
+    return 0.0 if age <= grace_s else age
 
 
 # ------------------------------------------------------------------ processes

@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 from connectors.base import CaptureMode, ConnectorContext, register_mode
 from connectors.events import Batch
 from connectors.mapping import tag_value, untag_value
+from connectors.progress import ProgressLog
 from connectors.sqlsource import SqlSource, after_condition
 from connectors.state import ensure_state, hub_engine, set_state
 from hub.db.models import ConnectorSnapshotKey
@@ -50,6 +51,7 @@ class SnapshotCapture(CaptureMode):
         self._builder = None
         self._read_after: list[Any] | None = None
         self._read_rows = 0
+        self._log: ProgressLog | None = None
 
     # -------------------------------------------------------------- lifecycle
 
@@ -65,17 +67,46 @@ class SnapshotCapture(CaptureMode):
         self._progress = dict(state["snapshot_progress"] or {})
         if not self._progress or self._progress.get("phase") == "done":
             self._start_run(full=not self._progress)
+        else:
+            self._progress_log().start(self._progress.get("rows", 0))
         self._read_after = self._progress.get("after")
         self._read_rows = self._progress.get("rows", 0)
 
     def _start_run(self, *, full: bool) -> None:
         run = int(self._progress.get("run", 0)) + 1
+        now = time.time()
         self._progress = {"run": run, "phase": "read", "after": None, "rows": 0, "full": full,
-                          "started_at": time.time()}  # fmt: skip
+                          "started_at": now, "at": now,
+                          "estimated": self._estimate_rows()}  # fmt: skip
         self._read_after, self._read_rows = None, 0
         set_state(self.engine, self.ctx.name, snapshot_done=False,
                   snapshot_progress=self._progress)  # fmt: skip
-        log.info("%s: snapshot run %d started%s", self.ctx.name, run, " (full)" if full else "")
+        self._log = None
+        self._progress_log().start()
+
+    def _progress_log(self) -> ProgressLog:
+        if self._log is None:
+            p = self._progress
+            full = " (full)" if p.get("full") else ""
+            what = f"{self.ctx.source.table} run {p.get('run', 0)}{full}"
+            self._log = ProgressLog(self.ctx.name, what, p.get("estimated"),
+                                    p.get("started_at") or time.time())  # fmt: skip
+        return self._log
+
+    def _estimate_rows(self) -> int | None:
+        """The table's row count for progress: PostgreSQL's planner estimate when it has
+        one (no scan), else ``count(*)``; None when the source cannot tell."""
+        assert self.source is not None
+        with self.source.errors(), self.source.engine.connect() as conn:
+            if self.source.system == "postgresql":
+                estimate = conn.execute(
+                    sa.text("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(:t)"),
+                    {"t": self.source.qualified},
+                ).scalar()
+                if estimate is not None and estimate > 0:
+                    return int(estimate)
+            count = conn.execute(sa.select(sa.func.count()).select_from(self.source.table))
+            return count.scalar()
 
     def resnapshot(self) -> None:
         """Start a new run now that emits every row, changed or not."""
@@ -211,7 +242,8 @@ class SnapshotCapture(CaptureMode):
                             },
                         )
                     )
-                self._progress.update(after=after, rows=rows_total)
+                self._progress.update(after=after, rows=rows_total, at=time.time())
+                self._progress_log().update(rows_total)
                 if done_reading:
                     self._progress["phase"] = "delete"
             else:
@@ -227,13 +259,9 @@ class SnapshotCapture(CaptureMode):
                 self._progress["deleted"] = self._progress.get("deleted", 0) + len(keys)
                 if done:
                     self._progress["phase"] = "done"
-                    self._progress["finished_at"] = time.time()
-                    log.info(
-                        "%s: snapshot run %d done: %d rows read, %d deleted",
-                        self.ctx.name,
-                        run,
-                        self._progress.get("rows", 0),
-                        self._progress["deleted"],
+                    self._progress["finished_at"] = self._progress["at"] = time.time()
+                    self._progress_log().finish(
+                        self._progress.get("rows", 0), f", {self._progress['deleted']} deleted"
                     )
             set_state(
                 conn,

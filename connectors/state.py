@@ -1,20 +1,27 @@
-"""What connectors keep in the hub database: state and status, resume offsets, operator
-requests (``connector_state``, ``connector_offsets``, ``connector_requests``)."""
+"""What connectors keep in the hub database: state and status with its heartbeat, resume
+offsets, operator requests (``connector_state``, ``connector_offsets``,
+``connector_requests``), and the advisory lock that admits one runner per connector."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import socket
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import OperationalError
 
-from hub.db import engine_for
+from hub.connector_status import status_ages, with_shown_state
+from hub.db import engine_for, psycopg_conninfo
 from hub.db.models import ConnectorOffset, ConnectorRequest, ConnectorState
-from hub.errors import RetriableError
+from hub.errors import FatalError, RetriableError
 
 ACTIONS = ("pause", "resume", "restart", "resnapshot")
 
@@ -56,8 +63,11 @@ def load_state(engine: Engine, name: str) -> dict[str, Any] | None:
 
 
 def all_states(engine: Engine) -> list[dict[str, Any]]:
+    """Every state row as shown (:func:`hub.connector_status.with_shown_state`): ``state``
+    is ``down`` for a live state whose heartbeat stopped."""
     with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(select(_state).order_by(_state.c.name))]
+        rows = conn.execute(select(_state, *status_ages()).order_by(_state.c.name))
+        return [with_shown_state(dict(r._mapping)) for r in rows]
 
 
 def set_state(engine_or_conn: Engine | Connection, name: str, **values: Any) -> None:
@@ -173,3 +183,101 @@ def request_result(engine: Engine, rid: int) -> tuple[datetime | None, str | Non
             select(_requests.c.handled_at, _requests.c.result).where(_requests.c.id == rid)
         ).first()
     return (None, None) if row is None else (row.handled_at, row.result)
+
+
+# ------------------------------------------------------------------ one runner per connector
+
+
+def runner_lock_key(name: str) -> int:
+    """The advisory lock key of connector ``name``: a stable signed 64-bit hash (the same in
+    every process and release, unlike ``hash()``)."""
+    digest = hashlib.blake2b(f"hub.connector:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+BUSY_TRIES = 4
+BUSY_WAIT_S = 0.5
+
+
+class ConnectorBusy(FatalError):
+    """Another process already runs this connector."""
+
+
+class RunnerLock:
+    """``pg_try_advisory_lock`` on the hub database, held on a session of its own for the
+    runner's life: a second runner of the same connector is refused while the first one
+    lives, whichever process (``hub run``, ``hub connector run``) and host it runs in.
+
+    The session ends with the process, so a killed runner's lock is released at once.
+    """
+
+    def __init__(self, url: str, name: str):
+        self.url = url
+        self.name = name
+        self.key = runner_lock_key(name)
+        self._conn: psycopg.Connection | None = None
+
+    def acquire(self) -> None:
+        """Take the lock; ConnectorBusy naming the holder when another runner has it,
+        RetriableError when the hub database does not answer."""
+        label = f"hub runner {self.name} pid {os.getpid()}@{socket.gethostname()}"[:63]
+        try:
+            # Keepalives: a hub database gone silent must not hang the timer's check.
+            conn = psycopg.connect(psycopg_conninfo(self.url), autocommit=True,
+                                   connect_timeout=10, application_name=label, keepalives=1,
+                                   keepalives_idle=10, keepalives_interval=5,
+                                   keepalives_count=3)  # fmt: skip
+        except psycopg.OperationalError as exc:
+            raise HubDbUnavailable(f"hub database: {str(exc).strip().splitlines()[0]}") from exc
+        try:
+            for attempt in range(BUSY_TRIES):
+                got = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()[0]
+                if got or attempt == BUSY_TRIES - 1:
+                    break
+                time.sleep(BUSY_WAIT_S)  # a runner killed a moment ago: its session is ending
+            holder = None if got else self._holder(conn)
+        except psycopg.Error as exc:
+            conn.close()
+            raise HubDbUnavailable(f"hub database: {str(exc).strip().splitlines()[0]}") from exc
+        if not got:
+            conn.close()
+            who = f" ({holder})" if holder else ""
+            raise ConnectorBusy(
+                f"connector {self.name} is already running{who}; refusing to run it twice "
+                "(stop that one first)"
+            )
+        self._conn = conn
+
+    def _holder(self, conn: psycopg.Connection) -> str | None:
+        row = conn.execute(
+            "SELECT a.application_name, a.client_addr::text FROM pg_locks l"
+            " JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.database = ("
+            "   SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND ((l.classid::bigint << 32) | l.objid::bigint) = %s",
+            (self.key,),
+        ).fetchone()
+        if row is None:
+            return None
+        app, addr = row
+        return f"{app or 'unnamed client'}{f' from {addr}' if addr else ''}"
+
+    @property
+    def held(self) -> bool:
+        """The lock's session is still open (a hub-database restart ends it)."""
+        conn = self._conn
+        if conn is None or conn.closed:
+            return False
+        try:
+            conn.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        return True
+
+    def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            try:
+                conn.close()  # ending the session releases the lock
+            except psycopg.Error:
+                pass

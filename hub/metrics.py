@@ -33,12 +33,14 @@ CONNECTOR_EVENTS = Counter(
 )
 CONNECTOR_LAG = Gauge(
     "hub_connector_lag_seconds",
-    "Age of the oldest change not yet delivered (source commit → now).",
+    "Age of the oldest change not yet delivered (source commit → now); refreshed every 5 s "
+    "whether or not batches are delivered, so it grows while paused or stuck.",
     ["connector"],
 )
 CONNECTOR_SLOT_LAG = Gauge(
     "hub_connector_slot_lag_bytes",
-    "WAL retained by the connector's replication slot.",
+    "WAL retained by the connector's replication slot (pg_current_wal_lsn() - restart_lsn), "
+    "measured every 5 s on a connection of its own while the connector process runs.",
     ["connector"],
 )
 SLOT_RETAINED_WAL = Gauge(

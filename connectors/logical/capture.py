@@ -12,7 +12,7 @@ from connectors.base import (
     CaptureMode,
     CheckResult,
     ConnectorContext,
-    SourceLag,
+    LagProbe,
     register_mode,
 )
 from connectors.events import Batch, EventBuilder
@@ -158,9 +158,6 @@ class LogicalCapture(CaptureMode):
     def idle_interval(self) -> float:
         return STREAM_IDLE_S
 
-    def lag(self) -> SourceLag:
-        return SourceLag(bytes=self.slot.lag_bytes())
-
     def close(self) -> None:
         self.snapshot.close()
         self.stream.close()
@@ -178,6 +175,11 @@ class LogicalCapture(CaptureMode):
         cls, conn: psycopg.Connection, name: str, source: SourceConfig, table: TableInfo
     ) -> list[CheckResult]:
         return check_logical(conn, name, source, table)
+
+    @classmethod
+    def lag_probe(cls, name: str, source: SourceConfig) -> LagProbe:
+        """The WAL the slot retains, on a connection of the probe's own."""
+        return slots.RetainedWal(name, source.url, slot_names(name, source)[0])
 
     @classmethod
     def drop(cls, name: str, source: SourceConfig) -> list[str]:

@@ -3,16 +3,19 @@ missing, advanced once Kafka acknowledged, kept moving by heartbeats, measured, 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
 import psycopg
 from psycopg import sql
 
+from connectors.base import LagProbe, SourceLag
 from connectors.logical.connections import SourceConnections
 from connectors.logical.pgoutput.messages import int_to_lsn
 from connectors.pgtable import TableInfo
 from hub.config import SourceConfig
+from hub.db import psycopg_conninfo
 from hub.errors import FatalError
 
 log = logging.getLogger(__name__)
@@ -140,7 +143,7 @@ class Slot:
                     )
             self.advanced_at = now
 
-    # -------------------------------------------------------------- heartbeat and lag
+    # -------------------------------------------------------------- heartbeat
 
     def heartbeat(self) -> None:
         """Write a transactional logical message: decoding it gives the slot a commit to
@@ -150,19 +153,40 @@ class Slot:
                 "SELECT pg_logical_emit_message(true, %s, now()::text)", (HEARTBEAT_PREFIX,)
             )
 
-    def lag_bytes(self) -> int | None:
-        """Bytes of WAL between the server's position and the slot's confirmed one."""
-        with self.link.errors():
-            row = (
-                self.link.control()
-                .execute(
-                    "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint"
-                    " FROM pg_replication_slots WHERE slot_name = %s",
-                    (self.slot,),
-                )
-                .fetchone()
-            )
-        return max(0, row[0]) if row and row[0] is not None else None
+
+class RetainedWal(LagProbe):
+    """Bytes of WAL the slot retains at the source (``pg_current_wal_lsn() - restart_lsn``):
+    what the source must keep on disk for it, whether the connector runs or not."""
+
+    def __init__(self, name: str, url: str, slot: str):
+        self.name = name
+        self.conninfo = psycopg_conninfo(url)
+        self.slot = slot
+        self._conn: psycopg.Connection | None = None
+
+    def measure(self) -> SourceLag:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(
+                self.conninfo, autocommit=True, connect_timeout=5,
+                application_name=f"hub-connector-{self.name}-lag",
+                options="-c statement_timeout=5000",
+            )  # fmt: skip
+        try:
+            row = self._conn.execute(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint"
+                " FROM pg_replication_slots WHERE slot_name = %s",
+                (self.slot,),
+            ).fetchone()
+        except psycopg.Error:
+            self.close()
+            raise
+        return SourceLag(bytes=max(0, row[0]) if row and row[0] is not None else None)
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
 
 
 class DropIncomplete(FatalError):

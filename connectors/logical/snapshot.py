@@ -18,6 +18,7 @@ from connectors.logical.overlap import SnapshotFilter
 from connectors.logical.pgoutput.messages import int_to_lsn, lsn_to_int
 from connectors.mapping import value_text
 from connectors.pgtable import TableInfo, key_casts
+from connectors.progress import ProgressLog
 from connectors.state import set_state
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class SnapshotReader:
         self._columns: tuple[str, ...] = ()
         self._read_after: list[str] | None = None
         self._read_rows = 0
+        self._log: ProgressLog | None = None
 
     def load(self, state: dict[str, Any]) -> None:
         """Take the progress stored in the connector's state."""
@@ -66,8 +68,11 @@ class SnapshotReader:
 
     def start(self, slot_lsn: str) -> None:
         """Begin a new snapshot whose reads rank after ``slot_lsn`` (where the stream starts)."""
-        self.progress = {"slot_lsn": slot_lsn, "segments": [], "after": None, "rows": 0}
+        now = time.time()
+        self.progress = {"slot_lsn": slot_lsn, "segments": [], "after": None, "rows": 0,
+                         "started_at": now, "at": now}  # fmt: skip
         self.done = False
+        self._log = None
         self.filter = SnapshotFilter([])
         set_state(self.engine, self.name, snapshot_done=False, snapshot_progress=self.progress)
 
@@ -106,9 +111,15 @@ class SnapshotReader:
         _, after, rows, done = token
         self.progress["after"] = after
         self.progress["rows"] = rows
+        self.progress["at"] = time.time()
         self.done = done
         if done:
-            self.progress["finished_at"] = time.time()
+            self.progress["finished_at"] = self.progress["at"]
+            if self._log is not None:
+                self._log.finish(rows)
+            self._log = None
+        elif self._log is not None:
+            self._log.update(rows)
         set_state(
             self.engine,
             self.name,
@@ -126,6 +137,8 @@ class SnapshotReader:
         ).fetchone()
         after = self.progress.get("after")
         self._read_after, self._read_rows = after, self.progress.get("rows", 0)
+        if "estimated" not in self.progress:
+            self.progress["estimated"] = _estimate_rows(conn, table)
         self.progress.setdefault("segments", []).append(
             {"after": after, "snapshot": snapshot, "lsn": lsn_to_int(lsn)}
         )
@@ -147,13 +160,11 @@ class SnapshotReader:
         cursor.itersize = self.chunk_size
         cursor.execute(query, params)
         self._conn, self._cursor, self._columns = conn, cursor, tuple(columns)
-        log.info(
-            "%s: snapshot of %s %s at %s",
-            self.name,
-            table.qualified,
-            "resumed after a stored key" if after else "started",
-            lsn,
-        )
+        if self._log is None:
+            self._log = ProgressLog(self.name, f"{table.qualified} at {lsn}",
+                                    self.progress.get("estimated"),
+                                    self.progress.get("started_at") or time.time())  # fmt: skip
+            self._log.start(self._read_rows)
 
     def close(self) -> None:
         """Drop the segment being read (its uncommitted rows are read again next time)."""
@@ -166,3 +177,14 @@ class SnapshotReader:
             with contextlib.suppress(psycopg.Error):
                 conn.rollback()
                 conn.close()
+
+
+def _estimate_rows(conn: psycopg.Connection, table: TableInfo) -> int:
+    """The table's row count for progress: the planner's estimate (no scan) when the table
+    was analyzed, else ``count(*)`` in the segment's own snapshot."""
+    (estimate,) = conn.execute(
+        "SELECT reltuples::bigint FROM pg_class WHERE oid = %s", (table.oid,)
+    ).fetchone()
+    if estimate is not None and estimate > 0:
+        return int(estimate)
+    return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table.ident())).fetchone()[0]

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, insert, select
 from hub.api import audit
 from hub.api.errors import NotFound
 from hub.config import HubConfig
+from hub.connector_status import status_ages, with_shown_state
 from hub.db.models import ConnectorRequest, ConnectorState
 
 ACTIONS = ("pause", "resume", "restart", "resnapshot")
@@ -31,11 +32,13 @@ _STATE_FIELDS = (
 
 def status(conn: Connection, config: HubConfig) -> list[dict[str, Any]]:
     """Every configured connector and every one that has reported, with its pending
-    requests. A configured connector that never reported has state ``not_reported``."""
+    requests. A configured connector that never reported has state ``not_reported``; a
+    live state whose heartbeat stopped is shown ``down`` (``reported_state`` keeps what the
+    connector last said), and an unfinished snapshot comes with its figures (``snapshot``)."""
     cs = ConnectorState
     rows = {
-        r.name: dict(r._mapping)
-        for r in conn.execute(select(*(getattr(cs, f) for f in _STATE_FIELDS)))
+        r.name: with_shown_state(dict(r._mapping))
+        for r in conn.execute(select(*(getattr(cs, f) for f in _STATE_FIELDS), *status_ages()))
     }
     for name, src in config.sources().items():
         rows.setdefault(
@@ -45,6 +48,10 @@ def status(conn: Connection, config: HubConfig) -> list[dict[str, Any]]:
                 "name": name,
                 "capture": src.capture,
                 "state": "not_reported",
+                "reported_state": None,
+                "heartbeat_age_s": None,
+                "report_age_s": None,
+                "snapshot": None,
                 "snapshot_done": False,
                 "rows_captured": 0,
             },

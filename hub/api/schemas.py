@@ -269,10 +269,14 @@ class ConnectorOut(BaseModel):
     name: str
     capture: str | None
     state: str
+    reported_state: str | None = None
+    heartbeat_age_s: float | None = None
+    report_age_s: float | None = None
     configured: bool
     position: str | None
     snapshot_done: bool | None
     snapshot_progress: dict[str, Any] | None
+    snapshot: dict[str, Any] | None = None
     rows_captured: int | None
     lag_bytes: int | None
     lag_seconds: float | None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
 
 from hub.api.app import create_app
-from hub.db.models import ConnectorRequest
+from hub.db.models import ConnectorRequest, ConnectorState
 from tests.integration.api.conftest import TestClient, hub_config
 
 
@@ -43,12 +45,27 @@ def test_stats_history_window_and_points_are_bounded(api_ro):
     assert api_ro.get("/api/v1/stats", params={"points": 100_000}).status_code == 422
 
 
-def test_connectors_list_reported_and_configured_ones(api_ro):
-    rows = {c["name"]: c for c in api_ro.get("/api/v1/connectors", "viewer").json()}
+def _beat(api, name: str, age_s: float) -> None:
+    """Set connector ``name``'s heartbeat ``age_s`` seconds into the past."""
+    with api.engine.begin() as conn:
+        conn.execute(
+            update(ConnectorState)
+            .where(ConnectorState.name == name)
+            .values(heartbeat_at=func.now() - timedelta(seconds=age_s))
+        )
+
+
+def test_connectors_list_reported_and_configured_ones(api):
+    _beat(api, "tax", 1)
+    rows = {c["name"]: c for c in api.get("/api/v1/connectors", "viewer").json()}
     assert rows["tax"]["state"] == "running" and rows["tax"]["lag_bytes"] == 1024
     assert rows["banking"]["state"] == "paused"
     assert rows["labour"]["state"] == "not_reported" and rows["labour"]["configured"]
     assert rows["registry"]["state"] == "not_reported"
+    _beat(api, "tax", 60)  # its process was killed a minute ago
+    rows = {c["name"]: c for c in api.get("/api/v1/connectors", "viewer").json()}
+    assert rows["tax"]["state"] == "down" and rows["tax"]["reported_state"] == "running"
+    assert rows["tax"]["heartbeat_age_s"] >= 60
 
 
 def test_operator_requests_are_queued_for_the_connector_and_audited(api):

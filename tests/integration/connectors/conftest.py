@@ -3,6 +3,7 @@ until caught up, and reading a topic back with the shipped schemas."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -101,6 +102,20 @@ def run_once(config: HubConfig, name: str, timeout: float = 120) -> ConnectorRun
         raise AssertionError(f"connector {name} did not catch up within {timeout}s")
     assert result == [0], f"connector {name} stopped with a fatal error"
     return runner
+
+
+@contextlib.contextmanager
+def running(config: HubConfig, name: str, **kw: Any) -> Iterator[ConnectorRunner]:
+    """Connector ``name`` run on a thread for the ``with`` block, then stopped cleanly."""
+    stopping = threading.Event()
+    runner = ConnectorRunner(config, name, stopping=stopping, **kw)
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        yield runner
+    finally:
+        stopping.set()
+        thread.join(30)
 
 
 @dataclass

@@ -101,6 +101,21 @@ class FakeDelivery:
         pass
 
 
+class FakeLock:
+    """The runner lock, always granted (no hub database here)."""
+
+    held = True
+
+    def __init__(self, url, name):
+        pass
+
+    def acquire(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+
 class StopAfterWaits(threading.Event):
     """``stopping`` that records each wait and is set after ``n`` of them."""
 
@@ -126,6 +141,7 @@ def fake_mode(monkeypatch):
     states: list[dict] = []
     monkeypatch.setattr(runner, "hub_engine", lambda url: None)
     monkeypatch.setattr(runner, "Delivery", FakeDelivery)
+    monkeypatch.setattr(runner, "RunnerLock", FakeLock)
     monkeypatch.setattr(
         runner,
         "ensure_state",
