@@ -22,6 +22,7 @@ from connectors.pgtable import DATE_TYPES, NUMERIC_TYPES, TEXT_TYPES, TableInfo,
 from connectors.sample import SAMPLE_ROWS, SampleReport, sample_rows
 from connectors.state import all_states, delete_connector_data, hub_engine
 from hub.config import HubConfig, SourceConfig, redact_url
+from hub.connector_status import DOWN_AFTER_S, LIVE_STATES, shown_state, status_ages
 from hub.db import psycopg_conninfo, sqlalchemy_url
 from hub.db.models import ConnectorOffset, ConnectorRequest, ConnectorSnapshotKey, ConnectorState
 from hub.errors import ConfigError, FatalError, HubError
@@ -226,27 +227,21 @@ def status(config: HubConfig) -> list[dict[str, Any]]:
     return rows
 
 
-ALIVE_WINDOW_S = 120
-
-
 def _refuse_if_running(config: HubConfig, name: str) -> None:
     """A logical slot is ``active`` only during each peek, so ask the connector's own reports:
-    a running state updated within ``ALIVE_WINDOW_S`` means the connector is still running."""
+    a live state with a fresh heartbeat (``hub.connector_status.shown_state``, as the status
+    shows it) means the connector is still running; a killed one is ``down`` within 15 s."""
     engine = hub_engine(config.database.url)
+    cs = ConnectorState.__table__.c
     with engine.connect() as conn:
-        row = conn.exec_driver_sql(
-            "SELECT state, extract(epoch FROM now() - updated_at) FROM connector_state"
-            " WHERE name = %(name)s",
-            {"name": name},
-        ).fetchone()
-    if (
-        row
-        and row[0] in ("running", "snapshotting", "idle", "retrying")
-        and row[1] < ALIVE_WINDOW_S
-    ):
+        row = conn.execute(select(cs.state, *status_ages()).where(cs.name == name)).first()
+    if row is None:
+        return
+    shown = shown_state(row.state, row.heartbeat_age_s, row.report_age_s)
+    if shown in LIVE_STATES:
         raise FatalError(
-            f"connector {name} is {row[0]} (last report {row[1]:.0f}s ago): stop it first, "
-            f"or wait {ALIVE_WINDOW_S}s if it was killed"
+            f"connector {name} is {shown} (heartbeat {float(row.heartbeat_age_s or 0):.0f}s ago):"
+            f" stop it first, or wait {DOWN_AFTER_S:.0f}s if it was killed"
         )
 
 
