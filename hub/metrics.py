@@ -67,6 +67,17 @@ CONSUMER_LAG = Gauge(
     "Messages between the group's position and the log end.",
     ["topic", "partition"],
 )
+KAFKA_UP = Gauge(
+    "hub_kafka_up",
+    "1 while this process's Kafka clients of a role reach the broker, 0 while one cannot "
+    "(a delivery not acknowledged in time, offsets not answered).",
+    ["role"],
+)
+OFFSETS_BEYOND_END = Gauge(
+    "hub_reconciler_offsets_beyond_end",
+    "Partitions whose stored offset is past the log end (the broker lost its topics): "
+    "nothing is consumed from them until `hub reconcile --reset-offsets` rewrites them.",
+)
 MISMATCHES_OPEN = Gauge(
     "hub_mismatches_open", "Open (or in review) mismatches.", ["sector", "rule", "severity"]
 )

@@ -1,0 +1,130 @@
+"""The assigned partitions' log ends, asked of the broker every few seconds: whether Kafka
+answers the reconciler (``hub_kafka_up{role="reconciler"}``), and which stored offsets lie
+past a partition's end (``hub_reconciler_offsets_beyond_end``).
+
+A stored offset past the end means the broker lost the partition's data (a wiped log
+directory, a topic deleted and created again): the offsets in the hub database no longer
+name positions in the log. The reconciler does not guess what to do: it holds such a
+partition paused, says so once, and resumes it when an operator has rewritten its offset
+(``hub reconcile --reset-offsets earliest|latest``; docs/operations.md, "The broker lost
+its topics").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Iterable
+
+from kafka import TopicPartition
+from kafka.errors import BrokerResponseError, KafkaError
+from kafka.errors import RetriableError as KafkaRetriable
+
+from hub.kafka import KAFKA, UNREACHABLE
+from hub.metrics import OFFSETS_BEYOND_END
+
+log = logging.getLogger(__name__)
+
+KAFKA_ROLE = "reconciler"
+PROBE_TIMEOUT_MS = 2000
+FAILURES_TO_REPORT = 2
+"""Probes in a row that must fail before Kafka counts as unreachable (one slow answer on a
+busy machine is not an outage)."""
+
+
+class LogEnds:
+    """Probes log ends and tracks the partitions whose stored offset is past theirs.
+
+    ``stored`` is the last stored offset known per partition (from the seek on assignment and
+    each committed batch); ``held`` the partitions paused because it is past the end. Use it
+    on the consumer's thread.
+    """
+
+    def __init__(self, group_id: str):
+        self.group_id = group_id
+        self.stored: dict[TopicPartition, int] = {}
+        self.held: set[TopicPartition] = set()
+        self.failures = 0
+
+    def probe(self, consumer, partitions: Collection[TopicPartition]) -> dict | None:
+        """The end offsets of ``partitions`` (None when the broker did not answer in time)."""
+        if not partitions:
+            return {}
+        try:
+            ends = consumer.end_offsets(list(partitions), timeout_ms=PROBE_TIMEOUT_MS)
+        except KafkaError as exc:
+            self.unreachable(exc)
+            return None
+        self.failures = 0
+        KAFKA.ok(KAFKA_ROLE, self.group_id)
+        return ends
+
+    def unreachable(self, exc: BaseException) -> None:
+        """A Kafka request failed: after :data:`FAILURES_TO_REPORT` in a row of the kinds that
+        mean "no answer", Kafka is reported unreachable."""
+        answered = isinstance(exc, BrokerResponseError)  # the broker answered: reachable
+        if not (isinstance(exc, UNREACHABLE) or (isinstance(exc, KafkaRetriable) and not answered)):
+            log.debug("log end offsets not read: %s", exc)
+            return
+        self.failures += 1
+        if self.failures >= FAILURES_TO_REPORT:
+            KAFKA.failed(KAFKA_ROLE, self.group_id, exc)
+
+    def is_beyond(self, tp: TopicPartition, offset: int, ends: dict | None) -> bool:
+        """Whether ``offset``, stored for ``tp``, is past its end; if so ``tp`` is held, and
+        reported the first time."""
+        end = (ends or {}).get(tp)
+        if end is None or offset <= end:
+            return False
+        if tp not in self.held:
+            self.held.add(tp)
+            log.error(
+                "stored offset %d of %s[%d] (group %s) is past the partition's log end %d: "
+                "the broker lost the topic's data (log directory wiped, topic re-created?). "
+                "Nothing is consumed from it until `hub reconcile --reset-offsets "
+                "earliest|latest --topic %s` rewrites the stored offsets "
+                '(docs/operations.md, "The broker lost its topics")',
+                offset,
+                tp.topic,
+                tp.partition,
+                self.group_id,
+                end,
+                tp.topic,
+            )
+        OFFSETS_BEYOND_END.set(len(self.held))
+        return True
+
+    def beyond(
+        self, ends: dict | None, partitions: Iterable[TopicPartition]
+    ) -> set[TopicPartition]:
+        """Of ``partitions`` (being consumed), those whose stored offset is now past the end."""
+        return {
+            tp
+            for tp in partitions
+            if tp in self.stored and self.is_beyond(tp, self.stored[tp], ends)
+        }
+
+    def released(self, stored: dict[tuple[str, int], int], ends: dict) -> set[TopicPartition]:
+        """Held partitions whose offset (re-read from the database) is no longer past the end:
+        an operator reset it. They leave ``held``; the caller seeks and resumes them."""
+        back = set()
+        for tp in self.held:
+            offset = stored.get((tp.topic, tp.partition))
+            end = ends.get(tp)
+            if end is not None and (offset is None or offset <= end):
+                back.add(tp)
+                log.info(
+                    "stored offset of %s[%d] is %s, log end %d: consuming it again",
+                    tp.topic,
+                    tp.partition,
+                    "gone (from the beginning)" if offset is None else offset,
+                    end,
+                )
+        self.forget(back)
+        return back
+
+    def forget(self, partitions: Iterable[TopicPartition]) -> None:
+        """Partitions this process no longer holds (revoked, or released)."""
+        for tp in partitions:
+            self.stored.pop(tp, None)
+            self.held.discard(tp)
+        OFFSETS_BEYOND_END.set(len(self.held))
