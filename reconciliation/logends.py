@@ -128,3 +128,30 @@ class LogEnds:
             self.stored.pop(tp, None)
             self.held.discard(tp)
         OFFSETS_BEYOND_END.set(len(self.held))
+
+
+RESET_MEANING = {
+    "earliest": "every change still on the topics is applied again from their first offset: "
+    "idempotent (records already current stay, no mismatch or history row is duplicated)",
+    "latest": "the changes now on the topics are skipped; only changes produced from now on "
+    "are applied (re-snapshot the connectors, `hub connector resnapshot NAME`, if the sector "
+    "databases changed meanwhile)",
+}
+"""What ``hub reconcile --reset-offsets`` implies, by target."""
+
+
+def log_offsets(kafka, topics: list[str], where: str) -> dict[TopicPartition, int]:
+    """Each partition's earliest or latest offset (``where``) on the broker, per topic in
+    ``topics`` (created first if missing, as a reconciler would at start)."""
+    import threading
+
+    from hub.kafka import ensure_topics, make_consumer, topic_partitions
+
+    ensure_topics(kafka, topics)
+    consumer = make_consumer(kafka, client_id="hub-reset-offsets")
+    try:
+        parts = sorted(topic_partitions(consumer, topics, threading.Event(), timeout_s=10))
+        ask = consumer.beginning_offsets if where == "earliest" else consumer.end_offsets
+        return ask(parts, timeout_ms=15_000) if parts else {}
+    finally:
+        consumer.close(autocommit=False)
