@@ -33,16 +33,13 @@ from hub.avro.codec import Encoder
 from hub.avro.writer import compile_encoder
 from hub.config import KafkaConfig
 from hub.errors import RetriableError
-from hub.kafka import DELIVERY_TIMEOUT_MS, KAFKA, Topics, ensure_topics, make_producer
+from hub.kafka import FLUSH_TIMEOUT_S, KAFKA, Topics, ensure_topics, make_producer
 from hub.metrics import CONNECTOR_EVENTS, CONNECTOR_LAST_EVENT, DEAD_LETTERS
 from hub.runtime import die_with_parent, tune_gc
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-FLUSH_TIMEOUT_S = DELIVERY_TIMEOUT_MS / 1000 + 3.0
-"""A flush ends when every message is acknowledged or expired (the producer's delivery
-timeout); this bound only guards against a producer that completes neither."""
 KAFKA_ROLE = "connector"
 """The ``role`` of ``hub_kafka_up`` that connectors report."""
 START_TIMEOUT_S = 60.0

@@ -392,6 +392,11 @@ ends the stall of the idempotent sender seen after a long SIGSTOP (a retried bat
 longer went out); a stalled producer is never waited on for more than this."""
 
 
+FLUSH_TIMEOUT_S = DELIVERY_TIMEOUT_MS / 1000 + 3.0
+"""The longest wait of a ``flush``: every message is acknowledged or expired by then, unless the
+producer's sender stalled (then the caller drops it and retries with a new one)."""
+
+
 def make_producer(kafka: KafkaConfig, **overrides: Any) -> KafkaProducer:
     """A producer tuned for throughput with every message acknowledged by the broker, whose
     sends fail after :data:`DELIVERY_TIMEOUT_MS` (the caller retries with a new producer)."""

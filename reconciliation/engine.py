@@ -161,7 +161,7 @@ class Reconciler:
             reraise=True,
         )(self._connect)()
         self.producer = make_producer(self.config.kafka)
-        self._drain_outbox()
+        self._drain_outbox(renew=False)
         self.consumer = make_consumer(
             self.config.kafka,
             group_id=self.group_id,
@@ -264,7 +264,10 @@ class Reconciler:
                 log.debug("consumer close failed", exc_info=True)
             self.consumer = None
         if self.producer is not None:
-            self.producer.flush(30)
+            try:
+                self.producer.flush(30)
+            except KafkaError:  # what it holds is in the outbox: the next process sends it
+                log.debug("outbox producer not flushed on close", exc_info=True)
             self.producer.close(10)
             self.producer = None
         if self.conn is not None:
@@ -499,7 +502,7 @@ class Reconciler:
             dead,
             self.outbox.event_message,
         )
-        if self.outbox.retry:
+        if self.outbox.retry or self.producer is None:
             # Earlier messages are still waiting: send everything in outbox order, so no
             # consumer sees a newer transition before an older one.
             self.outbox.retry = False
@@ -558,8 +561,23 @@ class Reconciler:
         """Changes in (topic, partition, offset) order, and dead letters."""
         return self.decoder.decode(records)
 
-    def _drain_outbox(self) -> None:
-        """Produce what a previous process committed but did not get to produce."""
+    def _drain_outbox(self, *, renew: bool = True) -> None:
+        """Produce what a previous process committed but did not get to produce; after a
+        failed publish (``renew``) with a new producer, as connectors do: kafka-python's
+        idempotent sender can stall after a broker pause, and a stalled one never recovers."""
+        if renew:
+            old, self.producer = self.producer, None
+            if old is not None:
+                try:
+                    old.close(timeout=0)
+                except Exception:  # noqa: BLE001 - a stalled producer may fail to close; drop it
+                    log.debug("closing the outbox producer", exc_info=True)
+            try:
+                self.producer = make_producer(self.config.kafka)
+            except KafkaError as exc:
+                self.outbox.retry = True  # the broker is still away: the next period tries
+                self.log_ends.unreachable(exc)
+                return
         self.outbox.drain(self.conn, self.producer)
 
     def refresh_figures(self) -> None:
