@@ -33,7 +33,14 @@ from hub.avro.codec import Encoder
 from hub.avro.writer import compile_encoder
 from hub.config import KafkaConfig
 from hub.errors import RetriableError
-from hub.kafka import FLUSH_TIMEOUT_S, KAFKA, Topics, ensure_topics, make_producer
+from hub.kafka import (
+    FLUSH_TIMEOUT_S,
+    KAFKA,
+    Topics,
+    drop_producer,
+    ensure_topics,
+    make_producer,
+)
 from hub.metrics import CONNECTOR_EVENTS, CONNECTOR_LAST_EVENT, DEAD_LETTERS
 from hub.runtime import die_with_parent, tune_gc
 
@@ -240,11 +247,7 @@ class Delivery:
         if pool is not None:
             pool.close()
         producer, self._producer = self._producer, None
-        if producer is not None:
-            try:
-                producer.close(timeout=5)
-            except Exception:  # noqa: BLE001 - a broken producer may fail to close; drop it
-                log.debug("closing a failed producer", exc_info=True)
+        drop_producer(producer)
 
     def close(self, timeout: float = 30.0) -> None:
         """Flush what was sent and close the producer (and the producer processes)."""

@@ -414,6 +414,16 @@ def make_producer(kafka: KafkaConfig, **overrides: Any) -> KafkaProducer:
     return _secured(kafka, KafkaProducer, settings)
 
 
+def drop_producer(producer: KafkaProducer | None, timeout: float = 5.0) -> None:
+    """Close a producer that failed, without raising: a stalled or broken one may fail to close."""
+    if producer is None:
+        return
+    try:
+        producer.close(timeout=timeout)
+    except Exception:  # noqa: BLE001 - it is being dropped either way
+        log.debug("closing a failed producer", exc_info=True)
+
+
 def make_consumer(kafka: KafkaConfig, *topics: str, **overrides: Any) -> KafkaConsumer:
     """A consumer with batch settings (~10× the defaults' throughput) and fast group joins."""
     settings = client_settings(kafka) | {

@@ -49,7 +49,14 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_expo
 from hub.config import HubConfig
 from hub.errors import RetriableError
 from hub.idschemes import get_scheme
-from hub.kafka import Topics, ensure_topics, make_consumer, make_producer, topic_partitions
+from hub.kafka import (
+    Topics,
+    drop_producer,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    topic_partitions,
+)
 from hub.runtime import tune_gc
 from reconciliation.batch import BatchSettings
 from reconciliation.decode import REGISTRY, Change, ChangeDecoder, DeadLetter, IdReader
@@ -567,11 +574,7 @@ class Reconciler:
         idempotent sender can stall after a broker pause, and a stalled one never recovers."""
         if renew:
             old, self.producer = self.producer, None
-            if old is not None:
-                try:
-                    old.close(timeout=0)
-                except Exception:  # noqa: BLE001 - a stalled producer may fail to close; drop it
-                    log.debug("closing the outbox producer", exc_info=True)
+            drop_producer(old, timeout=0)
             try:
                 self.producer = make_producer(self.config.kafka)
             except KafkaError as exc:
