@@ -63,7 +63,7 @@ from reconciliation.decode import REGISTRY, Change, ChangeDecoder, DeadLetter, I
 from reconciliation.figures import Figures
 from reconciliation.gate import RegistryGate
 from reconciliation.kafkacommits import KafkaCommits
-from reconciliation.logends import LogEnds
+from reconciliation.logends import KafkaWatch, LogEnds
 from reconciliation.outbox import Outbox
 from reconciliation.store.offsets import read_offsets
 from reconciliation.store.pg import PgStore, connect
@@ -127,6 +127,7 @@ class Reconciler:
         self.stats_interval_s = stats_interval_s
         self.figures = Figures(config, snapshot_interval_s)
         self.log_ends = LogEnds(self.group_id)
+        self.kafka_watch = KafkaWatch(config.kafka, self.group_id)
         self.source_of: dict[str, str] = {self.topics.registry: REGISTRY}
         self.source_of.update({self.topics.sector(s): s for s in config.sectors})
         self.ids = IdReader(self.scheme)
@@ -181,6 +182,7 @@ class Reconciler:
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
         parts = topic_partitions(self.consumer, self.source_of, self._stop)
+        self.kafka_watch.start()
         if self.assign_all:
             self.consumer.assign(sorted(parts))
             self._on_assigned(parts)
@@ -263,6 +265,7 @@ class Reconciler:
             raise RetriableError(f"hub database: {str(exc).strip()}") from exc
 
     def _close(self) -> None:
+        self.kafka_watch.stop()
         if self.consumer is not None:
             self._flush_kafka_commits()
             try:
@@ -332,7 +335,7 @@ class Reconciler:
         topics = {tp.topic for tp in partitions}
         wanted = {(tp.topic, tp.partition) for tp in partitions}
         stored = self._db_call(lambda: read_offsets(self.conn, self.group_id, topics))
-        ends = self.log_ends.probe(self.consumer, partitions)
+        ends = self.log_ends.known_ends(self.consumer, partitions)
         for tp in partitions:
             offset = stored.get((tp.topic, tp.partition))
             if offset is not None and self.log_ends.is_beyond(tp, offset, ends):
@@ -379,12 +382,10 @@ class Reconciler:
             return {}
 
     def _check_ends(self) -> None:
-        """Every 2 s: ask the log ends (Kafka answering?); hold partitions whose stored offset
-        is past theirs; resume held ones whose offset an operator has reset."""
+        """Every 2 s: hold partitions whose stored offset is past their log end (as the
+        consumer's fetches report it); resume held ones whose offset an operator has reset."""
         held = self.log_ends.held
-        ends = self.log_ends.probe(self.consumer, self._ready | held)
-        if ends is None:
-            return
+        ends = self.log_ends.known_ends(self.consumer, self._ready | held)
         beyond = self.log_ends.beyond(ends, self._ready)
         if beyond:
             self._ready -= beyond

@@ -1,6 +1,6 @@
-"""The assigned partitions' log ends, asked of the broker every few seconds: whether Kafka
-answers the reconciler (``hub_kafka_up{role="reconciler"}``), and which stored offsets lie
-past a partition's end (``hub_reconciler_offsets_beyond_end``).
+"""Which stored offsets lie past a partition's log end (``hub_reconciler_offsets_beyond_end``),
+and whether Kafka answers the reconciler (``hub_kafka_up{role="reconciler"}``, checked from a
+thread of its own).
 
 A stored offset past the end means the broker lost the partition's data (a wiped log
 directory, a topic deleted and created again): the offsets in the hub database no longer
@@ -13,10 +13,11 @@ its topics").
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Collection, Iterable
 
 from kafka import TopicPartition
-from kafka.errors import BrokerResponseError, KafkaError
+from kafka.errors import BrokerResponseError
 from kafka.errors import RetriableError as KafkaRetriable
 
 from hub.kafka import KAFKA, UNREACHABLE
@@ -25,10 +26,9 @@ from hub.metrics import OFFSETS_BEYOND_END
 log = logging.getLogger(__name__)
 
 KAFKA_ROLE = "reconciler"
-PROBE_TIMEOUT_MS = 2000
-FAILURES_TO_REPORT = 2
-"""Probes in a row that must fail before Kafka counts as unreachable (one slow answer on a
-busy machine is not an outage)."""
+CHECK_EVERY_S = 3.0
+CHECK_TIMEOUT_S = 5.0
+"""A check of the broker not answered within this long counts as Kafka unreachable."""
 
 
 class LogEnds:
@@ -43,31 +43,22 @@ class LogEnds:
         self.group_id = group_id
         self.stored: dict[TopicPartition, int] = {}
         self.held: set[TopicPartition] = set()
-        self.failures = 0
 
-    def probe(self, consumer, partitions: Collection[TopicPartition]) -> dict | None:
-        """The end offsets of ``partitions`` (None when the broker did not answer in time)."""
-        if not partitions:
-            return {}
-        try:
-            ends = consumer.end_offsets(list(partitions), timeout_ms=PROBE_TIMEOUT_MS)
-        except KafkaError as exc:
-            self.unreachable(exc)
-            return None
-        self.failures = 0
-        KAFKA.ok(KAFKA_ROLE, self.group_id)
-        return ends
+    def known_ends(self, consumer, partitions: Collection[TopicPartition]) -> dict:
+        """The log ends of ``partitions`` the consumer's fetches last reported (no request:
+        kafka-python's ``end_offsets`` could hang past its timeout after a broker pause).
+        A partition's highwater is at least every offset consumed from it, so a stored
+        offset past it is past the log end."""
+        ends = {tp: consumer.highwater(tp) for tp in partitions}
+        return {tp: end for tp, end in ends.items() if end is not None}
 
     def unreachable(self, exc: BaseException) -> None:
-        """A Kafka request failed: after :data:`FAILURES_TO_REPORT` in a row of the kinds that
-        mean "no answer", Kafka is reported unreachable."""
+        """A Kafka request of the consumer loop failed with ``exc``."""
         answered = isinstance(exc, BrokerResponseError)  # the broker answered: reachable
-        if not (isinstance(exc, UNREACHABLE) or (isinstance(exc, KafkaRetriable) and not answered)):
-            log.debug("log end offsets not read: %s", exc)
-            return
-        self.failures += 1
-        if self.failures >= FAILURES_TO_REPORT:
+        if isinstance(exc, UNREACHABLE) or (isinstance(exc, KafkaRetriable) and not answered):
             KAFKA.failed(KAFKA_ROLE, self.group_id, exc)
+        else:
+            log.debug("Kafka request failed: %s", exc)
 
     def is_beyond(self, tp: TopicPartition, offset: int, ends: dict | None) -> bool:
         """Whether ``offset``, stored for ``tp``, is past its end; if so ``tp`` is held, and
@@ -130,6 +121,53 @@ class LogEnds:
         OFFSETS_BEYOND_END.set(len(self.held))
 
 
+class KafkaWatch:
+    """``hub_kafka_up{role="reconciler"}`` from a thread of its own: every
+    :data:`CHECK_EVERY_S` a check (``check(kafka)``: None when the broker answers, else the
+    reason) runs in a short-lived thread; no answer within :data:`CHECK_TIMEOUT_S` is an
+    outage too. The consumer loop is never held up by it, nor it by a hung client call."""
+
+    def __init__(self, kafka, client: str, check=None):
+        from hub.kafka import check_kafka
+
+        self.kafka = kafka
+        self.client = client
+        self.check = check or (lambda k: check_kafka(k, timeout_s=CHECK_TIMEOUT_S - 1))
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="hub-kafka-watch", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def once(self) -> bool:
+        """One check; reports the outcome; True when the broker answered."""
+        outcome: list[str | None] = []
+
+        def run() -> None:
+            try:
+                outcome.append(self.check(self.kafka))
+            except Exception as exc:  # noqa: BLE001 - any failure of a check is a reason
+                outcome.append(f"{type(exc).__name__}: {exc}")
+
+        worker = threading.Thread(target=run, name="hub-kafka-check", daemon=True)
+        worker.start()
+        worker.join(CHECK_TIMEOUT_S)
+        if outcome and outcome[0] is None:
+            KAFKA.ok(KAFKA_ROLE, self.client)
+            return True
+        reason = outcome[0] if outcome else f"no answer within {CHECK_TIMEOUT_S:.0f} s"
+        KAFKA.failed(KAFKA_ROLE, self.client, reason)
+        return False
+
+    def _run(self) -> None:
+        while not self.stopping.wait(CHECK_EVERY_S):
+            self.once()
+
+
 RESET_MEANING = {
     "earliest": "every change still on the topics is applied again from their first offset: "
     "idempotent (records already current stay, no mismatch or history row is duplicated)",
@@ -143,8 +181,6 @@ RESET_MEANING = {
 def log_offsets(kafka, topics: list[str], where: str) -> dict[TopicPartition, int]:
     """Each partition's earliest or latest offset (``where``) on the broker, per topic in
     ``topics`` (created first if missing, as a reconciler would at start)."""
-    import threading
-
     from hub.kafka import ensure_topics, make_consumer, topic_partitions
 
     ensure_topics(kafka, topics)
