@@ -33,14 +33,22 @@ from hub.avro.codec import Encoder
 from hub.avro.writer import compile_encoder
 from hub.config import KafkaConfig
 from hub.errors import RetriableError
-from hub.kafka import Topics, ensure_topics, make_producer
+from hub.kafka import (
+    FLUSH_TIMEOUT_S,
+    KAFKA,
+    Topics,
+    drop_producer,
+    ensure_topics,
+    make_producer,
+)
 from hub.metrics import CONNECTOR_EVENTS, CONNECTOR_LAST_EVENT, DEAD_LETTERS, init_dead_letters
 from hub.runtime import die_with_parent, tune_gc
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-FLUSH_TIMEOUT_S = 120.0
+KAFKA_ROLE = "connector"
+"""The ``role`` of ``hub_kafka_up`` that connectors report."""
 START_TIMEOUT_S = 60.0
 """How long a producer process may take to start and open its producer."""
 _READY = "ready"
@@ -107,12 +115,16 @@ class Delivery:
 
     def open(self) -> None:
         """Create the change and dead-letter topics if missing, and the producer."""
-        ensure_topics(self.kafka, [self.topic, self.topics.dlq])
-        if self._producer is None:
-            try:
-                self._producer = self._factory()
-            except KafkaError as exc:
-                raise RetriableError(f"kafka {self.kafka.bootstrap_servers}: {exc}") from exc
+        try:
+            ensure_topics(self.kafka, [self.topic, self.topics.dlq])
+            if self._producer is None:
+                try:
+                    self._producer = self._factory()
+                except KafkaError as exc:
+                    raise RetriableError(f"kafka {self.kafka.bootstrap_servers}: {exc}") from exc
+        except RetriableError as exc:
+            KAFKA.failed(KAFKA_ROLE, self.connector, exc)
+            raise
 
     def deliver(self, batch: Batch) -> None:
         """Send ``batch`` and wait until Kafka acknowledged every message of it."""
@@ -162,7 +174,7 @@ class Delivery:
             for letter in batch.dead_letters:
                 flight.futures.append(self._send_dead_letter(letter))
         except (KafkaError, RetriableError) as exc:
-            self._reset()
+            self._fail(exc)
             raise RetriableError(f"kafka: {exc}") from exc
         return flight
 
@@ -176,13 +188,15 @@ class Delivery:
             if flight.pooled:
                 self._pool.wait()
         except (KafkaError, RetriableError) as exc:
-            self._reset()
+            self._fail(exc)
             raise RetriableError(f"kafka: {exc}") from exc
         failed = next((f for f in flight.futures if not f.is_done or f.failed()), None)
         if failed is not None:
             reason = failed.exception if failed.is_done else "not acknowledged in time"
-            self._reset()
-            raise RetriableError(f"kafka did not acknowledge a message: {reason}")
+            error = RetriableError(f"kafka did not acknowledge a message: {reason}")
+            self._fail(error)
+            raise error
+        KAFKA.ok(KAFKA_ROLE, self.connector)
         for op, count in batch.ops.items():
             CONNECTOR_EVENTS.labels(self.connector, op).inc(count)
         for letter in batch.dead_letters:
@@ -223,16 +237,18 @@ class Delivery:
         if not future.is_done or future.failed():
             raise RetriableError(f"kafka did not acknowledge a message: {future.exception}")
 
+    def _fail(self, exc: BaseException) -> None:
+        """A batch was not acknowledged: report Kafka down, drop the producer (a retry
+        starts with a new one, whatever state the old one's sender was left in)."""
+        KAFKA.failed(KAFKA_ROLE, self.connector, exc)
+        self._reset()
+
     def _reset(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
         producer, self._producer = self._producer, None
-        if producer is not None:
-            try:
-                producer.close(timeout=5)
-            except Exception:  # noqa: BLE001 - a broken producer may fail to close; drop it
-                log.debug("closing a failed producer", exc_info=True)
+        drop_producer(producer)
 
     def close(self, timeout: float = 30.0) -> None:
         """Flush what was sent and close the producer (and the producer processes)."""
@@ -306,7 +322,7 @@ class _ProducerPool:
 
     def wait(self) -> None:
         pending, self.pending = self.pending, []
-        errors = self._replies(pending, FLUSH_TIMEOUT_S + 30)
+        errors = self._replies(pending, FLUSH_TIMEOUT_S + 10)
         if errors:
             raise RetriableError("; ".join(errors))
 

@@ -25,6 +25,8 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_expo
 
 from hub.config import HubConfig, KafkaConfig
 from hub.errors import ConfigError, FatalError, RetriableError
+from hub.logs import KAFKA_NOISE, error_summary
+from hub.metrics import KAFKA_UP
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,70 @@ class ClosedTransportRace(logging.Filter):
 _TRANSPORT_LOG = logging.getLogger("kafka.net.transport")
 if not any(isinstance(f, ClosedTransportRace) for f in _TRANSPORT_LOG.filters):
     _TRANSPORT_LOG.addFilter(ClosedTransportRace())
+
+
+class KafkaReachability:
+    """Whether this process's Kafka clients reach the broker: ``hub_kafka_up{role}`` and one
+    log line per change of state ("Kafka unreachable …", "Kafka reachable again …").
+
+    Clients report :meth:`failed` (a delivery not acknowledged in time, a probe that timed
+    out) and :meth:`ok` (an acknowledgement, an answer); a role is down while any of its
+    clients is. kafka-python's own records are at DEBUG meanwhile (``hub.logs.KAFKA_NOISE``),
+    whose latest problem the "unreachable" line names. Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._down: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def ok(self, role: str, client: str) -> None:
+        with self._lock:
+            since = self._down.pop((role, client), None)
+            up = not any(r == role for r, _ in self._down)
+        if up:
+            KAFKA_UP.labels(role).set(1)
+        if since is not None:
+            log.info(
+                "Kafka reachable again from %s %s after %.1f s",
+                role,
+                client,
+                time.monotonic() - since,
+            )
+
+    def failed(self, role: str, client: str, error: BaseException | str) -> None:
+        with self._lock:
+            first = (role, client) not in self._down
+            self._down.setdefault((role, client), time.monotonic())
+        KAFKA_UP.labels(role).set(0)
+        if not first:
+            log.debug("Kafka still unreachable from %s %s: %s", role, client, error)
+            return
+        reason = error_summary(error) if isinstance(error, BaseException) else str(error)
+        seen = KAFKA_NOISE.last_problem()
+        log.warning(
+            "Kafka unreachable from %s %s: %s%s; retrying (client messages at DEBUG)",
+            role,
+            client,
+            reason,
+            f" (last client error: {seen})" if seen and seen not in reason else "",
+        )
+
+    def is_up(self, role: str) -> bool:
+        with self._lock:
+            return not any(r == role for r, _ in self._down)
+
+
+KAFKA = KafkaReachability()
+"""The process's one :class:`KafkaReachability`."""
+
+UNREACHABLE = (
+    KafkaErrors.KafkaTimeoutError,
+    KafkaErrors.KafkaConnectionError,
+    KafkaErrors.CoordinatorNotAvailableError,
+    KafkaErrors.NodeNotReadyError,
+    KafkaErrors.RequestTimedOutError,
+)
+"""kafka-python errors that mean the broker did not answer (rather than refused)."""
 
 
 class Topics:
@@ -314,8 +380,26 @@ def _secured(
     return factory(**settings | {"bootstrap_timeout_ms": left_ms})
 
 
+REQUEST_TIMEOUT_MS = 9_000
+"""How long a producer waits for the broker's answer to one request before it retries."""
+DELIVERY_TIMEOUT_MS = 12_000
+"""How long a producer keeps a message (retries included) before its send fails.
+
+kafka-python's 120 s default hid a stopped broker for two minutes ("Expiring 3 record(s)…").
+With 12 s a connector reports the outage within ~15 s and re-sends from its last
+acknowledged position with a new producer: at least once, as before. A new producer also
+ends the stall of the idempotent sender seen after a long SIGSTOP (a retried batch that no
+longer went out); a stalled producer is never waited on for more than this."""
+
+
+FLUSH_TIMEOUT_S = DELIVERY_TIMEOUT_MS / 1000 + 3.0
+"""The longest wait of a ``flush``: every message is acknowledged or expired by then, unless the
+producer's sender stalled (then the caller drops it and retries with a new one)."""
+
+
 def make_producer(kafka: KafkaConfig, **overrides: Any) -> KafkaProducer:
-    """A producer tuned for throughput with every message acknowledged by the broker."""
+    """A producer tuned for throughput with every message acknowledged by the broker, whose
+    sends fail after :data:`DELIVERY_TIMEOUT_MS` (the caller retries with a new producer)."""
     settings = client_settings(kafka) | {
         "acks": "all",
         "linger_ms": 5,
@@ -323,9 +407,21 @@ def make_producer(kafka: KafkaConfig, **overrides: Any) -> KafkaProducer:
         "max_request_size": 8 * 1024 * 1024,
         "enable_idempotence": True,  # retries keep per-partition order and add no duplicates
         "metrics_enabled": False,
+        "request_timeout_ms": REQUEST_TIMEOUT_MS,
+        "delivery_timeout_ms": DELIVERY_TIMEOUT_MS,
     }
     settings.update(overrides)
     return _secured(kafka, KafkaProducer, settings)
+
+
+def drop_producer(producer: KafkaProducer | None, timeout: float = 5.0) -> None:
+    """Close a producer that failed, without raising: a stalled or broken one may fail to close."""
+    if producer is None:
+        return
+    try:
+        producer.close(timeout=timeout)
+    except Exception:  # noqa: BLE001 - it is being dropped either way
+        log.debug("closing a failed producer", exc_info=True)
 
 
 def make_consumer(kafka: KafkaConfig, *topics: str, **overrides: Any) -> KafkaConsumer:

@@ -19,6 +19,20 @@ from hub.vocabulary import SEVERITIES
 @click.command("reconcile")
 @metrics_options("reconciler")
 @click.option(
+    "--reset-offsets",
+    type=click.Choice(["earliest", "latest"]),
+    help="Rewrite the group's stored offsets to each partition's earliest or latest offset on "
+    "the broker, then exit (after the broker lost its topics; see docs/operations.md).",
+)
+@click.option(
+    "--topic",
+    "reset_topics",
+    multiple=True,
+    metavar="TOPIC",
+    help="With --reset-offsets: only this change topic (repeatable; default: all of them).",
+)
+@click.option("--yes", is_flag=True, help="With --reset-offsets: rewrite without asking.")
+@click.option(
     "--until-idle",
     type=click.FloatRange(min=0),
     metavar="SECONDS",
@@ -33,6 +47,9 @@ from hub.vocabulary import SEVERITIES
 def reconcile(
     metrics_listen: str | None,
     no_metrics: bool,
+    reset_offsets: str | None,
+    reset_topics: tuple[str, ...],
+    yes: bool,
     until_idle: float | None,
     group_id: str | None,
     assign_all: bool,
@@ -45,7 +62,14 @@ def reconcile(
     from hub.metrics import start_metrics
     from reconciliation.engine import Reconciler
 
+    if reset_offsets is None and (reset_topics or yes):
+        flag = "--topic" if reset_topics else "--yes"
+        raise click.UsageError(f"{flag} only goes with --reset-offsets earliest|latest")
     config = config_of()
+    if reset_offsets is not None:
+        _reset_offsets(config, group_id or config.reconciler.group_id, reset_offsets,
+                       reset_topics, yes)  # fmt: skip
+        return
     setup_logging(config.logging.level, config.logging.json_format)
     if not no_metrics:
         start_metrics(config.metrics, "reconciler", metrics_listen)
@@ -63,6 +87,47 @@ def reconcile(
         f"{totals.stale} stale, {totals.dead_letters} dead letters, "
         f"{totals.transitions} mismatch transitions"
     )
+
+
+def _reset_offsets(config, group_id: str, where: str, topics: tuple[str, ...], yes: bool) -> None:
+    """``--reset-offsets``: show what changes and what it implies, ask, rewrite."""
+    from hub.kafka import Topics
+    from reconciliation.logends import RESET_MEANING, log_offsets
+    from reconciliation.store.offsets import read_offsets, write_offsets
+    from reconciliation.store.pg import connect
+
+    names = Topics(config.kafka.topic_prefix)
+    changes = [names.registry, *(names.sector(s) for s in config.sectors)]
+    unknown = [t for t in topics if t not in changes]
+    if unknown:
+        raise click.BadParameter(
+            f"{', '.join(unknown)} is not a change topic of this config (known: "
+            f"{', '.join(changes)})",
+            param_hint="--topic",
+        )
+    chosen = list(dict.fromkeys(topics)) or changes
+    target = {
+        (tp.topic, tp.partition): o for tp, o in log_offsets(config.kafka, chosen, where).items()
+    }
+    conn = connect(config.database.url)
+    try:
+        stored = read_offsets(conn, group_id, chosen)
+        click.echo(f"group {group_id}: stored offsets → {where} offsets on the broker")
+        for (topic, partition), offset in sorted(target.items()):
+            old = stored.get((topic, partition))
+            click.echo(f"  {topic}[{partition}]: {'-' if old is None else old} → {offset}")
+        click.echo(f"{where}: {RESET_MEANING[where]}.")
+        click.echo(
+            "A running reconciler of the group resumes the partitions it holds because their "
+            "offset was past the log end within seconds; for any other partition, stop the "
+            "group's reconcilers first (they would keep their own positions)."
+        )
+        if not yes:
+            click.confirm("rewrite these offsets?", abort=True)
+        write_offsets(conn, group_id, target)
+    finally:
+        conn.close()
+    click.echo(f"rewrote {len(target)} stored offsets of group {group_id} to {where}")
 
 
 @click.group("corrections")

@@ -41,18 +41,29 @@ import psycopg
 from kafka import TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka.errors import KafkaError
+from kafka.errors import RetriableError as KafkaRetriable
 from kafka.structs import OffsetAndMetadata
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from hub.config import HubConfig
 from hub.errors import RetriableError
 from hub.idschemes import get_scheme
-from hub.kafka import Topics, ensure_topics, make_consumer, make_producer, topic_partitions
+from hub.kafka import (
+    Topics,
+    drop_producer,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    topic_partitions,
+)
 from hub.runtime import tune_gc
 from reconciliation.batch import BatchSettings
 from reconciliation.decode import REGISTRY, Change, ChangeDecoder, DeadLetter, IdReader
 from reconciliation.figures import Figures
 from reconciliation.gate import RegistryGate
+from reconciliation.kafkacommits import KafkaCommits
+from reconciliation.logends import KafkaWatch, LogEnds
 from reconciliation.outbox import Outbox
 from reconciliation.store.offsets import read_offsets
 from reconciliation.store.pg import PgStore, connect
@@ -63,88 +74,6 @@ log = logging.getLogger(__name__)
 FETCH_MAX_WAIT_MS = 50
 TOTALLED = ("messages", "applied", "stale", "skipped", "dead_letters", "transitions", "events")
 """The :class:`BatchResult` counts ``Reconciler.totals`` adds up."""
-
-
-class KafkaCommits:
-    """The group's offsets committed to Kafka after each database commit, so lag exporters
-    (kafka_exporter, Burrow, ``kafka-consumer-groups --describe``) see the true lag.
-
-    Monitoring only: nothing reads these offsets back (assignment seeks to the offsets
-    stored in the database), so a commit is asynchronous and its failure is logged, never
-    raised: one WARNING when commits start failing, one INFO when they succeed again,
-    DEBUG for the rest. Offsets never go back: a partition's offset is only committed when
-    it is past the last one sent. Not thread-safe: use it on the consumer's thread (which
-    is where kafka-python runs commit callbacks).
-    """
-
-    def __init__(self, group_id: str):
-        self.group_id = group_id
-        self.failing = False
-        self.sent: dict[TopicPartition, int] = {}
-        """The highest offset sent for commit, per partition."""
-        self.acked: dict[TopicPartition, int] = {}
-        """The highest offset the broker confirmed, per partition."""
-
-    def to_commit(
-        self, stored: dict[tuple[str, int], int]
-    ) -> dict[TopicPartition, OffsetAndMetadata]:
-        """What to commit after a batch stored ``stored``: the partitions that moved past
-        the last offset sent; records them as sent."""
-        out: dict[TopicPartition, OffsetAndMetadata] = {}
-        for (topic, partition), offset in stored.items():
-            tp = TopicPartition(topic, partition)
-            if offset > self.sent.get(tp, -1):
-                self.sent[tp] = offset
-                out[tp] = OffsetAndMetadata(offset, "", -1)
-        return out
-
-    def unacked(
-        self, partitions: Iterable[TopicPartition]
-    ) -> dict[TopicPartition, OffsetAndMetadata]:
-        """Offsets of ``partitions`` sent but not (yet) confirmed: what a last synchronous
-        commit on close still has to deliver."""
-        return {
-            tp: OffsetAndMetadata(self.sent[tp], "", -1)
-            for tp in partitions
-            if tp in self.sent and self.acked.get(tp, -1) < self.sent[tp]
-        }
-
-    def behind(self) -> bool:
-        """Whether an offset sent was not confirmed: a later commit of other partitions can
-        succeed (and end the run of failures) while a refused one is still owed."""
-        return any(self.acked.get(tp, -1) < offset for tp, offset in self.sent.items())
-
-    def forget(self, partitions: Iterable[TopicPartition]) -> None:
-        """Partitions this process no longer holds: another one commits them now."""
-        for tp in partitions:
-            self.sent.pop(tp, None)
-            self.acked.pop(tp, None)
-
-    def done(self, offsets: dict[TopicPartition, OffsetAndMetadata], response: object) -> None:
-        """kafka-python's commit callback: ``response`` is an exception on failure."""
-        if isinstance(response, BaseException):
-            self.failed(response)
-            return
-        for tp, meta in offsets.items():
-            if meta.offset > self.acked.get(tp, -1):
-                self.acked[tp] = meta.offset
-        if self.failing:
-            self.failing = False
-            log.info("offset commits to Kafka for group %s work again", self.group_id)
-
-    def failed(self, exc: BaseException) -> None:
-        """Log a failed commit: WARNING on the first of a run of failures, else DEBUG."""
-        reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
-        if not self.failing:
-            self.failing = True
-            log.warning(
-                "offset commit to Kafka for group %s failed (%s); lag exporters show stale "
-                "lag until a commit succeeds (the stored offsets are unaffected)",
-                self.group_id,
-                reason,
-            )
-        else:
-            log.debug("offset commit to Kafka failed again: %s", reason)
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -197,6 +126,8 @@ class Reconciler:
         self.poll_timeout_ms = poll_timeout_ms
         self.stats_interval_s = stats_interval_s
         self.figures = Figures(config, snapshot_interval_s)
+        self.log_ends = LogEnds(self.group_id)
+        self.kafka_watch = KafkaWatch(config.kafka, self.group_id)
         self.source_of: dict[str, str] = {self.topics.registry: REGISTRY}
         self.source_of.update({self.topics.sector(s): s for s in config.sectors})
         self.ids = IdReader(self.scheme)
@@ -238,7 +169,7 @@ class Reconciler:
             reraise=True,
         )(self._connect)()
         self.producer = make_producer(self.config.kafka)
-        self._drain_outbox()
+        self._drain_outbox(renew=False)
         self.consumer = make_consumer(
             self.config.kafka,
             group_id=self.group_id,
@@ -251,6 +182,7 @@ class Reconciler:
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
         parts = topic_partitions(self.consumer, self.source_of, self._stop)
+        self.kafka_watch.start()
         if self.assign_all:
             self.consumer.assign(sorted(parts))
             self._on_assigned(parts)
@@ -276,7 +208,7 @@ class Reconciler:
                 if self._assignment_changing():
                     self._finish_inflight()  # seeks read the stored offsets
                 self._apply_assignment()
-                records = self.consumer.poll(timeout_ms=self.poll_timeout_ms)
+                records = self._poll()
                 self._drop_revoked()
                 records = {tp: recs for tp, recs in records.items() if tp in self._ready and recs}
                 decoded = self._decode(records) if records else None
@@ -288,6 +220,7 @@ class Reconciler:
                 self._gate()
                 now = time.monotonic()
                 if now >= next_lag:
+                    self._check_ends()
                     self.figures.export_lag(self.consumer, self._ready, self._positions)
                     if analyzing is None or analyzing.done():
                         # On the background connection: an ANALYZE of a big state table
@@ -332,6 +265,7 @@ class Reconciler:
             raise RetriableError(f"hub database: {str(exc).strip()}") from exc
 
     def _close(self) -> None:
+        self.kafka_watch.stop()
         if self.consumer is not None:
             self._flush_kafka_commits()
             try:
@@ -340,7 +274,10 @@ class Reconciler:
                 log.debug("consumer close failed", exc_info=True)
             self.consumer = None
         if self.producer is not None:
-            self.producer.flush(30)
+            try:
+                self.producer.flush(30)
+            except KafkaError:  # what it holds is in the outbox: the next process sends it
+                log.debug("outbox producer not flushed on close", exc_info=True)
             self.producer.close(10)
             self.producer = None
         if self.conn is not None:
@@ -369,6 +306,7 @@ class Reconciler:
         if revoked:
             self._ready -= revoked
             self.kafka_commits.forget(revoked)
+            self.log_ends.forget(revoked)
             for tp in revoked:
                 self._positions.pop(tp, None)
 
@@ -380,6 +318,7 @@ class Reconciler:
         if not pending:
             return
         self._seek_to_stored(pending)
+        pending -= self.log_ends.held  # stay paused: their stored offset is past the log end
         self._ready |= pending
         log.info(
             "assigned %d partitions: %s",
@@ -396,14 +335,18 @@ class Reconciler:
         topics = {tp.topic for tp in partitions}
         wanted = {(tp.topic, tp.partition) for tp in partitions}
         stored = self._db_call(lambda: read_offsets(self.conn, self.group_id, topics))
+        ends = self.log_ends.known_ends(self.consumer, partitions)
         for tp in partitions:
             offset = stored.get((tp.topic, tp.partition))
+            if offset is not None and self.log_ends.is_beyond(tp, offset, ends):
+                continue
             if offset is None:
                 self.consumer.seek_to_beginning(tp)
                 self._positions.pop(tp, None)
             else:
                 self.consumer.seek(tp, offset)
                 self._positions[tp] = offset
+                self.log_ends.stored[tp] = offset
         if self.commit_to_kafka:
             # The partitions' previous owner may have stored its last batch and died before
             # its Kafka commit went out: without this, lag exporters show that batch as lag
@@ -415,10 +358,44 @@ class Reconciler:
     def _position(self, tp: TopicPartition) -> int | None:
         pos = self._positions.get(tp)
         if pos is None:
-            pos = self.consumer.position(tp, timeout_ms=100)
+            try:
+                pos = self.consumer.position(tp, timeout_ms=100)
+            except KafkaError as exc:
+                # A partition without a stored offset is reset to its beginning by a
+                # ListOffsets request; while the broker restarts, kafka-python raises that
+                # request's KafkaConnectionError here (it only catches timeouts), which
+                # ended the process. Unknown for now: asked again on the next loop.
+                self.log_ends.unreachable(exc)
+                return None
             if pos is not None:
                 self._positions[tp] = pos
         return pos
+
+    def _poll(self) -> dict:
+        """One poll; a Kafka error that a retry can cure (the broker restarting) is reported
+        and waited out here instead of ending the process."""
+        try:
+            return self.consumer.poll(timeout_ms=self.poll_timeout_ms)
+        except KafkaRetriable as exc:
+            self.log_ends.unreachable(exc)
+            self._stop.wait(self.poll_timeout_ms / 1000)
+            return {}
+
+    def _check_ends(self) -> None:
+        """Every 2 s: hold partitions whose stored offset is past their log end (as the
+        consumer's fetches report it); resume held ones whose offset an operator has reset."""
+        held = self.log_ends.held
+        ends = self.log_ends.known_ends(self.consumer, self._ready | held)
+        beyond = self.log_ends.beyond(ends, self._ready)
+        if beyond:
+            self._ready -= beyond
+            self.consumer.pause(*beyond)
+        if held:
+            topics = {tp.topic for tp in held}
+            stored = self._db_call(lambda: read_offsets(self.conn, self.group_id, topics))
+            back = self.log_ends.released(stored, ends)
+            with self._lock:
+                self._pending |= back
 
     def _gate(self) -> None:
         """Hold sector partitions while the registry partitions have a backlog."""
@@ -488,6 +465,7 @@ class Reconciler:
             return False
         for tp, recs in records.items():
             self._positions[tp] = recs[-1].offset + 1
+        self.log_ends.stored.update({TopicPartition(*k): o for k, o in result.offsets.items()})
         if self.commit_to_kafka:
             self._commit_to_kafka(result.offsets)
         return True
@@ -532,7 +510,7 @@ class Reconciler:
             dead,
             self.outbox.event_message,
         )
-        if self.outbox.retry:
+        if self.outbox.retry or self.producer is None:
             # Earlier messages are still waiting: send everything in outbox order, so no
             # consumer sees a newer transition before an older one.
             self.outbox.retry = False
@@ -591,8 +569,19 @@ class Reconciler:
         """Changes in (topic, partition, offset) order, and dead letters."""
         return self.decoder.decode(records)
 
-    def _drain_outbox(self) -> None:
-        """Produce what a previous process committed but did not get to produce."""
+    def _drain_outbox(self, *, renew: bool = True) -> None:
+        """Produce what a previous process committed but did not get to produce; after a
+        failed publish (``renew``) with a new producer, as connectors do: kafka-python's
+        idempotent sender can stall after a broker pause, and a stalled one never recovers."""
+        if renew:
+            old, self.producer = self.producer, None
+            drop_producer(old, timeout=0)
+            try:
+                self.producer = make_producer(self.config.kafka)
+            except KafkaError as exc:
+                self.outbox.retry = True  # the broker is still away: the next period tries
+                self.log_ends.unreachable(exc)
+                return
         self.outbox.drain(self.conn, self.producer)
 
     def refresh_figures(self) -> None:

@@ -91,3 +91,24 @@ def store_offsets(
         if cur.rowcount != len(insert):
             return False
     return True
+
+
+def write_offsets(
+    conn: psycopg.Connection, group_id: str, offsets: dict[tuple[str, int], int]
+) -> dict[tuple[str, int], int | None]:
+    """Set the stored next offset of each (topic, partition) in ``offsets``, in one transaction
+    (an operator's reset, ``hub reconcile --reset-offsets``); returns the offsets they replaced
+    (None where none was stored)."""
+    keys = sorted(offsets)
+    with conn.transaction():
+        before = read_offsets(conn, group_id, {t for t, _ in keys})
+        conn.execute(
+            """
+            INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
+            SELECT %s, * FROM unnest(%s::text[], %s::int[], %s::bigint[])
+            ON CONFLICT (group_id, topic, partition)
+            DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()
+            """,
+            (group_id, [t for t, _ in keys], [p for _, p in keys], [offsets[k] for k in keys]),
+        )
+    return {k: before.get(k) for k in keys}

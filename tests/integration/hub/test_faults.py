@@ -39,13 +39,6 @@ pytestmark = [
     pytest.mark.skipif(kafka_missing() is not None, reason=str(kafka_missing())),
     # Recovery is timed: run alone, not beside another worker's load (see docs/operations.md).
     pytest.mark.serial,
-    # Known, not yet fixed (docs/operations.md, "Known limits"): in one fresh-clone run a
-    # reconciler exited ("a server cannot be reached: KafkaConnectionError") during the broker
-    # restart, and the later cases then failed with it. The cases still run and report.
-    pytest.mark.xfail(
-        strict=False,
-        reason="known: a reconciler can exit on KafkaConnectionError during a broker restart",
-    ),
 ]
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -53,6 +46,10 @@ PAUSE_S = 30.0
 OUTAGE_S = 60.0
 RECOVERY_LIMIT_S = 10.0
 """A change committed once a fault is over is in the mismatch store within this long."""
+REPORT_LIMIT_S = 16.0
+"""A stopped or paused broker shows in the connector's ``hub_kafka_up`` within this long
+(delivery timeout 12 s, plus a scrape). The reconciler's must show a stopped broker while it
+is down; for a paused one it is printed, not required."""
 SLOW_S = "5.0"
 """The latency bucket a stalled change lands above (``hub_reconcile_latency_seconds``)."""
 WRITE_EVERY_S = 0.05
@@ -262,57 +259,82 @@ def pipeline(servers) -> Iterator[Pipeline]:
 # -------------------------------------------------------------------------- the faults
 # Each injects its fault and holds it as long as the issue says, and at least until /readyz
 # reports the dependency down (and, for the hub database, until the connector's
-# hub_connector_up shows it), so the fault was seen, not only made; then it lifts it and
-# returns the reason /readyz gave and the lowest hub_connector_up scraped meanwhile.
+# hub_connector_up shows it; for the broker, until both processes' hub_kafka_up do, when the
+# fault lasts long enough), so the fault was seen, not only made; then it lifts it and returns
+# what /readyz and the metrics showed (Held).
 
 
-def _hold(p: Pipeline, dependency: str, until: float, *, connector_down: bool = False):
-    reason, up = "", 1.0
-    deadline = time.monotonic() + 30
+@dataclass
+class Held:
+    reason: str = ""
+    """What /readyz said of the dependency."""
+    lowest_up: float = 1.0
+    """The lowest hub_connector_up scraped."""
+    kafka_down_s: dict[str, float] = field(default_factory=dict)
+    """Per role, seconds from the fault until its hub_kafka_up read 0."""
+
+
+KAFKA_ROLES = ("connector", "reconciler")
+
+
+def _hold(p: Pipeline, dependency: str, until: float, *, connector_down: bool = False,
+          kafka_down: tuple[str, ...] = ()) -> Held:  # fmt: skip
+    held = Held()
+    began = time.monotonic()
+    deadline = began + 30
     while True:
         status, body = p.readyz()
         if status == 503 and body["checks"].get(dependency, "ok") != "ok":
-            reason = reason or body["checks"][dependency]
-        up = min(up, p.scrape("connector").get('hub_connector_up{connector="tax"}', 1.0))
-        seen = reason and (up == 0 or not connector_down)
+            held.reason = held.reason or body["checks"][dependency]
+        metrics = {role: p.scrape(role) for role in ("connector", "reconciler")}
+        up = metrics["connector"].get('hub_connector_up{connector="tax"}', 1.0)
+        held.lowest_up = min(held.lowest_up, up)
+        for role in KAFKA_ROLES:
+            if metrics[role].get(f'hub_kafka_up{{role="{role}"}}', 1.0) == 0:
+                held.kafka_down_s.setdefault(role, time.monotonic() - began)
+        seen = held.reason and (held.lowest_up == 0 or not connector_down)
+        seen = seen and all(role in held.kafka_down_s for role in kafka_down)
         if seen and time.monotonic() >= until:
-            return reason, up
+            return held
         assert seen or time.monotonic() < deadline, (
-            f"in 30 s, /readyz said {reason or 'nothing'} of {dependency}, connector up {up:.0f}"
+            f"in 30 s, /readyz said {held.reason or 'nothing'} of {dependency}, connector up "
+            f"{held.lowest_up:.0f}, hub_kafka_up 0 after {held.kafka_down_s}"
         )
         time.sleep(0.1)
 
 
-def broker_restart(p: Pipeline) -> tuple[str, float]:
+def broker_restart(p: Pipeline) -> Held:
     stop_broker(p.kafka)
     held = _hold(p, "kafka", 0)
     p.kafka.start()
     return held
 
 
-def broker_pause(p: Pipeline) -> tuple[str, float]:
+def broker_pause(p: Pipeline) -> Held:
     pause(p.kafka)
     try:
-        return _hold(p, "kafka", time.monotonic() + PAUSE_S)
+        # Only the connector's report is required here; the reconciler's (its own check
+        # thread, ~6 s in the runs so far) is printed with the figures.
+        return _hold(p, "kafka", time.monotonic() + PAUSE_S, kafka_down=("connector",))
     finally:
         resume(p.kafka)
 
 
-def broker_outage(p: Pipeline) -> tuple[str, float]:
+def broker_outage(p: Pipeline) -> Held:
     stop_broker(p.kafka)
-    held = _hold(p, "kafka", time.monotonic() + OUTAGE_S)
+    held = _hold(p, "kafka", time.monotonic() + OUTAGE_S, kafka_down=KAFKA_ROLES)
     p.kafka.start()
     return held
 
 
-def postgres_kill(p: Pipeline) -> tuple[str, float]:
+def postgres_kill(p: Pipeline) -> Held:
     kill_postgres(p.pg)
     held = _hold(p, "database", 0, connector_down=True)
     p.pg.start()
     return held
 
 
-def postgres_fast_shutdown(p: Pipeline) -> tuple[str, float]:
+def postgres_fast_shutdown(p: Pipeline) -> Held:
     fast_shutdown(p.pg)
     held = _hold(p, "database", 0, connector_down=True)
     p.pg.start()
@@ -328,26 +350,14 @@ FAULTS = {
 }
 
 
-_PAUSE_STALL = pytest.mark.xfail(
-    strict=False,
-    reason="known: after a 30 s pause on a loaded machine a connector's producer can stall "
-    "until its 120 s flush timeout (docs/operations.md, 'Known limit'); lost stays 0",
-)
-
-
-@pytest.mark.parametrize(
-    "fault",
-    [
-        pytest.param(name, marks=_PAUSE_STALL) if name == "broker SIGSTOP 30 s" else name
-        for name in FAULTS
-    ],
-)
+@pytest.mark.parametrize("fault", list(FAULTS))
 def test_fault_under_load_recovers_in_seconds_losing_and_duplicating_nothing(pipeline, fault):
     p = pipeline
     p.check_alive()
     slow_before = p.slow_changes()
     began = time.monotonic()
-    reason, lowest_up = FAULTS[fault](p)
+    held = FAULTS[fault](p)
+    reason, lowest_up = held.reason, held.lowest_up
     lifted = time.monotonic()
 
     # Recovery: a change committed once the fault is over reaches the mismatch store.
@@ -382,17 +392,24 @@ def test_fault_under_load_recovers_in_seconds_losing_and_duplicating_nothing(pip
     lost = len(missing)
     duplicated = (mismatches - distinct) + (history - opened)
     slow = p.slow_changes() - slow_before
+    p.check_alive()
+    exits = sum(proc.poll() is not None for proc in p.procs.values())
+    reported = ", ".join(f"{r} {s:.1f} s" for r, s in held.kafka_down_s.items()) or "-"
     figures = (
         f"{fault}: down {lifted - began:.1f} s (/readyz: {reason[:80]!r}), recovered in "
         f"{recovery_s:.1f} s, ready in {ready_s:.1f} s; {len(written)} changes, lost {lost}, "
-        f"duplicated {duplicated}; {slow:.0f} changes over {SLOW_S} s, connector up "
-        f"{lowest_up:.0f} at the lowest"
+        f"duplicated {duplicated}, process exits {exits}; {slow:.0f} changes over {SLOW_S} s, "
+        f"connector up {lowest_up:.0f} at the lowest; hub_kafka_up 0 after: {reported}"
     )
     print(figures)
-    assert (lost, duplicated, other) == (0, 0, 0), figures
+    assert (lost, duplicated, other, exits) == (0, 0, 0, 0), figures
     assert mismatches == opened == history >= len(written), figures
     assert recovery_s <= RECOVERY_LIMIT_S, figures
     assert reason.startswith("unreachable"), figures
+    if fault in ("broker SIGSTOP 30 s", "broker down 60 s"):
+        late = {r: s for r, s in held.kafka_down_s.items() if s > REPORT_LIMIT_S}
+        late = {r: s for r, s in late.items() if r == "connector"}
+        assert not late, f"hub_kafka_up showed the outage late: {figures}"
     if fault.startswith("broker"):
         assert slow > 0, f"the stall does not show in hub_reconcile_latency_seconds: {figures}"
     else:

@@ -1,0 +1,193 @@
+"""Which stored offsets lie past a partition's log end (``hub_reconciler_offsets_beyond_end``),
+and whether Kafka answers the reconciler (``hub_kafka_up{role="reconciler"}``, checked from a
+thread of its own).
+
+A stored offset past the end means the broker lost the partition's data (a wiped log
+directory, a topic deleted and created again): the offsets in the hub database no longer
+name positions in the log. The reconciler does not guess what to do: it holds such a
+partition paused, says so once, and resumes it when an operator has rewritten its offset
+(``hub reconcile --reset-offsets earliest|latest``; docs/operations.md, "The broker lost
+its topics").
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Collection, Iterable
+
+from kafka import TopicPartition
+from kafka.errors import BrokerResponseError
+from kafka.errors import RetriableError as KafkaRetriable
+
+from hub.kafka import KAFKA, UNREACHABLE
+from hub.metrics import OFFSETS_BEYOND_END
+
+log = logging.getLogger(__name__)
+
+KAFKA_ROLE = "reconciler"
+CHECK_EVERY_S = 3.0
+CHECK_TIMEOUT_S = 5.0
+"""A check of the broker not answered within this long counts as Kafka unreachable."""
+
+
+class LogEnds:
+    """Probes log ends and tracks the partitions whose stored offset is past theirs.
+
+    ``stored`` is the last stored offset known per partition (from the seek on assignment and
+    each committed batch); ``held`` the partitions paused because it is past the end. Use it
+    on the consumer's thread.
+    """
+
+    def __init__(self, group_id: str):
+        self.group_id = group_id
+        self.stored: dict[TopicPartition, int] = {}
+        self.held: set[TopicPartition] = set()
+
+    def known_ends(self, consumer, partitions: Collection[TopicPartition]) -> dict:
+        """The log ends of ``partitions`` the consumer's fetches last reported (no request:
+        kafka-python's ``end_offsets`` could hang past its timeout after a broker pause).
+        A partition's highwater is at least every offset consumed from it, so a stored
+        offset past it is past the log end."""
+        ends = {tp: consumer.highwater(tp) for tp in partitions}
+        return {tp: end for tp, end in ends.items() if end is not None}
+
+    def unreachable(self, exc: BaseException) -> None:
+        """A Kafka request of the consumer loop failed with ``exc``."""
+        answered = isinstance(exc, BrokerResponseError)  # the broker answered: reachable
+        if isinstance(exc, UNREACHABLE) or (isinstance(exc, KafkaRetriable) and not answered):
+            KAFKA.failed(KAFKA_ROLE, self.group_id, exc)
+        else:
+            log.debug("Kafka request failed: %s", exc)
+
+    def is_beyond(self, tp: TopicPartition, offset: int, ends: dict | None) -> bool:
+        """Whether ``offset``, stored for ``tp``, is past its end; if so ``tp`` is held, and
+        reported the first time."""
+        end = (ends or {}).get(tp)
+        if end is None or offset <= end:
+            return False
+        if tp not in self.held:
+            self.held.add(tp)
+            log.error(
+                "stored offset %d of %s[%d] (group %s) is past the partition's log end %d: "
+                "the broker lost the topic's data (log directory wiped, topic re-created?). "
+                "Nothing is consumed from it until `hub reconcile --reset-offsets "
+                "earliest|latest --topic %s` rewrites the stored offsets "
+                '(docs/operations.md, "The broker lost its topics")',
+                offset,
+                tp.topic,
+                tp.partition,
+                self.group_id,
+                end,
+                tp.topic,
+            )
+        OFFSETS_BEYOND_END.set(len(self.held))
+        return True
+
+    def beyond(
+        self, ends: dict | None, partitions: Iterable[TopicPartition]
+    ) -> set[TopicPartition]:
+        """Of ``partitions`` (being consumed), those whose stored offset is now past the end."""
+        return {
+            tp
+            for tp in partitions
+            if tp in self.stored and self.is_beyond(tp, self.stored[tp], ends)
+        }
+
+    def released(self, stored: dict[tuple[str, int], int], ends: dict) -> set[TopicPartition]:
+        """Held partitions whose offset (re-read from the database) is no longer past the end:
+        an operator reset it. They leave ``held``; the caller seeks and resumes them."""
+        back = set()
+        for tp in self.held:
+            offset = stored.get((tp.topic, tp.partition))
+            end = ends.get(tp)
+            if end is not None and (offset is None or offset <= end):
+                back.add(tp)
+                log.info(
+                    "stored offset of %s[%d] is %s, log end %d: consuming it again",
+                    tp.topic,
+                    tp.partition,
+                    "gone (from the beginning)" if offset is None else offset,
+                    end,
+                )
+        self.forget(back)
+        return back
+
+    def forget(self, partitions: Iterable[TopicPartition]) -> None:
+        """Partitions this process no longer holds (revoked, or released)."""
+        for tp in partitions:
+            self.stored.pop(tp, None)
+            self.held.discard(tp)
+        OFFSETS_BEYOND_END.set(len(self.held))
+
+
+class KafkaWatch:
+    """``hub_kafka_up{role="reconciler"}`` from a thread of its own: every
+    :data:`CHECK_EVERY_S` a check (``check(kafka)``: None when the broker answers, else the
+    reason) runs in a short-lived thread; no answer within :data:`CHECK_TIMEOUT_S` is an
+    outage too. The consumer loop is never held up by it, nor it by a hung client call."""
+
+    def __init__(self, kafka, client: str, check=None):
+        from hub.kafka import check_kafka
+
+        self.kafka = kafka
+        self.client = client
+        self.check = check or (lambda k: check_kafka(k, timeout_s=CHECK_TIMEOUT_S - 1))
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="hub-kafka-watch", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def once(self) -> bool:
+        """One check; reports the outcome; True when the broker answered."""
+        outcome: list[str | None] = []
+
+        def run() -> None:
+            try:
+                outcome.append(self.check(self.kafka))
+            except Exception as exc:  # noqa: BLE001 - any failure of a check is a reason
+                outcome.append(f"{type(exc).__name__}: {exc}")
+
+        worker = threading.Thread(target=run, name="hub-kafka-check", daemon=True)
+        worker.start()
+        worker.join(CHECK_TIMEOUT_S)
+        if outcome and outcome[0] is None:
+            KAFKA.ok(KAFKA_ROLE, self.client)
+            return True
+        reason = outcome[0] if outcome else f"no answer within {CHECK_TIMEOUT_S:.0f} s"
+        KAFKA.failed(KAFKA_ROLE, self.client, reason)
+        return False
+
+    def _run(self) -> None:
+        while not self.stopping.wait(CHECK_EVERY_S):
+            self.once()
+
+
+RESET_MEANING = {
+    "earliest": "every change still on the topics is applied again from their first offset: "
+    "idempotent (records already current stay, no mismatch or history row is duplicated)",
+    "latest": "the changes now on the topics are skipped; only changes produced from now on "
+    "are applied (re-snapshot the connectors, `hub connector resnapshot NAME`, if the sector "
+    "databases changed meanwhile)",
+}
+"""What ``hub reconcile --reset-offsets`` implies, by target."""
+
+
+def log_offsets(kafka, topics: list[str], where: str) -> dict[TopicPartition, int]:
+    """Each partition's earliest or latest offset (``where``) on the broker, per topic in
+    ``topics`` (created first if missing, as a reconciler would at start)."""
+    from hub.kafka import ensure_topics, make_consumer, topic_partitions
+
+    ensure_topics(kafka, topics)
+    consumer = make_consumer(kafka, client_id="hub-reset-offsets")
+    try:
+        parts = sorted(topic_partitions(consumer, topics, threading.Event(), timeout_s=10))
+        ask = consumer.beginning_offsets if where == "earliest" else consumer.end_offsets
+        return ask(parts, timeout_ms=15_000) if parts else {}
+    finally:
+        consumer.close(autocommit=False)
