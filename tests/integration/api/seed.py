@@ -204,8 +204,11 @@ MISMATCHES = [
                 "date_of_birth": "1995-09-09",
                 "score": 0.9987,
                 "parts": {
-                    "name": 1.0, "name_level": "equal", "birth_date": "day_month_swapped",
-                    "sex": "same", "province": "same",
+                    "name": 1.0,
+                    "name_level": "equal",
+                    "birth_date": "day_month_swapped",
+                    "sex": "same",
+                    "province": "same",
                 },
                 "found_by": ["birth_date_swapped"],
                 "why": "name 1.00 · birth date day/month swapped · same sex · same province",
