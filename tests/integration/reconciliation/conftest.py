@@ -52,7 +52,10 @@ class Running:
                 self.reconciler._db_call(lambda: None)
                 return
             if time.monotonic() > deadline:
-                raise AssertionError(f"reconciler applied {done} of {self.feed.sent} messages")
+                raise AssertionError(
+                    f"reconciler applied {done} of {self.feed.sent} messages; it held: "
+                    f"{held(self.reconciler)}"
+                )
             time.sleep(0.05)
 
     def query(self, sql: str, *args) -> list[tuple]:
@@ -100,6 +103,45 @@ class Running:
         finally:
             consumer.close()
         return out
+
+
+def _names(partitions) -> str:
+    return ", ".join(sorted(f"{tp.topic.rsplit('.', 2)[-2]}[{tp.partition}]" for tp in partitions))
+
+
+def held(reconciler: Reconciler) -> str:
+    """What a reconciler held, for a failure message: the consumer's assignment and paused
+    partitions, the partitions it consumes (ready), is yet to seek (pending) or drop
+    (revoked), holds past their log end, its known positions and highwaters, the registry
+    gate and its group membership (read from another thread: a snapshot, best effort)."""
+    consumer = reconciler.consumer
+    if consumer is None:
+        return "no consumer (not started, or closed)"
+    with reconciler._lock:
+        pending, revoked = set(reconciler._pending), set(reconciler._revoked)
+    for _ in range(3):  # the loop thread may change a set while it is copied
+        try:
+            ready, positions = set(reconciler._ready), dict(reconciler._positions)
+            break
+        except RuntimeError:
+            time.sleep(0.01)
+    else:
+        ready, positions = set(), {}
+    coordinator = getattr(consumer, "_coordinator", None)
+    member = (
+        f"state {coordinator.state}, {coordinator._generation}"
+        if coordinator is not None
+        else "no coordinator"
+    )
+    marks = {tp: (positions.get(tp), consumer.highwater(tp)) for tp in ready}
+    return (
+        f"assignment [{_names(consumer.assignment())}]; paused [{_names(consumer.paused())}]; "
+        f"ready [{_names(ready)}]; pending [{_names(pending)}]; revoked [{_names(revoked)}]; "
+        f"held past the log end [{_names(reconciler.log_ends.held)}]; "
+        f"(position, highwater) {{{', '.join(f'{_names([tp])}: {m}' for tp, m in sorted(marks.items(), key=lambda i: _names([i[0]])))}}}; "
+        f"registry gate {'closed' if reconciler.gate.closed else 'open'}; "
+        f"in flight: {reconciler._inflight is not None}; group member: {member}"
+    )
 
 
 def start(config: HubConfig, feed: Feed | None = None, **kwargs) -> Running:
