@@ -1,7 +1,6 @@
 # `make test` works on a fresh clone: it installs the suite's Debian tools (as root), creates
 # .venv, installs the package, runs the suite: two pytest-xdist workers (a test file stays on one
-# worker; the longest files first), then the consumer-group tests alone, then the tansu smoke
-# subset.
+# worker), then the timed fault tests alone, then the tansu smoke subset.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin

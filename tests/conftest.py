@@ -29,7 +29,6 @@ def pytest_configure(config: pytest.Config) -> None:
 # collected last (tests/integration/test_bench.py, ~290 s) ran alone at the end while the
 # other worker idled: started first, the other files fill the second worker beside it.
 LONG_FIRST = (
-    "tests/integration/hub/test_faults.py",  # mostly waiting (a 60 s outage, a 30 s pause)
     "tests/integration/test_bench.py",
     "tests/integration/hub/test_demo_restart.py",
     "tests/integration/hub/test_demo_cli.py",

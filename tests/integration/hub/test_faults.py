@@ -37,6 +37,8 @@ from tests.integration.faults import fast_shutdown, kill_postgres, pause, resume
 
 pytestmark = [
     pytest.mark.skipif(kafka_missing() is not None, reason=str(kafka_missing())),
+    # Recovery is timed: run alone, not beside another worker's load (see docs/operations.md).
+    pytest.mark.serial,
 ]
 
 ROOT = Path(__file__).resolve().parents[3]
