@@ -24,31 +24,6 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-# The longest test files, longest first (seconds on 2 cores, `pytest --durations`). With
-# `-n 2 --dist loadfile` each file runs on one worker in collection order, so a long file
-# collected last (tests/integration/test_bench.py, ~290 s) ran alone at the end while the
-# other worker idled: started first, the other files fill the second worker beside it.
-LONG_FIRST = (
-    "tests/integration/test_bench.py",
-    "tests/integration/hub/test_demo_restart.py",
-    "tests/integration/hub/test_demo_cli.py",
-    "tests/integration/reconciliation/test_crash.py",
-    "tests/integration/hub/test_embedded_kafka.py",
-    "tests/integration/hub/test_run_process.py",
-)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run the long files first (a stable sort: the order within a file is kept)."""
-    rank = {path: n for n, path in enumerate(LONG_FIRST)}
-
-    def key(item: pytest.Item) -> int:
-        path = item.nodeid.split("::", 1)[0]
-        return rank.get(path, len(LONG_FIRST))
-
-    items.sort(key=key)
-
-
 def pytest_runtest_setup(item: pytest.Item) -> None:
     for marker in item.iter_markers("requires"):
         for command in marker.args:
