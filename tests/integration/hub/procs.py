@@ -39,13 +39,13 @@ def run_demo(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[st
     )
 
 
-def wait_for(predicate, timeout: float, what: str):
-    """predicate() until it returns something truthy (returned); AssertionError naming
-    ``what`` after ``timeout`` seconds."""
+def wait_for(predicate, timeout: float, what: str, every: float = 0.5):
+    """predicate() every ``every`` seconds until it returns something truthy (returned);
+    AssertionError naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = predicate()
         if result:
             return result
-        time.sleep(0.5)
+        time.sleep(every)
     raise AssertionError(f"timed out waiting for {what}")
