@@ -4,9 +4,9 @@ for Kafka: the one place that turns a captured row into the bytes a connector se
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from connectors.logical.pgoutput.messages import PgValueError
 from connectors.mapping import RecordMapper, dump_payload, encode_row
@@ -50,6 +50,9 @@ class Batch:
     read_ahead: bool = False
     """True when the mode can return its next batch before this one is committed (a
     snapshot in the middle of the table): the runner then overlaps the two."""
+    record_ids: dict[str, str | None] = field(default_factory=dict)
+    """record key → the Kafka key its record carries after this batch (None: deleted), for
+    :class:`RecordIds` to store once the batch is acknowledged."""
 
     def __len__(self) -> int:
         return len(self.events)
@@ -64,6 +67,46 @@ def dead_letter_kind(exc: SkippableError) -> str:
     return "unmappable_value"
 
 
+class RecordIdStore(Protocol):
+    def load(self, record_keys: Iterable[str]) -> dict[str, str]: ...
+    def save(self, changed: Mapping[str, str | None]) -> None: ...
+
+
+class RecordIds:
+    """The Kafka key each record last carried, for sources whose deletes and updates do not
+    carry it (key-only before images): record key → key, cached here, kept by a store
+    (``connector_record_ids``) that is read once per batch (:meth:`prefetch`) and written
+    once per acknowledged batch (:meth:`commit`), never per record."""
+
+    def __init__(self, store: RecordIdStore, cache_max: int = 500_000):
+        self.store = store
+        self.cache_max = cache_max
+        self._known: dict[str, str | None] = {}
+
+    def prefetch(self, record_keys: Iterable[str]) -> None:
+        """Load the keys of the records not cached yet (one read)."""
+        missing = {k for k in record_keys if k not in self._known}
+        if not missing:
+            return
+        if len(self._known) + len(missing) > self.cache_max:
+            self._known.clear()
+        found = self.store.load(missing)
+        for k in missing:
+            self._known[k] = found.get(k)
+
+    def get(self, record_key: str) -> str | None:
+        """The key the record last carried (after :meth:`prefetch`), None when unknown."""
+        return self._known.get(record_key)
+
+    def note(self, batch: Batch, record_key: str, key: str | None) -> None:
+        self._known[record_key] = key
+        batch.record_ids[record_key] = key
+
+    def commit(self, batch: Batch) -> None:
+        """Store what ``batch`` changed (after Kafka acknowledged it)."""
+        self.store.save(batch.record_ids)
+
+
 class EventBuilder:
     """Builds and encodes one connector's change events into a :class:`Batch`.
 
@@ -72,8 +115,18 @@ class EventBuilder:
     becomes a :class:`DeadLetter` in the batch instead (the caller never sees the error).
     """
 
-    def __init__(self, mapper: RecordMapper, *, system: str, database: str, table: str):
+    def __init__(
+        self,
+        mapper: RecordMapper,
+        *,
+        system: str,
+        database: str,
+        table: str,
+        record_ids: RecordIds | None = None,
+    ):
         self.mapper = mapper
+        self.record_ids = record_ids
+        """Where a record's last key is kept when before images do not carry it."""
         self.encoder = compile_encoder("hub.ChangeEvent") or Encoder("hub.ChangeEvent")
         self._connector = mapper.connector
         self._system = system
@@ -95,33 +148,45 @@ class EventBuilder:
         before_partial: bool = False,
         record_key: str | None = None,
     ) -> None:
-        """Append the event for one row change (``op`` c/u/d/r) to ``batch``."""
+        """Append the event for one row change (``op`` c/u/d/r) to ``batch``.
+
+        Every event is keyed by the citizen ID its record carried (SPEC §2): a delete by the
+        ID before it, from the before image or, when that holds only the key, from
+        :attr:`record_ids`. An update that changes the ID becomes a delete keyed by the old
+        ID and a create keyed by the new one, so a topic's last event per key (compaction's
+        view) is each record's final state."""
         mapper = self.mapper
         try:
             if record_key is None:
                 record_key = mapper.record_key(after if after is not None else before)
             after_rec = None if after is None else mapper.map(after)
             before_rec = None if before is None else mapper.map(before, partial=before_partial)
-            key_rec = after_rec if after_rec is not None else before_rec
-            event = {
-                "op": op,
-                "before": before_rec,
-                "after": after_rec,
-                "record_key": record_key,
-                "source": {
-                    "system": self._system,
-                    "connector": self._connector,
-                    "database": self._database,
-                    "table": self._table,
-                    "position": position,
-                    "lsn": lsn,
-                    "txid": txid,
-                    "commit_ts_ms": commit_ts_ms,
-                    "snapshot": snapshot,
-                },
-                "ts_ms": int(time.time() * 1000),
+            source = {
+                "system": self._system,
+                "connector": self._connector,
+                "database": self._database,
+                "table": self._table,
+                "position": position,
+                "lsn": lsn,
+                "txid": txid,
+                "commit_ts_ms": commit_ts_ms,
+                "snapshot": snapshot,
             }
-            value = self.encoder.encode(event)
+            new_key = None if after_rec is None else mapper.kafka_key(after_rec, record_key)
+            old_key = self._old_key(op, before_rec, before_partial, record_key)
+            ts_ms = int(time.time() * 1000)
+            if op == "d":
+                key = old_key or mapper.kafka_key(before_rec, record_key)
+                values = [(key, self._encode(op, before_rec, None, record_key, source, ts_ms))]
+            elif op == "u" and old_key is not None and old_key != new_key:
+                # The record's citizen ID changed: retract the old key, create the new one.
+                values = [
+                    (old_key, self._encode("d", before_rec, None, record_key, source, ts_ms)),
+                    (new_key, self._encode("c", None, after_rec, record_key, source, ts_ms)),
+                ]
+            else:
+                values = [(new_key, self._encode(op, before_rec, after_rec, record_key, source,
+                                                 ts_ms))]  # fmt: skip
         except SkippableError as exc:
             batch.dead_letters.append(
                 self.dead_letter(
@@ -134,8 +199,42 @@ class EventBuilder:
                 )
             )
             return
-        batch.events.append((mapper.kafka_key(key_rec, record_key), value))
+        for key, value in values:
+            batch.events.append((key, value))
+        if len(values) == 2:
+            batch.ops["d"] = batch.ops.get("d", 0) + 1
+            op = "c"
         batch.ops[op] = batch.ops.get(op, 0) + 1
+        if self.record_ids is not None:
+            self.record_ids.note(batch, record_key, None if op == "d" else new_key.decode())
+
+    def _old_key(
+        self, op: str, before: Mapping[str, Any] | None, partial: bool, record_key: str
+    ) -> bytes | None:
+        """The key the record carried before this change, where known: from the before
+        image when it holds the citizen ID (or is whole), else from :attr:`record_ids`."""
+        if op in ("c", "r"):
+            return None
+        if before is not None and (not partial or before.get("citizen_id") is not None):
+            return self.mapper.kafka_key(before, record_key)
+        if self.record_ids is not None:
+            known = self.record_ids.get(record_key)
+            return None if known is None else known.encode()
+        return None
+
+    def _encode(
+        self,
+        op: str,
+        before: dict | None,
+        after: dict | None,
+        record_key: str,
+        source: dict,
+        ts_ms: int,
+    ) -> bytes:
+        return self.encoder.encode({
+            "op": op, "before": before, "after": after, "record_key": record_key,
+            "source": source, "ts_ms": ts_ms,
+        })  # fmt: skip
 
     def dead_letter(
         self,

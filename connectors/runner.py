@@ -92,6 +92,7 @@ class ConnectorRunner:
         self.lock = RunnerLock(config.database.url, name)
         self._delivered_to: float | None = None  # source commits up to here are delivered
         self._lag_grace_s = 1.0
+        self._recorded: dict[str, Any] | None = None  # what _record last wrote
         self._timer: threading.Thread | None = None
         self._timer_stop = threading.Event()
         self._probe: LagProbe | None = None
@@ -188,6 +189,7 @@ class ConnectorRunner:
             self.delivery.warm()
         CONNECTOR_UP.labels(self.name).set(0 if self.paused else 1)
         self._lag_grace_s = self.mode.idle_interval() + 1.0
+        self._recorded = None
         set_state(self.engine, self.name, state=self._state_name(), error=None)
         log.info("%s: %s (%s capture)", self.name, self._state_name(), self.source.capture)
 
@@ -215,7 +217,6 @@ class ConnectorRunner:
 
     def _loop(self) -> None:
         assert self.mode is not None and self.delivery is not None
-        idle_s = self.mode.idle_interval()
         heartbeat_s = self.mode.heartbeat_interval()
         ahead: Batch | None = None  # the next batch, read while the previous was in flight
         while not self.stopping.is_set() or ahead is not None:
@@ -245,6 +246,8 @@ class ConnectorRunner:
             if batch.caught_up:
                 if self.once:
                     return
+                idle_s = self.mode.idle_interval()  # a mode may back off while idle
+                self._lag_grace_s = max(self._lag_grace_s, idle_s + 1.0)
                 self.stopping.wait(idle_s)
 
     def _record(self, batch: Batch) -> None:
@@ -269,8 +272,11 @@ class ConnectorRunner:
         if lag_s is not None:
             CONNECTOR_LAG.labels(self.name).set(lag_s)
             values["lag_seconds"] = lag_s
-        if n or len(values) > 1 or batch.commit is not None:
+        if n or batch.commit is not None or (len(values) > 1 and values != self._recorded):
+            # An idle read that changes nothing is not written: the status timer's
+            # heartbeat (every HEARTBEAT_S) keeps the row fresh.
             set_state(self.engine, self.name, **values)
+            self._recorded = values
 
     # -------------------------------------------------------------- status timer
 
@@ -386,6 +392,7 @@ class ConnectorRunner:
                 else:
                     self._restart = True
         mark_handled(self.engine, list(results), results)
+        self._recorded = None
         CONNECTOR_UP.labels(self.name).set(0 if self.paused else 1)
         if not self._restart:
             set_state(self.engine, self.name, state=self._state_name())

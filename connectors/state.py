@@ -106,11 +106,13 @@ def save_offset(conn: Connection, name: str, offset: dict[str, Any]) -> None:
 
 def delete_connector_data(engine: Engine, name: str) -> None:
     """Forget everything the hub database holds about the connector (``connector drop``)."""
-    from hub.db.models import ConnectorSnapshotKey
+    from hub.db.models import ConnectorRecordId, ConnectorSnapshotKey
 
     keys = ConnectorSnapshotKey.__table__
+    ids = ConnectorRecordId.__table__
     with engine.begin() as conn:
         conn.execute(keys.delete().where(keys.c.connector == name))
+        conn.execute(ids.delete().where(ids.c.connector == name))
         conn.execute(_offsets.delete().where(_offsets.c.connector == name))
         conn.execute(_state.delete().where(_state.c.name == name))
         conn.execute(_requests.delete().where(_requests.c.connector == name))
@@ -281,3 +283,72 @@ class RunnerLock:
                 conn.close()  # ending the session releases the lock
             except psycopg.Error:
                 pass
+
+
+# ------------------------------------------------------------------ record keys
+
+
+class RecordIdStore:
+    """``connector_record_ids`` of one connector: the Kafka key each record last carried
+    (see :class:`connectors.events.RecordIds`), read and written one statement per batch."""
+
+    def __init__(self, engine: Engine, name: str):
+        from hub.db.models import ConnectorRecordId
+
+        self.engine = engine
+        self.name = name
+        self._t = ConnectorRecordId.__table__
+
+    def load(self, record_keys: Iterable[str]) -> dict[str, str]:
+        keys = list(record_keys)
+        if not keys:
+            return {}
+        t = self._t
+        found: dict[str, str] = {}
+        try:
+            with self.engine.connect() as conn:
+                for part in _chunks(keys):
+                    found.update(
+                        conn.execute(
+                            select(t.c.record_key, t.c.kafka_key).where(
+                                t.c.connector == self.name, t.c.record_key.in_(part)
+                            )
+                        ).all()
+                    )
+        except OperationalError as exc:
+            raise _retriable(exc) from exc
+        return found
+
+    def save(self, changed: Mapping[str, str | None]) -> None:
+        """Store each record's key; forget those mapped to None (deleted records)."""
+        if not changed:
+            return
+        t = self._t
+        put = [
+            {"connector": self.name, "record_key": k, "kafka_key": v}
+            for k, v in changed.items()
+            if v is not None
+        ]
+        gone = [k for k, v in changed.items() if v is None]
+        try:
+            with self.engine.begin() as conn:
+                for part in _chunks(put):
+                    stmt = insert(t).values(part)
+                    conn.execute(
+                        stmt.on_conflict_do_update(
+                            index_elements=["connector", "record_key"],
+                            set_={"kafka_key": stmt.excluded.kafka_key},
+                        )
+                    )
+                for part in _chunks(gone):
+                    conn.execute(
+                        t.delete().where(t.c.connector == self.name, t.c.record_key.in_(part))
+                    )
+        except OperationalError as exc:
+            raise _retriable(exc) from exc
+
+
+def _chunks(items: list, size: int = 10_000) -> Iterable[list]:
+    """Slices of at most ``size``: a statement holds at most 65,535 parameters."""
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

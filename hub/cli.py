@@ -141,6 +141,7 @@ def _mount() -> None:
     from hub.api.cli import mismatches, serve, users
     from hub.bench.candidates import bench_candidates
     from hub.bench.cli import bench
+    from hub.bench.idle import bench_idle
     from reconciliation.cli import corrections, reconcile
 
     for command in (
@@ -153,6 +154,7 @@ def _mount() -> None:
         mismatches,
         bench,
         bench_candidates,
+        bench_idle,
     ):
         cli.add_command(command)
 

@@ -143,6 +143,21 @@ def is_older(
     return False
 
 
+def superseded(c: Change, old: RegistryRow | SectorRow | None) -> bool:
+    """Whether delete ``c`` retracts a citizen ID that the state held, from the same source
+    position, no longer carries: the record's ID changed in that transaction, and the
+    create keyed by the new ID (another partition) was applied before the delete keyed by
+    the old one. The delete is then stale; applied in the other order, the create revives
+    the record (a change at the delete's position is not older than its tombstone)."""
+    return (
+        c.op == "d"
+        and old is not None
+        and c.retracts is not None
+        and old.citizen_id != c.retracts
+        and not is_older(old.source_lsn, old.source_ts, c.lsn, c.ts)
+    )
+
+
 class Batch:
     """The working set of one batch: call :meth:`apply_registry`, :meth:`apply_sectors`,
     then :meth:`finish` once. Changes older than the state held are counted ``stale`` and
@@ -191,7 +206,7 @@ class Batch:
         for c in changes:
             old = current.get(c.record_key)
             ref = (old.source_lsn, old.source_ts) if old is not None else tombs.get(c.record_key)
-            if ref is not None and is_older(c.lsn, c.ts, *ref):
+            if ref is not None and is_older(c.lsn, c.ts, *ref) or superseded(c, old):
                 self._outcome(c, "stale")
                 continue
             self._outcome(c, "applied")
@@ -309,7 +324,7 @@ class Batch:
             key = (c.source, c.record_key)
             old = records.get(key)
             ref = (old.source_lsn, old.source_ts) if old is not None else tombs.get(key)
-            if ref is not None and is_older(c.lsn, c.ts, *ref):
+            if ref is not None and is_older(c.lsn, c.ts, *ref) or superseded(c, old):
                 self._outcome(c, "stale")
                 continue
             self._outcome(c, "applied")

@@ -49,6 +49,9 @@ class Change:
     snapshot: bool = False
     """A snapshot read (op ``r`` or ``source.snapshot``): its commit time is the row's age,
     not a delay of the pipeline, so it is counted but never observed as latency."""
+    retracts: str | None = None
+    """A delete's citizen ID as its before image carried it (normalized; None when the
+    image does not say): the delete takes the record off that ID's key."""
 
 
 class IdReader:
@@ -154,7 +157,12 @@ class ChangeDecoder:
             else:
                 row = self._sector_row(source, key, after, src, ts)
         snapshot = op == "r" or bool(src.get("snapshot"))
-        return Change(source, op, key, row, src["lsn"], ts, commit_ms, tp, offset, snapshot)
+        retracts = None
+        if op == "d" and (before := event.get("before")) and before.get("citizen_id"):
+            retracts = self.ids.normalized(before["citizen_id"])[0]
+        return Change(
+            source, op, key, row, src["lsn"], ts, commit_ms, tp, offset, snapshot, retracts
+        )
 
     def _registry_row(self, key: str, after: dict, src: dict, ts: datetime | None) -> RegistryRow:
         cid = self.ids.normalized(after["citizen_id"])[0]

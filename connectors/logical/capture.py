@@ -15,7 +15,7 @@ from connectors.base import (
     LagProbe,
     register_mode,
 )
-from connectors.events import Batch, EventBuilder
+from connectors.events import Batch, EventBuilder, RecordIds
 from connectors.logical import slot as slots
 from connectors.logical.check import check_logical
 from connectors.logical.connections import SourceConnections
@@ -23,7 +23,7 @@ from connectors.logical.slot import LOGICAL_WAL_LEVEL, Slot, slot_names, wal_lev
 from connectors.logical.snapshot import SnapshotReader
 from connectors.logical.stream import StreamReader
 from connectors.pgtable import TableInfo, table_info
-from connectors.state import ensure_state, hub_engine
+from connectors.state import RecordIdStore, ensure_state, hub_engine
 from hub.config import SourceConfig
 from hub.db import psycopg_conninfo
 from hub.errors import FatalError, HubError
@@ -31,8 +31,13 @@ from hub.errors import FatalError, HubError
 log = logging.getLogger(__name__)
 
 STREAM_IDLE_S = 0.05
-"""Wait between slot reads once caught up: the floor of capture latency (an idle peek
-costs the server about a millisecond)."""
+"""Wait between slot reads once caught up, right after a change: the floor of capture
+latency. Idle reads cost the source one ``pg_current_wal_flush_lsn()`` call while its WAL
+stands still (:meth:`StreamReader.batch`), a decoding session only when the WAL moved."""
+STREAM_IDLE_MAX_S = 0.25
+"""The wait grows (doubling) to this after consecutive empty reads and drops back to
+:data:`STREAM_IDLE_S` at the first change: what a change arriving after an idle spell may
+wait at most (docs/operations.md, "Idle cost at the source")."""
 
 
 @register_mode
@@ -62,6 +67,8 @@ class LogicalCapture(CaptureMode):
             ctx.name, self.link, self.engine, tuple(ctx.mapper.columns), src.snapshot.chunk_size
         )
         self.stream = StreamReader(ctx, self.link, self.slot, self.snapshot, src.logical.batch_size)
+        self._idle_s = STREAM_IDLE_S
+        self.record_ids: RecordIds | None = None
 
     # -------------------------------------------------------------- open
 
@@ -106,6 +113,13 @@ class LogicalCapture(CaptureMode):
         self._builder = self.ctx.builder(
             system="postgresql", database=self.database, table=self.table.qualified
         )
+        self.record_ids = None
+        identity, citizen = self.table.replica_identity, self.ctx.mapper.citizen_id_column
+        if identity != "f" and not (identity == "d" and citizen in self.table.primary_key):
+            # Before images hold only the key: the connector keeps each record's last
+            # citizen ID, to key its delete (or the retraction of a changed ID) by it.
+            self.record_ids = RecordIds(RecordIdStore(self.engine, self.ctx.name))
+        self._builder.record_ids = self.record_ids
         self.stream.bind(self.table, self.database, self._builder)
 
     def resnapshot(self) -> None:
@@ -130,9 +144,16 @@ class LogicalCapture(CaptureMode):
             if not self.snapshot.done:
                 assert self.table is not None and self._builder is not None
                 return self.snapshot.batch(self.table, self._builder)
-            return self.stream.batch()
+            batch = self.stream.batch()
+        if batch.caught_up and not batch.events and not batch.dead_letters:
+            self._idle_s = min(STREAM_IDLE_MAX_S, self._idle_s * 2)
+        else:
+            self._idle_s = STREAM_IDLE_S
+        return batch
 
     def commit(self, batch: Batch) -> None:
+        if self.record_ids is not None and batch.record_ids:
+            self.record_ids.commit(batch)
         token = batch.commit
         if token is None:
             return
@@ -156,7 +177,9 @@ class LogicalCapture(CaptureMode):
         return self.ctx.source.logical.heartbeat_s
 
     def idle_interval(self) -> float:
-        return STREAM_IDLE_S
+        """:data:`STREAM_IDLE_S` after a change, growing to :data:`STREAM_IDLE_MAX_S` while
+        the slot stays empty."""
+        return self._idle_s
 
     def close(self) -> None:
         self.snapshot.close()

@@ -57,9 +57,10 @@ def check_logical(
     else:
         results.append(
             CheckResult(WARN, "replica identity",
-                        f"{identity}: deletes carry only the key, so they are keyed "
-                        f"'{name}:<record key>' instead of the citizen ID; "
-                        f"ALTER TABLE {info.qualified} REPLICA IDENTITY FULL to fix")
+                        f"{identity}: deletes and updates carry only the key, so the "
+                        f"connector keeps each record's citizen ID in the hub database to "
+                        f"key them; ALTER TABLE {info.qualified} REPLICA IDENTITY FULL "
+                        f"makes that unnecessary")
         )  # fmt: skip
     if info.primary_key and tuple(info.primary_key) != tuple(source.key_columns):
         results.append(

@@ -41,12 +41,22 @@ PEEK_BATCHES = 20
 """One ``peek`` call reads up to this many batches: every call decodes the WAL again from
 the slot's ``restart_lsn``, so a backlog read in 10k-row peeks costs quadratic time."""
 
+FLUSHED_LSN_SQL = (
+    "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()"
+    " ELSE pg_current_wal_flush_lsn() END)::text"
+)
+"""The end of the WAL a peek would decode to (flushed on a primary, replayed on a standby):
+a plain function call, no decoding session."""
+
 
 class StreamReader:
     """Reads the slot from its confirmed position, one peek of up to ``PEEK_BATCHES``
     batches at a time, and never moves it: the slot advances only through :class:`Slot`
     once Kafka acknowledged a batch. A batch's ``commit`` is the end of its last complete
     transaction (``None`` while inside one)."""
+
+    wal_gate = True
+    """Skip the peek while the WAL stands still (off only to measure the cost without)."""
 
     def __init__(
         self,
@@ -72,6 +82,13 @@ class StreamReader:
         self._txn_seen: list[bool] = []
         self._txn_source: dict[str, Any] = {}
         self._segment_cache: dict[str, int] = {}
+        self._peek_end: str | None = None  # the WAL end read just before the open peek
+        self._idle_end: str | None = None  # the WAL end an empty peek decoded through
+        self._caught_up = False  # the last peek read the slot to its end
+        self.peeks = 0
+        """Peeks opened (each a decoding session at the source)."""
+        self.skipped = 0
+        """Idle reads answered without a peek: the WAL had not moved since an empty one."""
 
     def bind(self, table: TableInfo, database: str, builder: EventBuilder) -> None:
         """The resolved source table the events are built for (at every open)."""
@@ -83,9 +100,20 @@ class StreamReader:
         return self._cursor is not None
 
     def batch(self) -> Batch:
-        """The next ``batch_size`` changes of the slot, as events."""
+        """The next ``batch_size`` changes of the slot, as events.
+
+        Idle, a peek is opened only when the source's WAL moved past the end an empty peek
+        already decoded through (one ``pg_current_wal_flush_lsn()`` call instead of a
+        decoding session from the slot's ``restart_lsn``)."""
         assert self.table is not None and self._builder is not None
         if self._cursor is None:
+            end = None
+            if self.wal_gate and self._caught_up and not self.slot.pending:
+                end = self._wal_end()
+                if end is not None and end == self._idle_end:
+                    self.skipped += 1
+                    return Batch(caught_up=True)
+            self._peek_end = end
             self._open_peek()
         assert self._cursor is not None
         rows = self._cursor.fetchmany(self.batch_size)
@@ -96,14 +124,23 @@ class StreamReader:
         if exhausted:
             self.close()
             batch.caught_up = self._rows < self.batch_size * PEEK_BATCHES
+            # Nothing at all up to the WAL end read before this peek: until the WAL moves
+            # past it, another peek would decode the same nothing again.
+            self._idle_end = self._peek_end if self._rows == 0 else None
+            self._caught_up = batch.caught_up
         else:
             # The peek's result is materialized on the server: the next batch can be read
             # while Kafka acknowledges this one; the slot advances per acknowledged batch.
             batch.read_ahead = True
         return batch
 
+    def _wal_end(self) -> str | None:
+        """The source's WAL end (see :data:`FLUSHED_LSN_SQL`)."""
+        return self.link.control().execute(FLUSHED_LSN_SQL).fetchone()[0]
+
     def _open_peek(self) -> None:
         self.slot.advance()
+        self.peeks += 1
         conn = self._conn
         if conn is None or conn.closed:
             conn = self._conn = self.link.connect(autocommit=False)
@@ -116,6 +153,7 @@ class StreamReader:
         )
         self._cursor = cursor
         self._rows = 0
+        self._idle_end = None
         self._relations = RelationCache()
         self._txn = None
 
@@ -130,6 +168,7 @@ class StreamReader:
                 self._conn.rollback()
 
     def close_connection(self) -> None:
+        self._idle_end, self._caught_up = None, False
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(psycopg.Error):
@@ -138,9 +177,28 @@ class StreamReader:
     # -------------------------------------------------------------- decoding
 
     def _apply(self, rows: list[tuple[bytes]], batch: Batch) -> None:
+        """Decode ``rows`` into ``batch``: the changes are collected first, so the record
+        keys their events need (:class:`RecordIds`) are read in one go, then added."""
+        record_ids = self._builder.record_ids
+        if record_ids is None:  # before images carry the citizen ID: no look-ups
+            self._decode(rows, batch, self._builder.add)
+            return
+        pending: list[tuple[tuple, dict[str, Any]]] = []
+        self._decode(rows, batch, lambda *args, **kw: pending.append((args, kw)))
+        record_key = self.ctx.mapper.record_key
+        wanted = []
+        for (_batch, op, before, after), _kw in pending:
+            if op != "c":
+                with contextlib.suppress(Exception):  # a bad key: a dead letter in add
+                    wanted.append(record_key(before if before is not None else after))
+        record_ids.prefetch(wanted)
+        add = self._builder.add
+        for args, kw in pending:
+            add(*args, **kw)
+
+    def _decode(self, rows: list[tuple[bytes]], batch: Batch, add) -> None:
         relations = self._relations
         oid = self.table.oid
-        add = self._builder.add
         for (data,) in rows:
             msg = parse_message(data)
             kind = type(msg)

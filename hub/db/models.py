@@ -327,6 +327,19 @@ class ConnectorSnapshotKey(Base):
     __table_args__ = (Index("ix_connector_snapshot_keys_connector_run", "connector", "run"),)
 
 
+class ConnectorRecordId(Base):
+    """The Kafka key (normalized citizen ID, else ``<connector>:<record key>``) a logical
+    connector's record last carried, kept where the source's deletes and updates do not say
+    it (replica identity other than FULL): the connector keys the record's delete, or the
+    retraction of a changed ID, by it (migration 0010). Written per acknowledged batch."""
+
+    __tablename__ = "connector_record_ids"
+
+    connector: Mapped[str] = mapped_column(String(64), primary_key=True)
+    record_key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    kafka_key: Mapped[str] = mapped_column(String(320), nullable=False)
+
+
 class ReconcilerTombstone(Base):
     """A record the reconciler saw deleted, with the delete's source position: a change
     older than the delete (re-delivered, or overtaken across partitions) does not revive it.
