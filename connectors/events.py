@@ -82,6 +82,7 @@ class RecordIds:
         self.store = store
         self.cache_max = cache_max
         self._known: dict[str, str | None] = {}
+        self._unsaved: dict[str, str | None] = {}  # noted by batches not committed yet
 
     def prefetch(self, record_keys: Iterable[str]) -> None:
         """Load the keys of the records not cached yet (one read)."""
@@ -89,7 +90,7 @@ class RecordIds:
         if not missing:
             return
         if len(self._known) + len(missing) > self.cache_max:
-            self._known.clear()
+            self._known = dict(self._unsaved)  # the store does not have those yet
         found = self.store.load(missing)
         for k in missing:
             self._known[k] = found.get(k)
@@ -99,12 +100,19 @@ class RecordIds:
         return self._known.get(record_key)
 
     def note(self, batch: Batch, record_key: str, key: str | None) -> None:
-        self._known[record_key] = key
+        """The record carries ``key`` now (None: deleted); stored with the batch when that
+        is news (an update keeping its ID writes nothing)."""
+        if record_key in self._known and self._known[record_key] == key:
+            return
+        self._known[record_key] = self._unsaved[record_key] = key
         batch.record_ids[record_key] = key
 
     def commit(self, batch: Batch) -> None:
         """Store what ``batch`` changed (after Kafka acknowledged it)."""
         self.store.save(batch.record_ids)
+        for k, v in batch.record_ids.items():
+            if k in self._unsaved and self._unsaved[k] == v:
+                del self._unsaved[k]
 
 
 class EventBuilder:

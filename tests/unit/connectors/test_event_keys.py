@@ -154,3 +154,15 @@ def test_the_last_event_per_key_is_each_records_final_state(steps, full_images):
     assert {(k, rk) for k, (op, rk) in last.items() if op != "d"} == {
         (cid(i), rk) for rk, i in state.items()
     }
+
+
+def test_a_full_cache_keeps_what_the_store_does_not_have_yet():
+    store = DictStore()
+    ids = RecordIds(store, cache_max=2)
+    b, batch = builder(ids), Batch()
+    b.add(batch, "c", None, row("M1", 1), position="0/1")  # not committed yet
+    ids.prefetch(["M2", "M3", "M4"])  # over the limit: the cache is emptied
+    assert ids.get("M1") == cid(1)
+    ids.commit(batch)
+    b.add(batch := Batch(), "u", None, row("M1", 1) | {"ten": "x"}, position="0/2")
+    assert batch.record_ids == {}  # the ID did not change: nothing to write

@@ -13,7 +13,7 @@ import pytest
 import hub.cli
 from hub.cli import cli
 
-NO_CONFIG = {"demo", "schemas check", "bench", "bench-candidates"}
+NO_CONFIG = {"demo", "schemas check", "bench", "bench-candidates", "bench-idle"}
 """Commands that read no config file: they accept --config like every other, and ignore it."""
 
 
