@@ -57,7 +57,7 @@ def check_logical(
     else:
         results.append(
             CheckResult(WARN, "replica identity",
-                        f"{identity}: deletes and updates carry only the key, so the "
+                        f"{identity}: deletes carry only the key (updates too), so the "
                         f"connector keeps each record's citizen ID in the hub database to "
                         f"key them; ALTER TABLE {info.qualified} REPLICA IDENTITY FULL "
                         f"makes that unnecessary")
