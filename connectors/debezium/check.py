@@ -90,16 +90,23 @@ def _lag(
     ends = consumer.end_offsets(partitions)
     begins = consumer.beginning_offsets(partitions)
     behind, where = 0, "stored position"
+    started = bool(stored)
+    offsets: dict[TopicPartition, int | None] = {}
     for tp in partitions:
         offset = stored.get(offset_key(tp))
-        if offset is None:
+        if offset is None and not stored:
             meta = consumer.committed(tp)
             offset = meta if isinstance(meta, int) or meta is None else meta.offset
-            where = f"group {group_id(name, source.debezium)}" if offset is not None else where
+            if offset is not None:
+                started, where = True, f"group {group_id(name, source.debezium)}"
+        offsets[tp] = offset
+    if not started:
+        total = sum(ends[t] - begins[t] for t in partitions)
+        return [CheckResult(OK, "position", "never run: starts from the earliest retained "
+                            f"offsets ({total} messages)")]  # fmt: skip
+    for tp, offset in offsets.items():
         if offset is None:
-            return [CheckResult(OK, "position", "never run: starts from the earliest retained "
-                                "offsets (" f"{sum(ends[t] - begins[t] for t in partitions)} "
-                                "messages)")]  # fmt: skip
+            offset = begins[tp]  # nothing read from this partition yet: from its start
         if offset < begins[tp]:
             return [CheckResult(FAIL, "position", f"{tp.topic}/{tp.partition}: the position "
                                 f"{offset} was deleted by retention (earliest {begins[tp]}): "
