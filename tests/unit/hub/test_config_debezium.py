@@ -24,10 +24,7 @@ def test_a_debezium_source_needs_no_url_or_table():
     src = cfg.sectors["tax"]
     assert (src.url, src.table, src.debezium.converter) == (None, None, "json")
     assert src.debezium.group_id is None and src.debezium.bootstrap_servers is None
-    assert (
-        "url" not in cfg.redacted()["sectors"]["tax"]
-        or cfg.redacted()["sectors"]["tax"]["url"] is None
-    )
+    assert cfg.redacted()["sectors"]["tax"]["url"] is None  # printing it does not fail
 
 
 def test_other_modes_still_need_url_and_table_named_by_key():
