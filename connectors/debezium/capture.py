@@ -47,6 +47,12 @@ def offset_key(tp: TopicPartition) -> str:
     return f"{tp.topic}:{tp.partition}"
 
 
+def committed_offset(consumer: KafkaConsumer, tp: TopicPartition) -> int | None:
+    """The consumer group's committed offset of ``tp`` (None when it has none)."""
+    meta = consumer.committed(tp)
+    return meta if isinstance(meta, int) or meta is None else meta.offset
+
+
 def open_consumer(kafka: KafkaConfig, name: str, cfg: DebeziumConfig, **overrides: Any):
     """A consumer of the Debezium topics' cluster (no subscription; offsets committed by
     hand): RetriableError when the brokers do not answer."""
@@ -115,8 +121,7 @@ class DebeziumCapture(CaptureMode):
             for tp in ordered:
                 offset = stored.get(offset_key(tp))
                 if offset is None:
-                    meta = consumer.committed(tp)
-                    offset = meta if isinstance(meta, int) or meta is None else meta.offset
+                    offset = committed_offset(consumer, tp)
                 if offset is None:
                     consumer.seek_to_beginning(tp)
                 else:

@@ -11,7 +11,7 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 
 from connectors.base import FAIL, OK, WARN, CheckResult
-from connectors.debezium.capture import group_id, offset_key, open_consumer
+from connectors.debezium.capture import committed_offset, group_id, offset_key, open_consumer
 from connectors.debezium.changes import ChangeMapper
 from connectors.debezium.converters import SchemaRegistry
 from connectors.events import Batch
@@ -95,8 +95,7 @@ def _lag(
     for tp in partitions:
         offset = stored.get(offset_key(tp))
         if offset is None and not stored:
-            meta = consumer.committed(tp)
-            offset = meta if isinstance(meta, int) or meta is None else meta.offset
+            offset = committed_offset(consumer, tp)
             if offset is not None:
                 started, where = True, f"group {group_id(name, source.debezium)}"
         offsets[tp] = offset

@@ -17,6 +17,9 @@ from hub.config import SourceConfig
 from hub.idschemes import get_scheme
 from tests.unit.connectors.debezium import records as rec
 
+relaxed = settings(deadline=None)
+"""No per-example deadline: example timings vary on a shared, loaded machine."""
+
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
 JSONISH = st.recursive(
     SCALARS,
@@ -42,7 +45,7 @@ ENVELOPE = st.fixed_dictionaries(
 MAPPER = RecordMapper("tax", SourceConfig.model_validate(rec.source_config()), get_scheme("vn"))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(ENVELOPE, st.booleans())
 def test_any_envelope_maps_or_dead_letters_with_a_reason(value, schemas):
     cm = ChangeMapper(MAPPER, JsonConverter())
@@ -58,6 +61,7 @@ def test_any_envelope_maps_or_dead_letters_with_a_reason(value, schemas):
     assert len(batch.events) + len(batch.dead_letters) <= 2
 
 
+@relaxed
 @given(st.binary(max_size=64))
 def test_any_bytes_map_or_dead_letter(data):
     batch = Batch()
