@@ -38,15 +38,14 @@ def check_debezium(
     results: list[CheckResult] = []
     if cfg.converter == "avro":
         assert cfg.schema_registry_url is not None
+        registry = SchemaRegistry(cfg.schema_registry_url, timeout_s=5)
         try:
-            subjects = SchemaRegistry(cfg.schema_registry_url, timeout_s=5).get("/subjects")
+            subjects = registry.get("/subjects")
         except HubError as exc:
             results.append(CheckResult(FAIL, "schema registry", str(exc)))
         else:
             count = len(subjects) if isinstance(subjects, list) else "?"
-            results.append(
-                CheckResult(OK, "schema registry", f"{cfg.schema_registry_url}: {count} subjects")
-            )
+            results.append(CheckResult(OK, "schema registry", f"{registry.url}: {count} subjects"))
     try:
         consumer = open_consumer(config.kafka, name, cfg, request_timeout_ms=10_000)
     except HubError as exc:

@@ -69,3 +69,12 @@ def test_the_registry_url_may_come_from_the_environment():
                                      "schema_registry_url": "${REGISTRY}"}}}},
                        env={"REGISTRY": "http://registry:8081"})  # fmt: skip
     assert cfg.sectors["tax"].debezium.schema_registry_url == "http://registry:8081"
+
+
+def test_a_registry_password_is_masked_when_the_config_is_printed():
+    cfg = parse_config({"sectors": {"tax": {"capture": "debezium", "key": "tin", "columns": COLUMNS,
+                        "debezium": {"topics": ["t"], "converter": "avro",
+                                     "schema_registry_url": "https://hub:pw@registry:8081"}}}},
+                       env={})  # fmt: skip
+    shown = cfg.redacted()["sectors"]["tax"]["debezium"]["schema_registry_url"]
+    assert shown == "https://hub:***@registry:8081"

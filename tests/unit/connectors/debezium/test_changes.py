@@ -190,3 +190,12 @@ def test_the_configured_table_names_the_events_table():
                       JsonConverter(), table="thue.nguoi_nop")  # fmt: skip
     [(_, event)] = events(add(cm, rec.json_message(rec.envelope("c", None, ALICE), schemas=True)))
     assert event["source"]["table"] == "thue.nguoi_nop"
+
+
+def test_registry_credentials_become_basic_auth_and_are_never_shown():
+    registry = SchemaRegistry("http://hub:s3cr%40t@127.0.0.1:9/")
+    assert registry.url == "http://127.0.0.1:9"
+    assert registry._headers["Authorization"] == "Basic aHViOnMzY3JAdA=="  # hub:s3cr@t
+    with pytest.raises(RetriableError) as exc:
+        registry.get("/subjects")  # nothing listens on port 9
+    assert "s3cr" not in str(exc.value) and "127.0.0.1:9" in str(exc.value)
