@@ -127,12 +127,26 @@ class DebeziumCapture(CaptureMode):
                 else:
                     consumer.seek(tp, int(offset))
                     self._positions[tp] = int(offset)
+            self._warn_if_lost(consumer)
         except KafkaError as exc:
             self.close()
             raise RetriableError(f"debezium kafka: {exc}") from exc
         except BaseException:
             self.close()
             raise
+
+    def _warn_if_lost(self, consumer: KafkaConsumer) -> None:
+        """Say so when retention deleted messages after the resume position: the consumer
+        goes on from the earliest retained one, and those changes never reach the hub."""
+        if not self._positions:
+            return
+        begins = consumer.beginning_offsets(list(self._positions))
+        for tp, offset in self._positions.items():
+            if offset < begins[tp]:
+                log.error("%s: %s/%d: %d Debezium messages after the stored position were "
+                          "deleted by retention before the hub read them; re-read the table "
+                          "with a Debezium snapshot", self.ctx.name, tp.topic, tp.partition,
+                          begins[tp] - offset)  # fmt: skip
 
     def next_batch(self) -> Batch:
         assert self.consumer is not None and self.changes is not None

@@ -97,7 +97,9 @@ def test_an_insert_is_re_keyed_by_citizen_id_and_mapped_through_columns(schemas)
 
 
 def test_a_delete_is_keyed_by_its_before_image_and_a_tombstone_is_passed_over():
-    batch = add(changes(), rec.json_message(rec.envelope("d", ALICE, None), schemas=True), None)
+    null_payload = json.dumps({"schema": None, "payload": None}).encode()
+    delete = rec.json_message(rec.envelope("d", ALICE, None), schemas=True)
+    batch = add(changes(), delete, None, b"null", null_payload)
     assert not batch.dead_letters
     [(key, event)] = events(batch)
     assert key == b"001090012345" and event["op"] == "d" and event["after"] is None
