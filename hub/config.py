@@ -182,6 +182,21 @@ class ApiConfig(_Model):
 
     listen: ListenAddress = "127.0.0.1:8080"
     session_secret: SecretStr | None = None
+    """Signs the UI session cookie. Unset: one secret kept in the hub database, shared by
+    every ``hub serve`` process and kept across restarts."""
+    cookie_secure: bool | None = None
+    """``Secure`` on the session cookie: None marks it Secure when the request came over
+    TLS (``https``, or ``X-Forwarded-Proto: https`` from a trusted proxy)."""
+    session_idle_minutes: Annotated[float, Field(gt=0, le=7 * 24 * 60)] = 30.0
+    session_max_hours: Annotated[float, Field(gt=0, le=30 * 24)] = 12.0
+    login_failures_per_user: Annotated[int, Field(ge=1, le=10_000)] = 20
+    """Failed logins a user name may have in a minute; more are refused before any hash."""
+    login_failures_per_address: Annotated[int, Field(ge=1, le=100_000)] = 100
+    """Failed logins one client address may have in a minute, across all user names."""
+    login_concurrency: Annotated[int, Field(ge=1, le=64)] = 2
+    """Password hashes (argon2, 64 MiB each) verified at once; more logins wait."""
+    login_wait_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+    """How long a login waits for a free hash slot before it is answered 503."""
 
 
 class MetricsListen(_Model):

@@ -115,6 +115,17 @@ PROCESS_INFO = Gauge(
     ["role", "version"],
 )
 
+LOGINS = Counter(
+    "hub_logins",
+    "UI login attempts by outcome: ok, wrong (name or password), throttled (refused before "
+    "any hash: too many failures for the user name or the address), busy (hash slots full).",
+    ["outcome"],
+)
+LOGIN_OUTCOMES = ("ok", "wrong", "throttled", "busy")
+PASSWORD_VERIFICATIONS = Counter(
+    "hub_password_verifications", "Password hashes verified (argon2) by UI logins."
+)
+
 
 def init_dead_letters(stage: str, connector: str) -> None:
     """Create the dead-letter series of ``connector`` at ``stage`` at 0, one per reason, so

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 import traceback
 from importlib.resources import files
@@ -18,7 +17,6 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,6 +24,7 @@ from hub.api import rest, ui
 from hub.api.deps import AppState, LoginRequired
 from hub.api.errors import ApiError
 from hub.api.schemas import Health
+from hub.api.sessions import HashSlots, SessionCookies
 from hub.api.stats import StatsCache
 from hub.config import HubConfig
 from hub.db import engine_for
@@ -33,14 +32,11 @@ from hub.kafka import check_kafka
 
 log = logging.getLogger(__name__)
 
-SESSION_COOKIE = "hub_session"
-SESSION_MAX_AGE_S = 12 * 3600
-
 
 def create_app(config: HubConfig, *, engine: Engine | None = None) -> FastAPI:
-    """The web app for ``config``. Sessions are signed with ``config.api.session_secret``, or
-    with a random per-process secret when it is unset (sessions then end at restart and are
-    not shared between processes)."""
+    """The web app for ``config``. UI sessions live in the hub database (``hub.api.sessions``);
+    their cookie is signed with ``config.api.session_secret``, or with the secret the hub
+    database keeps when it is unset, so every process shares sessions and restarts keep them."""
     engine = engine or engine_for(config.database.url, config.database.pool_size)
     app = FastAPI(
         title="Registry Hub",
@@ -60,15 +56,9 @@ def create_app(config: HubConfig, *, engine: Engine | None = None) -> FastAPI:
         config=config,
         engine=engine,
         stats=StatsCache(engine, lambda: list(config.sectors)),
+        hash_slots=HashSlots(config.api.login_concurrency, config.api.login_wait_s),
     )
-    secret = config.api.session_secret
-    app.add_middleware(
-        SessionMiddleware,
-        secret_key=secret.get_secret_value() if secret else secrets.token_urlsafe(32),
-        session_cookie=SESSION_COOKIE,
-        max_age=SESSION_MAX_AGE_S,
-        same_site="lax",
-    )
+    app.add_middleware(SessionCookies, api=config.api, engine=engine)
     app.add_middleware(GuardMiddleware)
     app.include_router(rest.router)
     app.include_router(ui.router)

@@ -12,6 +12,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from hub.db.models import ROLES
+from hub.metrics import PASSWORD_VERIFICATIONS
 
 
 class Permission(StrEnum):
@@ -61,6 +62,7 @@ def hash_password(password: str) -> str:
 
 def verify_password(stored_hash: str | None, password: str) -> bool:
     """True when ``password`` matches ``stored_hash``; a missing hash never matches."""
+    PASSWORD_VERIFICATIONS.inc()
     try:
         return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
     except (VerificationError, InvalidHashError):

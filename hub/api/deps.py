@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from hub.api import users
 from hub.api.auth import Permission, Principal, csrf_matches, new_csrf_token
 from hub.api.errors import ApiError, Forbidden, Unauthorized
+from hub.api.sessions import SESSION_KEY, HashSlots, SessionPolicy, session_principal
 from hub.api.stats import StatsCache
 from hub.config import HubConfig
 
@@ -25,6 +26,7 @@ class AppState:
     config: HubConfig
     engine: Engine
     stats: StatsCache
+    hash_slots: HashSlots
 
     @property
     def sectors(self) -> list[str]:
@@ -80,14 +82,15 @@ class LoginRequired(ApiError):
 
 
 def ui_principal(request: Request) -> Principal:
-    """The user of the request's session; LoginRequired if there is none (or they were
-    disabled since they logged in)."""
-    uid = request.session.get("uid")
+    """The user of the request's session; LoginRequired if there is none, or it ended
+    (logout, idle or absolute expiry, the user disabled or given a new password)."""
+    token = request.session.get(SESSION_KEY)
     principal = None
-    if isinstance(uid, int):
-        principal = users.principal_by_id(get_state(request).engine, uid)
+    if isinstance(token, str) and token:
+        state = get_state(request)
+        principal = session_principal(state.engine, token, SessionPolicy.of(state.config.api))
     if principal is None:
-        request.session.pop("uid", None)
+        request.session.pop(SESSION_KEY, None)
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(target if request.method == "GET" else "/")
     request.state.principal = principal

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
+from anyio.to_thread import run_sync
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from starlette.datastructures import FormData
 
-from hub.api import audit, connectors, stats, users
+from hub.api import audit, connectors, sessions, stats, users
 from hub.api.auth import ROLE_PERMISSIONS, Permission, Principal
 from hub.api.deps import (
     AppState,
@@ -30,10 +32,12 @@ from hub.api.queue.filters import MismatchFilter, check_filter
 from hub.api.queue.pages import MAX_LIMIT, SORTS
 from hub.api.rest import export_response
 from hub.db.models import ROLES
+from hub.metrics import LOGINS
 from hub.vocabulary import MISMATCH_STATUSES, OPEN_STATUSES, RULE_CODES, SEVERITIES
 from hub.web.charts import Series, line_chart, percent
 from reconciliation.lifecycle import STEWARD_ACTIONS
 
+log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(files("hub.web") / "templates"))
 templates.env.globals.update(
@@ -108,31 +112,91 @@ def login_form(request: Request, next: str = "/queue") -> HTMLResponse:
 
 
 @router.post("/login", dependencies=[Csrf])
-def login(request: Request, state: State, form: Form) -> Response:
+async def login(request: Request, state: State, form: Form) -> Response:
+    """Sign in. Refused before any hash when the user name or the address failed too often
+    in the last minute (429); every failure is audited (never the password); at most
+    ``api.login_concurrency`` hashes run at once (503 when none frees up in time)."""
     name, password = str(form.get("name") or ""), str(form.get("password") or "")
     target = _safe_next(str(form.get("next") or ""))
+    address = _client_address(request)
+
+    def refuse(status: int, error: str, outcome: str) -> HTMLResponse:
+        LOGINS.labels(outcome).inc()
+        page = render(
+            request, "login.html", None, status=status, next=target, error=error, name=name
+        )
+        if status in (429, 503):
+            page.headers["Retry-After"] = str(int(sessions.WINDOW.total_seconds()))
+        return page
+
+    refused = await run_sync(_login_refusal, state, name[:128], address)
+    if refused:
+        log.warning("login refused before hashing: %s (address %s)", refused, address)
+        return refuse(429, f"Login refused: {refused}. Try again in a minute.", "throttled")
     principal = None
     if name and password and "\x00" not in name + password:
-        principal = users.authenticate_password(state.engine, name, password)
+        try:
+            principal = await state.hash_slots.run(
+                users.authenticate_password, state.engine, name, password
+            )
+        except sessions.Busy:
+            return refuse(503, "The server is busy signing others in; try again.", "busy")
     if principal is None:
-        return render(
-            request,
-            "login.html",
-            None,
-            status=401,
-            next=target,
-            error="Wrong user name or password, or the account is disabled.",
-            name=name,
-        )
+        await run_sync(_login_failed, state, name[:128], address)
+        return refuse(401, "Wrong user name or password, or the account is disabled.", "wrong")
+    token = await run_sync(_login_ok, state, principal, address)
+    LOGINS.labels("ok").inc()
     request.session.clear()  # a fresh session (and CSRF token) for the signed-in user
-    request.session["uid"] = principal.user_id
-    with state.engine.begin() as conn:
-        audit.record(conn, principal.name, "login", target_type="user", target_id=principal.name)
+    request.session[sessions.SESSION_KEY] = token
     return redirect(target)
 
 
+def _login_refusal(state: AppState, name: str, address: str) -> str | None:
+    with state.engine.begin() as conn:
+        return sessions.refusal(conn, name, address, state.config.api)
+
+
+def _login_failed(state: AppState, name: str, address: str) -> None:
+    with state.engine.begin() as conn:
+        sessions.record_failure(conn, name, address)
+        audit.record(
+            conn,
+            name or "(empty)",
+            "login_failed",
+            target_type="user",
+            target_id=name or None,
+            detail={"address": address},
+        )
+
+
+def _login_ok(state: AppState, principal: Principal, address: str) -> str:
+    with state.engine.begin() as conn:
+        token = sessions.open_session(
+            conn, principal.user_id, sessions.SessionPolicy.of(state.config.api)
+        )
+        sessions.clear_failures(conn, principal.name)
+        audit.record(
+            conn,
+            principal.name,
+            "login",
+            target_type="user",
+            target_id=principal.name,
+            detail={"address": address},
+        )
+    return token
+
+
+def _client_address(request: Request) -> str:
+    """The client's address (the proxy's ``X-Forwarded-For`` when uvicorn trusts it)."""
+    return (request.client.host if request.client else None) or "unknown"
+
+
 @router.post("/logout", dependencies=[Csrf])
-def logout(request: Request) -> Response:
+def logout(request: Request, state: State) -> Response:
+    """Sign out: the server-side session ends, so a copy of the cookie no longer works."""
+    token = request.session.get(sessions.SESSION_KEY)
+    if isinstance(token, str) and token:
+        sessions.end_session(state.engine, token)
     request.session.clear()
     return redirect("/login")
 

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from hub.api import audit
 from hub.api.auth import Principal, hash_password, hash_token, new_token, verify_password
 from hub.api.errors import Conflict, NotFound, Unprocessable
+from hub.api.sessions import end_user_sessions
 from hub.db.models import ROLES, ApiToken, User
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$"
@@ -134,6 +135,8 @@ def set_disabled(engine: Engine, name: str, disabled: bool) -> UserInfo:
         done = conn.execute(update(User).where(User.name == name).values(disabled=disabled))
         if done.rowcount == 0:
             raise NotFound(f"no user {name!r}")
+        if disabled:
+            end_user_sessions(conn, name)
     return get_user(engine, name)
 
 
@@ -145,6 +148,7 @@ def set_password(engine: Engine, name: str, password: str) -> None:
         )
         if done.rowcount == 0:
             raise NotFound(f"no user {name!r}")
+        end_user_sessions(conn, name)  # a new password signs every old session out
 
 
 def authenticate_password(engine: Engine, name: str, password: str) -> Principal | None:
@@ -183,17 +187,6 @@ def authenticate_token(engine: Engine, token: str) -> Principal | None:
             .values(last_used_at=func.now())
         )
     return Principal(row.id, row.name, row.role)
-
-
-def principal_by_id(engine: Engine, user_id: int) -> Principal | None:
-    """The enabled user with this id (a session's user), else None."""
-    with engine.connect() as conn:
-        row = conn.execute(
-            select(User.id, User.name, User.role).where(
-                User.id == user_id, User.disabled.is_(False)
-            )
-        ).one_or_none()
-    return Principal(*row) if row else None
 
 
 def active_user_role(conn: Connection, name: str) -> str | None:

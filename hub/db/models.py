@@ -214,6 +214,51 @@ class ApiToken(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class UiSession(Base):
+    """A steward's login: the cookie carries a random token, the hub keeps its SHA-256, so
+    logout, disabling the user and expiry end it for every copy of the cookie."""
+
+    __tablename__ = "ui_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    created_at: Mapped[datetime] = _now()
+    last_seen_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_ui_sessions_user_id", "user_id"),)
+
+
+class LoginFailure(Base):
+    """A failed login (never the password), counted per user name and per address to throttle
+    guessing before any hash is computed; pruned after an hour."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = _now()
+    user_name: Mapped[str] = mapped_column(String(128), nullable=False)
+    address: Mapped[str] = mapped_column(String(64), nullable=False)
+
+    __table_args__ = (
+        Index("ix_login_failures_at", "at"),
+        Index("ix_login_failures_user_name_at", "user_name", "at"),
+        Index("ix_login_failures_address_at", "address", "at"),
+    )
+
+
+class HubSetting(Base):
+    """Values the hub's processes share, kept in the database (the UI session secret when
+    the config sets none, so restarts and replicas keep sessions)."""
+
+    __tablename__ = "hub_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = _now()
+
+
 class AuditLog(Base):
     """Every action and every view of a citizen's record details."""
 
