@@ -4,7 +4,7 @@ connector's slot and publication (SPEC §4)."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -194,7 +194,7 @@ def _check_sqlalchemy(
         rows, exact = src.estimate_rows()
         shown = "unknown" if rows is None else f"{rows}" if exact else f"about {rows}"
         results.append(CheckResult(OK, "table", f"{src.qualified}, {shown} rows"))
-        columns_line = _sql_columns_line(source, types)
+        columns_line = _sql_columns_line(source, types, src.type_name)
         denied = src.probe_select([c for c in src.columns if c in types])
         results += [columns_line, _select_line(src, denied)]
         if columns_line.ok and denied is None:
@@ -204,7 +204,9 @@ def _check_sqlalchemy(
         src.close()
 
 
-def _sql_columns_line(source: SourceConfig, types: Mapping[str, Any]) -> CheckResult:
+def _sql_columns_line(
+    source: SourceConfig, types: Mapping[str, Any], type_name: Callable[[Any], str]
+) -> CheckResult:
     """The key and mapped columns present; none binary, dates on date, text or number."""
     from connectors.sqlsource import type_kind
 
@@ -216,7 +218,8 @@ def _sql_columns_line(source: SourceConfig, types: Mapping[str, Any]) -> CheckRe
             continue
         kind = type_kind(types[column])
         if kind == "binary" or (field in DATE_FIELDS and kind not in ("date", "text", "number")):
-            problems.append(f"{field}: column {column} is {types[column]}, not a date or text")
+            wanted = "text" if kind == "binary" else "a date or text"
+            problems.append(f"{field}: column {column} is {type_name(types[column])}, not {wanted}")
     if problems:
         return CheckResult(FAIL, "columns", "; ".join(problems))
     return CheckResult(OK, "columns", f"{len(source.columns)} mapped columns found")

@@ -231,14 +231,16 @@ class PollCapture(CaptureMode):
             return [deletes]  # the table line of the check already says why
         finally:
             src.close()
-        return [*_poll_column_checks(src.qualified, ts, inc, types, indexes), deletes]
+        shown = {c: src.type_name(t) for c, t in types.items()}
+        return [*_poll_column_checks(src.qualified, ts, inc, types, shown, indexes), deletes]
 
 
 def _poll_column_checks(
-    table: str, ts: str, inc: str, types: dict[str, Any],
+    table: str, ts: str, inc: str, types: dict[str, Any], shown: dict[str, str],
     indexes: list[tuple[tuple[str, ...], bool]],
 ) -> list[CheckResult]:  # fmt: skip
-    """Check lines of the poll columns on a SQLAlchemy source (types as it describes them)."""
+    """Check lines of the poll columns on a SQLAlchemy source: ``types`` as SQLAlchemy
+    describes them, ``shown`` as the database spells them."""
     results = []
     for role, col, kinds in (("timestamp column", ts, ("date", "number")),
                              ("incrementing column", inc, ("number",))):  # fmt: skip
@@ -246,7 +248,7 @@ def _poll_column_checks(
             results.append(CheckResult(FAIL, role, f"{col} missing from {table}"))
             continue
         good = type_kind(types[col]) in kinds
-        results.append(CheckResult(OK if good else WARN, role, f"{col} ({types[col]})"))
+        results.append(CheckResult(OK if good else WARN, role, f"{col} ({shown[col]})"))
     if inc in types and not any(unique and cols == (inc,) for cols, unique in indexes):
         results.append(
             CheckResult(WARN, "incrementing column",

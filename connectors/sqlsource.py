@@ -132,6 +132,13 @@ class SqlSource:
                 ) from None
         return {c["name"]: c["type"] for c in cols}
 
+    def type_name(self, col_type: Any) -> str:
+        """A column type as the database spells it (``DATETIME(6)``, ``DECIMAL(18, 2)``)."""
+        try:
+            return col_type.compile(dialect=self.engine.dialect)
+        except Exception:  # noqa: BLE001 - a type the dialect cannot render: its generic name
+            return str(col_type)
+
     def check_columns(self) -> None:
         """FatalError naming every column the mapping reads that the table lacks."""
         types = self.column_types()

@@ -156,18 +156,19 @@ def test_a_timestamp_column_reads_in_utc_on_a_server_in_another_zone(mariadb, ma
     assert event.value["source"]["commit_ts_ms"] == _ms("2024-05-01 01:00:00.250+00:00")
 
 
-def _open(config):
-    source = config.sectors["bank"]
-    mode = PollCapture(
-        ConnectorContext("bank", source, config, RecordMapper("bank", source, get_scheme("vn")))
+def open_mode(config, name: str = "bank", mode_class=PollCapture):
+    """The capture mode and delivery of connector ``name``, opened, without the runner."""
+    source = config.sources()[name]
+    mode = mode_class(
+        ConnectorContext(name, source, config, RecordMapper(name, source, get_scheme("vn")))
     )
-    delivery = Delivery("bank", config.kafka)
+    delivery = Delivery(name, config.kafka)
     mode.open()
     delivery.open()
     return mode, delivery
 
 
-def _step(mode, delivery):
+def step(mode, delivery):
     batch = mode.next_batch()
     delivery.deliver(batch)
     mode.commit(batch)
@@ -179,14 +180,14 @@ def test_a_page_boundary_inside_one_microsecond_and_the_window_reread(bank, make
     topic = changes(config, "bank")
     insert(bank, 3, ts="2024-05-01 08:00:00.000001")
     insert(bank, 3, ts="2024-05-01 08:00:00.000002", prefix="B", start=4)
-    mode, delivery = _open(config)
+    mode, delivery = open_mode(config)
     try:
-        assert len(_step(mode, delivery)) == 4  # the page ends inside the second instant
-        batch = _step(mode, delivery)
+        assert len(step(mode, delivery)) == 4  # the page ends inside the second instant
+        batch = step(mode, delivery)
         assert len(batch) == 2 and batch.caught_up
-        assert len(_step(mode, delivery)) == 0  # the window is read again, nothing new
+        assert len(step(mode, delivery)) == 0  # the window is read again, nothing new
         bank.execute("UPDATE {table} SET ho_ten = %s, updated_at = NOW(6) WHERE id = 2", (VIET,))
-        assert len(_step(mode, delivery)) == 1
+        assert len(step(mode, delivery)) == 1
     finally:
         mode.close()
         delivery.close()
