@@ -91,7 +91,8 @@ class SqlSource:
         """The statement that grants SELECT on the table to the URL's user."""
         user = self.engine.url.username or "<user>"
         if is_mysql(self.system):
-            return f"GRANT SELECT ON `{self.database}`.`{self.name}` TO '{user}'@'<host>';"
+            database = self.schema or self.database
+            return f"GRANT SELECT ON `{database}`.`{self.name}` TO '{user}'@'<host>';"
         return f"GRANT SELECT ON {self.qualified} TO {user};"
 
     def indexes(self) -> list[tuple[tuple[str, ...], bool]]:

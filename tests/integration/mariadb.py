@@ -191,6 +191,10 @@ class Table:
         self.name = f"{prefix}_{secrets.token_hex(4)}"
         self.execute(ddl)
 
+    @property
+    def url(self) -> str:
+        return self.server.url
+
     def connect(self, autocommit: bool = True) -> pymysql.Connection:
         conn = self.server.connect()
         conn.autocommit(autocommit)
