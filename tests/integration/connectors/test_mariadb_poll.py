@@ -16,7 +16,8 @@ from connectors.delivery import Delivery
 from connectors.mapping import RecordMapper
 from connectors.poll import PollCapture
 from connectors.snapshot import SnapshotCapture
-from hub.config import SourceConfig
+from connectors.state import delete_connector_data, hub_engine
+from hub.config import DatabaseConfig, HubConfig, MetricsConfig, SourceConfig
 from hub.db import psycopg_conninfo
 from hub.idschemes import get_scheme
 from reconciliation.engine import Reconciler
@@ -53,6 +54,37 @@ def server_in_vietnam(mariadb):
             cur.execute("SET GLOBAL time_zone = '+00:00'")
     finally:
         conn.close()
+
+
+@pytest.fixture(scope="module")
+def module_hub_db(servers):
+    """One migrated hub database for the module: a fresh one per test costs seconds."""
+    from hub.db import engine_for
+    from hub.db.migrate import upgrade
+
+    url = servers.create_database("hub")
+    upgrade(url)
+    yield url
+    engine_for(url).dispose()
+    servers.drop_database(url)
+
+
+@pytest.fixture
+def make_config(servers, module_hub_db):
+    """``make_config(bank=…)`` on the module's hub database and a new topic prefix; the
+    connectors named (and the registry) forget what earlier tests stored."""
+    kafka = servers.kafka(partitions=3)
+
+    def build(**sectors: dict) -> HubConfig:
+        for name in ("registry", *sectors):
+            delete_connector_data(hub_engine(module_hub_db), name)
+        return HubConfig(
+            kafka=kafka, database=DatabaseConfig(url=module_hub_db),
+            metrics=MetricsConfig(listen="127.0.0.1:0"), id_scheme="vn",
+            sectors={k: SourceConfig.model_validate(v) for k, v in sectors.items()},
+        )  # fmt: skip
+
+    return build
 
 
 def poll_source(table: Table, **poll) -> dict:
