@@ -61,11 +61,12 @@ class LogEnds:
         A fetch response's highwater can lag behind the records it carries: the broker
         takes it before reading the log, which may have grown meanwhile (a fetch at offset
         0 reported highwater 1 with records 0-8, Apache Kafka 4.2, kafka-python 3.0.12).
-        Taken alone, such a highwater put a caught-up partition's stored offset "past the
-        log end", and the partition was held for good: every later change of it was lost
-        to the mismatch store (issue #20, after a broker restart). A log the broker really
-        lost is read again from its start (``auto_offset_reset``), so the records polled
-        then end below the stored offset and the partition is still held."""
+        Taken alone, such a highwater puts a caught-up partition's stored offset "past the
+        log end", and the partition is held for good: none of its later changes reach the
+        mismatch store (the pattern of issue #20: from a broker restart on, the loss grew
+        by a quarter of the changes, one partition of four). A log the broker really lost
+        is read again from its start (``auto_offset_reset``): the records polled then end
+        below the stored offset, and the partition is still held."""
         ends = {}
         for tp in partitions:
             end = consumer.highwater(tp)
