@@ -209,6 +209,7 @@ class Reconciler:
                     self._finish_inflight()  # seeks read the stored offsets
                 self._apply_assignment()
                 records = self._poll()
+                self.log_ends.saw(records)
                 self._drop_revoked()
                 records = {tp: recs for tp, recs in records.items() if tp in self._ready and recs}
                 decoded = self._decode(records) if records else None

@@ -43,14 +43,42 @@ class LogEnds:
         self.group_id = group_id
         self.stored: dict[TopicPartition, int] = {}
         self.held: set[TopicPartition] = set()
+        self.polled: dict[TopicPartition, int] = {}
+        """Per partition, the offset after the last record a poll returned: the log reaches
+        at least that far (see :meth:`known_ends`)."""
+
+    def saw(self, records: dict) -> None:
+        """Remember where the records of a poll (``{tp: [records]}``) end, per partition."""
+        for tp, recs in records.items():
+            if recs:
+                self.polled[tp] = recs[-1].offset + 1
 
     def known_ends(self, consumer, partitions: Collection[TopicPartition]) -> dict:
-        """The log ends of ``partitions`` the consumer's fetches last reported (no request:
-        kafka-python's ``end_offsets`` could hang past its timeout after a broker pause).
-        A partition's highwater is at least every offset consumed from it, so a stored
-        offset past it is past the log end."""
-        ends = {tp: consumer.highwater(tp) for tp in partitions}
-        return {tp: end for tp, end in ends.items() if end is not None}
+        """The log ends of ``partitions`` as the consumer's fetches last reported them (no
+        request: kafka-python's ``end_offsets`` could hang past its timeout after a broker
+        pause), and at least the offset after the last record polled from each.
+
+        A fetch response's highwater can lag behind the records it carries: the broker
+        takes it before reading the log, which may have grown meanwhile (a fetch at offset
+        0 reported highwater 1 with records 0-8, Apache Kafka 4.2, kafka-python 3.0.12).
+        Taken alone, such a highwater puts a caught-up partition's stored offset "past the
+        log end", and the partition is held for good: none of its later changes reach the
+        mismatch store (the pattern of issue #20: from a broker restart on, the loss grew
+        by a quarter of the changes, one partition of four). A log the broker really lost
+        is read again from its start (``auto_offset_reset``): the records polled then end
+        below the stored offset, and the partition is still held."""
+        ends = {}
+        for tp in partitions:
+            end = consumer.highwater(tp)
+            if end is None:
+                continue
+            polled = self.polled.get(tp)
+            if polled is not None and polled > end:
+                log.debug("highwater %d of %s[%d] is behind the records polled (to %d)",
+                          end, tp.topic, tp.partition, polled)  # fmt: skip
+                end = polled
+            ends[tp] = end
+        return ends
 
     def unreachable(self, exc: BaseException) -> None:
         """A Kafka request of the consumer loop failed with ``exc``."""
@@ -117,6 +145,7 @@ class LogEnds:
         """Partitions this process no longer holds (revoked, or released)."""
         for tp in partitions:
             self.stored.pop(tp, None)
+            self.polled.pop(tp, None)
             self.held.discard(tp)
         OFFSETS_BEYOND_END.set(len(self.held))
 
