@@ -44,6 +44,7 @@ TOOLS = (
     Tool("chromium", "chromium", "the steward UI tests in headless Chromium"),
     Tool("promtool", "prometheus", "the alert-rule, Prometheus-config and metrics-format checks"),
     Tool("prometheus", "prometheus", "the Prometheus server scraping the hub processes"),
+    Tool("mariadbd", "mariadb-server", "the poll/snapshot tests on a real MariaDB"),
 )
 """Tools a test marks with ``@pytest.mark.requires("<command>")``."""
 

@@ -73,3 +73,11 @@ def test_promtool_and_the_prometheus_server_come_from_one_package(monkeypatch, c
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "apt-get install prometheus —" in line and line.count("prometheus —") == 1
     assert "need promtool" in line and "need prometheus" in line
+
+
+def test_mariadb_server_is_named_with_the_tests_it_skips(monkeypatch, capsys):
+    _not_root_without(monkeypatch, "mariadbd")
+    assert setup_machine.main() == 0
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "apt-get install mariadb-server" in line
+    assert "real MariaDB (need mariadbd)" in line
