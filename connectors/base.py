@@ -137,6 +137,9 @@ class CaptureMode(abc.ABC):
     capture: ClassVar[str] = ""
     needs_postgres: ClassVar[bool] = False
     """Checked through PostgreSQL's catalogs whatever the URL says (logical decoding)."""
+    reads_database: ClassVar[bool] = True
+    """False for a mode that reads no database (Debezium topics): ``hub connector check``
+    then runs only its :meth:`check_source`."""
     warm_on_open: ClassVar[bool] = False
     """Start the producer processes at open even when not snapshotting: a backlog of large
     batches may be waiting at the source (a slot)."""
@@ -191,6 +194,13 @@ class CaptureMode(abc.ABC):
     ) -> list[CheckResult]:
         """The mode's own check lines for a PostgreSQL source (``conn`` autocommit, ``table``
         resolved); the common ones (reachable, table, columns, privilege) are not its job."""
+        return []
+
+    @classmethod
+    def check_source(
+        cls, config: HubConfig, name: str, source: SourceConfig, mapper: RecordMapper
+    ) -> list[CheckResult]:
+        """The whole check of a mode that reads no database (:attr:`reads_database`)."""
         return []
 
     @classmethod

@@ -7,6 +7,7 @@ file is validated against).
 
 from __future__ import annotations
 
+import connectors.debezium.capture  # noqa: F401 - registers "debezium"
 import connectors.logical.capture  # noqa: F401 - registers "logical"
 import connectors.poll  # noqa: F401 - registers "poll"
 import connectors.snapshot  # noqa: F401 - registers "snapshot"

@@ -42,8 +42,9 @@ def source_of(config: HubConfig, name: str) -> SourceConfig:
     return sources[name]
 
 
-def is_postgres(url: str) -> bool:
-    return sqlalchemy_url(url).startswith(("postgresql", "postgres"))
+def is_postgres(url: str | None) -> bool:
+    """Whether ``url`` is a PostgreSQL database (False without one: a topic-reading mode)."""
+    return url is not None and sqlalchemy_url(url).startswith(("postgresql", "postgres"))
 
 
 # ------------------------------------------------------------------ check
@@ -59,6 +60,8 @@ def check(config: HubConfig, name: str) -> list[CheckResult]:
         mapper = RecordMapper(name, source, get_scheme(config.id_scheme))
     except ConfigError as exc:
         return [CheckResult(FAIL, "columns", "; ".join(exc.problems))]
+    if not mode.reads_database:
+        return mode.check_source(config, name, source, mapper)
     if mode.needs_postgres or is_postgres(source.url):
         return _check_postgres(mode, name, source, mapper)
     return _check_sqlalchemy(mode, name, source, mapper)

@@ -29,11 +29,16 @@ from hub.idschemes import SCHEMES
 from hub.interpolation import interpolate
 from hub.vocabulary import CANDIDATE_KEYS, CANONICAL_FIELDS, RULE_CODES, SEVERITIES
 
-CAPTURE_MODES = ("logical", "poll", "snapshot")
+CAPTURE_MODES = ("logical", "poll", "snapshot", "debezium")
 """The capture modes a source's ``capture:`` may name, each registered by its module in
 ``connectors.modes`` (the hub does not import the connectors)."""
-_CAPTURE_SETTINGS = {"poll": "{timestamp_column, incrementing_column}"}
+_CAPTURE_SETTINGS = {
+    "poll": "{timestamp_column, incrementing_column}",
+    "debezium": "{topics: [<Debezium change topic>, ...]}",
+}
 """Modes that cannot run without a settings block named after them, and what it holds."""
+_READS_TOPICS = frozenset({"debezium"})
+"""Modes that read Kafka topics rather than a database: ``url`` and ``table`` are optional."""
 
 
 def _capture_problem(capture: Any, settings: Any) -> str | None:
@@ -42,6 +47,14 @@ def _capture_problem(capture: Any, settings: Any) -> str | None:
     if needs and not settings:
         return f"capture {capture} needs a {capture}: {needs}"
     return None
+
+
+def _missing_source_keys(src: Mapping[str, Any]) -> list[str]:
+    """``url``/``table`` a source lacks although its capture mode reads a database."""
+    capture = src.get("capture", "logical")
+    if isinstance(capture, str) and capture in _READS_TOPICS:
+        return []
+    return [k for k in ("url", "table") if src.get(k) is None]
 
 
 DEFAULT_CONFIG = "hub.yaml"
@@ -243,6 +256,39 @@ class SnapshotConfig(_Model):
     interval_s: Annotated[float, Field(ge=0)] = 0.0
 
 
+class DebeziumConfig(_Model):
+    """``capture: debezium``: read an existing Debezium connector's change topics.
+
+    ``converter`` is the Kafka Connect value converter Debezium writes with: ``json`` (with
+    or without ``schemas.enable``, told apart per message) or ``avro`` (Confluent wire
+    format, schemas from ``schema_registry_url``). ``bootstrap_servers`` defaults to the
+    hub's own ``kafka`` settings (security settings are the hub's either way);
+    ``group_id`` defaults to ``hub-debezium-<source name>``.
+    """
+
+    topics: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1)]
+    converter: Literal["json", "avro"] = "json"
+    schema_registry_url: str | None = None
+    bootstrap_servers: ServerList | None = None
+    group_id: Annotated[str, Field(min_length=1)] | None = None
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
+
+    @field_validator("schema_registry_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"{v!r} is not an http(s):// URL")
+        return v
+
+    @model_validator(mode="after")
+    def _avro_needs_registry(self) -> DebeziumConfig:
+        if self.converter == "avro" and not self.schema_registry_url:
+            raise ValueError(
+                "converter avro needs schema_registry_url (a Confluent-compatible registry)"
+            )
+        return self
+
+
 class RulesConfig(_Model):
     """Per-sector rule switches (SPEC §5)."""
 
@@ -285,17 +331,20 @@ class RulesConfig(_Model):
 class SourceConfig(_Model):
     """One captured database table: the registry or a sector."""
 
-    url: str
-    table: Annotated[str, Field(min_length=1)]
+    url: str | None = None
+    """Required except for ``capture: debezium`` (which reads topics)."""
+    table: Annotated[str, Field(min_length=1)] | None = None
+    """Required except for ``capture: debezium`` (default: each envelope's ``source.table``)."""
     key: str | tuple[str, ...]
     capture: Literal[CAPTURE_MODES] = "logical"
     columns: dict[str, str | ColumnMapping]
     poll: PollConfig | None = None
+    debezium: DebeziumConfig | None = None
     logical: LogicalConfig = LogicalConfig()
     snapshot: SnapshotConfig = SnapshotConfig()
     rules: RulesConfig = RulesConfig()
 
-    _check_url = field_validator("url")(lambda cls, v: _check_db_url(v))
+    _check_url = field_validator("url")(lambda cls, v: v if v is None else _check_db_url(v))
 
     @field_validator("columns")
     @classmethod
@@ -375,6 +424,8 @@ class HubConfig(_Model):
         for name, src in self.sources().items():
             if "citizen_id" not in src.columns:
                 raise ValueError(f"{_source_path(name)}.columns.citizen_id: required")
+            for key in _missing_source_keys(src.model_dump(include={"capture", "url", "table"})):
+                raise ValueError(f"{_source_path(name)}.{key}: required")
         return self
 
     def sources(self) -> dict[str, SourceConfig]:
@@ -389,7 +440,8 @@ class HubConfig(_Model):
         data["database"]["url"] = redact_url(self.database.url)
         for name, src in self.sources().items():
             path = data["registry"] if name == "registry" else data["sectors"][name]
-            path["url"] = redact_url(src.url)
+            if src.url is not None:
+                path["url"] = redact_url(src.url)
         return data
 
 
@@ -484,6 +536,7 @@ def _source_problems(raw: Any) -> list[str]:
         problem = _capture_problem(capture, src.get(capture) if isinstance(capture, str) else None)
         if problem:
             problems.append(f"{path}: {problem}")
+        problems += [f"{path}.{key}: required" for key in _missing_source_keys(src)]
     return problems
 
 
