@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,10 +22,12 @@ import psycopg
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from hub.config import DatabaseConfig, HubConfig, MetricsConfig, SourceConfig
 from hub.db import psycopg_conninfo
 from hub.embedded.connect import ConnectWorker, postgres_connector
 from hub.errors import FatalError
-from tests.integration.connectors.conftest import SourceDb
+from reconciliation.engine import Reconciler
+from tests.integration.connectors.conftest import SourceDb, changes, run_once
 
 TAX = """
 CREATE TABLE {name} (
@@ -167,6 +170,119 @@ def test_debeziums_postgres_connector_carries_snapshot_inserts_updates_and_delet
         types = {f["field"]: f.get("name") for f in after}
         assert types["ngay_sinh"] == "io.debezium.time.Date"
         assert types["so_tien"] == "org.apache.kafka.connect.data.Decimal"
+
+
+REGISTRY = """
+CREATE TABLE dan_cu (
+    so_cccd text PRIMARY KEY,
+    ho_ten text,
+    ngay_sinh date,
+    gioi_tinh text
+)"""
+
+
+def hub_config(servers, hub_db: str, src: SourceDb, topic: str) -> HubConfig:
+    """The registry by ``snapshot`` from ``dan_cu``, sector ``tax`` by ``capture: debezium``
+    from Debezium's topic of the tax table."""
+    sex = {"Nam": "M", "Nữ": "F"}
+    registry = {
+        "url": src.url, "table": "public.dan_cu", "key": "so_cccd", "capture": "snapshot",
+        "columns": {"citizen_id": "so_cccd", "full_name": "ho_ten", "date_of_birth": "ngay_sinh",
+                    "sex": {"column": "gioi_tinh", "map": sex}},
+    }  # fmt: skip
+    tax = {
+        "capture": "debezium", "key": "ma_so_thue",
+        "debezium": {"topics": [topic], "converter": "json"},
+        "columns": {"citizen_id": "so_cccd", "full_name": "ten_nnt",
+                    "date_of_birth": {"column": "ngay_sinh", "format": "io.debezium.time.Date"},
+                    "sex": {"column": "gioi_tinh", "map": sex}},
+    }  # fmt: skip
+    return HubConfig(
+        kafka=servers.kafka(partitions=3),
+        database=DatabaseConfig(url=hub_db),
+        metrics=MetricsConfig(listen="127.0.0.1:0"),
+        id_scheme="vn",
+        registry=SourceConfig.model_validate(registry),
+        sectors={"tax": SourceConfig.model_validate(tax)},
+    )
+
+
+def reconcile(config: HubConfig) -> int:
+    """The reconciler until idle (2 s without messages); the messages it applied."""
+    reconciler = Reconciler(config, assign_all=True, poll_timeout_ms=100, stats_interval_s=3600)
+    totals: list = []
+    thread = threading.Thread(
+        target=lambda: totals.append(reconciler.run(until_idle_s=2)), daemon=True
+    )
+    thread.start()
+    thread.join(90)
+    if thread.is_alive():
+        reconciler.stop()
+        thread.join(30)
+        raise AssertionError("the reconciler did not go idle within 90 s")
+    return totals[0].messages
+
+
+def mismatches(hub_db: str) -> dict[tuple[str, str], tuple[str, str | None]]:
+    with psycopg.connect(psycopg_conninfo(hub_db)) as conn:
+        rows = conn.execute(
+            "SELECT record_key, rule, status, resolution FROM mismatches WHERE sector = 'tax'"
+        ).fetchall()
+    return {(r[0], r[1]): (r[2], r[3]) for r in rows}
+
+
+def test_source_changes_through_debezium_open_and_close_mismatches_in_the_hub(
+    servers, connect_worker, src, hub_db
+):
+    a, b = "001090000011", "079185000022"
+    src.execute(REGISTRY)
+    src.execute(
+        "INSERT INTO dan_cu VALUES (%s, 'Nguyễn Văn An', '1990-03-04', 'Nam'),"
+        " (%s, 'Lê Thị Bình', '1985-07-08', 'Nữ')",
+        (a, b),
+    )
+    table = f"nnt_{uuid.uuid4().hex[:8]}"
+    src.execute(TAX.format(name=table))
+    # In the snapshot: A's tax record spells the name differently.
+    src.execute(f"INSERT INTO {table} VALUES ('MST1', %s, 'Nguyễn Văn Anh', '1990-03-04', 'Nam', 1)",
+                (a,))  # fmt: skip
+    name = f"pg-{table}"
+    config = postgres_connector(
+        name, port=pg_port(servers), database=src.name, table=f"public.{table}",
+        topic_prefix=f"dbz{uuid.uuid4().hex[:6]}",
+    )  # fmt: skip
+    topic = start_connector(connect_worker, config)
+    try:
+        wait_streaming(src, table)
+        # Streamed: B's record is inserted with another date of birth.
+        src.execute(f"INSERT INTO {table} VALUES ('MST2', %s, 'Lê Thị Bình', '1985-08-07', 'Nữ', 2)",
+                    (b,))  # fmt: skip
+        read_topic(servers.bootstrap, topic, 2)
+        cfg = hub_config(servers, hub_db, src, topic)
+        run_once(cfg, "registry")
+        run_once(cfg, "tax")
+        assert reconcile(cfg) == 4
+        assert mismatches(hub_db) == {
+            ("MST1", "NAME_MISMATCH"): ("open", None),
+            ("MST2", "DOB_MISMATCH"): ("open", None),
+        }
+        # A's name is corrected at the source, B's record deleted: both close.
+        src.execute(f"UPDATE {table} SET ten_nnt = 'Nguyễn Văn An' WHERE ma_so_thue = 'MST1'")
+        src.execute(f"DELETE FROM {table} WHERE ma_so_thue = 'MST2'")
+        read_topic(servers.bootstrap, topic, 5)  # r, c, u, d and the tombstone
+        run_once(cfg, "tax")
+    finally:
+        connect_worker.delete(name)
+    assert reconcile(cfg) == 2
+    assert mismatches(hub_db) == {
+        ("MST1", "NAME_MISMATCH"): ("resolved", "fixed_at_source"),
+        ("MST2", "DOB_MISMATCH"): ("resolved", "record_deleted"),
+    }
+    # The hub's topic carries them keyed by citizen ID, the tombstone left out.
+    events = changes(cfg, "tax").read()
+    assert sorted((m.key, m.op) for m in events) == sorted(
+        [(a.encode(), "r"), (b.encode(), "c"), (a.encode(), "u"), (b.encode(), "d")]
+    )
 
 
 def test_a_config_debezium_refuses_is_an_error_naming_its_reason(servers, connect_worker, src):
