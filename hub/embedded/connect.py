@@ -250,10 +250,3 @@ class ConnectWorker(ChildServer):
 
     def delete(self, name: str) -> None:
         self.request("DELETE", f"/connectors/{name}")
-
-    def cpu_seconds(self) -> float:
-        """The worker JVM's user + system CPU seconds so far (``/proc/<pid>/stat``)."""
-        if self.proc is None:
-            return 0.0
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
