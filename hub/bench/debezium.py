@@ -36,7 +36,9 @@ def debezium_absent(bench) -> str | None:
 class DebeziumPeer:
     """One Connect worker and one Debezium connector on the run's tax table."""
 
-    def __init__(self, run, timeout: float = 900.0):
+    def __init__(self, run, timeout: float = 900.0, table: str = TABLE, worker=None):
+        """``worker``: a running :class:`ConnectWorker` to use (and leave running), else one
+        of its own, started by :meth:`snapshot` and stopped by :meth:`close`."""
         from sqlalchemy.engine import make_url
 
         from hub.embedded.connect import ConnectWorker
@@ -46,17 +48,18 @@ class DebeziumPeer:
         url = make_url(run.src_url)
         self.name = f"bench-{run.tag.replace('_', '-')}"
         prefix = f"{run.config.kafka.topic_prefix}dbz"
-        self.topic = f"{prefix}.{TABLE}"
+        self.topic = f"{prefix}.{table}"
         from hub.embedded.connect import postgres_connector
 
         self.config = postgres_connector(
-            self.name, port=url.port, database=url.database, table=TABLE, topic_prefix=prefix,
+            self.name, port=url.port, database=url.database, table=table, topic_prefix=prefix,
             schemas=False, snapshot="initial",
         )  # fmt: skip
         # The hub's slot streams the same table: its replica identity stays as it is.
         del self.config["replica.identity.autoset.values"]
         self.slot = self.config["slot.name"]
-        self.worker = ConnectWorker(
+        self.own = worker is None
+        self.worker = worker or ConnectWorker(
             run.bench.data_dir / f"connect-{run.tag}", run.bench.env.bootstrap, heap="1g"
         )
         self.consumer = None
@@ -66,7 +69,8 @@ class DebeziumPeer:
     def snapshot(self, rows: int) -> dict[str, Any]:
         """Start the worker, take the initial snapshot of ``rows`` rows, then stop the
         connector so its slot keeps what follows."""
-        self.worker.start(timeout=self.timeout)
+        if self.own:
+            self.worker.start(timeout=self.timeout)
         cpu0 = self._cpu()
         started = time.time()
         self.worker.create(self.config)
@@ -98,13 +102,21 @@ class DebeziumPeer:
         except FatalError:
             pass  # the slot is dropped below, or with the run's database
         finally:
-            self.worker.stop()
+            if self.own:
+                self.worker.stop()
+        # The deleted connector's task lets go of its slot shortly after: then drop it.
+        deadline = time.monotonic() + 30
         with psycopg.connect(psycopg_conninfo(self.run.bench.env.admin_url), autocommit=True) as c:
-            c.execute(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-                " WHERE slot_name = %s AND NOT active",
-                (self.slot,),
-            )
+            while time.monotonic() < deadline:
+                held = c.execute(
+                    "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (self.slot,)
+                ).fetchone()
+                if held is None:
+                    return
+                if not held[0]:
+                    c.execute("SELECT pg_drop_replication_slot(%s)", (self.slot,))
+                    return
+                time.sleep(0.2)
 
     # -- measuring -------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
+from types import SimpleNamespace
 
 import psycopg
 import pytest
@@ -282,6 +283,48 @@ def test_source_changes_through_debezium_open_and_close_mismatches_in_the_hub(
     events = changes(cfg, "tax").read()
     assert sorted((m.key, m.op) for m in events) == sorted(
         [(a.encode(), "r"), (b.encode(), "c"), (a.encode(), "u"), (b.encode(), "d")]
+    )
+
+
+def test_the_bench_baseline_times_debeziums_snapshot_and_its_stream_of_the_same_updates(
+    servers, connect_worker, src, tmp_path
+):
+    # hub bench figure 3's Debezium baseline (hub.bench.debezium), on the session's worker:
+    # `hub bench` runs it only with --broker kafka, which the suite's bench tests leave out.
+    from hub.bench.debezium import DebeziumPeer
+
+    rows = 400
+    table = f"nnt_{uuid.uuid4().hex[:8]}"
+    src.execute(TAX.format(name=table))
+    src.execute(
+        f"INSERT INTO {table} SELECT 'MST' || i, '0010900' || lpad(i::text, 5, '0'),"
+        " 'Nguyễn Văn ' || i, DATE '1990-01-01' + i, 'Nam', i FROM generate_series(1, %s) i",
+        (rows,),
+    )
+    run = SimpleNamespace(
+        src_url=src.url, tag=table, n=rows, records={"tax": rows},
+        config=SimpleNamespace(kafka=SimpleNamespace(topic_prefix=f"b{uuid.uuid4().hex[:6]}")),
+        bench=SimpleNamespace(data_dir=tmp_path, echo=print, env=SimpleNamespace(
+            bootstrap=servers.bootstrap, admin_url=servers.pg_url)),
+    )  # fmt: skip
+    peer = DebeziumPeer(run, table=f"public.{table}", worker=connect_worker, timeout=120)
+    try:
+        snapshot = peer.snapshot(rows)
+        # Stopped: the updates wait in its slot, as the hub streams them in the bench.
+        for first in range(1, rows + 1, 100):
+            src.execute(
+                f"UPDATE {table} SET so_tien = so_tien + 1 WHERE ma_so_thue = ANY(%s)",
+                ([f"MST{i}" for i in range(first, first + 100)],),
+            )
+        stream = peer.stream(rows, rows)  # a re-read snapshot instead would raise (ops r)
+    finally:
+        peer.close()
+    for phase in (snapshot, stream):
+        assert phase["rows"] == rows
+        assert phase["rows_per_s"] > 0 and phase["cpu_s"] > 0 and phase["busy_s"] > 0
+    assert connect_worker.request("GET", "/connectors").count(peer.name) == 0
+    assert (
+        src.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (peer.slot,)) == []
     )
 
 
