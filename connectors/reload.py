@@ -6,7 +6,7 @@ and compares this connector's source with the one it runs:
 
 - mapping settings (``columns`` with their value maps, formats and defaults, ``snapshot``,
   ``poll`` and ``logical`` tuning) are applied by every reload, SIGHUP included;
-- what the connector reads (``url``, ``table``, ``key``) is applied by a request only: a
+- what the connector reads (``url``, ``table``, ``key``, ``debezium``) is applied by a request only: a
   SIGHUP refuses it for that connector, since an operator should choose when a connector
   starts reading another table;
 - ``capture`` and the logical ``slot``/``publication`` names are refused by every reload: a
@@ -34,7 +34,7 @@ APPLIED, UNCHANGED, REFUSED = "applied", "unchanged", "refused"
 
 PROCESS_KEYS = ("kafka", "database", "id_scheme", "metrics", "logging")
 """Settings of the whole process: a reload reports their change and keeps the old ones."""
-READ_KEYS = ("url", "table", "key")
+READ_KEYS = ("url", "table", "key", "debezium")
 """What the connector reads: applied by a restart or re-snapshot request, not by SIGHUP."""
 RESTART_KEYS = ("capture", "logical.slot", "logical.publication")
 """Applied only by a process restart (a new capture mode, or a new slot)."""

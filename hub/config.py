@@ -442,6 +442,10 @@ class HubConfig(_Model):
             path = data["registry"] if name == "registry" else data["sectors"][name]
             if src.url is not None:
                 path["url"] = redact_url(src.url)
+            if src.debezium is not None and src.debezium.schema_registry_url:
+                path["debezium"]["schema_registry_url"] = redact_url(
+                    src.debezium.schema_registry_url
+                )
         return data
 
 

@@ -47,6 +47,12 @@ def offset_key(tp: TopicPartition) -> str:
     return f"{tp.topic}:{tp.partition}"
 
 
+def committed_offset(consumer: KafkaConsumer, tp: TopicPartition) -> int | None:
+    """The consumer group's committed offset of ``tp`` (None when it has none)."""
+    meta = consumer.committed(tp)
+    return meta if isinstance(meta, int) or meta is None else meta.offset
+
+
 def open_consumer(kafka: KafkaConfig, name: str, cfg: DebeziumConfig, **overrides: Any):
     """A consumer of the Debezium topics' cluster (no subscription; offsets committed by
     hand): RetriableError when the brokers do not answer."""
@@ -115,19 +121,32 @@ class DebeziumCapture(CaptureMode):
             for tp in ordered:
                 offset = stored.get(offset_key(tp))
                 if offset is None:
-                    meta = consumer.committed(tp)
-                    offset = meta if isinstance(meta, int) or meta is None else meta.offset
+                    offset = committed_offset(consumer, tp)
                 if offset is None:
                     consumer.seek_to_beginning(tp)
                 else:
                     consumer.seek(tp, int(offset))
                     self._positions[tp] = int(offset)
+            self._warn_if_lost(consumer)
         except KafkaError as exc:
             self.close()
             raise RetriableError(f"debezium kafka: {exc}") from exc
         except BaseException:
             self.close()
             raise
+
+    def _warn_if_lost(self, consumer: KafkaConsumer) -> None:
+        """Say so when retention deleted messages after the resume position: the consumer
+        goes on from the earliest retained one, and those changes never reach the hub."""
+        if not self._positions:
+            return
+        begins = consumer.beginning_offsets(list(self._positions))
+        for tp, offset in self._positions.items():
+            if offset < begins[tp]:
+                log.error("%s: %s/%d: %d Debezium messages after the stored position were "
+                          "deleted by retention before the hub read them; re-read the table "
+                          "with a Debezium snapshot", self.ctx.name, tp.topic, tp.partition,
+                          begins[tp] - offset)  # fmt: skip
 
     def next_batch(self) -> Batch:
         assert self.consumer is not None and self.changes is not None

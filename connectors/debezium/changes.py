@@ -5,8 +5,6 @@ that cannot be mapped is a dead letter in the batch; nothing here raises but a
 
 from __future__ import annotations
 
-from typing import Any
-
 from connectors.debezium.converters import AvroConverter, JsonConverter, converter_for
 from connectors.debezium.envelope import EnvelopeError, column_formats, parse_envelope
 from connectors.events import Batch, DeadLetter, EventBuilder
@@ -66,6 +64,8 @@ class ChangeMapper:
         position = message_position(topic, partition, offset)
         try:
             decoded = self.converter.decode(value)
+            if decoded.value is None:
+                return  # a tombstone written as JSON null (or {"schema":…, "payload": null})
             change = parse_envelope(decoded.value, decoded.types, self.columns, self.formats)
         except SkippableError as exc:
             batch.dead_letters.append(self._envelope_letter(exc, topic, position))
@@ -114,4 +114,4 @@ def kinds_of(batch: Batch) -> dict[str, int]:
     return out
 
 
-__all__: list[Any] = ["ChangeMapper", "message_position", "kinds_of"]
+__all__ = ["ChangeMapper", "kinds_of", "message_position"]

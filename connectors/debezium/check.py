@@ -11,7 +11,7 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 
 from connectors.base import FAIL, OK, WARN, CheckResult
-from connectors.debezium.capture import group_id, offset_key, open_consumer
+from connectors.debezium.capture import committed_offset, group_id, offset_key, open_consumer
 from connectors.debezium.changes import ChangeMapper
 from connectors.debezium.converters import SchemaRegistry
 from connectors.events import Batch
@@ -38,15 +38,14 @@ def check_debezium(
     results: list[CheckResult] = []
     if cfg.converter == "avro":
         assert cfg.schema_registry_url is not None
+        registry = SchemaRegistry(cfg.schema_registry_url, timeout_s=5)
         try:
-            subjects = SchemaRegistry(cfg.schema_registry_url, timeout_s=5).get("/subjects")
+            subjects = registry.get("/subjects")
         except HubError as exc:
             results.append(CheckResult(FAIL, "schema registry", str(exc)))
         else:
             count = len(subjects) if isinstance(subjects, list) else "?"
-            results.append(
-                CheckResult(OK, "schema registry", f"{cfg.schema_registry_url}: {count} subjects")
-            )
+            results.append(CheckResult(OK, "schema registry", f"{registry.url}: {count} subjects"))
     try:
         consumer = open_consumer(config.kafka, name, cfg, request_timeout_ms=10_000)
     except HubError as exc:
@@ -95,8 +94,7 @@ def _lag(
     for tp in partitions:
         offset = stored.get(offset_key(tp))
         if offset is None and not stored:
-            meta = consumer.committed(tp)
-            offset = meta if isinstance(meta, int) or meta is None else meta.offset
+            offset = committed_offset(consumer, tp)
             if offset is not None:
                 started, where = True, f"group {group_id(name, source.debezium)}"
         offsets[tp] = offset

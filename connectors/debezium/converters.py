@@ -4,11 +4,13 @@ schemas fetched from a schema registry (``GET /schemas/ids/{id}``, cached)."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import struct
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +57,17 @@ class SchemaRegistry:
     (an id names one schema forever). Thread-safe."""
 
     def __init__(self, url: str, timeout_s: float = REGISTRY_TIMEOUT_S):
-        self.url = url.rstrip("/")
+        parts = urllib.parse.urlsplit(url.rstrip("/"))
+        self._headers = {"Accept": "application/vnd.schemaregistry.v1+json"}
+        if parts.username is not None:  # http://user:password@host: basic authentication
+            token = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+            self._headers["Authorization"] = "Basic " + base64.b64encode(token.encode()).decode()
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+        self.url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        """The registry's address without credentials: safe to print."""
         self.timeout_s = timeout_s
         self._schemas: dict[int, tuple[Any, ColumnTypes]] = {}
         self._lock = threading.Lock()
@@ -63,9 +75,7 @@ class SchemaRegistry:
     def get(self, path: str) -> Any:
         """The JSON answer of ``GET <url><path>``: RetriableError when the registry is
         unreachable or fails (5xx), EnvelopeError for a 404."""
-        request = urllib.request.Request(
-            self.url + path, headers={"Accept": "application/vnd.schemaregistry.v1+json"}
-        )
+        request = urllib.request.Request(self.url + path, headers=self._headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 return json.loads(response.read())

@@ -80,8 +80,8 @@ class Change:
             parts.append(f"lsn={_lsn_text(self.lsn)}")
         if isinstance(s.get("file"), str) and s.get("pos") is not None:
             parts.append(f"binlog={s['file']}:{s['pos']}")
-        for key in ("scn", "change_lsn", "commit_lsn"):
-            if s.get(key) is not None and "lsn=" not in " ".join(parts):
+        for key in ("scn", "commit_lsn", "change_lsn"):  # Oracle, SQL Server
+            if s.get(key) is not None:
                 parts.append(f"{key}={s[key]}")
         return " ".join(parts)
 

@@ -173,7 +173,9 @@ def test_the_shipped_modes_are_exactly_the_ones_the_config_accepts():
 
 
 def test_an_unknown_mode_names_the_known_ones():
-    with pytest.raises(ValueError, match=r"unknown capture mode 'nope' \(known: debezium, logical, poll"):
+    with pytest.raises(
+        ValueError, match=r"unknown capture mode 'nope' \(known: debezium, logical, poll"
+    ):
         registered_mode("nope")
 
 

@@ -4,7 +4,7 @@ JSON with and without schemas, Avro in the wire format with an in-memory registr
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -97,7 +97,9 @@ def test_an_insert_is_re_keyed_by_citizen_id_and_mapped_through_columns(schemas)
 
 
 def test_a_delete_is_keyed_by_its_before_image_and_a_tombstone_is_passed_over():
-    batch = add(changes(), rec.json_message(rec.envelope("d", ALICE, None), schemas=True), None)
+    null_payload = json.dumps({"schema": None, "payload": None}).encode()
+    delete = rec.json_message(rec.envelope("d", ALICE, None), schemas=True)
+    batch = add(changes(), delete, None, b"null", null_payload)
     assert not batch.dead_letters
     [(key, event)] = events(batch)
     assert key == b"001090012345" and event["op"] == "d" and event["after"] is None
@@ -190,4 +192,12 @@ def test_the_configured_table_names_the_events_table():
                       JsonConverter(), table="thue.nguoi_nop")  # fmt: skip
     [(_, event)] = events(add(cm, rec.json_message(rec.envelope("c", None, ALICE), schemas=True)))
     assert event["source"]["table"] == "thue.nguoi_nop"
-    assert isinstance(datetime.now(), datetime)
+
+
+def test_registry_credentials_become_basic_auth_and_are_never_shown():
+    registry = SchemaRegistry("http://hub:s3cr%40t@127.0.0.1:9/")
+    assert registry.url == "http://127.0.0.1:9"
+    assert registry._headers["Authorization"] == "Basic aHViOnMzY3JAdA=="  # hub:s3cr@t
+    with pytest.raises(RetriableError) as exc:
+        registry.get("/subjects")  # nothing listens on port 9
+    assert "s3cr" not in str(exc.value) and "127.0.0.1:9" in str(exc.value)
