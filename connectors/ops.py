@@ -4,7 +4,7 @@ connector's slot and publication (SPEC §4)."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -171,29 +171,69 @@ def _check_columns(
 def _check_sqlalchemy(
     mode: type[CaptureMode], name: str, source: SourceConfig, mapper: RecordMapper
 ) -> list[CheckResult]:
+    """A source reached through SQLAlchemy (MySQL, MariaDB, …): the connection, the table
+    and its row count, the mapped columns and their types, SELECT on them, the sample."""
     from connectors.sqlsource import SqlSource
 
     columns = [source.mapping(f).column for f in source.columns] + list(source.key_columns)
     if source.poll is not None:
         columns += [source.poll.timestamp_column, source.poll.incrementing_column]
-    src = SqlSource(name, source.url, source.table, columns)
+    try:
+        src = SqlSource(name, source.url, source.table, columns)
+    except HubError as exc:
+        return [CheckResult(FAIL, "reachable", str(exc))]
     try:
         try:
-            types = src.column_types()
-        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            results = [CheckResult(OK, "reachable", src.server_version())]
+        except HubError as exc:
             return [CheckResult(FAIL, "reachable", str(exc))]
-        results = [CheckResult(OK, "reachable", f"{src.system} {src.database}")]
-        missing = [c for c in src.columns if c not in types]
-        results.append(
-            CheckResult(FAIL, "columns", f"missing: {', '.join(missing)}")
-            if missing
-            else CheckResult(OK, "columns", f"{len(src.columns)} columns found")
-        )
-        if not missing:
+        try:
+            types = src.column_types()
+        except HubError as exc:
+            denied = src.probe_select()
+            if denied and denied[1]:  # MySQL hides a table its user may not read
+                return results + [_select_line(src, denied)]
+            return results + [CheckResult(FAIL, "table", str(exc))]
+        rows, exact = src.estimate_rows()
+        shown = "unknown" if rows is None else f"{rows}" if exact else f"about {rows}"
+        results.append(CheckResult(OK, "table", f"{src.qualified}, {shown} rows"))
+        columns_line = _sql_columns_line(source, types, src.type_name)
+        denied = src.probe_select([c for c in src.columns if c in types])
+        results += [columns_line, _select_line(src, denied)]
+        if columns_line.ok and denied is None:
             results += _sample_sqlalchemy(src, mapper)
         return results + mode.check_sql(name, source)
     finally:
         src.close()
+
+
+def _sql_columns_line(
+    source: SourceConfig, types: Mapping[str, Any], type_name: Callable[[Any], str]
+) -> CheckResult:
+    """The key and mapped columns present; none binary, dates on date, text or number."""
+    from connectors.sqlsource import type_kind
+
+    problems = [f"key column {c} missing" for c in source.key_columns if c not in types]
+    for field in source.columns:
+        column = source.mapping(field).column
+        if column not in types:
+            problems.append(f"{field}: column {column} missing")
+            continue
+        kind = type_kind(types[column])
+        if kind == "binary" or (field in DATE_FIELDS and kind not in ("date", "text", "number")):
+            wanted = "text" if kind == "binary" else "a date or text"
+            problems.append(f"{field}: column {column} is {type_name(types[column])}, not {wanted}")
+    if problems:
+        return CheckResult(FAIL, "columns", "; ".join(problems))
+    return CheckResult(OK, "columns", f"{len(source.columns)} mapped columns found")
+
+
+def _select_line(src: SqlSource, denied: tuple[str, bool] | None) -> CheckResult:
+    if denied is None:
+        return CheckResult(OK, "select privilege", f"granted on {src.qualified}")
+    reason, is_privilege = denied
+    hint = f"; {src.grant_hint()}" if is_privilege else ""
+    return CheckResult(FAIL, "select privilege", f"{reason}{hint}")
 
 
 def _sample_sqlalchemy(src: SqlSource, mapper: RecordMapper) -> list[CheckResult]:

@@ -3,13 +3,17 @@ Connect's JDBC source), correct for shared timestamps and late commits within ``
 
 It cannot see hard deletes: a deleted row simply stops being read. Use ``logical`` (or a
 periodic ``snapshot``) for a source whose rows are deleted.
+
+A row whose timestamp is NULL (or MySQL's zero date ``0000-00-00``) is never captured: the
+scan asks for ``timestamp IS NOT NULL``, so on databases that sort NULLs first (MySQL,
+MariaDB) such rows never fill a page either.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -27,9 +31,10 @@ from connectors.base import (
 from connectors.events import Batch
 from connectors.mapping import tag_value, untag_value, value_text
 from connectors.pgtable import DATE_TYPES, NUMERIC_TYPES, TableInfo
-from connectors.sqlsource import SqlSource, after_condition
+from connectors.sqlsource import SqlSource, after_condition, type_kind
 from connectors.state import hub_engine, load_offset, save_offset, set_state
 from hub.config import SourceConfig
+from hub.errors import HubError
 
 if TYPE_CHECKING:
     import psycopg
@@ -76,6 +81,7 @@ class PollCapture(CaptureMode):
         self._scan: dict[str, Any] | None = None
         self._seen: dict[tuple, Any] = {}
         self._builder = None
+        self._naive_utc = False
         self._initial = False
         """Reading the table from the start (no watermark): ``source.snapshot`` is set until
         the first caught-up batch is acknowledged, so those rows' old timestamps are not taken
@@ -86,6 +92,7 @@ class PollCapture(CaptureMode):
         self.source = SqlSource(self.ctx.name, self.ctx.source.url, self.ctx.source.table, columns)
         self.source.check_columns()
         self._columns = self.source.columns
+        self._naive_utc = self.source.naive_utc
         offset = load_offset(self.engine, self.ctx.name)
         if offset and "ts" in offset:
             self._hw = (untag_value(offset["ts"]), untag_value(offset["inc"]))
@@ -113,7 +120,7 @@ class PollCapture(CaptureMode):
         t = self.source.table
         ts, inc = t.c[self.ts_col], t.c[self.inc_col]
         query = sa.select(*(t.c[c] for c in self._columns)).order_by(ts, inc)
-        query = query.limit(self.cfg.batch_size)
+        query = query.where(ts.is_not(None)).limit(self.cfg.batch_size)
         if self._scan["lower"] is not None:
             query = query.where(ts >= self._scan["lower"])
         if self._scan["cursor"] is not None:
@@ -128,10 +135,11 @@ class PollCapture(CaptureMode):
         new: list[tuple] = []
         hw = self._hw
         initial = self._initial
+        utc = self._naive_utc
         for values in rows:
             row = dict(zip(columns, values, strict=True))
             row_ts, row_inc = values[ts_i], values[inc_i]
-            if row_ts is None:
+            if row_ts is None or _zero_date(row_ts):
                 continue  # a row without a timestamp is never captured (documented)
             try:
                 key = mapper.record_key(row)
@@ -144,8 +152,8 @@ class PollCapture(CaptureMode):
                 continue
             new.append(fingerprint)
             add(batch, "u", None, row, position=_position(row_ts, row_inc),
-                commit_ts_ms=_epoch_ms(row_ts), snapshot=initial)  # fmt: skip
-            ts_s = _epoch_s(row_ts)
+                commit_ts_ms=_epoch_ms(row_ts, utc), snapshot=initial)  # fmt: skip
+            ts_s = _epoch_s(row_ts, utc)
             if ts_s is not None:
                 if batch.oldest_commit_ts is None:
                     batch.oldest_commit_ts = ts_s
@@ -211,7 +219,53 @@ class PollCapture(CaptureMode):
 
     @classmethod
     def check_sql(cls, name: str, source: SourceConfig) -> list[CheckResult]:
-        return [CheckResult(WARN, "deletes", "poll capture cannot see hard deletes")]
+        """The poll columns' types, an index that starts with the timestamp column, the
+        incrementing column's uniqueness; hard deletes are not seen."""
+        assert source.poll is not None
+        deletes = CheckResult(WARN, "deletes", "poll capture cannot see hard deletes")
+        ts, inc = source.poll.timestamp_column, source.poll.incrementing_column
+        src = SqlSource(name, source.url, source.table, (ts, inc))
+        try:
+            types, indexes = src.column_types(), src.indexes()
+        except HubError:
+            return [deletes]  # the table line of the check already says why
+        finally:
+            src.close()
+        shown = {c: src.type_name(t) for c, t in types.items()}
+        return [*_poll_column_checks(src.qualified, ts, inc, types, shown, indexes), deletes]
+
+
+def _poll_column_checks(
+    table: str, ts: str, inc: str, types: dict[str, Any], shown: dict[str, str],
+    indexes: list[tuple[tuple[str, ...], bool]],
+) -> list[CheckResult]:  # fmt: skip
+    """Check lines of the poll columns on a SQLAlchemy source: ``types`` as SQLAlchemy
+    describes them, ``shown`` as the database spells them."""
+    results = []
+    for role, col, kinds in (("timestamp column", ts, ("date", "number")),
+                             ("incrementing column", inc, ("number",))):  # fmt: skip
+        if col not in types:
+            results.append(CheckResult(FAIL, role, f"{col} missing from {table}"))
+            continue
+        good = type_kind(types[col]) in kinds
+        results.append(CheckResult(OK if good else WARN, role, f"{col} ({shown[col]})"))
+    if inc in types and not any(unique and cols == (inc,) for cols, unique in indexes):
+        results.append(
+            CheckResult(WARN, "incrementing column",
+                        f"{inc} is neither the primary key nor unique: two rows with one "
+                        f"timestamp and one {inc} can be lost at a page boundary")
+        )  # fmt: skip
+    if ts in types:
+        leading = [cols for cols, _ in indexes if cols[0] == ts]
+        if leading:
+            results.append(CheckResult(OK, "poll index", f"({', '.join(leading[0])})"))
+        else:
+            results.append(
+                CheckResult(WARN, "poll index",
+                            f"no index starts with {ts}: every scan reads the whole table "
+                            f"(CREATE INDEX ix_{ts}_{inc} ON {table} ({ts}, {inc}))")
+            )  # fmt: skip
+    return results
 
 
 def _digest(values: Sequence[Any]) -> int:
@@ -245,16 +299,25 @@ def _position(ts: Any, inc: Any) -> str:
     return f"{value_text(ts)}|{value_text(inc)}"
 
 
-def _epoch_s(ts: Any) -> float | None:
+def _zero_date(ts: Any) -> bool:
+    """MySQL's zero date, which PyMySQL returns as the text ``0000-00-00 00:00:00``."""
+    return isinstance(ts, str) and ts.startswith("0000-00-00")
+
+
+def _epoch_s(ts: Any, naive_utc: bool = False) -> float | None:
+    """Seconds since the epoch of a timestamp value: a naive datetime is UTC when
+    ``naive_utc`` (MySQL/MariaDB, whose sessions run in UTC), else the host's local time."""
     if isinstance(ts, datetime):
-        return ts.timestamp()  # naive values are taken as the connector host's local time
+        if naive_utc and ts.tzinfo is None:
+            ts = ts.replace(tzinfo=UTC)
+        return ts.timestamp()
     if isinstance(ts, int | float | Decimal) and not isinstance(ts, bool):
         return float(ts)
     return None
 
 
-def _epoch_ms(ts: Any) -> int | None:
-    s = _epoch_s(ts)
+def _epoch_ms(ts: Any, naive_utc: bool = False) -> int | None:
+    s = _epoch_s(ts, naive_utc)
     return None if s is None else int(s * 1000)
 
 

@@ -95,18 +95,18 @@ class SnapshotCapture(CaptureMode):
 
     def _estimate_rows(self) -> int | None:
         """The table's row count for progress: PostgreSQL's planner estimate when it has
-        one (no scan), else ``count(*)``; None when the source cannot tell."""
+        one (no scan), MySQL's table statistics, else ``count(*)``; None when the source
+        cannot tell."""
         assert self.source is not None
-        with self.source.errors(), self.source.engine.connect() as conn:
-            if self.source.system == "postgresql":
+        if self.source.system == "postgresql":
+            with self.source.errors(), self.source.engine.connect() as conn:
                 estimate = conn.execute(
                     sa.text("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(:t)"),
                     {"t": self.source.qualified},
                 ).scalar()
-                if estimate is not None and estimate > 0:
-                    return int(estimate)
-            count = conn.execute(sa.select(sa.func.count()).select_from(self.source.table))
-            return count.scalar()
+            if estimate is not None and estimate > 0:
+                return int(estimate)
+        return self.source.estimate_rows()[0]
 
     def resnapshot(self) -> None:
         """Start a new run now that emits every row, changed or not."""

@@ -471,7 +471,26 @@ def _source_path(name: str) -> str:
 def _check_db_url(v: str) -> str:
     if not re.match(r"^[a-z][a-z0-9+]*://", v):
         raise ValueError("not a database URL (expected e.g. postgresql+psycopg://user@host/db)")
+    _check_mysql_url(v)
     return v
+
+
+_MYSQL_FORM = "mysql+pymysql://user:password@host:3306/db?charset=utf8mb4"
+
+
+def _check_mysql_url(v: str) -> None:
+    """A MySQL/MariaDB URL names its driver (PyMySQL, the ``mysql`` extra) and, where it
+    sets a character set, utf8mb4 (``utf8`` is MySQL's 3-byte subset)."""
+    scheme, _, rest = v.partition("://")
+    if scheme.split("+")[0] not in ("mysql", "mariadb"):
+        return
+    if "+" not in scheme:
+        raise ValueError(f"{scheme}:// names no driver: use {_MYSQL_FORM} (the mysql extra)")
+    charset = re.search(r"[?&]charset=([^&]*)", rest)
+    if charset and charset.group(1).lower() != "utf8mb4":
+        raise ValueError(
+            f"charset={charset.group(1)} cannot hold every name: use charset=utf8mb4 ({_MYSQL_FORM})"
+        )
 
 
 def redact_url(url: str) -> str:

@@ -180,3 +180,32 @@ class MariaDB(ChildServer):
     def _log_tail(self) -> str:
         path = self.base / "error.log"
         return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+
+
+class Table:
+    """A table of its own in the server's ``hub`` database: ``{table}`` in a statement is
+    its name. Statements run as the application user, autocommit."""
+
+    def __init__(self, server: MariaDB, ddl: str, prefix: str = "t"):
+        self.server = server
+        self.name = f"{prefix}_{secrets.token_hex(4)}"
+        self.execute(ddl)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def connect(self, autocommit: bool = True) -> pymysql.Connection:
+        conn = self.server.connect()
+        conn.autocommit(autocommit)
+        return conn
+
+    def execute(self, query: str, params=None, many: bool = False) -> list[tuple]:
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                run = cur.executemany if many else cur.execute
+                run(query.format(table=self.name), params)
+                return list(cur.fetchall() or [])
+        finally:
+            conn.close()
