@@ -104,6 +104,25 @@ def run_once(config: HubConfig, name: str, timeout: float = 120) -> ConnectorRun
     return runner
 
 
+def reconcile_until_idle(config: HubConfig, timeout: float = 90):
+    """A reconciler (every partition assigned) until 2 s without messages; its totals."""
+    from reconciliation.engine import Reconciler
+
+    reconciler = Reconciler(config, assign_all=True, poll_timeout_ms=100, stats_interval_s=3600)
+    totals: list = []
+    thread = threading.Thread(
+        target=lambda: totals.append(reconciler.run(until_idle_s=2)), daemon=True
+    )
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        reconciler.stop()
+        thread.join(30)
+        raise AssertionError(f"the reconciler did not go idle within {timeout:.0f} s")
+    assert totals, "the reconciler stopped without totals"
+    return totals[0]
+
+
 @contextlib.contextmanager
 def running(config: HubConfig, name: str, **kw: Any) -> Iterator[ConnectorRunner]:
     """Connector ``name`` run on a thread for the ``with`` block, then stopped cleanly."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,8 +26,12 @@ from hub.config import DatabaseConfig, HubConfig, MetricsConfig, SourceConfig
 from hub.db import psycopg_conninfo
 from hub.embedded.connect import ConnectWorker, postgres_connector
 from hub.errors import FatalError
-from reconciliation.engine import Reconciler
-from tests.integration.connectors.conftest import SourceDb, changes, run_once
+from tests.integration.connectors.conftest import (
+    SourceDb,
+    changes,
+    reconcile_until_idle,
+    run_once,
+)
 
 TAX = """
 CREATE TABLE {name} (
@@ -208,22 +211,6 @@ def hub_config(servers, hub_db: str, src: SourceDb, topic: str) -> HubConfig:
     )
 
 
-def reconcile(config: HubConfig) -> int:
-    """The reconciler until idle (2 s without messages); the messages it applied."""
-    reconciler = Reconciler(config, assign_all=True, poll_timeout_ms=100, stats_interval_s=3600)
-    totals: list = []
-    thread = threading.Thread(
-        target=lambda: totals.append(reconciler.run(until_idle_s=2)), daemon=True
-    )
-    thread.start()
-    thread.join(90)
-    if thread.is_alive():
-        reconciler.stop()
-        thread.join(30)
-        raise AssertionError("the reconciler did not go idle within 90 s")
-    return totals[0].messages
-
-
 def mismatches(hub_db: str) -> dict[tuple[str, str], tuple[str, str | None]]:
     with psycopg.connect(psycopg_conninfo(hub_db)) as conn:
         rows = conn.execute(
@@ -262,7 +249,7 @@ def test_source_changes_through_debezium_open_and_close_mismatches_in_the_hub(
         cfg = hub_config(servers, hub_db, src, topic)
         run_once(cfg, "registry")
         run_once(cfg, "tax")
-        assert reconcile(cfg) == 4
+        assert reconcile_until_idle(cfg).messages == 4
         assert mismatches(hub_db) == {
             ("MST1", "NAME_MISMATCH"): ("open", None),
             ("MST2", "DOB_MISMATCH"): ("open", None),
@@ -274,7 +261,7 @@ def test_source_changes_through_debezium_open_and_close_mismatches_in_the_hub(
         run_once(cfg, "tax")
     finally:
         connect_worker.delete(name)
-    assert reconcile(cfg) == 2
+    assert reconcile_until_idle(cfg).messages == 2
     assert mismatches(hub_db) == {
         ("MST1", "NAME_MISMATCH"): ("resolved", "fixed_at_source"),
         ("MST2", "DOB_MISMATCH"): ("resolved", "record_deleted"),
