@@ -153,7 +153,7 @@ class ConnectWorker(ChildServer):
 
     def request(self, method: str, path: str, body: Any = None, timeout: float = 10) -> Any:
         """One REST call; the decoded JSON answer (None when empty). An HTTP error raises
-        :class:`FatalError` with Connect's own message."""
+        :class:`FatalError` with Connect's own message, an unreachable worker one saying so."""
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(
             self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
@@ -164,6 +164,8 @@ class ConnectWorker(ChildServer):
         except urllib.error.HTTPError as e:
             detail = e.read().decode(errors="replace")[:1000]
             raise FatalError(f"Kafka Connect {method} {path}: HTTP {e.code} {detail}") from None
+        except OSError as e:  # refused, reset, timed out: the worker is not (or no longer) up
+            raise FatalError(f"Kafka Connect {method} {path}: {e}") from None
         return json.loads(raw) if raw else None
 
     def _answers(self) -> bool:

@@ -123,3 +123,12 @@ def test_compare_without_cpu_figures_leaves_the_per_core_ratio_out():
     peer = {"rows": 10, "rows_per_s": 5, "cpu_s": 0.0, "busy_s": 2.0}
     assert compare(10, 10.0, None, peer)["ratio_per_core"] is None
     assert compare(10, None, 1.0, peer)["ratio"] is None
+
+
+def test_a_worker_that_is_not_up_is_a_fatal_error_naming_the_call(tmp_path):
+    from hub.embedded import free_port
+    from hub.errors import FatalError
+
+    worker = ConnectWorker(tmp_path / "c", "127.0.0.1:9092", port=free_port())
+    with pytest.raises(FatalError, match="Kafka Connect GET /connectors: "):
+        worker.request("GET", "/connectors", timeout=2)
