@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
@@ -22,6 +23,9 @@ import pytest
 from hub.config import KafkaConfig
 from hub.db import psycopg_conninfo
 from hub.embedded import BROKERS, KAFKA_VERSION, EmbeddedStack, kafka_missing
+
+if TYPE_CHECKING:
+    from hub.embedded.connect import ConnectWorker
 
 
 @dataclass
@@ -153,3 +157,30 @@ def hub_db(servers: Servers) -> Iterator[str]:
 @pytest.fixture
 def kafka_config(servers: Servers) -> KafkaConfig:
     return servers.kafka()
+
+
+def connect_missing(servers: Servers) -> str | None:
+    """None when the session can run a Kafka Connect worker with Debezium, else why not."""
+    from hub.embedded.connect import debezium_missing
+
+    if servers.broker == "tansu":
+        return f"Kafka Connect + Debezium run on Apache Kafka; {broker_line()}"
+    return debezium_missing()
+
+
+@pytest.fixture(scope="session")
+def connect_worker(servers: Servers) -> Iterator[ConnectWorker]:
+    """A Kafka Connect standalone worker with Debezium (:class:`ConnectWorker`) on the
+    session's broker, started the first time a test asks and stopped with the session; skips,
+    saying why, where Java, the jars (``tests/setup_machine.py``) or Apache Kafka are missing."""
+    from hub.embedded.connect import ConnectWorker
+
+    if why := connect_missing(servers):
+        pytest.skip(why)
+    base = server_dir()
+    worker = ConnectWorker(base / "connect", servers.bootstrap).start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        shutil.rmtree(base, ignore_errors=True)

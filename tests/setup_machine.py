@@ -8,7 +8,9 @@ to install and which tests will be skipped, and exits 0 so the rest of the suite
 It also resolves the Apache Kafka broker the integration suite runs on (:func:`setup_kafka`):
 with ``java`` and ``mvn`` it copies the jars of ``deploy/kafka/pom.xml`` into a cache folder
 outside the repository, once per version of the pom; without them it says so, and the suite
-falls back to the tansu broker.
+falls back to the tansu broker. In the same way it resolves ``deploy/debezium/pom.xml`` (Kafka
+Connect and Debezium, :func:`setup_debezium`), which the Debezium tests and the bench's
+Debezium baseline run.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 KAFKA_POM = ROOT / "deploy" / "kafka" / "pom.xml"
 KAFKA_STAMP = ".resolved"  # hub.embedded.KAFKA_STAMP
 KAFKA_PACKAGES = {"java": "default-jre-headless", "mvn": "maven"}
+DEBEZIUM_POM = ROOT / "deploy" / "debezium" / "pom.xml"
+"""Kafka Connect (the broker's version) and Debezium's connectors: hub.embedded.connect."""
 
 
 @dataclass(frozen=True)
@@ -109,26 +113,56 @@ def setup_kafka(pom: Path = KAFKA_POM) -> bool:
     changed pom resolves again into a clean folder. As root, missing ``java``/``mvn`` are
     installed from Debian; otherwise one line names them and says the suite uses tansu.
     """
+    return _resolve(
+        pom, kafka_libs_dir(kafka_version(pom)), f"Apache Kafka {kafka_version(pom)}",
+        "the integration suite falls back to the tansu broker",
+    )  # fmt: skip
+
+
+def debezium_libs_dir(pom: Path = DEBEZIUM_POM) -> Path:
+    """``$HUB_DEBEZIUM_LIBS``, else ``~/.cache/registry-hub/debezium-<v>-kafka-<v>`` (as
+    hub.embedded.connect)."""
+    env = os.environ.get("HUB_DEBEZIUM_LIBS")
+    if env:
+        return Path(env).absolute()
+    text = pom.read_text()
+    dbz = re.search(r"<debezium\.version>([^<]+)</debezium\.version>", text)
+    if not dbz:
+        raise SystemExit(f"setup: {pom} has no <debezium.version> property")
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "registry-hub" / f"debezium-{dbz.group(1).strip()}-kafka-{kafka_version(pom)}"
+
+
+def setup_debezium(pom: Path = DEBEZIUM_POM) -> bool:
+    """Resolve Kafka Connect and Debezium's connectors with Maven (as :func:`setup_kafka`);
+    without them the Debezium tests and the bench's Debezium baseline say why they skip."""
+    return _resolve(
+        pom, debezium_libs_dir(pom), "Kafka Connect + Debezium",
+        "the Debezium tests skip and hub bench leaves out its Debezium baseline",
+    )  # fmt: skip
+
+
+def _resolve(pom: Path, libs: Path, what: str, without: str) -> bool:
+    """Copy the dependencies of ``pom`` into ``libs`` once per version of the pom (its hash in
+    the stamp file); True when they are there. ``without`` says what the suite does if not."""
     digest = hashlib.sha256(pom.read_bytes()).hexdigest()
-    libs = kafka_libs_dir(kafka_version(pom))
     stamp = libs / KAFKA_STAMP
     if stamp.exists() and stamp.read_text().strip() == digest:
         return True
     missing = [cmd for cmd in KAFKA_PACKAGES if shutil.which(cmd) is None]
     if missing and os.geteuid() == 0 and shutil.which("apt-get"):
         packages = [KAFKA_PACKAGES[c] for c in missing]
-        print(f"setup: installing Debian packages {' '.join(packages)} (Kafka)", flush=True)
+        print(f"setup: installing Debian packages {' '.join(packages)} ({what})", flush=True)
         _apt_install(packages)
         missing = [cmd for cmd in KAFKA_PACKAGES if shutil.which(cmd) is None]
     if missing:
         print(
-            f"setup: no {' and no '.join(missing)}: the integration suite falls back to the "
-            f"tansu broker (apt-get install {' '.join(KAFKA_PACKAGES[c] for c in missing)} "
-            "to run it on Apache Kafka)",
+            f"setup: no {' and no '.join(missing)}: {without} "
+            f"(apt-get install {' '.join(KAFKA_PACKAGES[c] for c in missing)} to run {what})",
             file=sys.stderr,
         )
         return False
-    print(f"setup: resolving Apache Kafka {kafka_version(pom)} with Maven into {libs}", flush=True)
+    print(f"setup: resolving {what} with Maven into {libs}", flush=True)
     shutil.rmtree(libs, ignore_errors=True)
     libs.mkdir(parents=True)
     res = subprocess.run(
@@ -138,10 +172,7 @@ def setup_kafka(pom: Path = KAFKA_POM) -> bool:
     )  # fmt: skip
     if res.returncode != 0:
         tail = (res.stdout + res.stderr).strip()[-1500:]
-        print(
-            f"setup: Maven could not resolve {pom} (the suite falls back to tansu):\n{tail}",
-            file=sys.stderr,
-        )
+        print(f"setup: Maven could not resolve {pom} ({without}):\n{tail}", file=sys.stderr)
         return False
     stamp.write_text(digest + "\n")
     return True
@@ -149,6 +180,7 @@ def setup_kafka(pom: Path = KAFKA_POM) -> bool:
 
 def main() -> int:
     setup_kafka()
+    setup_debezium()
     missing = missing_tools()
     packages = list(dict.fromkeys(t.package for t in missing))  # one package, two tools
     if _venv_missing():

@@ -214,7 +214,7 @@ def _quiet(logger_name: str) -> Iterator[None]:
               default=None,
               help="Embedded servers' data (default: a temporary directory, removed after).")  # fmt: skip
 @click.option("--skip", "skip", multiple=True, type=click.Choice(FIGURES),
-              help="Leave out a figure (repeatable).")  # fmt: skip
+              help="Leave out a figure, or figure 3's Debezium baseline (debezium); repeatable.")  # fmt: skip
 @click.option("--seed", default=6, show_default=True, help="Generator seed.")
 @click.option("--rate", type=int, default=None,
               help="Offered load of the latency figure (default 5000/s or what the machine sustains).")  # fmt: skip

@@ -14,7 +14,8 @@ from hub.bench.runs import TAX_SOURCE, ScaleRun
 from hub.bench.scale import fmt_n
 from hub.bench.workers import Worker
 
-FIGURES = ("full", "stream", "capture", "latency", "scaling")
+FIGURES = ("full", "stream", "capture", "latency", "scaling", "debezium")
+"""``--skip`` choices: the figures, and ``debezium``, figure 3's Debezium baseline."""
 DEFAULT_RATE = 5000
 LIVE_SHARE = 0.2
 """Share of the combined capture + reconcile rate offered by the latency figure when 5k/s
@@ -180,6 +181,9 @@ def capture_figure(run: ScaleRun, pipe: dict) -> dict[str, Any]:
     tax_topic = topics.sector(TAX_SOURCE)
     size = round(raw["bytes"][tax_topic] / max(1, raw["per_topic"][tax_topic]))
     m = min(run.records["tax"], max(20_000, run.n // 5))
+    from hub.bench.debezium import finish_peer, start_peer
+
+    peer, debezium = start_peer(run)  # its slot, before the updates: it streams the same ones
     run.bench.echo(
         f"[{fmt_n(run.n)}] {m:,} updates on the tax table; streaming them from the slot …"
     )
@@ -206,6 +210,11 @@ def capture_figure(run: ScaleRun, pipe: dict) -> dict[str, Any]:
         "raw-produce", topic=f"{run.config.kafka.topic_prefix}.bench.raw", messages=m, size=size
     ).result()
     raw_rate = prod["messages"] / prod["seconds"] if prod["seconds"] else None
+    tax = pipe["connectors"][TAX_SOURCE]
+    debezium = finish_peer(
+        run, peer, debezium, m, (cap["rows"], stream_rate, cap.get("cpu_s")),
+        (tax["rows"], tax["rows_per_s"], tax.get("cpu_s")),
+    )  # fmt: skip
     snaps = {
         name: round(c["rows_per_s"]) if c["rows_per_s"] else None
         for name, c in pipe["connectors"].items()
@@ -226,6 +235,7 @@ def capture_figure(run: ScaleRun, pipe: dict) -> dict[str, Any]:
         },
         "target": ">= 0.80 of raw; snapshot >= 20k rows/s",
         "met": ratio is not None and ratio >= 0.8 and snap_min is not None and snap_min >= 20_000,
+        "debezium": debezium,
     }
 
 
@@ -476,6 +486,7 @@ def table_rows(figures: dict[str, Any]) -> list[tuple[str, str, str, str, str, s
                          _num(c["raw_producer_per_s"], " msg/s (raw producer)"),
                          _num(c["snapshot_ratio"][name]), ">= 20k rows/s",
                          "yes" if (v or 0) >= 20_000 else "NO"))  # fmt: skip
+        rows.extend(debezium_rows(c.get("debezium")))
     lat = figures.get("latency")
     if lat:
         rows.append(("4 latency p50/p95/p99",
@@ -494,6 +505,24 @@ def table_rows(figures: dict[str, Any]) -> list[tuple[str, str, str, str, str, s
         rows.append(("  scaling peak RSS", _num(b["max_rss_mb"], " MB"), _num(a["max_rss_mb"], " MB"),
                      _num(sc["rss_ratio"]), "flat (<= 1.5x)",
                      "yes" if sc["rss_ratio"] and sc["rss_ratio"] <= 1.5 else "NO"))  # fmt: skip
+    return rows
+
+
+def debezium_rows(d: dict[str, Any] | None) -> list[tuple[str, str, str, str, str, str]]:
+    """Figure 3's Debezium lines: hub vs Debezium rows/s and CPU s, stream and snapshot."""
+    if not d:
+        return []
+    if "absent" in d:
+        return [("  vs Debezium", "-", f"absent: {d['absent']}", "-", "reported", "-")]
+    rows = []
+    for label, key in (("  stream vs Debezium", "stream_vs_hub"),
+                       ("  snapshot vs Debezium", "snapshot_vs_hub")):  # fmt: skip
+        c = d[key]
+        rows.append((label, f"{_num(c['hub_rows_per_s'], ' rows/s')}, {_num(c['hub_cpu_s'], ' CPU s')}",
+                     f"{_num(c['debezium_rows_per_s'], ' rows/s')}, {_num(c['debezium_cpu_s'], ' CPU s')}"
+                     f" (Debezium {d['version']})",
+                     f"{_num(c['ratio'], 'x')}; {_num(c['ratio_per_core'], 'x')} per core",
+                     "reported", "-"))  # fmt: skip
     return rows
 
 

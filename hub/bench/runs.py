@@ -249,6 +249,7 @@ class ScaleRun:
                     "busy_seconds": r["busy_seconds"],
                     "rows_per_s": r["rows"] / r["busy_seconds"] if r["busy_seconds"] else None,
                     "peak_rss_mb": r["peak_rss_mb"],
+                    "cpu_s": r["cpu_s"],
                 }
                 for name, r in results.items()
             },

@@ -88,20 +88,38 @@ def make_config(servers, hub_db) -> Callable[..., HubConfig]:
     return build
 
 
+def in_thread(run: Callable[[], Any], stop: Callable[[], None], timeout: float, what: str) -> list:
+    """``run()`` on a thread for up to ``timeout`` seconds; its result in a list (empty if it
+    raised). Past the timeout ``stop()`` is called and the test fails saying ``what``."""
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(run()), daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        stop()
+        thread.join(30)
+        raise AssertionError(f"{what} within {timeout:.0f}s")
+    return result
+
+
 def run_once(config: HubConfig, name: str, timeout: float = 120) -> ConnectorRunner:
     """Run connector ``name`` until it has caught up with its source; fail on a fatal error."""
     stopping = threading.Event()
     runner = ConnectorRunner(config, name, stopping=stopping, once=True)
-    result: list[int] = []
-    thread = threading.Thread(target=lambda: result.append(runner.run()), daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        stopping.set()
-        thread.join(30)
-        raise AssertionError(f"connector {name} did not catch up within {timeout}s")
+    result = in_thread(runner.run, stopping.set, timeout, f"connector {name} did not catch up")
     assert result == [0], f"connector {name} stopped with a fatal error"
     return runner
+
+
+def reconcile_until_idle(config: HubConfig, timeout: float = 90):
+    """A reconciler (every partition assigned) until 2 s without messages; its totals."""
+    from reconciliation.engine import Reconciler
+
+    reconciler = Reconciler(config, assign_all=True, poll_timeout_ms=100, stats_interval_s=3600)
+    totals = in_thread(lambda: reconciler.run(until_idle_s=2), reconciler.stop, timeout,
+                       "the reconciler did not go idle")  # fmt: skip
+    assert totals, "the reconciler stopped without totals"
+    return totals[0]
 
 
 @contextlib.contextmanager

@@ -12,7 +12,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,8 +28,7 @@ from hub.embedded import EmbeddedKafka, KafkaSecurity, kafka_missing
 from hub.idschemes.vn import make_id
 from hub.kafka import KafkaSecurityError, check_kafka, make_producer
 from hub.testing import server_dir
-from reconciliation.engine import Reconciler
-from tests.integration.connectors.conftest import SourceDb, changes, run_once
+from tests.integration.connectors.conftest import SourceDb, changes, reconcile_until_idle, run_once
 from tests.integration.hub.tls import TlsFiles, make_tls
 
 pytestmark = pytest.mark.skipif(kafka_missing() is not None, reason=str(kafka_missing()))
@@ -154,18 +152,7 @@ def test_connectors_and_the_reconciler_work_through_sasl_ssl(deployment):
     read = changes(config, "tax").read()
     assert sorted(m.value["after"]["citizen_id"] for m in read) == sorted([A, B])
 
-    reconciler = Reconciler(config, assign_all=True, poll_timeout_ms=100, stats_interval_s=3600)
-    totals: list = []
-    thread = threading.Thread(
-        target=lambda: totals.append(reconciler.run(until_idle_s=2)), daemon=True
-    )
-    thread.start()
-    thread.join(90)
-    if thread.is_alive():
-        reconciler.stop()
-        thread.join(30)
-        raise AssertionError("the reconciler did not go idle within 90 s")
-    assert totals and totals[0].messages == 4
+    assert reconcile_until_idle(config).messages == 4
     with psycopg.connect(psycopg_conninfo(raw["database"]["url"])) as conn:
         open_ = conn.execute(
             "SELECT sector, rule, sector_value, registry_value FROM mismatches WHERE status = 'open'"
