@@ -266,3 +266,76 @@ def publish_corrections(
         raise RetriableError(f"{failed} of {len(futures)} corrections not acknowledged by Kafka")
     log.info("published %d corrections to %s", len(futures), topic)
     return len(futures)
+
+
+def sent_event(item: dict[str, Any], mismatch: dict[str, Any], ts_ms: int) -> dict[str, Any]:
+    """The ``hub.CorrectionEvent`` of a steward's correction as it is sent (``item``: its
+    columns; ``mismatch``: its mismatch's rule, severity and citizen ID)."""
+    return {
+        "mismatch_id": item["mismatch_id"],
+        "sector": item["sector"],
+        "record_key": item["record_key"],
+        "citizen_id": mismatch["citizen_id"],
+        "rule": mismatch["rule"],
+        "field": item["field"],
+        "current_value": item["current_value"],
+        "suggested_value": item["proposed_value"],
+        "severity": mismatch["severity"],
+        "note": item["reason"],
+        "ts_ms": ts_ms,
+        "correction_id": item["id"],
+        "kind": item["kind"],
+        "reason": item["reason"],
+    }
+
+
+class SentFeed:
+    """Produces sent corrections to ``<prefix>.corrections.<sector>`` and waits for the
+    broker's acknowledgement (a :class:`RetriableError` when it does not come), so the
+    caller commits the ``sent`` status only once the sector can read it. One producer,
+    made at first use, shared by the callers (kafka-python's producer is thread-safe)."""
+
+    def __init__(self, config: HubConfig, *, timeout_s: float = 15.0):
+        self._config = config
+        self._topics = Topics(config.kafka.topic_prefix)
+        self._timeout = timeout_s
+        self._producer: Any = None
+        self._ready: set[str] = set()
+        self._encoder = Encoder("hub.CorrectionEvent")
+        self._scheme = get_scheme(config.id_scheme)
+
+    def publish(self, events: list[dict[str, Any]]) -> None:
+        if not events:
+            return
+        topics = {self._topics.corrections(e["sector"]) for e in events}
+        try:
+            missing = sorted(topics - self._ready)
+            if missing:
+                ensure_topics(self._config.kafka, missing)
+                self._ready.update(missing)
+            if self._producer is None:
+                self._producer = make_producer(self._config.kafka)
+            futures = []
+            for e in events:
+                cid = self._scheme.normalize(e["citizen_id"]) if e["citizen_id"] else None
+                key = (cid or f"{e['sector']}:{e['record_key']}").encode()
+                futures.append(
+                    self._producer.send(
+                        self._topics.corrections(e["sector"]),
+                        key=key,
+                        value=self._encoder.encode(e),
+                    )
+                )
+            self._producer.flush(timeout=self._timeout)
+        except (FatalError, RetriableError):
+            raise
+        except Exception as exc:  # kafka-python's errors: the broker is unreachable
+            raise RetriableError(f"Kafka unreachable: {type(exc).__name__}") from exc
+        failed = sum(1 for f in futures if not f.succeeded())
+        if failed:
+            raise RetriableError(f"{failed} of {len(futures)} corrections not acknowledged")
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close()
+            self._producer = None

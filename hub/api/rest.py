@@ -101,6 +101,8 @@ def _is_list(annotation: object) -> bool:
     )
 
 
+ERROR_RESPONSES = _ERRORS
+"""The error answers every /api/v1 operation documents (the corrections router's too)."""
 router = APIRouter(prefix="/api/v1", responses=_ERRORS, dependencies=[Depends(known_query_only)])
 
 
