@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, File, Path, Query, Request, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import Connection, select
+from starlette.concurrency import run_in_threadpool
 
 from hub.api import audit
 from hub.api.auth import Permission, Principal
@@ -360,7 +361,7 @@ async def returned_upload(
     data = await file.read(worklist.MAX_UPLOAD_BYTES + 1)
     name = (file.filename or "upload")[:80]
     parsed = worklist.read_returned(data, name, src)
-    return apply_returned(state, principal, sector, parsed)
+    return await run_in_threadpool(apply_returned, state, principal, sector, parsed)
 
 
 def apply_returned(

@@ -16,7 +16,6 @@ from hub.config import HubConfig
 from hub.db.models import Correction, CorrectionHistory, Mismatch
 from reconciliation.corrections import (
     CANDIDATE,
-    CORRECTION_STATUSES,
     CORRECTION_TRANSITIONS,
     LIVE_STATUSES,
     VALUE_RULES,
@@ -304,20 +303,3 @@ def _refusal(
         return f"cannot {action} correction {cid}: it is {status}", Conflict
     return None, Conflict
 
-
-def counts(conn: Connection) -> dict[str, dict[str, Any]]:
-    """Per sector: corrections by status and the median days from sent to confirmed."""
-    out: dict[str, dict[str, Any]] = {}
-    for sector, status, n in conn.execute(
-        select(C.sector, C.status, func.count()).group_by(C.sector, C.status)
-    ):
-        out.setdefault(sector, {"by_status": dict.fromkeys(CORRECTION_STATUSES, 0)})
-        out[sector]["by_status"][status] = n
-    days = func.extract("epoch", C.closed_at - func.coalesce(C.sent_at, C.created_at)) / 86400.0
-    median = func.percentile_cont(0.5).within_group(days)
-    for sector, value in conn.execute(
-        select(C.sector, median).where(C.status == "confirmed").group_by(C.sector)
-    ):
-        out.setdefault(sector, {"by_status": dict.fromkeys(CORRECTION_STATUSES, 0)})
-        out[sector]["median_days_to_confirm"] = None if value is None else float(value)
-    return out
