@@ -308,9 +308,7 @@ def test_a_returned_file_marks_rows_and_names_each_bad_row(api):
     assert "not about record" in by_row[6][1]
     assert by_row[7] == ("error", "no correction 999999 in sector tax")
     assert by_row[8] == ("error", "a rejected row needs a reason")
-    statuses = dict(
-        api.engine.connect().execute(select(Correction.id, Correction.status)).all()
-    )
+    statuses = dict(api.engine.connect().execute(select(Correction.id, Correction.status)).all())
     assert statuses == {name["id"]: "rejected", dob["id"]: "acknowledged"}
 
 
