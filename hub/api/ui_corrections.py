@@ -125,7 +125,7 @@ def corrections_page(request: Request, state: State, principal: Viewer) -> HTMLR
         items=items,
         sector=sector,
         sectors=sectors,
-        status=status,
+        chosen_status=status,
         statuses=CORRECTION_STATUSES,
         approval=service.approval_needed(state.config, sector),
         back=request.url.path + (f"?{request.url.query}" if request.url.query else ""),

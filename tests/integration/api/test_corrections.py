@@ -352,3 +352,40 @@ def test_every_correction_endpoint_needs_the_right_role(api):
         assert api.post(path, "viewer", json={"ids": [cid]}).status_code == 403
     assert _upload(api, b"x", role="viewer").status_code == 403
     assert api.client.get("/api/v1/corrections").status_code == 401
+
+
+def _ui_login(api, name: str) -> str:
+    from tests.integration.api.test_ui_forms import csrf_of, log_in
+
+    log_in(api.client, name)
+    return csrf_of(api.client.get("/queue").text)
+
+
+def test_the_ui_proposes_sends_and_lists_a_correction_and_the_dashboard_counts_it(api):
+    csrf = _ui_login(api, "steward")
+    try:
+        mid = api.ids["name"]
+        page = api.client.get(f"/mismatches/{mid}")
+        assert page.status_code == 200 and 'class="propose-value"' in page.text
+        resp = api.client.post(
+            f"/mismatches/{mid}/corrections/propose",
+            data={"csrf_token": csrf, "kind": "value", "proposed_value": "Nguyễn Văn An",
+                  "reason": "registry"},
+        )  # fmt: skip
+        assert resp.status_code == 303
+        (c,) = api.get("/api/v1/corrections", params={"mismatch_id": mid}).json()["items"]
+        assert api.client.post(f"/corrections/{c['id']}/approve",
+                               data={"csrf_token": csrf}).status_code == 303  # fmt: skip
+        assert api.get(f"/api/v1/corrections/{c['id']}").json()["status"] == "proposed"
+        api.client.post(f"/corrections/{c['id']}/send", data={"csrf_token": csrf})
+        listing = api.client.get("/corrections", params={"sector": "tax", "status": "sent"})
+        assert listing.status_code == 200, listing.text
+        assert f'data-correction="{c["id"]}"' in listing.text
+        assert "Download work list (CSV)" in listing.text
+        sheet = api.client.get("/corrections/worklist.csv", params={"sector": "tax"})
+        assert sheet.status_code == 200 and "MST0001" in sheet.content.decode("utf-8-sig")
+        dash = api.client.get("/dashboard")
+        assert dash.status_code == 200 and 'data-figure="sent">1<' in dash.text
+        assert api.client.get("/corrections", params={"sector": "nope"}).status_code == 422
+    finally:
+        api.client.post("/logout", data={"csrf_token": csrf})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import urllib.request
 from collections.abc import Iterator
 from datetime import date
 
@@ -91,12 +92,22 @@ def loop(servers, tmp_path_factory) -> Iterator[tuple[str, str, str]]:
             60,
             "both mismatches opened: " + run.output(),
         )
-        yield f"http://127.0.0.1:{port}", hub, tax
+        site = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _answers(site + "/healthz"), 30, "the web server: " + run.output())
+        yield site, hub, tax
     finally:
         run.kill()
         engine.dispose()
         for url in (reg, tax, hub):
             servers.drop_database(url)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
 
 
 def _open_rules(hub: str) -> set[str]:
