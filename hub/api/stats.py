@@ -114,7 +114,6 @@ def default_since(days: int) -> datetime:
     return datetime.now().astimezone() - timedelta(days=days)
 
 
-
 @dataclass(frozen=True)
 class CorrectionFigures:
     """One sector's corrections: how many proposed (or approved), sent (or acknowledged),

@@ -200,4 +200,3 @@ async def returned_upload(
     except ApiError as exc:
         flash(request, exc.reason, "error")
     return redirect(back)
-

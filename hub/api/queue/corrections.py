@@ -302,4 +302,3 @@ def _refusal(
     if status not in allowed:
         return f"cannot {action} correction {cid}: it is {status}", Conflict
     return None, Conflict
-
