@@ -326,6 +326,11 @@ def worklist_download(
 ) -> Response:
     """The sector's sent corrections in its own column names: correction ID, record key,
     field, current value, proposed value (the returned file adds ``status`` and ``reason``)."""
+    return worklist_response(state, principal, sector, format)
+
+
+def worklist_response(state: AppState, principal: Principal, sector: str, fmt: str) -> Response:
+    """The sector's work list as a download, audited (the UI's too)."""
     src = _sector(state, sector)
     with state.engine.begin() as conn:
         body = worklist.rows(conn, sector, src)
@@ -335,14 +340,14 @@ def worklist_download(
             "correction_worklist",
             target_type="sector",
             target_id=sector,
-            detail={"rows": len(body), "format": format},
+            detail={"rows": len(body), "format": fmt},
         )
     head = worklist.header(src)
-    data = worklist.to_xlsx(head, body) if format == "xlsx" else worklist.to_csv(head, body)
-    name = f"corrections-{sector}-{date.today().isoformat()}.{format}"
+    data = worklist.to_xlsx(head, body) if fmt == "xlsx" else worklist.to_csv(head, body)
+    name = f"corrections-{sector}-{date.today().isoformat()}.{fmt}"
     return Response(
         data,
-        media_type=EXPORT_MEDIA_TYPES[format],
+        media_type=EXPORT_MEDIA_TYPES[fmt],
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
