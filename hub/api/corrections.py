@@ -22,7 +22,7 @@ from hub.api.queue import corrections as service
 from hub.api.queue import worklist
 from hub.api.queue.export import EXPORT_MEDIA_TYPES
 from hub.api.rest import ERROR_RESPONSES, known_query_only
-from hub.api.schemas import MAX_JSON_INT, JsonInt, Note, RequiredNote
+from hub.api.schemas import MAX_JSON_INT, NONBLANK_TEXT, JsonInt, Note, RequiredNote
 from hub.db.models import Correction as C
 from hub.db.models import Mismatch
 from hub.errors import RetriableError
@@ -30,7 +30,7 @@ from reconciliation.corrections import CORRECTION_STATUSES, KINDS, SentFeed, sen
 
 CorrectionStatus = Literal[CORRECTION_STATUSES]  # type: ignore[valid-type]
 Kind = Literal[KINDS]  # type: ignore[valid-type]
-Proposed = Annotated[str, StringConstraints(min_length=1, max_length=400, pattern=r"^[^\x00]*$")]
+Proposed = Annotated[str, StringConstraints(min_length=1, max_length=400, pattern=NONBLANK_TEXT)]
 CorrectionId = Annotated[int, Path(ge=1, lt=2**63, description="A correction id.")]
 MismatchId = Annotated[int, Path(ge=1, lt=2**63, description="A mismatch id.")]
 Sector = Annotated[str, StringConstraints(max_length=40)]
