@@ -448,7 +448,7 @@ class ConnectorRecordId(Base):
     """The Kafka key (normalized citizen ID, else ``<connector>:<record key>``) a logical
     connector's record last carried, kept where the source's deletes and updates do not say
     it (replica identity other than FULL): the connector keys the record's delete, or the
-    retraction of a changed ID, by it (migration 0010). Written per acknowledged batch."""
+    retraction of a changed ID, by it (migration 0013). Written per acknowledged batch."""
 
     __tablename__ = "connector_record_ids"
 
