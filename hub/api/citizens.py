@@ -135,21 +135,7 @@ def _registry(conn: Connection, normalized: str, kind: str) -> dict[str, Any] | 
     r = RegistryCitizen
     cond = r.legacy_id == normalized if kind == "legacy" else r.citizen_id == normalized
     row = conn.execute(
-        select(
-            r.citizen_id,
-            r.legacy_id,
-            r.full_name,
-            r.date_of_birth,
-            r.sex,
-            r.province_code,
-            r.address,
-            r.date_of_death,
-            r.attributes,
-            r.updated_at,
-        )
-        .where(cond)
-        .order_by(r.citizen_id)
-        .limit(1)
+        select(*compare.REGISTRY_COLUMNS).where(cond).order_by(r.citizen_id).limit(1)
     ).one_or_none()
     return dict(row._mapping) if row else None
 

@@ -34,7 +34,7 @@ CANDIDATE_FIELDS = ("full_name", "date_of_birth", "sex", "province_code")
 
 LEGACY_FIELDS = ("full_name", "date_of_birth", "sex", "province_code", "address")
 
-_REGISTRY_COLUMNS = (
+REGISTRY_COLUMNS = (
     RegistryCitizen.citizen_id,
     RegistryCitizen.legacy_id,
     RegistryCitizen.full_name,
@@ -43,7 +43,10 @@ _REGISTRY_COLUMNS = (
     RegistryCitizen.province_code,
     RegistryCitizen.address,
     RegistryCitizen.date_of_death,
+    RegistryCitizen.attributes,
+    RegistryCitizen.updated_at,
 )
+"""What a page shows of a registry record."""
 
 
 def text(v: Any) -> str | None:
@@ -84,7 +87,7 @@ def registry_records(conn: Connection, citizen_ids: Iterable[str]) -> dict[str, 
     ids = sorted({c for c in citizen_ids if c})
     if not ids:
         return {}
-    rows = conn.execute(select(*_REGISTRY_COLUMNS).where(RegistryCitizen.citizen_id.in_(ids)))
+    rows = conn.execute(select(*REGISTRY_COLUMNS).where(RegistryCitizen.citizen_id.in_(ids)))
     return {r.citizen_id: dict(r._mapping) for r in rows}
 
 

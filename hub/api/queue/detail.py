@@ -49,18 +49,7 @@ def _sector_record(conn: Connection, sector: str, record_key: str) -> dict[str, 
 
 def _registry_record(conn: Connection, sec: dict[str, Any] | None, m: Any) -> dict | None:
     r = RegistryCitizen
-    cols = (
-        r.citizen_id,
-        r.legacy_id,
-        r.full_name,
-        r.date_of_birth,
-        r.sex,
-        r.province_code,
-        r.address,
-        r.date_of_death,
-        r.attributes,
-        r.updated_at,
-    )
+    cols = compare.REGISTRY_COLUMNS
     keys = []
     if sec and sec.get("citizen_id"):
         keys.append(r.citizen_id == sec["citizen_id"])
