@@ -282,6 +282,13 @@ class RulesConfig(_Model):
         return v
 
 
+class CorrectionsConfig(_Model):
+    """How a sector takes corrections: ``approval`` needs a second person (an approver who
+    is not the proposer) to approve each one before it is sent."""
+
+    approval: bool = False
+
+
 class SourceConfig(_Model):
     """One captured database table: the registry or a sector."""
 
@@ -294,6 +301,7 @@ class SourceConfig(_Model):
     logical: LogicalConfig = LogicalConfig()
     snapshot: SnapshotConfig = SnapshotConfig()
     rules: RulesConfig = RulesConfig()
+    corrections: CorrectionsConfig = CorrectionsConfig()
 
     _check_url = field_validator("url")(lambda cls, v: _check_db_url(v))
 

@@ -25,6 +25,7 @@ from typing import Protocol
 
 from hub.config import HubConfig
 from hub.vocabulary import CANDIDATE_KEYS, SUGGESTING_RULES
+from reconciliation.corrections import OpenCorrection, carries
 from reconciliation.decode import REGISTRY, Change, IdReader
 from reconciliation.lifecycle import Ledger, MismatchRow
 from reconciliation.rules import RuleSet, evaluate, is_active
@@ -102,6 +103,13 @@ class Store(Protocol):
     def write_mismatches(self, ledger: Ledger) -> list[dict]:
         """Write the ledger's rows and history; the mismatch events, in transition order."""
 
+    def confirmable_corrections(self, keys: Sequence[SectorKey]) -> list[OpenCorrection]:
+        """The sent or acknowledged corrections of these records (one statement)."""
+
+    def confirm_corrections(self, confirmed: Sequence[OpenCorrection]) -> None:
+        """Mark them confirmed, with history, and point their mismatches to them (one
+        statement)."""
+
 
 @dataclass(frozen=True)
 class BatchSettings:
@@ -165,6 +173,7 @@ class Batch:
         self.matches: dict[SectorKey, RegistryRow | None] = {}
         self.judged_at: dict[SectorKey, int] = {}  # the records judged, and at which step
         self.step = 0
+        self.confirmed: list[OpenCorrection] = []  # corrections the sources now carry
 
     def _outcome(self, change: Change, outcome: str) -> None:
         self.outcomes[(change.source, outcome)] += 1
@@ -373,6 +382,23 @@ class Batch:
             [(s, k, lsn, ts) for (s, k), (lsn, ts) in put_tombs.items()],
             sorted(drop_tombs),
         )
+        self._confirm()
+
+    def _confirm(self) -> None:
+        """The corrections that records changed in this batch now carry: one look-up for
+        the batch's changed records, compared here with the hub's normalization."""
+        changed = [k for k in sorted(self.dirty) if k in self.records]
+        if not changed:
+            return
+        for c in self.store.confirmable_corrections(changed):
+            rules = self.settings.rules.get(c.sector)
+            strict = rules.strict_script_names if rules is not None else False
+            record = self.records.get((c.sector, c.record_key))
+            if record is not None and carries(c, record, self._normalize_id, strict_script=strict):
+                self.confirmed.append(c)
+
+    def _normalize_id(self, raw: str) -> str | None:
+        return self.ids.normalized(raw)[0]
 
     def _ungroup(self, rec: SectorRow) -> None:
         if rec.citizen_id:
@@ -508,6 +534,9 @@ class Batch:
         """Write the mismatch transitions; return the events to publish."""
         self.transitions = self.ledger.transitions
         events = self.store.write_mismatches(self.ledger)
+        if self.confirmed:
+            self.store.confirm_corrections(self.confirmed)
+            log.debug("%d corrections confirmed", len(self.confirmed))
         if self.transitions:
             log.debug("%d mismatch transitions", self.transitions)
         return events

@@ -22,7 +22,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hub.api import rest, ui
+from hub.api import corrections, rest, ui, ui_corrections
 from hub.api.citizens import loggable_path
 from hub.api.deps import AppState, LoginRequired
 from hub.api.errors import ApiError
@@ -72,7 +72,9 @@ def create_app(config: HubConfig, *, engine: Engine | None = None) -> FastAPI:
     )
     app.add_middleware(GuardMiddleware)
     app.include_router(rest.router)
+    app.include_router(corrections.router)
     app.include_router(ui.router)
+    app.include_router(ui_corrections.router)
     app.mount("/static", StaticFiles(directory=str(files("hub.web") / "static")), name="static")
     _health_routes(app, config, engine)
     _error_handlers(app)

@@ -19,16 +19,20 @@ class Permission(StrEnum):
 
     READ = "read"  # mismatch list, detail, export; stats; connector status; own identity
     ACT = "act"  # assign, resolve, dismiss, reopen, comment (one mismatch or in bulk)
+    APPROVE = "approve"  # approve a steward's correction (a second person, SPEC §6)
     OPERATE = "operate"  # pause, resume, restart, re-snapshot a connector
     ADMIN = "admin"  # users and tokens; the audit log
 
 
-# The permission matrix. Roles are ordered (viewer < steward < operator < admin): each role
-# holds everything the one before it holds.
+# The permission matrix. Roles are ordered (viewer < steward < approver < operator < admin):
+# each role holds everything the one before it holds.
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "viewer": frozenset({Permission.READ}),
     "steward": frozenset({Permission.READ, Permission.ACT}),
-    "operator": frozenset({Permission.READ, Permission.ACT, Permission.OPERATE}),
+    "approver": frozenset({Permission.READ, Permission.ACT, Permission.APPROVE}),
+    "operator": frozenset(
+        {Permission.READ, Permission.ACT, Permission.APPROVE, Permission.OPERATE}
+    ),
     "admin": frozenset(Permission),
 }
 assert tuple(ROLE_PERMISSIONS) == ROLES

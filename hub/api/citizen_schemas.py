@@ -116,5 +116,6 @@ class CitizenOut(BaseModel):
     records: list[CitizenRecord]
     more: bool = Field(description="More records relate to the citizen than are listed.")
     corrections: list[dict[str, Any]] = Field(
-        description="Corrections proposed for the citizen's records."
+        description="Corrections proposed for the citizen's records, or proposing that a "
+        "record carry this ID (newest first; the fields of GET /api/v1/corrections/{id})."
     )

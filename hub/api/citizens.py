@@ -7,14 +7,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import Connection, select, tuple_
+from sqlalchemy import Connection, and_, or_, select, tuple_
 
 from hub.api import audit
 from hub.api.errors import NotFound
 from hub.api.queue import compare
-from hub.db.models import Mismatch, RegistryCitizen, SectorRecord
+from hub.api.queue.corrections import ITEM_COLUMNS as CORRECTION_COLUMNS
+from hub.db.models import Correction, Mismatch, RegistryCitizen, SectorRecord
 from hub.idschemes import IdScheme
 from hub.vocabulary import OPEN_STATUSES
+from reconciliation.corrections import CANDIDATE
 
 CITIZEN = "citizen"
 RECORD_LIMIT = 200
@@ -121,14 +123,20 @@ def record_view(conn: Connection, actor: str, page: dict[str, Any]) -> None:
 def corrections_for(
     conn: Connection, citizen_id: str, records: list[tuple[str, str]]
 ) -> list[dict[str, Any]]:
-    """The corrections proposed for the citizen's records (issue #22 item 1). The
-    corrections table arrives with that item; until it is merged no correction exists,
-    so the page lists none. Kept apart so the merge fills this one function."""
-    return []
+    """The corrections proposed for the citizen's records, and those proposing that a record
+    carry this citizen's ID (an accepted candidate), newest first."""
+    c = Correction
+    cond = and_(c.kind == CANDIDATE, c.proposed_value == citizen_id)
+    if records:
+        cond = or_(tuple_(c.sector, c.record_key).in_(records), cond)
+    rows = conn.execute(
+        select(*CORRECTION_COLUMNS).where(cond).order_by(c.id.desc()).limit(RECORD_LIMIT)
+    )
+    return [{k: _json(v) for k, v in r._mapping.items()} for r in rows]
 
 
 def _json(v: Any) -> Any:
-    return v if isinstance(v, bool | dict) or v is None else compare.text(v)
+    return v if isinstance(v, bool | int | float | dict) or v is None else compare.text(v)
 
 
 def _registry(conn: Connection, normalized: str, kind: str) -> dict[str, Any] | None:

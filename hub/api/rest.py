@@ -103,6 +103,8 @@ def _is_list(annotation: object) -> bool:
     )
 
 
+ERROR_RESPONSES = _ERRORS
+"""The error answers every /api/v1 operation documents (the corrections router's too)."""
 router = APIRouter(prefix="/api/v1", responses=_ERRORS, dependencies=[Depends(known_query_only)])
 
 
@@ -116,7 +118,11 @@ def publish_sectors(doc: dict, sectors: list[str]) -> dict:
         for op in item.values():
             for param in op.get("parameters", []) if isinstance(op, dict) else []:
                 if param.get("name") == "sector" and param.get("in") == "query":
-                    param["schema"]["items"] = {"type": "string", "enum": list(sectors)}
+                    schema = param["schema"]
+                    if schema.get("type") == "string":  # one sector (the work list's)
+                        schema["enum"] = list(sectors)
+                    else:
+                        schema["items"] = {"type": "string", "enum": list(sectors)}
     body = doc.get("components", {}).get("schemas", {}).get("FilterBody")
     if body:
         body["properties"]["sector"]["items"] = {"type": "string", "enum": list(sectors)}

@@ -112,3 +112,38 @@ class StatsCache:
 
 def default_since(days: int) -> datetime:
     return datetime.now().astimezone() - timedelta(days=days)
+
+
+@dataclass(frozen=True)
+class CorrectionFigures:
+    """One sector's corrections: how many proposed (or approved), sent (or acknowledged),
+    confirmed and rejected, and the median days from sending to confirmation."""
+
+    proposed: int = 0
+    sent: int = 0
+    confirmed: int = 0
+    rejected: int = 0
+    median_days_to_confirm: float | None = None
+
+
+_CORRECTIONS = text(
+    """
+    SELECT sector,
+           count(*) FILTER (WHERE status IN ('proposed', 'approved')),
+           count(*) FILTER (WHERE status IN ('sent', 'acknowledged')),
+           count(*) FILTER (WHERE status = 'confirmed'),
+           count(*) FILTER (WHERE status = 'rejected'),
+           percentile_cont(0.5) WITHIN GROUP (
+               ORDER BY extract(epoch FROM closed_at - coalesce(sent_at, created_at)) / 86400.0
+           ) FILTER (WHERE status = 'confirmed')
+    FROM corrections GROUP BY sector
+    """
+)
+
+
+def correction_figures(conn: Connection) -> dict[str, CorrectionFigures]:
+    """Per sector with any correction (one pass over ``corrections``, by its sector index)."""
+    return {
+        sector: CorrectionFigures(p, s, c, r, None if med is None else float(med))
+        for sector, p, s, c, r, med in conn.execute(_CORRECTIONS)
+    }

@@ -330,6 +330,8 @@ def mismatch_page(
         for u in users.list_users(state.engine)
         if not u.disabled and Permission.ACT in ROLE_PERMISSIONS[u.role]
     ]
+    from hub.api.ui_corrections import for_mismatch  # it builds on this module
+
     return render(
         request,
         "detail.html",
@@ -338,6 +340,7 @@ def mismatch_page(
         m=d["mismatch"],
         allowed=allowed,
         stewards=stewards,
+        corrections=for_mismatch(state, mismatch_id),
         back=_safe_next(request.query_params.get("back") or "/queue"),
     )
 
@@ -397,6 +400,7 @@ def dashboard(request: Request, state: State, principal: Viewer, days: int = 30)
     now = state.stats.get()
     with state.engine.connect() as conn:
         hist = stats.history(conn, [s.sector for s in now], stats.default_since(days), 120)
+        corrections = stats.correction_figures(conn)
     cards = []
     at = datetime.now(UTC)
     for s in now:
@@ -412,6 +416,7 @@ def dashboard(request: Request, state: State, principal: Viewer, days: int = 30)
         cards.append(
             {
                 "s": s,
+                "corrections": corrections.get(s.sector, stats.CorrectionFigures()),
                 "share_chart": line_chart(
                     [share], title=f"{s.sector}: verified share", y_max=1.0, y_format=percent
                 ),

@@ -35,7 +35,7 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-ROLES = ("viewer", "steward", "operator", "admin")
+ROLES = ("viewer", "steward", "approver", "operator", "admin")
 
 
 class Base(DeclarativeBase):
@@ -149,6 +149,11 @@ class Mismatch(Base):
     last_seen_at: Mapped[datetime] = _now()
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = _now()
+    # The correction whose value the source came to carry (migration 0010): set when the
+    # reconciler confirms it, so a ``fixed_at_source`` resolution names what fixed it.
+    correction_id: Mapped[int | None] = mapped_column(
+        ForeignKey("corrections.id", ondelete="SET NULL", use_alter=True)
+    )
 
     __table_args__ = (
         UniqueConstraint("sector", "record_key", "rule", "field"),
@@ -186,6 +191,73 @@ class MismatchHistory(Base):
     note: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_mismatch_history_mismatch_id", "mismatch_id", "id"),)
+
+
+class Correction(Base):
+    """What a steward asks a sector to change on one mismatch's record (migration 0010):
+    ``candidate`` (the record should carry citizen ID ``proposed_value``) or ``value`` (the
+    field should hold ``proposed_value``). Statuses and transitions:
+    :data:`reconciliation.corrections.CORRECTION_TRANSITIONS`."""
+
+    __tablename__ = "corrections"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    mismatch_id: Mapped[int] = mapped_column(
+        ForeignKey("mismatches.id", ondelete="CASCADE"), nullable=False
+    )
+    sector: Mapped[str] = mapped_column(String(40), nullable=False)
+    record_key: Mapped[str] = mapped_column(String(256), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    field: Mapped[str] = mapped_column(String(40), nullable=False)
+    current_value: Mapped[str | None] = mapped_column(Text)
+    proposed_value: Mapped[str] = mapped_column(Text, nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="proposed")
+    proposed_by: Mapped[str] = mapped_column(String(128), nullable=False)
+    approved_by: Mapped[str | None] = mapped_column(String(128))
+    agency_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = _now()
+
+    __table_args__ = (
+        Index("ix_corrections_sector_status_id", "sector", "status", "id"),
+        Index("ix_corrections_mismatch_id", "mismatch_id"),
+        # One live correction per mismatch: a second proposal waits for the first to end.
+        Index(
+            "ix_corrections_live_mismatch",
+            "mismatch_id",
+            unique=True,
+            postgresql_where=text("status IN ('proposed', 'approved', 'sent')"),
+        ),
+        # The reconciler looks up the confirmable corrections of a batch's records.
+        Index(
+            "ix_corrections_confirmable_record",
+            "sector",
+            "record_key",
+            postgresql_where=text("status IN ('sent', 'acknowledged')"),
+        ),
+    )
+
+
+class CorrectionHistory(Base):
+    """Every step of a correction: who, when, which action, why."""
+
+    __tablename__ = "correction_history"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    correction_id: Mapped[int] = mapped_column(
+        ForeignKey("corrections.id", ondelete="CASCADE"), nullable=False
+    )
+    at: Mapped[datetime] = _now()
+    actor: Mapped[str] = mapped_column(String(128), nullable=False)
+    action: Mapped[str] = mapped_column(String(32), nullable=False)
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_correction_history_correction_id", "correction_id", "id"),)
 
 
 class ConsumerOffset(Base):

@@ -11,7 +11,7 @@ import psycopg
 
 from hub.db import psycopg_conninfo
 from reconciliation.lifecycle import Ledger, load_mismatches
-from reconciliation.store import offsets, outbox, records, registry
+from reconciliation.store import corrections, offsets, outbox, records, registry
 from reconciliation.store.staging import prepare_session
 
 
@@ -68,6 +68,8 @@ class PgStore:
     lock_offsets = _on_conn(offsets.lock_offsets)
     store_offsets = _on_conn(offsets.store_offsets)
     outbox_add = _on_conn(outbox.outbox_add)
+    confirmable_corrections = _on_conn(corrections.confirmable_corrections)
+    confirm_corrections = _on_conn(corrections.confirm_corrections)
 
     def write_mismatches(self, ledger: Ledger) -> list[dict]:
         return ledger.flush(self.conn)

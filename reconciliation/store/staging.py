@@ -79,6 +79,8 @@ STAGING: dict[str, Columns] = {
     "_hub_keys2": (("a", "text"), ("b", "text")),
     "_hub_keys2b": (("a", "text"), ("b", "text")),
     "_hub_flags": (("a", "text"), ("b", "text"), ("flag", "bool")),
+    "_hub_corr_keys": (("a", "text"), ("b", "text")),
+    "_hub_corr_done": (("id", "int8"), ("mismatch_id", "int8")),
     "_hub_registry_rows": shape(RegistryCitizen.__table__, REGISTRY_COLUMNS),
     "_hub_sector_rows": shape(SectorRecord.__table__, SECTOR_COLUMNS),
     "_hub_tombstone_rows": shape(

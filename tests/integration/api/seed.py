@@ -412,7 +412,7 @@ def seed(engine: Engine) -> Seeded:
                 name="banking", capture="poll", state="paused", rows_captured=3
             )
         )
-    for role in ("viewer", "steward", "operator", "admin"):
+    for role in ("viewer", "steward", "approver", "operator", "admin"):
         _, token = create_user(engine, role, role, PASSWORD)
         out.tokens[role] = token
     return out

@@ -231,3 +231,32 @@ def test_the_detail_page_marks_differences_in_words_and_has_a_legend(api, ids):
     assert '<span class="visually-hidden"> differs from this record</span>' in html
     html = api.client.get(f"/mismatches/{ids['attributes']}").text
     assert "What the ID says" in html and "but the record holds M" in html
+
+
+# ------------------------------------------------ corrections (last: they change the store)
+
+
+def test_the_page_lists_corrections_of_its_records_and_candidates_proposing_the_id(api, ids):
+    value = api.post(
+        f"/api/v1/mismatches/{ids['name']}/corrections",
+        "steward",
+        json={"kind": "value", "proposed_value": "Nguyễn Văn An", "reason": "registry name"},
+    )
+    assert value.status_code == 201, value.text
+    candidate = api.post(
+        f"/api/v1/mismatches/{ids['missing']}/corrections",
+        "steward",
+        json={"kind": "candidate", "proposed_value": "048095001111"},
+    )
+    assert candidate.status_code == 201, candidate.text
+    on_an = api.get(f"/api/v1/citizens/{AN}", "viewer").json()["corrections"]
+    assert [(k["id"], k["sector"], k["record_key"], k["proposed_value"]) for k in on_an] == [
+        (value.json()["id"], "tax", "MST0001", "Nguyễn Văn An")
+    ]
+    on_hoa = api.get("/api/v1/citizens/048095001111", "viewer").json()["corrections"]
+    assert [(k["id"], k["kind"], k["status"]) for k in on_hoa] == [
+        (candidate.json()["id"], "candidate", "proposed")
+    ]
+    log_in(api.client, "viewer")
+    html = api.client.get("/citizens/048095001111").text
+    assert f'data-correction="{candidate.json()["id"]}"' in html

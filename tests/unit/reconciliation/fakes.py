@@ -11,6 +11,7 @@ batch becomes.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from hub.config import HubConfig, KafkaConfig
 from hub.idschemes import get_scheme
 from hub.kafka import Topics
 from reconciliation.batch import BatchSettings
+from reconciliation.corrections import CONFIRMABLE_STATUSES, OpenCorrection
 from reconciliation.decode import REGISTRY, Change, ChangeDecoder, IdReader
 from reconciliation.lifecycle import Ledger, MismatchRow
 from reconciliation.store.rows import RegistryRow, SectorKey, SectorRow
@@ -56,13 +58,17 @@ class FakeStore:
         self.legacy_locks: list[list[str]] = []
         self.events: list[dict] = []
         """Every mismatch event the batches made, in order."""
+        self.corrections: dict[int, OpenCorrection] = {}
+        """Corrections by id; a confirmed one gets status ``confirmed``."""
+        self.fixed_by: dict[int, int] = {}
+        """mismatch id → the correction that fixed it."""
         self._ids = itertools.count(1)
 
     # -- transaction ----------------------------------------------------------------------
 
     _TABLES = (
         "registry", "records", "tombstones", "mismatches", "history", "offsets", "outbox",
-        "events",
+        "events", "corrections", "fixed_by",
     )  # fmt: skip
 
     @contextmanager
@@ -175,6 +181,22 @@ class FakeStore:
         ledger._new, ledger._history, ledger._events = [], [], []
         self.events += events
         return events
+
+    # -- corrections ----------------------------------------------------------------------
+
+    def confirmable_corrections(self, keys):
+        keys = set(keys)
+        return [
+            c
+            for _, c in sorted(self.corrections.items())
+            if (c.sector, c.record_key) in keys and c.status in CONFIRMABLE_STATUSES
+        ]
+
+    def confirm_corrections(self, confirmed):
+        for c in confirmed:
+            if self.corrections[c.id].status in CONFIRMABLE_STATUSES:
+                self.corrections[c.id] = dataclasses.replace(c, status="confirmed")
+                self.fixed_by[c.mismatch_id] = c.id
 
     # -- offsets and outbox ---------------------------------------------------------------
 

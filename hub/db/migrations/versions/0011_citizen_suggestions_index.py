@@ -4,15 +4,13 @@ A citizen's page lists the sector records an open mismatch suggests the citizen 
 suggestions are a JSONB array of candidates; a GIN index (``jsonb_path_ops``, which answers
 ``@>`` containment) over the rows that hold any makes ``suggestions @> '[{"citizen_id":
 …}]'`` an index look-up instead of a scan of every mismatch.
-
-(On the corrections branch, migration 0010 comes first: this one then follows it.)
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 
 
 def upgrade() -> None:

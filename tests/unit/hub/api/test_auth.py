@@ -18,9 +18,12 @@ from hub.api.auth import (
 def test_permission_matrix_is_viewer_reads_steward_acts_operator_operates_admin_administers():
     assert ROLE_PERMISSIONS["viewer"] == {Permission.READ}
     assert ROLE_PERMISSIONS["steward"] == {Permission.READ, Permission.ACT}
-    assert ROLE_PERMISSIONS["operator"] == {Permission.READ, Permission.ACT, Permission.OPERATE}
+    # issue #22: an approver approves stewards' corrections; the roles stay ordered
+    approver = {Permission.READ, Permission.ACT, Permission.APPROVE}
+    assert ROLE_PERMISSIONS["approver"] == approver
+    assert ROLE_PERMISSIONS["operator"] == approver | {Permission.OPERATE}
     assert ROLE_PERMISSIONS["admin"] == set(Permission)
-    assert ASSIGNABLE_ROLES == ("steward", "operator", "admin")
+    assert ASSIGNABLE_ROLES == ("steward", "approver", "operator", "admin")
 
 
 def test_principal_can_only_what_its_role_holds():

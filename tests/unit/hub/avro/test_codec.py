@@ -116,6 +116,9 @@ SAMPLES = {
         "severity": "low",
         "note": None,
         "ts_ms": 1_714_082_645_400,
+        "correction_id": 7,
+        "kind": "candidate",
+        "reason": "the registry's current ID",
     },
     "hub.DeadLetter": {
         "stage": "connector",
