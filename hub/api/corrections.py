@@ -22,7 +22,7 @@ from hub.api.queue import corrections as service
 from hub.api.queue import worklist
 from hub.api.queue.export import EXPORT_MEDIA_TYPES
 from hub.api.rest import ERROR_RESPONSES, known_query_only
-from hub.api.schemas import MAX_JSON_INT, JsonInt, Note, RequiredNote
+from hub.api.schemas import MAX_JSON_INT, NONBLANK_TEXT, JsonInt, Note, RequiredNote
 from hub.db.models import Correction as C
 from hub.db.models import Mismatch
 from hub.errors import RetriableError
@@ -30,7 +30,7 @@ from reconciliation.corrections import CORRECTION_STATUSES, KINDS, SentFeed, sen
 
 CorrectionStatus = Literal[CORRECTION_STATUSES]  # type: ignore[valid-type]
 Kind = Literal[KINDS]  # type: ignore[valid-type]
-Proposed = Annotated[str, StringConstraints(min_length=1, max_length=400, pattern=r"^[^\x00]*$")]
+Proposed = Annotated[str, StringConstraints(min_length=1, max_length=400, pattern=NONBLANK_TEXT)]
 CorrectionId = Annotated[int, Path(ge=1, lt=2**63, description="A correction id.")]
 MismatchId = Annotated[int, Path(ge=1, lt=2**63, description="A mismatch id.")]
 Sector = Annotated[str, StringConstraints(max_length=40)]
@@ -326,6 +326,11 @@ def worklist_download(
 ) -> Response:
     """The sector's sent corrections in its own column names: correction ID, record key,
     field, current value, proposed value (the returned file adds ``status`` and ``reason``)."""
+    return worklist_response(state, principal, sector, format)
+
+
+def worklist_response(state: AppState, principal: Principal, sector: str, fmt: str) -> Response:
+    """The sector's work list as a download, audited (the UI's too)."""
     src = _sector(state, sector)
     with state.engine.begin() as conn:
         body = worklist.rows(conn, sector, src)
@@ -335,14 +340,14 @@ def worklist_download(
             "correction_worklist",
             target_type="sector",
             target_id=sector,
-            detail={"rows": len(body), "format": format},
+            detail={"rows": len(body), "format": fmt},
         )
     head = worklist.header(src)
-    data = worklist.to_xlsx(head, body) if format == "xlsx" else worklist.to_csv(head, body)
-    name = f"corrections-{sector}-{date.today().isoformat()}.{format}"
+    data = worklist.to_xlsx(head, body) if fmt == "xlsx" else worklist.to_csv(head, body)
+    name = f"corrections-{sector}-{date.today().isoformat()}.{fmt}"
     return Response(
         data,
-        media_type=EXPORT_MEDIA_TYPES[format],
+        media_type=EXPORT_MEDIA_TYPES[fmt],
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 

@@ -10,14 +10,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from hub.api import audit
 from hub.api.auth import Permission, Principal
-from hub.api.corrections import Feed, _producer, apply_returned
+from hub.api.corrections import Feed, _producer, apply_returned, worklist_response
 from hub.api.deps import AppState, get_state, ui_require
 from hub.api.errors import ApiError, NotFound, Unprocessable
 from hub.api.queue import corrections as service
 from hub.api.queue import worklist
-from hub.api.queue.export import EXPORT_FORMATS, EXPORT_MEDIA_TYPES
+from hub.api.queue.export import EXPORT_FORMATS
 from hub.api.ui import Csrf, Form, _safe_next, flash, redirect, render, templates
 from reconciliation.corrections import (
     CANDIDATE_RULES,
@@ -159,21 +158,7 @@ def send_selected(
 def worklist_download(request: Request, fmt: str, state: State, principal: Steward) -> Response:
     if fmt not in EXPORT_FORMATS:
         raise NotFound(f"no work list as {fmt!r} (offered: {', '.join(EXPORT_FORMATS)})")
-    sector = request.query_params.get("sector") or ""
-    src = state.config.sectors.get(sector)
-    if src is None:
-        raise Unprocessable(f"unknown sector {sector[:40]!r}")
-    with state.engine.begin() as conn:
-        body = worklist.rows(conn, sector, src)
-        audit.record(conn, principal.name, "correction_worklist", target_type="sector",
-                     target_id=sector, detail={"rows": len(body), "format": fmt})  # fmt: skip
-    head = worklist.header(src)
-    data = worklist.to_xlsx(head, body) if fmt == "xlsx" else worklist.to_csv(head, body)
-    return Response(
-        data,
-        media_type=EXPORT_MEDIA_TYPES[fmt],
-        headers={"Content-Disposition": f'attachment; filename="corrections-{sector}.{fmt}"'},
-    )
+    return worklist_response(state, principal, request.query_params.get("sector") or "", fmt)
 
 
 @router.post("/corrections/returned", dependencies=[Csrf])

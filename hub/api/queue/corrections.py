@@ -161,8 +161,8 @@ def propose(
     reason: str | None,
 ) -> Item:
     """A new ``proposed`` correction of an open mismatch. A value correction's field is the
-    rule's; its current value is the sector's. NotFound, Conflict (the mismatch is closed or
-    already has a live correction), Unprocessable (the kind or value does not fit)."""
+    rule's; its current value is the sector's. NotFound, Conflict (the mismatch is closed,
+    already has a live correction, or its rule is not fixed by such a value)."""
     m = conn.execute(
         select(Mismatch.__table__).where(Mismatch.id == mismatch_id).with_for_update()
     ).one_or_none()
@@ -171,8 +171,8 @@ def propose(
     if m.status not in ("open", "in_review"):
         raise Conflict(f"cannot propose a correction for a mismatch that is {m.status}")
     problem = proposal_problem(m.rule, kind, proposed_value)
-    if problem:
-        raise Unprocessable(problem)
+    if problem:  # the value does not fit this mismatch's rule: the target refuses it
+        raise Conflict(problem)
     live = conn.scalar(
         select(C.id).where(C.mismatch_id == mismatch_id, C.status.in_(LIVE_STATUSES))
     )

@@ -12,10 +12,16 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from hub.api.errors import Unprocessable
+from hub.api.errors import Conflict
 from hub.api.queue.export import UTF8_BOM, unwrap_excel_text, write_xlsx
 from hub.config import SourceConfig
 from hub.db.models import Correction as C
+
+
+class BadFile(Conflict):
+    """The file as a whole is not the sector's work list (format, size, columns): 409, as
+    the schema cannot say which bytes make one."""
+
 
 CORRECTION_ID = "correction_id"
 FIELD = "field"
@@ -113,7 +119,7 @@ def _table(data: bytes, filename: str) -> list[list[str]]:
         try:
             wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
         except Exception as exc:  # a broken archive: any of openpyxl's and zipfile's errors
-            raise Unprocessable(f"{filename}: not a readable XLSX workbook") from exc
+            raise BadFile(f"{filename}: not a readable XLSX workbook") from exc
         ws = wb.worksheets[0]
         table = [
             ["" if v is None else str(v) for v in r]
@@ -124,31 +130,31 @@ def _table(data: bytes, filename: str) -> list[list[str]]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise Unprocessable(f"{filename}: neither XLSX nor UTF-8 CSV") from exc
+        raise BadFile(f"{filename}: neither XLSX nor UTF-8 CSV") from exc
     if "\x00" in text:
-        raise Unprocessable(f"{filename}: neither XLSX nor UTF-8 CSV")
+        raise BadFile(f"{filename}: neither XLSX nor UTF-8 CSV")
     try:
         return [[unwrap_excel_text(c) for c in r] for r in csv.reader(io.StringIO(text))]
     except csv.Error as exc:
-        raise Unprocessable(f"{filename}: not a readable CSV file ({exc})") from exc
+        raise BadFile(f"{filename}: not a readable CSV file ({exc})") from exc
 
 
 def read_returned(data: bytes, filename: str, src: SourceConfig) -> Returned:
     """The answers of an agency's returned work list. Unprocessable when the file as a whole
-    cannot be read (format, size, missing columns); a bad row is named in ``errors`` (its
+    cannot be read (:class:`BadFile`: format, size, missing columns); a bad row is named in ``errors`` (its
     row number as a spreadsheet shows it, the header being row 1)."""
     if len(data) > MAX_UPLOAD_BYTES:
-        raise Unprocessable(f"{filename}: larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
+        raise BadFile(f"{filename}: larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
     table = _table(data, filename)
     if not table or not any(c.strip() for c in table[0]):
-        raise Unprocessable(f"{filename}: empty file (expected a header row)")
+        raise BadFile(f"{filename}: empty file (expected a header row)")
     if len(table) > MAX_UPLOAD_ROWS + 1:
-        raise Unprocessable(f"{filename}: more than {MAX_UPLOAD_ROWS} rows")
+        raise BadFile(f"{filename}: more than {MAX_UPLOAD_ROWS} rows")
     names = [c.strip() for c in table[0]]
     key = key_header(src)
     missing = [c for c in (CORRECTION_ID, key, STATUS) if c not in names]
     if missing:
-        raise Unprocessable(
+        raise BadFile(
             f"{filename}: missing column {', '.join(missing)} (expected "
             f"{', '.join([*header(src), STATUS, REASON])})"
         )

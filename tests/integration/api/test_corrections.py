@@ -135,10 +135,10 @@ def test_a_viewer_cannot_propose_and_a_second_live_proposal_is_refused(api):
 @pytest.mark.parametrize(
     ("key", "body", "status", "words"),
     [
-        ("name", {"kind": "candidate", "proposed_value": "001090001234"}, 422, "candidate"),
-        ("deceased", {"kind": "value", "proposed_value": "closed"}, 422, "no single value"),
-        ("dob", {"kind": "value", "proposed_value": "14/03/1985"}, 422, "not a date"),
-        ("name", {"kind": "value", "proposed_value": "   "}, 422, "empty"),
+        ("name", {"kind": "candidate", "proposed_value": "001090001234"}, 409, "candidate"),
+        ("deceased", {"kind": "value", "proposed_value": "closed"}, 409, "no single value"),
+        ("dob", {"kind": "value", "proposed_value": "14/03/1985"}, 409, "not a date"),
+        ("name", {"kind": "value", "proposed_value": "   "}, 422, "proposed_value"),
         ("name", {"kind": "other", "proposed_value": "x"}, 422, "kind"),
         ("name", {"kind": "value"}, 422, "proposed_value"),
         ("fixed", {"kind": "value", "proposed_value": "79"}, 409, "resolved"),
@@ -321,9 +321,9 @@ def test_a_returned_file_marks_rows_and_names_each_bad_row(api):
         (b"PK\x03\x04broken", "not a readable XLSX"),
     ],
 )
-def test_a_returned_file_that_cannot_be_read_is_422_with_the_reason(api, content, words):
+def test_a_returned_file_that_cannot_be_read_is_409_with_the_reason(api, content, words):
     resp = _upload(api, content)
-    assert resp.status_code == 422 and words in resp.json()["detail"], resp.text
+    assert resp.status_code == 409 and words in resp.json()["detail"], resp.text
 
 
 def test_every_correction_endpoint_needs_the_right_role(api):
