@@ -21,6 +21,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.api import corrections, rest, ui, ui_corrections
+from hub.api.citizens import loggable_path
 from hub.api.deps import AppState, LoginRequired
 from hub.api.errors import ApiError
 from hub.api.schemas import Health
@@ -176,7 +177,11 @@ def _error_handlers(app: FastAPI) -> None:
         # (the guard logs where, never the message: it may quote values).
         if not database_unreachable(exc):
             raise exc
-        log.warning("hub database unreachable (%s) on %s", type(exc).__name__, request.url.path)
+        log.warning(
+            "hub database unreachable (%s) on %s",
+            type(exc).__name__,
+            loggable_path(request.url.path),
+        )
         reason = "the hub database is unreachable; try again shortly"
         headers = {"Retry-After": str(DB_RETRY_AFTER_S)}
         if _is_api(request):
@@ -260,7 +265,13 @@ class GuardMiddleware:
             kind = type(exc).__name__
             if isinstance(exc, DBAPIError) and exc.orig is not None:
                 kind += f"/{type(exc.orig).__name__}"
-            log.error("unhandled %s at %s on %s %s", kind, where, scope["method"], scope["path"])
+            log.error(
+                "unhandled %s at %s on %s %s",
+                kind,
+                where,
+                scope["method"],
+                loggable_path(scope["path"]),
+            )
             if not started:
                 response = JSONResponse({"detail": "internal error"}, 500)
                 await response(scope, receive, send_wrapper)
@@ -270,7 +281,7 @@ class GuardMiddleware:
                 logging.DEBUG if quiet else logging.INFO,
                 "%s %s %d %.1fms",
                 scope["method"],
-                scope["path"],
+                loggable_path(scope["path"]),
                 status,
                 (time.perf_counter() - start) * 1000,
             )

@@ -12,8 +12,9 @@ from fastapi.responses import StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import BeforeValidator, StringConstraints
 
-from hub.api import audit, connectors, stats, users
+from hub.api import audit, citizens, connectors, stats, users
 from hub.api.auth import ROLE_PERMISSIONS, Permission, Principal
+from hub.api.citizen_schemas import CitizenOut
 from hub.api.deps import AppState, api_principal, get_state, require
 from hub.api.errors import Conflict, Unprocessable
 from hub.api.queue import actions, detail, export, pages
@@ -49,6 +50,7 @@ from hub.api.schemas import (
     UserName,
     UserOut,
 )
+from hub.idschemes import get_scheme
 
 _ERRORS = {code: {"model": Error} for code in (400, 401, 403, 404, 409, 422)}
 _ERRORS[503] = {
@@ -318,7 +320,7 @@ def get_mismatch(*, mismatch_id: MismatchId, state: State, principal: Reader) ->
     """Both records side by side with differing fields marked, suggestions and history.
     Every call is written to the audit log (who viewed which citizen's record)."""
     with state.engine.begin() as conn:
-        d = detail.detail(conn, mismatch_id)
+        d = detail.detail(conn, mismatch_id, get_scheme(state.config.id_scheme))
         audit.record_mismatch(conn, principal.name, "view", d["mismatch"])
     return d
 
@@ -399,6 +401,36 @@ def comment(
 ) -> dict:
     """Add a note to the mismatch's history without changing its status."""
     return _act(state, mismatch_id, "comment", principal, note=body.note)
+
+
+# -------------------------------------------------------------------------------- citizens
+
+CitizenId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=64,
+        pattern=SAFE_TEXT,
+        description="A citizen ID in any spelling the ID scheme normalizes (spaces, dashes, "
+        "Arabic-Indic digits); a legacy number opens its holder's page.",
+    ),
+]
+
+
+@router.get(
+    "/citizens/{citizen_id}",
+    response_model=CitizenOut,
+    tags=["citizens"],
+    responses={404: {"model": Error, "description": "Invalid or unknown citizen ID."}},
+)
+def get_citizen(*, citizen_id: CitizenId, state: State, principal: Reader) -> dict:
+    """One citizen: the registry record and every sector record that carries the ID (or
+    the citizen's legacy number, or was suggested for the citizen as a candidate), with
+    their open mismatches and corrections. Every call is written to the audit log."""
+    with state.engine.begin() as conn:
+        page = citizens.citizen(conn, get_scheme(state.config.id_scheme), citizen_id)
+        citizens.record_view(conn, principal.name, page)
+    return page
 
 
 # ----------------------------------------------------------------------------------- stats

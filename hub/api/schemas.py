@@ -14,6 +14,7 @@ from pydantic import (
     model_validator,
 )
 
+from hub.api.citizen_schemas import Compare
 from hub.api.connectors import ACTIONS as CONNECTOR_ACTIONS
 from hub.api.queue.actions import MAX_BULK, MAX_BULK_IDS
 from hub.api.users import NAME_PATTERN
@@ -144,6 +145,7 @@ class MismatchDetail(BaseModel):
     registry_record: dict[str, Any] | None
     fields: list[FieldComparison]
     suggestions: list[dict[str, Any]]
+    compare: Compare
     related: list[RelatedMismatch]
     history: list[HistoryEntry]
 

@@ -15,7 +15,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from starlette.datastructures import FormData
 
-from hub.api import audit, connectors, sessions, stats, users
+from hub.api import audit, citizens, connectors, sessions, stats, users
 from hub.api.auth import ROLE_PERMISSIONS, Permission, Principal
 from hub.api.deps import (
     AppState,
@@ -32,6 +32,7 @@ from hub.api.queue.filters import MismatchFilter, check_filter
 from hub.api.queue.pages import MAX_LIMIT, SORTS
 from hub.api.rest import export_response
 from hub.db.models import ROLES
+from hub.idschemes import get_scheme
 from hub.metrics import LOGINS
 from hub.vocabulary import MISMATCH_STATUSES, OPEN_STATUSES, RULE_CODES, SEVERITIES
 from hub.web.charts import Series, line_chart, percent
@@ -304,7 +305,20 @@ def queue(request: Request, state: State, principal: Viewer) -> HTMLResponse:
         first_link="/queue?" + urlencode(base) if params.get("after") else None,
         actions=list(STEWARD_ACTIONS),
         filter_params=f.params(),
+        citizen_offer=citizen_offer(state, f.q),
     )
+
+
+def citizen_offer(state: AppState, q: str | None) -> str | None:
+    """The citizen page a queue search offers: the search text read as one whole citizen
+    ID (current or legacy) of the configured scheme, normalized; ``None`` otherwise."""
+    if not q:
+        return None
+    scheme = get_scheme(state.config.id_scheme)
+    normalized = scheme.normalize(q)
+    if normalized is None or scheme.parse(normalized).kind == "invalid":
+        return None
+    return normalized
 
 
 def _drop(d: dict[str, str], key: str) -> dict[str, str]:
@@ -371,7 +385,7 @@ def mismatch_page(
     if not 1 <= mismatch_id < 2**63:
         raise Unprocessable("bad mismatch id")
     with state.engine.begin() as conn:
-        d = detail.detail(conn, mismatch_id)
+        d = detail.detail(conn, mismatch_id, get_scheme(state.config.id_scheme))
         audit.record_mismatch(conn, principal.name, "view", d["mismatch"])
     status = d["mismatch"]["status"]
     allowed = [name for name, t in STEWARD_ACTIONS.items() if t.allows(status)]
@@ -419,6 +433,26 @@ def mismatch_action(
         return redirect(here)
     flash(request, f"mismatch {mismatch_id}: {action} done")
     return redirect(here if action in ("comment", "assign", "reopen") else back)
+
+
+# ------------------------------------------------------------------------------- citizens
+
+
+@router.get("/citizens/{citizen_id}")
+def citizen_page(
+    request: Request, citizen_id: str, state: State, principal: Viewer
+) -> HTMLResponse:
+    """One citizen's registry record, sector records and open mismatches (audited)."""
+    with state.engine.begin() as conn:
+        c = citizens.citizen(conn, get_scheme(state.config.id_scheme), citizen_id)
+        citizens.record_view(conn, principal.name, c)
+    return render(
+        request,
+        "citizen.html",
+        principal,
+        c=c,
+        back=_safe_next(request.query_params.get("back") or "/queue"),
+    )
 
 
 # ------------------------------------------------------------------------------ dashboard

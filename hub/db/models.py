@@ -162,6 +162,15 @@ class Mismatch(Base):
         Index("ix_mismatches_citizen_id", "citizen_id"),
         Index("ix_mismatches_record_key", "record_key"),
         Index("ix_mismatches_first_seen_at", "first_seen_at"),
+        # "Which records does the hub suggest this citizen for": containment in the
+        # candidates (migration 0011).
+        Index(
+            "ix_mismatches_suggestions",
+            "suggestions",
+            postgresql_using="gin",
+            postgresql_ops={"suggestions": "jsonb_path_ops"},
+            postgresql_where=text("suggestions IS NOT NULL"),
+        ),
     )
 
 

@@ -7,11 +7,11 @@ entry in :data:`SCHEMES`, which the config's ``id_scheme`` names.
 from __future__ import annotations
 
 from hub.errors import ConfigError
-from hub.idschemes.base import IdInfo, IdScheme
+from hub.idschemes.base import IdInfo, IdPart, IdScheme
 from hub.idschemes.eg import EgyptNationalNumber
 from hub.idschemes.vn import VietnamPersonalId
 
-__all__ = ["SCHEMES", "IdInfo", "IdScheme", "get_scheme"]
+__all__ = ["SCHEMES", "IdInfo", "IdPart", "IdScheme", "get_scheme"]
 
 SCHEMES: dict[str, IdScheme] = {
     scheme.name: scheme for scheme in (EgyptNationalNumber(), VietnamPersonalId())

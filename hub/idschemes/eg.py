@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import ClassVar
 
-from hub.idschemes.base import IdInfo, IdScheme
+from hub.idschemes.base import SEX_WORDS, IdInfo, IdPart, IdScheme, digits_at
 
 # Governorate of birth registration; 88 = born abroad.
 GOVERNORATE_CODES: dict[str, str] = {
@@ -76,6 +76,39 @@ class EgyptNationalNumber(IdScheme):
             birth_date=birth_date,
             sex="M" if int(normalized[12]) % 2 == 1 else "F",
             region_code=governorate,
+        )
+
+    def explain(self, normalized: str) -> tuple[IdPart, ...]:
+        """Century (digit 1), birth date (2–7), governorate (8–9), serial with the sex in its
+        last digit (10–13), check digit (14)."""
+        info = self.parse(normalized)
+        if info.kind != "current" or info.birth_date is None or info.sex is None:
+            return ()
+        century = CENTURIES[normalized[0]]
+        governorate = normalized[7:9]
+        born = info.birth_date.isoformat()
+        return (
+            IdPart(digits_at(1, 1), "century", normalized[0], f"born {century}–{century + 99}"),
+            IdPart(
+                digits_at(2, 7), "birth date (YYMMDD)", normalized[1:7], born, "date_of_birth", born
+            ),
+            IdPart(
+                digits_at(8, 9),
+                "governorate",
+                governorate,
+                GOVERNORATE_CODES[governorate],
+                "province_code",
+                governorate,
+            ),
+            IdPart(
+                digits_at(10, 13),
+                "serial (its last digit: odd = male, even = female)",
+                normalized[9:13],
+                SEX_WORDS[info.sex],
+                "sex",
+                info.sex,
+            ),
+            IdPart(digits_at(14, 14), "check digit", normalized[13], "not verified (unpublished)"),
         )
 
 

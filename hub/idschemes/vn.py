@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from hub.idschemes.base import IdInfo, IdScheme
+from hub.idschemes.base import SEX_WORDS, IdInfo, IdPart, IdScheme, digits_at
 
 # Province of birth registration, Circular 07/2016/TT-BCA appendix (63 provinces).
 PROVINCE_CODES: dict[str, str] = {
@@ -108,6 +108,50 @@ class VietnamPersonalId(IdScheme):
             birth_year=FIRST_BIRTH_YEAR + 100 * (century_sex // 2) + int(normalized[4:6]),
             sex="M" if century_sex % 2 == 0 else "F",
             region_code=province,
+        )
+
+    def explain(self, normalized: str) -> tuple[IdPart, ...]:
+        """Province (digits 1–3), century and sex (digit 4), birth year (5–6), serial (7–12)."""
+        info = self.parse(normalized)
+        if info.kind == "legacy":
+            return (
+                IdPart(
+                    digits_at(1, LEGACY_LENGTH),
+                    "legacy CMND number",
+                    normalized,
+                    "encodes nothing about the person; the registry maps it to a current ID",
+                ),
+            )
+        if info.kind != "current" or info.sex is None or info.birth_year is None:
+            return ()
+        province = normalized[:3]
+        century = FIRST_BIRTH_YEAR + 100 * (int(normalized[3]) // 2)
+        return (
+            IdPart(
+                digits_at(1, 3),
+                "province",
+                province,
+                PROVINCE_CODES[province],
+                "province_code",
+                province,
+            ),
+            IdPart(
+                digits_at(4, 4),
+                "century and sex",
+                normalized[3],
+                f"{SEX_WORDS[info.sex]}, born {century}–{century + 99}",
+                "sex",
+                info.sex,
+            ),
+            IdPart(
+                digits_at(5, 6),
+                "birth year",
+                normalized[4:6],
+                str(info.birth_year),
+                "date_of_birth",
+                str(info.birth_year),
+            ),
+            IdPart(digits_at(7, 12), "serial number", normalized[6:], "a running number"),
         )
 
 

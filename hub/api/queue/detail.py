@@ -3,14 +3,15 @@ mismatches, the reconciler's suggestions and the history."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
 
 from hub.api.errors import NotFound
+from hub.api.queue import compare
 from hub.api.queue.filters import ITEM_COLUMNS, M, as_item
 from hub.db.models import MismatchHistory, RegistryCitizen, SectorRecord
+from hub.idschemes import IdScheme
 from hub.vocabulary import CANONICAL_FIELDS, OPEN_STATUSES
 
 # Canonical fields shown side by side; a sector record lacks date_of_death, the registry
@@ -20,12 +21,7 @@ _SECTOR_ONLY = {"status", "last_activity_date"}
 _REGISTRY_ONLY = {"date_of_death"}
 
 
-def _value(v: Any) -> str | None:
-    if v is None:
-        return None
-    if isinstance(v, date | datetime):
-        return v.isoformat()
-    return str(v)
+_value = compare.text
 
 
 def _sector_record(conn: Connection, sector: str, record_key: str) -> dict[str, Any] | None:
@@ -53,18 +49,7 @@ def _sector_record(conn: Connection, sector: str, record_key: str) -> dict[str, 
 
 def _registry_record(conn: Connection, sec: dict[str, Any] | None, m: Any) -> dict | None:
     r = RegistryCitizen
-    cols = (
-        r.citizen_id,
-        r.legacy_id,
-        r.full_name,
-        r.date_of_birth,
-        r.sex,
-        r.province_code,
-        r.address,
-        r.date_of_death,
-        r.attributes,
-        r.updated_at,
-    )
+    cols = compare.REGISTRY_COLUMNS
     keys = []
     if sec and sec.get("citizen_id"):
         keys.append(r.citizen_id == sec["citizen_id"])
@@ -79,9 +64,10 @@ def _registry_record(conn: Connection, sec: dict[str, Any] | None, m: Any) -> di
     return None
 
 
-def detail(conn: Connection, mismatch_id: int) -> dict[str, Any]:
+def detail(conn: Connection, mismatch_id: int, scheme: IdScheme | None = None) -> dict[str, Any]:
     """The mismatch, both records with a per-field comparison, the record's other
-    mismatches, suggestions and history. NotFound if there is no such mismatch.
+    mismatches, suggestions, what to compare for its rule (:func:`compare_for`) and history.
+    NotFound if there is no such mismatch.
 
     A field ``differs`` when both sides hold a value and the values are not equal as
     stored; it is ``flagged`` when an open or in-review mismatch of this record names it.
@@ -140,15 +126,54 @@ def detail(conn: Connection, mismatch_id: int) -> dict[str, Any]:
             .order_by(MismatchHistory.id)
         )
     ]
+    suggestions = _suggestions(m.suggestions)
     return {
         "mismatch": item,
         "sector_record": _jsonable_record(sec),
         "registry_record": _jsonable_record(reg),
         "fields": fields,
-        "suggestions": _suggestions(m.suggestions),
+        "suggestions": suggestions,
+        "compare": compare_for(conn, item, sec, reg, suggestions, scheme),
         "related": [r for r in related if r["id"] != mismatch_id],
         "history": history,
     }
+
+
+def compare_for(
+    conn: Connection,
+    item: dict[str, Any],
+    sec: dict[str, Any] | None,
+    reg: dict[str, Any] | None,
+    suggestions: list[dict[str, Any]],
+    scheme: IdScheme | None,
+) -> dict[str, Any]:
+    """Per rule, what the page sets side by side (:mod:`hub.api.queue.compare`), and the
+    citizen ID whose page (``/citizens/{id}``) the detail links to."""
+    rule = item["rule"]
+    return {
+        "group": compare.group(conn, sec, (item["sector"], item["record_key"]))
+        if rule == "DUPLICATE_ID" and sec and sec.get("citizen_id")
+        else None,
+        "suggested": compare.suggested_record(conn, sec, item["registry_value"])
+        if rule == "ID_LEGACY"
+        else None,
+        "candidates": compare.candidates(conn, sec, suggestions),
+        "id": compare.explain_id(scheme, sec, rule),
+        "citizen_id": citizen_link(scheme, sec, reg),
+    }
+
+
+def citizen_link(
+    scheme: IdScheme | None, sec: dict[str, Any] | None, reg: dict[str, Any] | None
+) -> str | None:
+    """The ID a citizen page opens for this record: the registry citizen it matches, else
+    the record's own ID when the scheme can read it."""
+    if reg is not None:
+        return reg["citizen_id"]
+    cid = (sec or {}).get("citizen_id")
+    if not cid or scheme is None or scheme.parse(cid).kind == "invalid":
+        return None
+    return cid
 
 
 def _jsonable_record(rec: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -24,6 +24,7 @@ import psycopg
 from hub.config import parse_config
 from hub.db import engine_for, psycopg_conninfo
 from hub.db.migrate import upgrade
+from tests.integration.api import bench_pages
 from tests.integration.api.seed import PASSWORD
 
 with warnings.catch_warnings():
@@ -31,14 +32,27 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 SQL = Path(__file__).with_name("seed_million.sql")
-SECTOR_RECORDS_SQL = """
+# Citizen c holds the ID '0011' || lpad(c, 8, '0') (province 001, century-and-sex 1: valid
+# in the vn scheme). Sector record g carries the ID of citizen 1 + (g - 1) % (4n/5): a fifth
+# of the citizens have two records, in different sectors; the rest of the registry has none.
+CITIZEN_ID_SQL = "'0011' || lpad(({c})::text, 8, '0')"
+SECTOR_RECORDS_SQL = f"""
 INSERT INTO sector_records (sector, record_key, citizen_id_raw, citizen_id, full_name,
                             date_of_birth, sex, province_code, status, verified)
 SELECT (ARRAY['tax','banking','labour','construction'])[1 + g %% 4], 'K' || lpad(g::text, 9, '0'),
-       lpad(g::text, 12, '0'), lpad(g::text, 12, '0'), 'Nguyễn Văn ' || g,
+       {CITIZEN_ID_SQL.format(c="1 + (g - 1) %% (%(n)s * 4 / 5)")},
+       {CITIZEN_ID_SQL.format(c="1 + (g - 1) %% (%(n)s * 4 / 5)")}, 'Nguyễn Văn ' || g,
        date '1950-01-01' + (g %% 20000)::int, CASE WHEN g %% 2 = 0 THEN 'M' ELSE 'F' END,
        lpad((g %% 96 + 1)::text, 2, '0'), 'active', g %% 3 <> 0
 FROM generate_series(1::bigint, %(n)s) AS g
+"""
+REGISTRY_SQL = f"""
+INSERT INTO registry_citizens (citizen_id, full_name, name_folded, date_of_birth, sex,
+                               province_code, address)
+SELECT {CITIZEN_ID_SQL.format(c="c")}, 'Nguyễn Văn An ' || c, 'nguyen van an ' || c,
+       date '1950-01-01' + (c %% 20000)::int, 'F', lpad((c %% 96 + 1)::text, 2, '0'),
+       c || ' Phố Huế, Hà Nội'
+FROM generate_series(1::bigint, %(n)s) AS c
 """
 
 
@@ -51,8 +65,9 @@ def fill(url: str, rows: int) -> None:
             if statement.strip():
                 conn.execute(statement, {"n": rows})
         conn.execute(SECTOR_RECORDS_SQL, {"n": rows})
+        conn.execute(REGISTRY_SQL, {"n": rows})
         conn.execute("VACUUM ANALYZE")
-        print(f"filled {rows:,} mismatches + {rows:,} sector records in "
+        print(f"filled {rows:,} mismatches, sector records and registry citizens in "
               f"{time.perf_counter() - started:.0f}s")  # fmt: skip
 
 
@@ -70,6 +85,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--url", help="maintenance database URL of a PostgreSQL server")
+    parser.add_argument(
+        "--pages-only",
+        action="store_true",
+        help="only the p95 of the queue and the citizen page (bench_pages), not the medians",
+    )
     args = parser.parse_args()
     stack = None
     if args.url:
@@ -92,22 +112,28 @@ def main() -> None:
 
     create_user(engine, "bench", "admin", PASSWORD)
     _, token = create_user(engine, "bench-api", "admin")
-    config = parse_config(
-        {
-            "database": {"url": url},
-            "kafka": {"bootstrap_servers": "127.0.0.1:1"},
-            "sectors": {
-                s: {
-                    "url": "postgresql://x@y/z",
-                    "table": "t",
-                    "key": "id",
-                    "columns": {"citizen_id": "c"},
-                }
-                for s in ("tax", "banking", "labour", "construction")
-            },
+    config_data = {
+        "database": {"url": url},
+        "kafka": {"bootstrap_servers": "127.0.0.1:1"},
+        "sectors": {
+            s: {
+                "url": "postgresql://x@y/z",
+                "table": "t",
+                "key": "id",
+                "columns": {"citizen_id": "c"},
+            }
+            for s in ("tax", "banking", "labour", "construction")
         },
-        env={},
-    )
+    }
+    config = parse_config(config_data, env={})
+    lines = bench_pages.run(config_data, args.rows, token, "bench", PASSWORD)
+    print(f"\nat {args.rows:,} mismatches, over HTTP (p95 target < 300 ms):")
+    print("\n".join(lines))
+    if args.pages_only:
+        engine.dispose()
+        if stack is not None:
+            stack.stop()
+        return
     app = create_app(config)
     h = {"Authorization": f"Bearer {token}"}
     results: list[tuple[str, float]] = []
@@ -144,6 +170,7 @@ def main() -> None:
         api("counts per rule: open + in review", "/api/v1/mismatches/counts", **active)
         api("counts per rule: sector=tax", "/api/v1/mismatches/counts", **active, sector="tax")
         api("detail (+ audit row)", "/api/v1/mismatches/500000")
+        api("citizen page (+ audit row)", "/api/v1/citizens/001100000001")
         api("audit log page", "/api/v1/audit")
         results.append(
             (
@@ -169,6 +196,7 @@ def main() -> None:
         ui("UI queue (default: open + in review, rule counts)", "/queue")
         ui("UI queue filtered (tax, NAME_MISMATCH)", "/queue?sector=tax&rule=NAME_MISMATCH")
         ui("UI detail page", "/mismatches/500000")
+        ui("UI citizen page", "/citizens/001100000001")
         ui("UI dashboard", "/dashboard")
 
         tracemalloc.start()

@@ -16,7 +16,18 @@ SELECT (ARRAY['tax','banking','labour','construction'])[1 + g % 4],
        'Nguyễn Văn ' || g,
        'Nguyễn Văn An ' || g,
        CASE WHEN r.rule = 'NAME_MISMATCH' THEN 0.8 END,
-       NULL,
+       -- The suggesting rules carry three registry candidates (IDs as the bench registry
+       -- spells them: province 001, century-and-sex 1, 8 digits): each citizen is suggested
+       -- for about one record in a million-row store.
+       CASE WHEN r.rule IN ('ID_MISSING', 'ID_LEGACY', 'ID_NOT_IN_REGISTRY') THEN
+           (SELECT jsonb_agg(jsonb_build_object(
+                       'citizen_id', '0011' || lpad((1 + (g * 7 + k * 104729) % :n)::text, 8, '0'),
+                       'full_name', 'Nguyễn Văn An ' || g, 'score', 0.9 - k * 0.2,
+                       'parts', jsonb_build_object('name', 0.9, 'birth_date', 'same'),
+                       'found_by', jsonb_build_array('birth_date'),
+                       'why', 'name 0.90 · same birth date'))
+            FROM generate_series(0, 2) AS k)
+       END,
        md5(g::text),
        CASE WHEN s.status = 'in_review' THEN 'steward' || (g % 5) END,
        now() - ((g % 180) || ' days')::interval - ((g % 86400) || ' seconds')::interval,

@@ -109,3 +109,17 @@ def test_make_id_rejects_what_no_real_id_can_encode(kwargs, message):
 
 def test_registry_returns_the_egyptian_scheme():
     assert isinstance(get_scheme("eg"), EgyptNationalNumber)
+
+
+def test_explain_says_what_each_part_of_an_egyptian_id_means():
+    parts = scheme.explain("29001011234567")
+    assert [p.positions for p in parts] == [
+        "digit 1",
+        "digits 2–7",
+        "digits 8–9",
+        "digits 10–13",
+        "digit 14",
+    ]
+    assert parts[1].text() == "digits 2–7: birth date (YYMMDD) 900101 → 1990-01-01"
+    assert parts[2].meaning == "Dakahlia"
+    assert (parts[3].field, parts[3].value, parts[3].meaning) == ("sex", "F", "female")

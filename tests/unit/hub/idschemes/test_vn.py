@@ -101,3 +101,15 @@ def test_unknown_scheme_is_a_config_error_naming_the_known_ones():
     with pytest.raises(ConfigError) as excinfo:
         get_scheme("fr")
     assert excinfo.value.problems == ["id_scheme: unknown scheme 'fr' (known: eg, vn)"]
+
+
+def test_explain_says_what_each_part_of_a_vietnamese_id_means():
+    texts = [p.text() for p in scheme.explain("001185000123")]
+    assert texts == [
+        "digits 1–3: province 001 → Hà Nội",
+        "digit 4: century and sex 1 → female, born 1900–1999",
+        "digits 5–6: birth year 85 → 1985",
+        "digits 7–12: serial number 000123 → a running number",
+    ]
+    (legacy,) = scheme.explain("012345678")
+    assert legacy.positions == "digits 1–9" and legacy.field is None
