@@ -20,6 +20,11 @@ $(STAMP): pyproject.toml
 setup:
 	$(PYTHON) tests/setup_machine.py
 
+# Bytecode caches on, whatever the environment says: without them every Python process of the
+# suite (pytest and its xdist workers, each hub, connector, reconciler and bench process) compiles
+# the repository's modules again, and pytest rewrites every test module's asserts again.
+unexport PYTHONDONTWRITEBYTECODE
+
 # The serial and tansu parts collect only the files that use their marker: collecting the whole
 # tree costs ~16 CPU-seconds (its imports) each time, on top of the parallel part's own.
 SERIAL_FILES := $(shell grep -rlE 'mark\.serial\b' tests)
