@@ -29,6 +29,13 @@ def resume(server: EmbeddedKafka | EmbeddedPostgres) -> None:
     os.kill(_pid(server), signal.SIGCONT)
 
 
+def kill(server: EmbeddedKafka | EmbeddedPostgres) -> None:
+    """SIGKILL the server (if it runs) and forget it: a teardown that throws its data away."""
+    if server.proc is not None and server.proc.poll() is None:
+        server.proc.kill()
+    server.stop()
+
+
 def stop_broker(kafka: EmbeddedKafka) -> None:
     """Controlled shutdown (SIGTERM); ``kafka.start()`` brings it back on the same log dir."""
     assert kafka.keep_data, "a broker without keep_data loses its topics when it starts again"
