@@ -120,10 +120,12 @@ def test_avro_wire_format_decodes_through_the_registry_schema_once():
     batch = add(cm, rec.avro_message(rec.envelope("r", None, alice, snapshot="true")),
                 rec.avro_message(rec.envelope("u", alice, bob)))  # fmt: skip
     assert not batch.dead_letters
-    (k1, e1), (k2, e2) = events(batch)
+    # The update changes the citizen ID: a delete on the old key, a create on the new one.
+    (k1, e1), (k_old, e_old), (k2, e2) = events(batch)
     assert (k1, e1["op"], e1["source"]["snapshot"]) == (b"001090012345", "r", True)
     assert e1["after"]["date_of_birth"] == DOB
-    assert (k2, e2["after"]["attributes"]["income"]) == (b"079190000001", "-0.05")
+    assert (k_old, e_old["op"], e_old["after"]) == (b"001090012345", "d", None)
+    assert (k2, e2["op"], e2["after"]["attributes"]["income"]) == (b"079190000001", "c", "-0.05")
     assert e2["after"]["date_of_birth"] is None
     assert registry.calls == [f"/schemas/ids/{rec.AVRO_SCHEMA_ID}"]
 
