@@ -163,7 +163,7 @@ def test_logs_never_carry_citizen_ids_from_queries_or_failures(api, caplog, monk
     api.get("/api/v1/mismatches", params={"q": "001090001234"})
     api.get("/api/v1/audit", params={"citizen_id": "079185005678"})
 
-    def boom(conn, mismatch_id):
+    def boom(conn, mismatch_id, *args):
         raise IntegrityError("SELECT … WHERE citizen_id = '001090001234'", {}, Exception("x"))
 
     monkeypatch.setattr(mismatches, "detail", boom)
