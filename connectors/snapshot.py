@@ -161,10 +161,19 @@ class SnapshotCapture(CaptureMode):
             digest = hashlib.blake2b(repr(tuple(values)).encode(), digest_size=16).hexdigest()
             cid = row.get(cid_col)
             entries.append((key, None if cid is None else str(cid)[:64], digest, row))
-        previous = {} if full else self._stored_hashes([e[0] for e in entries if e[0]])
+        previous = {} if full else self._stored_rows([e[0] for e in entries if e[0]])
         position = self._position()
-        for key, _cid, digest, row in entries:
-            if full or previous.get(key) != digest:
+        for key, cid, digest, row in entries:
+            stored_hash, stored_cid = previous.get(key, (None, None))
+            if not full and stored_hash == digest:
+                continue
+            if stored_cid is not None and stored_cid != cid:
+                # The record's citizen ID changed since the last run: an update whose before
+                # image holds the old ID, so the builder retracts the old key (SPEC §2).
+                before = {cid_col: stored_cid}
+                self._builder.add(batch, "u", before, row, position=position, snapshot=True,
+                                  before_partial=True, record_key=key)  # fmt: skip
+            else:
                 self._builder.add(batch, "r", None, row, position=position, snapshot=True,
                                   record_key=key)  # fmt: skip
         self._read_rows += len(rows)
@@ -178,16 +187,17 @@ class SnapshotCapture(CaptureMode):
         batch.position = f"run {run}: {rows_total} rows read"
         return batch
 
-    def _stored_hashes(self, keys: list[str]) -> dict[str, str | None]:
+    def _stored_rows(self, keys: list[str]) -> dict[str, tuple[str | None, str | None]]:
+        """Per record key of an earlier run: (hash of its values, the citizen ID it had)."""
         if not keys:
             return {}
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(_keys.c.record_key, _keys.c.row_hash).where(
+                sa.select(_keys.c.record_key, _keys.c.row_hash, _keys.c.citizen_id).where(
                     _keys.c.connector == self.ctx.name, _keys.c.record_key.in_(keys)
                 )
             ).all()
-        return dict(rows)
+        return {k: (h, c) for k, h, c in rows}
 
     def _delete_batch(self) -> Batch:
         """Rows of earlier runs that this run did not see: deleted at the source."""

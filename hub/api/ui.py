@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from anyio.to_thread import run_sync
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from starlette.datastructures import FormData
@@ -269,7 +269,6 @@ def queue(request: Request, state: State, principal: Viewer) -> HTMLResponse:
     order = params.get("order") or "desc"
     error = None
     page = None
-    counts: dict[str, tuple[int, bool]] = {}
     try:
         f = queue_filter(params)
         limit = _int_param(params.get("limit"), "page size", 1, MAX_LIMIT) or 50
@@ -278,7 +277,6 @@ def queue(request: Request, state: State, principal: Viewer) -> HTMLResponse:
             page = pages.list_page(
                 conn, f, sort=sort, order=order, limit=limit, after=params.get("after") or None
             )
-            counts = pages.rule_counts(conn, f)
     except ApiError as exc:
         error = exc.reason
         f = MismatchFilter()
@@ -290,7 +288,6 @@ def queue(request: Request, state: State, principal: Viewer) -> HTMLResponse:
         status=200 if error is None else 422,
         form=form,
         page=page,
-        counts=counts,
         error=error,
         sectors=sorted(set(state.sectors) | set(f.sector)),
         query=urlencode(base),
@@ -307,6 +304,20 @@ def queue(request: Request, state: State, principal: Viewer) -> HTMLResponse:
         filter_params=f.params(),
         citizen_offer=citizen_offer(state, f.q),
     )
+
+
+@router.get("/queue/rule-counts")
+def queue_rule_counts(request: Request, state: State, principal: Viewer) -> JSONResponse:
+    """Per rule, the count of the queue's filter without its rule: fetched by the page after
+    it is shown, so a page never waits for eleven counts (each capped, then estimated)."""
+    try:
+        f = queue_filter(dict(request.query_params))
+        with state.engine.connect() as conn:
+            check_filter(conn, f, state.sectors)
+            counts = pages.rule_counts(conn, f)
+    except ApiError as exc:
+        return JSONResponse({"detail": exc.reason}, status_code=exc.status)
+    return JSONResponse({r: {"n": n, "exact": exact} for r, (n, exact) in counts.items()})
 
 
 def citizen_offer(state: AppState, q: str | None) -> str | None:

@@ -1,4 +1,5 @@
-// Registry Hub UI: select-all for bulk actions and confirmation of risky buttons.
+// Registry Hub UI: select-all for bulk actions, confirmation of risky buttons, and the
+// queue's per-rule counts (fetched after the page is shown).
 // Everything works without it; it only saves clicks.
 document.addEventListener("DOMContentLoaded", () => {
   const all = document.getElementById("select-all");
@@ -8,6 +9,21 @@ document.addEventListener("DOMContentLoaded", () => {
         box.checked = all.checked;
       });
     });
+  }
+  // Per-rule counts of the queue's filter, fetched after the page is shown.
+  const counts = document.querySelector("nav.rule-counts[data-counts]");
+  if (counts) {
+    fetch(counts.dataset.counts, { credentials: "same-origin" })
+      .then((resp) => (resp.ok ? resp.json() : {}))
+      .then((byRule) => {
+        counts.querySelectorAll(".chip[data-rule]").forEach((chip) => {
+          const c = byRule[chip.dataset.rule];
+          if (!c) return;
+          chip.querySelector("b").textContent = (c.exact ? "" : "≈") + c.n.toLocaleString("en");
+          chip.classList.toggle("zero", c.n === 0);
+        });
+      })
+      .catch(() => {});
   }
   document.querySelectorAll("button[data-confirm]").forEach((button) => {
     button.addEventListener("click", (event) => {

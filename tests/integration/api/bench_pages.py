@@ -141,13 +141,16 @@ def in_process(url: str, rows: int, requests: int = 200) -> list[str]:
 
         def queue_page(c) -> None:
             pages.list_page(c, f, sort="id", order="desc", limit=50, after=None)
+
+        def rule_counts(c) -> None:
             pages.rule_counts(c, f)
 
         def citizen_page(c) -> None:
             citizens.citizen(c, scheme, ids(1)[0])
 
         for label, fn in (
-            ("queue page (list_page + rule_counts)", queue_page),
+            ("queue page (list_page)", queue_page),
+            ("per-rule counts (fetched after the page)", rule_counts),
             ("citizen page data (citizens.citizen)", citizen_page),
         ):
             samples = []
@@ -186,7 +189,13 @@ def run(config_data: dict, rows: int, token: str, user: str, password: str) -> l
         cases = [
             ("API /me (token check only: the floor)", lambda k: ["/api/v1/me"] * k, api, None),
             ("API queue: open + in review, newest first", lambda k: [queue] * k, api, None),
-            ("UI queue: default page with rule counts", lambda k: ["/queue"] * k, None, cookies),
+            ("UI queue: default page", lambda k: ["/queue"] * k, None, cookies),
+            (
+                "UI queue's per-rule counts (fetched after it)",
+                lambda k: ["/queue/rule-counts"] * k,
+                None,
+                cookies,
+            ),
             (
                 "UI queue: sector + rule filter",
                 lambda k: ["/queue?sector=tax&rule=NAME_MISMATCH"] * k,

@@ -80,7 +80,8 @@ def test_steward_filters_opens_resolves_and_the_mismatch_leaves_the_open_queue(p
     rows = page.locator("table.queue tbody tr")
     assert rows.count() == 1
     assert "Nguyễn Văn Anh" in rows.first.inner_text()
-    assert page.locator('.chip[data-rule="NAME_MISMATCH"] b').inner_text() == "1"
+    # The per-rule counts arrive after the page (fetched by hub.js).
+    playwright_sync.expect(page.locator('.chip[data-rule="NAME_MISMATCH"] b')).to_have_text("1")
 
     page.click(f'a[href^="/mismatches/{api.ids["name"]}"]')
     page.wait_for_url(re.compile(rf"/mismatches/{api.ids['name']}"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from hub.vocabulary import RULE_CODES
 from tests.integration.api.seed import PASSWORD
 
 
@@ -156,3 +157,19 @@ def test_pages_send_security_headers(api):
     assert resp.headers["x-frame-options"] == "DENY"
     assert "default-src 'self'" in resp.headers["content-security-policy"]
     assert resp.headers["content-type"] == "text/html; charset=utf-8"
+
+
+def test_the_queue_page_fetches_its_rule_counts_after_it_is_shown(api):
+    assert log_in(api.client, "viewer").status_code == 303
+    page = api.client.get("/queue", params={"sector": "tax"})
+    assert page.status_code == 200
+    assert 'data-counts="/queue/rule-counts?sector=tax"' in page.text
+    counts = api.client.get("/queue/rule-counts", params={"sector": "tax"})
+    assert counts.status_code == 200
+    body = counts.json()
+    assert set(body) == set(RULE_CODES)
+    assert body["NAME_MISMATCH"] == {"n": 1, "exact": True}
+    bad = api.client.get("/queue/rule-counts", params={"province": "0 1"})
+    assert bad.status_code == 422 and "province" in bad.json()["detail"]
+    api.client.cookies.clear()
+    assert api.client.get("/queue/rule-counts").status_code == 303  # a login first

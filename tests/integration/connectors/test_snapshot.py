@@ -73,6 +73,23 @@ def test_a_full_read_then_only_changed_rows_and_deletes_for_vanished_ones(permit
     assert topic.read() == []  # nothing changed
 
 
+def test_a_changed_citizen_id_retracts_the_old_key_between_runs(permits, make_config):
+    config = make_config(construction=permits_source(permits))
+    topic = changes(config, "construction")
+    run_once(config, "construction")
+    assert len(topic.read()) == 30
+    permits.execute(
+        "UPDATE giay_phep SET cccd_chu_dau_tu = '001190077777' WHERE so_giay_phep = 'GP007'"
+    )
+    run_once(config, "construction")
+    # A delete on the ID the record had, then a create on the new one: a topic's last event
+    # per key (compaction's view) no longer shows GP007 under its old ID.
+    got = [(m.op, m.key, m.record_key) for m in topic.read()]
+    assert got == [("d", b"001190000007", "GP007"), ("c", b"001190077777", "GP007")]
+    run_once(config, "construction")
+    assert topic.read() == []  # the new ID is stored: nothing more to say
+
+
 def test_an_interrupted_run_continues_after_the_last_acknowledged_chunk(permits, make_config):
     config = make_config(construction=permits_source(permits))
     topic = changes(config, "construction")
