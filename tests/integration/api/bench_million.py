@@ -90,6 +90,11 @@ def main() -> None:
         action="store_true",
         help="only the p95 of the queue and the citizen page (bench_pages), not the medians",
     )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="with --url: time the store an earlier run filled (fill once, time when quiet)",
+    )
     args = parser.parse_args()
     stack = None
     if args.url:
@@ -100,18 +105,22 @@ def main() -> None:
         stack = EmbeddedPostgres(Path(tempfile.mkdtemp()) / "pg", durable=False).start()
         server_url = stack.url
     name = "hub_bench_api"
-    with psycopg.connect(psycopg_conninfo(server_url), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
     url = server_url.rsplit("/", 1)[0] + "/" + name
-    upgrade(url)
-    fill(url, args.rows)
-    engine = engine_for(url)
     from hub.api.app import create_app
-    from hub.api.users import create_user
+    from hub.api.users import create_user, new_token_for
 
-    create_user(engine, "bench", "admin", PASSWORD)
-    _, token = create_user(engine, "bench-api", "admin")
+    if args.reuse and args.url:
+        engine = engine_for(url)
+        token = new_token_for(engine, "bench-api")
+    else:
+        with psycopg.connect(psycopg_conninfo(server_url), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        upgrade(url)
+        fill(url, args.rows)
+        engine = engine_for(url)
+        create_user(engine, "bench", "admin", PASSWORD)
+        _, token = create_user(engine, "bench-api", "admin")
     config_data = {
         "database": {"url": url},
         "kafka": {"bootstrap_servers": "127.0.0.1:1"},

@@ -215,11 +215,13 @@ def test_avro_in_the_confluent_wire_format_through_the_registry(sector, registry
     run_once(config, name, timeout=60)
     events = sorted(changes(config, name).read(), key=lambda m: m.op)
     # The update changes the citizen ID: a delete on the old key, a create on the new one.
-    assert [(m.key, m.op) for m in events] == [
+    # (Keys on different partitions: compared as a set; one key's events keep their order.)
+    assert sorted((m.key, m.op) for m in events) == [
         (b"001090012345", "c"), (b"001090012345", "d"), (b"079190000001", "c")
     ]  # fmt: skip
-    assert events[0].value["after"]["date_of_birth"] == date(1990, 1, 2)
-    assert events[2].value["after"]["attributes"]["income"] == "-0.05"
+    by_key = {(m.key, m.op): m for m in events}
+    assert by_key[b"001090012345", "c"].value["after"]["date_of_birth"] == date(1990, 1, 2)
+    assert by_key[b"079190000001", "c"].value["after"]["attributes"]["income"] == "-0.05"
     [letter] = [m.value for m in dead_letters(config).read() if m.value["source"] == name]
     assert "/schemas/ids/99 not found" in letter["reason"]
 
