@@ -212,6 +212,14 @@ def list_corrections(
     """Corrections, newest first, by sector, status or mismatch."""
     f = service.CorrectionFilter(tuple(sector), tuple(status), mismatch_id, limit, after)
     with state.engine.connect() as conn:
+        for s in f.sector:  # a typo is an error, not an empty page (as for the queue)
+            if (
+                s not in state.sectors
+                and conn.scalar(select(C.id).where(C.sector == s).limit(1)) is None
+            ):
+                raise Unprocessable(
+                    f"unknown sector {s!r} (configured: {', '.join(state.sectors) or 'none'})"
+                )
         items, next_after = service.query(conn, f)
     return {"items": items, "next_after": next_after}
 

@@ -150,6 +150,11 @@ def test_a_proposal_that_does_not_fit_is_refused_with_a_reason(api, key, body, s
     assert words in resp.json()["detail"]
 
 
+def test_an_unknown_sector_in_the_list_filter_is_a_422_naming_it(api):
+    resp = api.get("/api/v1/corrections", "viewer", params={"sector": "taxx"})
+    assert resp.status_code == 422 and "unknown sector 'taxx'" in resp.json()["detail"]
+
+
 def test_unknown_ids_are_404(api):
     assert propose(api, key="name").status_code == 201
     resp = api.post("/api/v1/mismatches/999999/corrections", "steward",
