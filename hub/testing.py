@@ -140,9 +140,9 @@ def servers(request: pytest.FixtureRequest) -> Iterator[Servers]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture
-def hub_db(servers: Servers) -> Iterator[str]:
-    """A fresh, migrated hub database URL, dropped after the test."""
+def migrated_hub_db(servers: Servers) -> Iterator[str]:
+    """A fresh, migrated hub database URL, dropped (its pooled engine disposed) when the
+    generator ends: the body of every hub-database fixture, whatever its scope."""
     from hub.db.migrate import upgrade
 
     url = servers.create_database("hub")
@@ -152,6 +152,12 @@ def hub_db(servers: Servers) -> Iterator[str]:
 
     engine_for(url).dispose()
     servers.drop_database(url)
+
+
+@pytest.fixture
+def hub_db(servers: Servers) -> Iterator[str]:
+    """A fresh, migrated hub database URL, dropped after the test."""
+    yield from migrated_hub_db(servers)
 
 
 @pytest.fixture

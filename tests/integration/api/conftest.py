@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import psycopg
@@ -100,11 +100,17 @@ def clone_database(servers: Servers, template: str) -> str:
     return servers.database_url(name)
 
 
-def _api(servers: Servers, template: Template) -> Iterator[Api]:
+def _api(
+    servers: Servers,
+    template: Template,
+    make_config: Callable[[str, str], HubConfig] = hub_config,
+) -> Iterator[Api]:
+    """A clone of the seeded template, the app on ``make_config(url, bootstrap)``, its
+    client; the clone is dropped after."""
     from hub.api.app import create_app
 
     url = clone_database(servers, template.name)
-    config = hub_config(url, servers.bootstrap)
+    config = make_config(url, servers.bootstrap)
     engine = engine_for(url)
     with TestClient(create_app(config), follow_redirects=False) as client:
         yield Api(url, engine, config, client, template.seeded)

@@ -15,20 +15,12 @@ from kafka import KafkaConsumer, TopicPartition
 from openpyxl import Workbook, load_workbook
 from sqlalchemy import delete, select
 
-from hub.api.app import create_app
 from hub.avro.codec import decode
 from hub.config import parse_config
-from hub.db import engine_for
 from hub.db.models import AuditLog, Correction, CorrectionHistory
 from hub.kafka import client_settings
 from hub.testing import Servers
-from tests.integration.api.conftest import (
-    SECTORS,
-    Api,
-    Template,
-    TestClient,
-    clone_database,
-)
+from tests.integration.api.conftest import SECTORS, Api, Template, _api
 
 ROLES = ("viewer", "steward", "approver", "operator", "admin")
 
@@ -64,14 +56,10 @@ def corrections_config(db_url: str, bootstrap: str, prefix: str):
 @pytest.fixture(scope="module")
 def module_api(servers: Servers, api_template: Template) -> Iterator[Api]:
     """One seeded database and app for the module (corrections do not change mismatches)."""
-    url = clone_database(servers, api_template.name)
     prefix = f"c{uuid.uuid4().hex[:8]}"
-    config = corrections_config(url, servers.bootstrap, prefix)
-    engine = engine_for(url)
-    with TestClient(create_app(config), follow_redirects=False) as client:
-        yield Api(url, engine, config, client, api_template.seeded)
-    engine.dispose()
-    servers.drop_database(url)
+    yield from _api(
+        servers, api_template, lambda url, bootstrap: corrections_config(url, bootstrap, prefix)
+    )
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from connectors.state import delete_connector_data, hub_engine
 from hub.config import DatabaseConfig, HubConfig, MetricsConfig, SourceConfig
 from hub.db import psycopg_conninfo
 from hub.idschemes import get_scheme
+from hub.testing import migrated_hub_db
 from reconciliation.engine import Reconciler
 from tests.integration.connectors.conftest import changes, run_once
 from tests.integration.connectors.test_poll import _step as step
@@ -59,14 +60,7 @@ def server_in_vietnam(mariadb):
 @pytest.fixture(scope="module")
 def module_hub_db(servers):
     """One migrated hub database for the module: a fresh one per test costs seconds."""
-    from hub.db import engine_for
-    from hub.db.migrate import upgrade
-
-    url = servers.create_database("hub")
-    upgrade(url)
-    yield url
-    engine_for(url).dispose()
-    servers.drop_database(url)
+    yield from migrated_hub_db(servers)
 
 
 @pytest.fixture
