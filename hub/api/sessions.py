@@ -88,7 +88,12 @@ def session_principal(engine: Engine, token: str, policy: SessionPolicy) -> Prin
     digest = hash_token(token)
     with engine.begin() as conn:
         row = conn.execute(
-            select(User.id, User.name, User.role, UiSession.last_seen_at)
+            select(
+                User.id,
+                User.name,
+                User.role,
+                (UiSession.last_seen_at < func.now() - _TOUCH_EVERY).label("stale"),
+            )
             .join(UiSession, UiSession.user_id == User.id)
             .where(
                 UiSession.token_hash == digest,
@@ -100,14 +105,12 @@ def session_principal(engine: Engine, token: str, policy: SessionPolicy) -> Prin
         ).one_or_none()
         if row is None:
             return None
-        conn.execute(
-            update(UiSession)
-            .where(
-                UiSession.token_hash == digest,
-                UiSession.last_seen_at < func.now() - _TOUCH_EVERY,
+        if row.stale:  # most requests: no write at all
+            conn.execute(
+                update(UiSession)
+                .where(UiSession.token_hash == digest)
+                .values(last_seen_at=func.now())
             )
-            .values(last_seen_at=func.now())
-        )
     return Principal(row.id, row.name, row.role)
 
 

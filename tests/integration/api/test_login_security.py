@@ -122,6 +122,12 @@ def test_disabling_a_user_or_a_new_password_ends_their_sessions(api):
 
 def test_an_idle_or_expired_session_ends(api):
     assert log_in(api.client, "steward").status_code == 303
+    with api.engine.begin() as conn:  # seen 2 minutes ago: a request marks it seen now
+        conn.execute(text("UPDATE ui_sessions SET last_seen_at = now() - interval '2 minutes'"))
+    assert api.client.get("/queue").status_code == 200
+    with api.engine.connect() as conn:
+        fresh = "SELECT bool_and(last_seen_at > now() - interval '1 minute') FROM ui_sessions"
+        assert conn.scalar(text(fresh)) is True
     with api.engine.begin() as conn:  # idle past api.session_idle_minutes (30)
         conn.execute(text("UPDATE ui_sessions SET last_seen_at = now() - interval '31 minutes'"))
     assert api.client.get("/queue").status_code == 303
