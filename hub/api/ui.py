@@ -35,12 +35,15 @@ from hub.db.models import ROLES
 from hub.idschemes import get_scheme
 from hub.metrics import LOGINS
 from hub.vocabulary import MISMATCH_STATUSES, OPEN_STATUSES, RULE_CODES, SEVERITIES
+from hub.web import i18n
 from hub.web.charts import Series, line_chart, percent
 from reconciliation.lifecycle import STEWARD_ACTIONS
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(files("hub.web") / "templates"))
+templates.env.add_extension("jinja2.ext.i18n")
+templates.env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)
 templates.env.globals.update(
     rules=RULE_CODES,
     severities=SEVERITIES,
