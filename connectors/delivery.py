@@ -112,9 +112,18 @@ class Delivery:
         self._processes = producer_processes() if processes is None else processes
         self._pool: _ProducerPool | None = None
         self._dlq_encoder = compile_encoder("hub.DeadLetter") or Encoder("hub.DeadLetter")
+        self._waiting_since: float | None = None
+
+    def waiting_s(self) -> float:
+        """How long the broker has kept this delivery waiting (0 when nothing waits on it):
+        the topic set-up of :meth:`open`, or a batch from :meth:`start` to the end of
+        :meth:`finish`. Read from another thread (the connector's Kafka watch)."""
+        since = self._waiting_since
+        return 0.0 if since is None else time.monotonic() - since
 
     def open(self) -> None:
         """Create the change and dead-letter topics if missing, and the producer."""
+        self._waiting_since = time.monotonic()
         try:
             ensure_topics(self.kafka, [self.topic, self.topics.dlq])
             if self._producer is None:
@@ -125,6 +134,8 @@ class Delivery:
         except RetriableError as exc:
             KAFKA.failed(KAFKA_ROLE, self.connector, exc)
             raise
+        finally:
+            self._waiting_since = None
 
     def deliver(self, batch: Batch) -> None:
         """Send ``batch`` and wait until Kafka acknowledged every message of it."""
@@ -157,6 +168,7 @@ class Delivery:
             return flight
         if self._producer is None:
             self.open()
+        self._waiting_since = time.monotonic()  # a full buffer blocks send() too
         producer = self._producer
         topic = self.topic
         send = producer.send
@@ -174,6 +186,7 @@ class Delivery:
             for letter in batch.dead_letters:
                 flight.futures.append(self._send_dead_letter(letter))
         except (KafkaError, RetriableError) as exc:
+            self._waiting_since = None
             self._fail(exc)
             raise RetriableError(f"kafka: {exc}") from exc
         return flight
@@ -190,6 +203,8 @@ class Delivery:
         except (KafkaError, RetriableError) as exc:
             self._fail(exc)
             raise RetriableError(f"kafka: {exc}") from exc
+        finally:
+            self._waiting_since = None
         failed = next((f for f in flight.futures if not f.is_done or f.failed()), None)
         if failed is not None:
             reason = failed.exception if failed.is_done else "not acknowledged in time"

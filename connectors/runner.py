@@ -18,7 +18,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import func
 
 from connectors.base import CaptureMode, ConnectorContext, LagProbe
-from connectors.delivery import Delivery, retrying
+from connectors.delivery import KAFKA_ROLE, Delivery, retrying
 from connectors.events import Batch
 from connectors.mapping import RecordMapper
 from connectors.modes import mode_class, mode_for
@@ -36,6 +36,7 @@ from hub.config import HubConfig, SourceConfig, load_config
 from hub.connector_status import HEARTBEAT_S
 from hub.errors import EXIT_FAILURE, FatalError, HubError, RetriableError
 from hub.idschemes import get_scheme
+from hub.kafkawatch import KafkaWatch
 from hub.logs import error_summary
 from hub.metrics import CONNECTOR_LAG, CONNECTOR_SLOT_LAG, CONNECTOR_UP
 from hub.runtime import tune_gc
@@ -43,6 +44,8 @@ from hub.runtime import tune_gc
 log = logging.getLogger(__name__)
 
 REQUEST_CHECK_S = 1.0
+STALLED_S = 2.0
+"""A delivery kept waiting this long by the broker starts the Kafka watch's checks."""
 
 
 class ConnectorRunner:
@@ -98,6 +101,15 @@ class ConnectorRunner:
         self._probe: LagProbe | None = None
         self._beat_failing = False
         self._lock_lost = False
+        # A broker that hangs (paused, overloaded) keeps a flush waiting for its delivery
+        # timeout; this reports it within seconds. Only while a delivery has waited: an
+        # idle or healthy connector opens no extra connection for it.
+        self.kafka_watch = KafkaWatch(
+            config.kafka,
+            KAFKA_ROLE,
+            name,
+            needed=lambda: self.delivery is not None and self.delivery.waiting_s() >= STALLED_S,
+        )
 
     # -------------------------------------------------------------- lifecycle
 
@@ -292,10 +304,12 @@ class ConnectorRunner:
         self._timer = threading.Thread(target=self._timer_loop, name=f"status-{self.name}",
                                        daemon=True)  # fmt: skip
         self._timer.start()
+        self.kafka_watch.start()
 
     def _stop_timer(self) -> None:
         """Stop the timer and clear the heartbeat: no process holds the connector now."""
         self._timer_stop.set()
+        self.kafka_watch.stop()
         timer, self._timer = self._timer, None
         if timer is not None:
             timer.join(15)

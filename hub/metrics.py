@@ -74,6 +74,11 @@ RECONCILER_SNAPSHOT_READS = Counter(
     "so hub_reconcile_latency_seconds leaves them out).",
     ["sector"],
 )
+GROUP_REJOINS = Counter(
+    "hub_reconciler_group_rejoins",
+    "Times the reconciler replaced its consumer because a consumer-group join had not finished "
+    "in time (reconciliation.membership).",
+)
 CONSUMER_LAG = Gauge(
     "hub_consumer_lag_messages",
     "Messages between the group's position and the log end.",

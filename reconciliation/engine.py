@@ -57,13 +57,16 @@ from hub.kafka import (
     make_producer,
     topic_partitions,
 )
+from hub.kafkawatch import KafkaWatch
+from hub.metrics import GROUP_REJOINS
 from hub.runtime import tune_gc
 from reconciliation.batch import BatchSettings
 from reconciliation.decode import REGISTRY, Change, ChangeDecoder, DeadLetter, IdReader
 from reconciliation.figures import Figures
 from reconciliation.gate import RegistryGate
 from reconciliation.kafkacommits import KafkaCommits
-from reconciliation.logends import KafkaWatch, LogEnds
+from reconciliation.logends import KAFKA_ROLE, LogEnds
+from reconciliation.membership import JoinStall, rebalancing
 from reconciliation.outbox import Outbox
 from reconciliation.store.offsets import read_offsets
 from reconciliation.store.pg import PgStore, connect
@@ -127,7 +130,8 @@ class Reconciler:
         self.stats_interval_s = stats_interval_s
         self.figures = Figures(config, snapshot_interval_s)
         self.log_ends = LogEnds(self.group_id)
-        self.kafka_watch = KafkaWatch(config.kafka, self.group_id)
+        self.kafka_watch = KafkaWatch(config.kafka, KAFKA_ROLE, self.group_id)
+        self.join_stall = JoinStall()
         self.source_of: dict[str, str] = {self.topics.registry: REGISTRY}
         self.source_of.update({self.topics.sector(s): s for s in config.sectors})
         self.ids = IdReader(self.scheme)
@@ -170,24 +174,8 @@ class Reconciler:
         )(self._connect)()
         self.producer = make_producer(self.config.kafka)
         self._drain_outbox(renew=False)
-        self.consumer = make_consumer(
-            self.config.kafka,
-            group_id=self.group_id,
-            client_id=f"hub-reconciler-{self.group_id}",
-            partition_assignment_strategy=[RangePartitionAssignor],
-            max_poll_records=self.config.reconciler.max_poll_records,
-            enable_auto_commit=False,
-            # A fetch the broker holds open waits at most this long for new records: it
-            # bounds the time a change waits between the broker and this process.
-            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-        )
-        parts = topic_partitions(self.consumer, self.source_of, self._stop)
         self.kafka_watch.start()
-        if self.assign_all:
-            self.consumer.assign(sorted(parts))
-            self._on_assigned(parts)
-        else:
-            self.consumer.subscribe(sorted(self.source_of), listener=_Listener(self))
+        self._open_consumer()
         log.info(
             "reconciler %s consuming %d topics (%s)",
             self.group_id,
@@ -209,6 +197,7 @@ class Reconciler:
                     self._finish_inflight()  # seeks read the stored offsets
                 self._apply_assignment()
                 records = self._poll()
+                self._rejoin_if_stalled(time.monotonic())
                 self.log_ends.saw(records)
                 self._drop_revoked()
                 records = {tp: recs for tp, recs in records.items() if tp in self._ready and recs}
@@ -253,6 +242,51 @@ class Reconciler:
             self._figures_thread.shutdown(wait=True)
             self._close()
         return self.totals
+
+    def _open_consumer(self) -> None:
+        """A consumer that takes every partition (``assign_all``) or joins the group."""
+        self.consumer = make_consumer(
+            self.config.kafka,
+            group_id=self.group_id,
+            client_id=f"hub-reconciler-{self.group_id}",
+            partition_assignment_strategy=[RangePartitionAssignor],
+            max_poll_records=self.config.reconciler.max_poll_records,
+            enable_auto_commit=False,
+            # A fetch the broker holds open waits at most this long for new records: it
+            # bounds the time a change waits between the broker and this process.
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        )
+        parts = topic_partitions(self.consumer, self.source_of, self._stop)
+        if self.assign_all:
+            self.consumer.assign(sorted(parts))
+            self._on_assigned(parts)
+        else:
+            self.consumer.subscribe(sorted(self.source_of), listener=_Listener(self))
+
+    def _rejoin_if_stalled(self, now: float) -> None:
+        """A group join unfinished for too long (:mod:`reconciliation.membership`): close
+        the consumer and subscribe a new one; the new assignment seeks to the stored offsets."""
+        if self.assign_all or not self.join_stall.stalled(rebalancing(self.consumer), now):
+            return
+        log.warning(
+            "reconciler %s: the group join has not finished in %.0f s; rejoining with a new "
+            "consumer (next limit %.0f s)",
+            self.group_id,
+            self.join_stall.limit_s / 2,
+            self.join_stall.limit_s,
+        )
+        GROUP_REJOINS.inc()
+        self._finish_inflight()
+        with self._lock:
+            self._revoked |= self._ready | self._pending | self.log_ends.held
+            self._pending = set()
+        self._drop_revoked()
+        old, self.consumer = self.consumer, None
+        # A stuck client may not close promptly: never wait for it here.
+        threading.Thread(
+            target=_close_quietly, args=(old,), name="hub-reconciler-old-consumer", daemon=True
+        ).start()
+        self._open_consumer()
 
     def _connect(self) -> None:
         """Open the hub database connection; RetriableError when it does not answer."""
@@ -588,3 +622,10 @@ class Reconciler:
     def refresh_figures(self) -> None:
         """Refresh the gauges and ``stats_snapshots`` now (see :meth:`Figures.refresh`)."""
         self.figures.refresh()
+
+
+def _close_quietly(consumer) -> None:
+    try:
+        consumer.close(autocommit=False)
+    except Exception:  # noqa: BLE001 - it is being replaced either way
+        log.debug("closing a stalled consumer failed", exc_info=True)

@@ -1,6 +1,4 @@
-"""Which stored offsets lie past a partition's log end (``hub_reconciler_offsets_beyond_end``),
-and whether Kafka answers the reconciler (``hub_kafka_up{role="reconciler"}``, checked from a
-thread of its own).
+"""Which stored offsets lie past a partition's log end (``hub_reconciler_offsets_beyond_end``).
 
 A stored offset past the end means the broker lost the partition's data (a wiped log
 directory, a topic deleted and created again): the offsets in the hub database no longer
@@ -26,9 +24,6 @@ from hub.metrics import OFFSETS_BEYOND_END
 log = logging.getLogger(__name__)
 
 KAFKA_ROLE = "reconciler"
-CHECK_EVERY_S = 3.0
-CHECK_TIMEOUT_S = 5.0
-"""A check of the broker not answered within this long counts as Kafka unreachable."""
 
 
 class LogEnds:
@@ -148,53 +143,6 @@ class LogEnds:
             self.polled.pop(tp, None)
             self.held.discard(tp)
         OFFSETS_BEYOND_END.set(len(self.held))
-
-
-class KafkaWatch:
-    """``hub_kafka_up{role="reconciler"}`` from a thread of its own: every
-    :data:`CHECK_EVERY_S` a check (``check(kafka)``: None when the broker answers, else the
-    reason) runs in a short-lived thread; no answer within :data:`CHECK_TIMEOUT_S` is an
-    outage too. The consumer loop is never held up by it, nor it by a hung client call."""
-
-    def __init__(self, kafka, client: str, check=None):
-        from hub.kafka import check_kafka
-
-        self.kafka = kafka
-        self.client = client
-        self.check = check or (lambda k: check_kafka(k, timeout_s=CHECK_TIMEOUT_S - 1))
-        self.stopping = threading.Event()
-        self.thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self._run, name="hub-kafka-watch", daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stopping.set()
-
-    def once(self) -> bool:
-        """One check; reports the outcome; True when the broker answered."""
-        outcome: list[str | None] = []
-
-        def run() -> None:
-            try:
-                outcome.append(self.check(self.kafka))
-            except Exception as exc:  # noqa: BLE001 - any failure of a check is a reason
-                outcome.append(f"{type(exc).__name__}: {exc}")
-
-        worker = threading.Thread(target=run, name="hub-kafka-check", daemon=True)
-        worker.start()
-        worker.join(CHECK_TIMEOUT_S)
-        if outcome and outcome[0] is None:
-            KAFKA.ok(KAFKA_ROLE, self.client)
-            return True
-        reason = outcome[0] if outcome else f"no answer within {CHECK_TIMEOUT_S:.0f} s"
-        KAFKA.failed(KAFKA_ROLE, self.client, reason)
-        return False
-
-    def _run(self) -> None:
-        while not self.stopping.wait(CHECK_EVERY_S):
-            self.once()
 
 
 RESET_MEANING = {

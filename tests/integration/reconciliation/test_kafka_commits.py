@@ -15,11 +15,14 @@ from collections import Counter
 import psycopg
 import pytest
 from kafka import TopicPartition
+from prometheus_client import REGISTRY
 
 from hub.embedded import kafka_libs_dir, kafka_missing
 from hub.idschemes.vn import make_id
 from hub.kafka import make_consumer
+from reconciliation import engine
 from reconciliation.engine import Reconciler
+from reconciliation.membership import JoinStall
 from reconciliation.store.offsets import read_offsets
 from tests.integration.reconciliation.conftest import Running
 from tests.integration.reconciliation.feed import Feed, hub_config, person
@@ -224,3 +227,29 @@ def test_refused_commits_change_nothing_but_the_lag_kafka_shows(hub_db, kafka_co
         reconciler.stop()
         running.thread.join(30)
         feed.close()
+
+
+@pytest.mark.parametrize("running", [False], indirect=True, ids=["group"])
+def test_a_stalled_join_is_left_for_a_new_consumer_that_loses_and_repeats_nothing(
+    running, monkeypatch
+):
+    """A member stuck "rebalancing" (seen once in CI: over a minute, the broker had dropped it)
+    is replaced by a new consumer once the join outlasts the limit; the new member's
+    assignment seeks to the stored offsets. Here the first consumer is made to look stuck."""
+    first_counts = produce(running, citizens(0, 12))
+    running.settle()
+    first = running.reconciler.consumer
+    rejoins = REGISTRY.get_sample_value("hub_reconciler_group_rejoins_total") or 0.0
+    monkeypatch.setattr(engine, "rebalancing", lambda consumer: consumer is first)
+    running.reconciler.join_stall = JoinStall(limit_s=0.3)
+    deadline = time.monotonic() + 20
+    while running.reconciler.consumer in (first, None) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert running.reconciler.consumer not in (first, None), "the stuck consumer was replaced"
+    assert REGISTRY.get_sample_value("hub_reconciler_group_rejoins_total") == rejoins + 1
+
+    more = produce(running, citizens(50, 4))
+    running.settle()
+    expected = Counter(first_counts) + Counter(more)
+    assert stored_offsets(running) == dict(expected)
+    assert running.reconciler.totals.messages == running.feed.sent, "nothing read twice"

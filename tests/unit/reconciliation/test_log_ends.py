@@ -4,14 +4,12 @@ reconciler's Kafka watch reports a refusal and a hang as unreachable, an answer 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 
 from kafka import TopicPartition
 from kafka.errors import KafkaConnectionError, UnknownTopicOrPartitionError
 
 from hub.metrics import KAFKA_UP, OFFSETS_BEYOND_END
-from reconciliation.logends import CHECK_TIMEOUT_S, KafkaWatch, LogEnds
+from reconciliation.logends import LogEnds
 
 A, B = TopicPartition("p.sector.tax.changes", 0), TopicPartition("p.sector.tax.changes", 1)
 
@@ -47,27 +45,6 @@ def test_an_offset_at_the_end_is_caught_up_and_an_unknown_end_gives_no_verdict()
     assert not ends.is_beyond(A, 17, {A: 17})
     assert not ends.is_beyond(A, 18, ends.known_ends(Consumer(), [A]))
     assert ends.held == set()
-
-
-def test_the_watch_reports_a_refusal_a_hang_and_the_return():
-    answers: list = ["KafkaConnectionError: 111 ECONNREFUSED"]
-    hang = threading.Event()
-
-    def check(_kafka):
-        if answers[0] == "hang":
-            hang.wait(30)
-        return answers[0]
-
-    watch = KafkaWatch(None, "g2", check=check)
-    gauge = KAFKA_UP.labels("reconciler")
-    assert not watch.once() and gauge._value.get() == 0
-    answers[0] = None
-    assert watch.once() and gauge._value.get() == 1
-    answers[0] = "hang"
-    started = time.monotonic()
-    assert not watch.once() and gauge._value.get() == 0
-    assert time.monotonic() - started < CHECK_TIMEOUT_S + 1
-    hang.set()
 
 
 def test_a_refusal_by_the_broker_is_not_an_outage():
