@@ -83,14 +83,22 @@ class _Listener(ConsumerRebalanceListener):
     """Runs on the consumer's IO loop: only records what changed and pauses new partitions
     (no blocking work); the main loop seeks them to the stored offsets."""
 
-    def __init__(self, owner: Reconciler):
+    def __init__(self, owner: Reconciler, consumer):
         self.owner = owner
+        self.consumer = consumer
+
+    def _current(self) -> bool:
+        # A consumer replaced after a stalled join revokes its partitions as it closes:
+        # by then they may belong to the new consumer, so its callbacks are ignored.
+        return self.owner.consumer is self.consumer
 
     def on_partitions_revoked(self, revoked):
-        self.owner._on_revoked(set(revoked))
+        if self._current():
+            self.owner._on_revoked(set(revoked))
 
     def on_partitions_assigned(self, assigned):
-        self.owner._on_assigned(set(assigned))
+        if self._current():
+            self.owner._on_assigned(set(assigned))
 
 
 class Reconciler:
@@ -261,7 +269,7 @@ class Reconciler:
             self.consumer.assign(sorted(parts))
             self._on_assigned(parts)
         else:
-            self.consumer.subscribe(sorted(self.source_of), listener=_Listener(self))
+            self.consumer.subscribe(sorted(self.source_of), listener=_Listener(self, self.consumer))
 
     def _rejoin_if_stalled(self, now: float) -> None:
         """A group join unfinished for too long (:mod:`reconciliation.membership`): close
