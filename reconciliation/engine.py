@@ -274,13 +274,14 @@ class Reconciler:
     def _rejoin_if_stalled(self, now: float) -> None:
         """A group join unfinished for too long (:mod:`reconciliation.membership`): close
         the consumer and subscribe a new one; the new assignment seeks to the stored offsets."""
+        limit_s = self.join_stall.limit_s
         if self.assign_all or not self.join_stall.stalled(rebalancing(self.consumer), now):
             return
         log.warning(
             "reconciler %s: the group join has not finished in %.0f s; rejoining with a new "
             "consumer (next limit %.0f s)",
             self.group_id,
-            self.join_stall.limit_s / 2,
+            limit_s,
             self.join_stall.limit_s,
         )
         GROUP_REJOINS.inc()
