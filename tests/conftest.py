@@ -24,6 +24,22 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The heaviest files first (``pytest.mark.heavy(seconds)`` on the module), the rest in
+    collection order. `make test` hands whole files to two xdist workers (``--dist loadfile``)
+    in this order, so a file of minutes no longer starts when the other worker has little
+    left to do (longest-first keeps the two workers' shares within a few files' time)."""
+    first: dict[str, int] = {}
+    weight: dict[str, float] = {}
+    for n, item in enumerate(items):
+        path = str(item.path)
+        first.setdefault(path, n)
+        if path not in weight:
+            marker = item.get_closest_marker("heavy")
+            weight[path] = float(marker.args[0]) if marker else 0.0
+    items.sort(key=lambda item: (-weight[str(item.path)], first[str(item.path)]))
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     for marker in item.iter_markers("requires"):
         for command in marker.args:

@@ -1,9 +1,8 @@
-"""``hub bench`` end to end: ``--scale 100k`` within 5 minutes with every figure, its baseline
-and ratio; smaller hidden scales for the reconciler group and for signals."""
+"""``hub bench`` end to end at smaller hidden scales: on Apache Kafka, for the reconciler group
+and for signals (``--scale 100k`` with every figure is test_bench_100k.py)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -15,89 +14,13 @@ import psycopg
 import pytest
 
 from hub.bench.baselines import fold_sql
-from hub.bench.cli import hub_server_settings
 from hub.bench.probes import PhaseProbe
 from hub.db import psycopg_conninfo
 from hub.testing import broker_line, session_broker
 from reconciliation.names import fold
+from tests.integration.benchrun import bench_env, run_bench
 
-FIGURES = {
-    "full_reconciliation": ("hub_s", "sql_s", "ratio", "agreement"),
-    "streaming_reconcile": ("hub_events_per_s", "raw_events_per_s", "ratio"),
-    "capture": ("stream_rows_per_s", "raw_producer_per_s", "ratio", "snapshot_rows_per_s"),
-    "latency": ("p50_ms", "p95_ms", "p99_ms", "offered_per_s", "achieved_per_s"),
-    "scaling": ("runs", "time_ratio", "data_ratio", "rss_ratio"),
-}
-
-
-def bench_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-
-
-def run_bench(
-    tmp_path, *argv: str, timeout: float, scale: str = "20k", part_citizens: int = 8000
-) -> tuple[subprocess.CompletedProcess, dict]:
-    """``hub bench --scale 20k`` (or ``scale``) with ``argv``: the finished process and its
-    JSON results."""
-    out = tmp_path / "bench.json"
-    # No HUB_DATABASE_URL / HUB_KAFKA_BOOTSTRAP: the bench starts its own embedded servers,
-    # as `hub bench` does on a fresh machine — the hub's database on a PostgreSQL server of
-    # its own, next to the sources' one.
-    env = bench_env()
-    # Small parts: the data is built and loaded as 3 parts (2 at a time), as larger scales are.
-    base = ["--scale", scale, "--out", str(out), "--part-citizens", str(part_citizens)]
-    proc = subprocess.run(
-        [sys.executable, "-m", "hub.bench", *base, *argv],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc, json.loads(out.read_text())
-
-
-@pytest.mark.timeout(360)
-def test_bench_at_100k_prints_every_figure_with_baseline_and_ratio_within_5_minutes(tmp_path):
-    # Issue #7's acceptance: `hub bench --scale 100k` completes in CI in under 5 minutes
-    # (it does not fail on the ratios: the machine is shared).
-    proc, result = run_bench(tmp_path, timeout=300, scale="100k", part_citizens=40_000)
-    for figure, keys in FIGURES.items():
-        data = result["figures"][figure]
-        for key in keys:
-            assert data[key] is not None, (figure, key)
-    full = result["figures"]["full_reconciliation"]
-    # The hub and the SQL baseline find the same records for every rule both express.
-    assert full["agree"], full["agreement"]
-    assert all(a["hub"] > 0 for a in full["agreement"].values())
-    assert (
-        result["figures"]["latency"]["mismatches_stored"] == result["figures"]["latency"]["changes"]
-    )
-    scaling = result["figures"]["scaling"]
-    for run in scaling["runs"]:
-        assert run["seconds"] > 0 and run["max_rss_mb"] > 0
-    # The small scale ran twice; the faster run is the reference.
-    assert len(scaling["small_runs_s"]) == 2
-    assert scaling["runs"][0]["seconds"] == min(scaling["small_runs_s"])
-    # Each phase says who used the CPU and what the hub database did meanwhile.
-    for name, phase in full["hub_phases"].items():
-        assert phase["workers_cpu_s"] > 0, name
-        assert all(phase["servers"][s] is not None for s in ("hub_postgres", "broker")), phase
-        assert phase["machine"]["steal"] >= 0 and phase["machine"]["user"] > 0, phase
-        assert phase["hub_db"]["wal_mb"] is not None, phase
-    reconcile = full["hub_phases"]["reconcile"]
-    assert reconcile["servers"]["hub_postgres"] > 0 and reconcile["hub_db"]["wal_mb"] > 0
-    assert "CPU s: workers" in proc.stdout
-    for line in ("1 full reconciliation", "2 streaming reconcile", "3 capture", "4 latency",
-                 "5 scaling time", "scaling peak RSS"):  # fmt: skip
-        assert line in proc.stdout
-    assert "only_hub" in proc.stdout
-    assert "(3 parts)" in proc.stdout
-    assert result["settings"]["records"]["registry"] == 100_000
-    assert result["settings"]["hub_database_server"] == "its own embedded server"
-    assert result["settings"]["hub_server_settings"] == hub_server_settings()
-    for second in result["figures"]["latency"]["slow_seconds"]:
-        assert second["max_ms"] > 500 and second["over"] >= 1
+pytestmark = pytest.mark.heavy(110)
 
 
 @pytest.mark.timeout(240)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 import hypothesis
+import pytest
 import schemathesis
 from hypothesis import HealthCheck
 from schemathesis.checks import (
@@ -26,6 +27,8 @@ from schemathesis.checks import (
     unsupported_method,
 )
 from schemathesis.pytest.lazy import get_all_tests
+
+pytestmark = pytest.mark.heavy(50)
 
 EXAMPLES_PER_OPERATION = int(os.environ.get("HUB_CONTRACT_EXAMPLES", "10"))
 CHECKS = [

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import pytest
+
 from tests.integration.hub.procs import run_demo
+
+pytestmark = pytest.mark.heavy(85)
 
 
 def parse_table(stdout: str) -> tuple[list[str], dict[tuple[str, str], int]]:

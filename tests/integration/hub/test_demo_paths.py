@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.heavy(55)
+
 
 @pytest.mark.parametrize(
     ("args", "data_dir"),

@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import psycopg
+import pytest
 import yaml
 
 from hub.api.app import create_app
@@ -27,6 +28,8 @@ from hub.demo.runner import HUB_DB, DemoEnvironment
 from hub.embedded import EmbeddedPostgres
 from tests.integration.hub.procs import run_demo
 from tests.integration.hub.test_demo_cli import parse_table
+
+pytestmark = pytest.mark.heavy(115)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -20,7 +20,10 @@ from hub.config import KafkaConfig
 from hub.embedded import EmbeddedKafka, kafka_missing
 from hub.kafka import ensure_topics, make_consumer, make_producer
 
-pytestmark = pytest.mark.skipif(kafka_missing() is not None, reason=str(kafka_missing()))
+pytestmark = [
+    pytest.mark.skipif(kafka_missing() is not None, reason=str(kafka_missing())),
+    pytest.mark.heavy(90),
+]
 
 
 def _alive(pid: int) -> bool:

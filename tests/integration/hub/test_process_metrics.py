@@ -14,6 +14,8 @@ import pytest
 from hub.embedded import free_port
 from tests.integration.hub.procs import stop
 
+pytestmark = pytest.mark.heavy(50)
+
 
 def _scrape(url: str, timeout_s: float = 60) -> str:
     deadline = time.monotonic() + timeout_s

@@ -31,7 +31,10 @@ from hub.testing import server_dir
 from tests.integration.connectors.conftest import SourceDb, changes, reconcile_until_idle, run_once
 from tests.integration.hub.tls import TlsFiles, make_tls
 
-pytestmark = pytest.mark.skipif(kafka_missing() is not None, reason=str(kafka_missing()))
+pytestmark = [
+    pytest.mark.skipif(kafka_missing() is not None, reason=str(kafka_missing())),
+    pytest.mark.heavy(32),
+]
 
 USER, PASSWORD = "hub", "s3cret-Pw_42"
 HUB = Path(sys.executable).with_name("hub")

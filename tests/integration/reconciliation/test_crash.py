@@ -13,6 +13,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import psycopg
+import pytest
 import yaml
 
 from hub.db import psycopg_conninfo
@@ -20,6 +21,8 @@ from hub.db.migrate import upgrade
 from hub.idschemes.vn import PROVINCE_CODES, make_id
 from reconciliation.engine import Reconciler
 from tests.integration.reconciliation.feed import Feed, config_data, hub_config
+
+pytestmark = pytest.mark.heavy(40)
 
 ROOT = Path(__file__).resolve().parents[3]
 FAMILY = ("Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Đặng", "Bùi", "Đỗ")
