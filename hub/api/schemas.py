@@ -91,6 +91,11 @@ class MismatchItem(_Out):
     last_seen_at: datetime
     resolved_at: datetime | None
     updated_at: datetime
+    age_days: int | None = Field(None, description="Whole days since first seen.")
+    due_at: datetime | None = Field(
+        None, description="First seen plus the due days of its sector and severity."
+    )
+    overdue: bool | None = Field(None, description="Open or in review and past due_at.")
 
 
 class MismatchPage(BaseModel):
@@ -186,6 +191,10 @@ class FilterBody(BaseModel):
         None
     )
     assignee: UserName | None = None
+    overdue: bool | None = None
+    name: (
+        Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=SAFE_TEXT)] | None
+    ) = None
 
 
 def _bulk_schema(schema: dict[str, Any]) -> None:
@@ -253,6 +262,7 @@ class SectorStatsOut(BaseModel):
     open_total: int
     open_by_rule: dict[str, int]
     series: list[SeriesPoint]
+    overdue: int = Field(0, description="Open or in review past their due days, now.")
 
 
 class StatsOut(BaseModel):
@@ -349,3 +359,19 @@ class Me(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = {}
+
+
+class SavedFilterIn(BaseModel):
+    """A queue filter to keep under a name: the queue page's query string
+    (``sector=tax&severity=critical&overdue=true``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: Annotated[str, StringConstraints(min_length=1, max_length=80, pattern=r"^[^\x00]*\S")]
+    query: Annotated[str, StringConstraints(max_length=1000, pattern=SAFE_TEXT)]
+
+
+class SavedFilterOut(BaseModel):
+    id: int
+    name: str
+    query: str = Field(description="The queue page's query string, normalized.")
+    created_at: datetime
