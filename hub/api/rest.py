@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from types import UnionType
 from typing import Annotated, Literal, Union, get_args, get_origin
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
@@ -129,6 +130,12 @@ def publish_sectors(doc: dict, sectors: list[str]) -> dict:
     body = doc.get("components", {}).get("schemas", {}).get("FilterBody")
     if body:
         body["properties"]["sector"]["items"] = {"type": "string", "enum": list(sectors)}
+    saved_query = doc.get("components", {}).get("schemas", {}).get("SavedQuery")
+    if saved_query:
+        saved_query["properties"]["sector"]["anyOf"] = [
+            {"type": "string", "enum": list(sectors)},
+            {"type": "null"},
+        ]
     return doc
 
 
@@ -538,10 +545,12 @@ def list_saved_filters(*, state: State, principal: Reader) -> list[dict]:
 
 @router.post("/saved-filters", response_model=SavedFilterOut, status_code=201, tags=["users"])
 def create_saved_filter(*, body: SavedFilterIn, state: State, principal: Reader) -> dict:
-    """Keep a queue filter under a name (unique per user: 409 on a second of that name);
-    the query is checked as the queue checks it (422 on an unknown field or value)."""
+    """Keep a queue filter under a name (unique per user: 409 on a second of that name),
+    as the queue page's query string; checked as the queue checks it (422)."""
+    values = body.filter.model_dump(exclude_none=True)
+    query = urlencode({k: str(v).lower() if isinstance(v, bool) else v for k, v in values.items()})
     with state.engine.begin() as conn:
-        return saved.create(conn, principal.user_id, body.name, body.query, state.sectors)
+        return saved.create(conn, principal.user_id, body.name, query, state.sectors)
 
 
 @router.delete("/saved-filters/{filter_id}", status_code=204, tags=["users"])

@@ -17,6 +17,7 @@ from pydantic import (
 from hub.api.citizen_schemas import Compare
 from hub.api.connectors import ACTIONS as CONNECTOR_ACTIONS
 from hub.api.queue.actions import MAX_BULK, MAX_BULK_IDS
+from hub.api.queue.pages import SORTS
 from hub.api.users import NAME_PATTERN
 from hub.db.models import ROLES
 from hub.vocabulary import MISMATCH_STATUSES, RULE_CODES, SEVERITIES
@@ -361,17 +362,45 @@ class Health(BaseModel):
     checks: dict[str, str] = {}
 
 
-class SavedFilterIn(BaseModel):
-    """A queue filter to keep under a name: the queue page's query string
-    (``sector=tax&severity=critical&overdue=true``)."""
+SORT_NAMES = tuple(SORTS)
+
+
+class SavedQuery(BaseModel):
+    """A queue page's filter, one value per field as the page takes it (empty: any;
+    ``status`` left out is the working queue, open and in review; ``all`` every status)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    name: Annotated[str, StringConstraints(min_length=1, max_length=80, pattern=r"^[^\x00]*\S")]
-    query: Annotated[str, StringConstraints(max_length=1000, pattern=SAFE_TEXT)]
+    sector: Annotated[str, StringConstraints(max_length=40)] | None = None
+    rule: Rule | None = None
+    severity: Severity | None = None
+    status: Status | Literal["all"] | None = None
+    province: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,16}$")] | None = None
+    min_age_days: Annotated[int, Field(ge=0, le=36500), JsonInt] | None = None
+    max_age_days: Annotated[int, Field(ge=0, le=36500), JsonInt] | None = None
+    q: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=SAFE_TEXT)] | None = (
+        None
+    )
+    assignee: UserName | None = Field(None, description="A user name; `me` is whoever uses it.")
+    overdue: bool | None = None
+    name: (
+        Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=SAFE_TEXT)] | None
+    ) = None
+    sort: Literal[tuple(SORT_NAMES)] | None = None  # type: ignore[valid-type]
+    order: Literal["asc", "desc"] | None = None
+
+
+class SavedFilterIn(BaseModel):
+    """A queue filter to keep under a name (unique per user)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: Annotated[str, StringConstraints(min_length=1, max_length=80, pattern=SAFE_TEXT)]
+    filter: SavedQuery
 
 
 class SavedFilterOut(BaseModel):
     id: int
     name: str
-    query: str = Field(description="The queue page's query string, normalized.")
+    query: str = Field(
+        description="The queue page's query string: open `/queue?<query>` to use it."
+    )
     created_at: datetime

@@ -27,7 +27,7 @@ from hub.api.deps import (
     verify_csrf,
 )
 from hub.api.errors import ApiError, Conflict, NotFound, Unprocessable
-from hub.api.queue import actions, detail, due, pages, saved
+from hub.api.queue import actions, detail, due, nav, pages, saved
 from hub.api.queue.export import EXPORT_FORMATS
 from hub.api.queue.filters import MismatchFilter, check_filter
 from hub.api.queue.pages import MAX_LIMIT, SORTS
@@ -468,9 +468,12 @@ def mismatch_page(
 ) -> HTMLResponse:
     if not 1 <= mismatch_id < 2**63:
         raise Unprocessable("bad mismatch id")
+    back = _safe_next(request.query_params.get("back") or "/queue")
     with state.engine.begin() as conn:
         d = detail.detail(conn, mismatch_id, get_scheme(state.config.id_scheme))
         audit.record_mismatch(conn, principal.name, "view", d["mismatch"])
+        around = queue_neighbours(conn, state, principal, back, mismatch_id)
+    due.annotate([d["mismatch"]], state.config.queue.due_table())
     status = d["mismatch"]["status"]
     allowed = [name for name, t in STEWARD_ACTIONS.items() if t.allows(status)]
     stewards = [
@@ -489,8 +492,26 @@ def mismatch_page(
         allowed=allowed,
         stewards=stewards,
         corrections=for_mismatch(state, mismatch_id),
-        back=_safe_next(request.query_params.get("back") or "/queue"),
+        back=back,
+        around=around,
+        detail_link=nav.detail_link,
     )
+
+
+def queue_neighbours(
+    conn: Connection, state: AppState, principal: Principal, back: str, mismatch_id: int
+) -> nav.Neighbours | None:
+    """Previous and next of the queue list ``back`` links to; None when ``back`` is no queue
+    page or its filter is not one the queue takes."""
+    params = nav.queue_params(back)
+    if params is None:
+        return None
+    try:
+        f = _resolved(queue_filter(params), state, principal)
+    except ApiError:
+        return None
+    sort, order = params.get("sort") or "id", params.get("order") or "desc"
+    return nav.neighbours(conn, f, mismatch_id, sort, order)
 
 
 @router.post("/mismatches/{mismatch_id}/{action}", dependencies=[Csrf])
@@ -511,11 +532,15 @@ def mismatch_action(
                 note=str(form.get("note") or ""),
                 assignee=str(form.get("assignee") or "") or None,
             )
+            around = queue_neighbours(conn, state, principal, back, mismatch_id)
         state.stats.invalidate()
     except (Unprocessable, Conflict) as exc:
         flash(request, exc.reason, "error")
         return redirect(here)
     flash(request, f"mismatch {mismatch_id}: {action} done")
+    if around is not None:
+        # From a queue list: on to its next item, or back to the list when none is left.
+        return redirect(nav.detail_link(around.next, back) if around.next else back)
     return redirect(here if action in ("comment", "assign", "reopen") else back)
 
 

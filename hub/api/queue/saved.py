@@ -72,7 +72,7 @@ def create(
     conn: Connection, user_id: int, name: str, query: str, sectors: Sequence[str]
 ) -> dict[str, Any]:
     """Save ``query`` as ``name`` for the user; Conflict if they have a filter of that name."""
-    name = " ".join(name.split())
+    name = " ".join(name.split()) or name
     if not name or len(name) > MAX_NAME or "\x00" in name:
         raise Unprocessable(f"name: 1 to {MAX_NAME} characters")
     query = normalized_query(conn, query, sectors)

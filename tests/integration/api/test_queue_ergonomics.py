@@ -125,16 +125,19 @@ def test_assignee_me_is_the_caller(api):
 
 
 def test_saved_filters_are_created_listed_and_deleted_by_their_owner(api):
-    body = {"name": "Tax critical", "query": "sector=tax&severity=critical&q=&overdue=true"}
+    body = {
+        "name": "Tax critical",
+        "filter": {"sector": "tax", "severity": "critical", "overdue": True, "q": None},
+    }
     resp = api.post("/api/v1/saved-filters", role="steward", json=body)
     assert resp.status_code == 201, resp.text
     sf = resp.json()
-    assert sf["query"] == "sector=tax&severity=critical&overdue=true"  # empty fields dropped
+    assert sf["query"] == "sector=tax&severity=critical&overdue=true"  # the queue page's
     assert api.post("/api/v1/saved-filters", role="steward", json=body).status_code == 409
     # the same name is another user's own
     assert api.post("/api/v1/saved-filters", role="viewer", json=body).status_code == 201
     mine = api.get("/api/v1/saved-filters", role="steward").json()
-    assert [s["name"] for s in mine] == ["Tax critical"]
+    assert [(s["name"], s["query"]) for s in mine] == [("Tax critical", sf["query"])]
     # only the owner deletes it
     other = api.client.delete(f"/api/v1/saved-filters/{sf['id']}", headers=api.headers("admin"))
     assert other.status_code == 404
@@ -142,26 +145,54 @@ def test_saved_filters_are_created_listed_and_deleted_by_their_owner(api):
     assert own.status_code == 204
     assert api.get("/api/v1/saved-filters", role="steward").json() == []
     assert len(api.get("/api/v1/saved-filters", role="viewer").json()) == 1
+    # what it holds opens as a queue page
+    log_in(api.client, "viewer")
+    assert api.client.get("/queue?" + sf["query"]).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"sectr": "tax"},  # unknown field
+        {"severity": "urgent"},
+        {"rule": "NO_SUCH_RULE"},
+        {"sector": "nowhere"},
+        {"sector": ["tax", "banking"]},  # the queue page takes one
+        {"min_age_days": "abc"},
+        {"overdue": "maybe"},
+        {"sort": "citizen_id"},
+        {"name": "x" * 65},
+    ],
+)
+def test_a_bad_saved_filter_is_refused_with_a_reason(api, bad):
+    body = {"name": "x", "filter": bad}
+    resp = api.post("/api/v1/saved-filters", role="steward", json=body)
+    assert resp.status_code == 422 and resp.json()["detail"]
+    assert api.get("/api/v1/saved-filters", role="steward").json() == []
 
 
 @pytest.mark.parametrize(
     "query",
     [
-        "sectr=tax",  # unknown field
+        "sectr=tax",
         "severity=urgent",
-        "rule=NO_SUCH_RULE",
         "sector=nowhere",
-        "min_age_days=abc",
         "overdue=maybe",
         "sort=citizen_id",
         "limit=100000",
         "sector=tax&sector=banking",
-        "name=" + "x" * 65,
+        "min_age_days=abc",
     ],
 )
-def test_a_bad_saved_query_is_refused_with_a_reason(api, query):
-    resp = api.post("/api/v1/saved-filters", role="steward", json={"name": "x", "query": query})
-    assert resp.status_code == 422 and resp.json()["detail"]
+def test_a_bad_query_saved_from_the_queue_page_is_flashed_not_saved(api, query):
+    log_in(api.client, "steward")
+    token = csrf_of(api.client.get("/queue").text)
+    resp = api.client.post(
+        "/queue/saved-filters", data={"csrf_token": token, "name": "bad", "query": query}
+    )
+    assert resp.status_code == 303
+    assert 'class="flash error"' in api.client.get(resp.headers["location"]).text
+    assert api.get("/api/v1/saved-filters", role="steward").json() == []
 
 
 def test_saving_a_filter_from_the_queue_page_lists_it_as_a_link(api):
@@ -265,3 +296,48 @@ def test_the_login_redirect_keeps_every_parameter_of_a_queue_url(api):
     assert 'name="next" value="/queue?sector=tax&amp;rule=NAME_MISMATCH&amp;overdue=true"' in form
     resp = log_in(api.client, "steward", next_url=target)
     assert resp.headers["location"] == target
+
+
+# ------------------------------------------------------------------ previous / next, detail
+
+
+def test_the_detail_page_links_previous_and_next_of_its_queue_list(api):
+    order = [
+        i["id"]
+        for i in api.get("/api/v1/mismatches?sector=tax&status=open&status=in_review").json()[
+            "items"
+        ]
+    ]
+    assert len(order) >= 3
+    first, second, third = order[:3]
+    log_in(api.client, "steward")
+    back = "/queue?sector=tax"
+    html = api.client.get(f"/mismatches/{second}", params={"back": back}).text
+    assert f'href="/mismatches/{first}?back=%2Fqueue%3Fsector%3Dtax" rel="prev"' in html
+    assert f'href="/mismatches/{third}?back=%2Fqueue%3Fsector%3Dtax" rel="next"' in html
+    assert 'id="age"' in html and 'id="due"' in html
+    # the same list sorted the other way round swaps them
+    html = api.client.get(f"/mismatches/{second}", params={"back": back + "&order=asc"}).text
+    asc = "back=%2Fqueue%3Fsector%3Dtax%26order%3Dasc"
+    assert f'href="/mismatches/{first}?{asc}" rel="next"' in html
+    assert f'href="/mismatches/{third}?{asc}" rel="prev"' in html
+    # after an action: on to the next item of the list, the list itself after the last
+    token = csrf_of(html)
+    resp = api.client.post(
+        f"/mismatches/{second}/comment",
+        data={"csrf_token": token, "note": "looked at it", "back": back},
+    )
+    assert resp.headers["location"] == f"/mismatches/{third}?back=%2Fqueue%3Fsector%3Dtax"
+    resp = api.client.post(
+        f"/mismatches/{order[-1]}/comment",
+        data={"csrf_token": token, "note": "last one", "back": back},
+    )
+    assert resp.headers["location"] == back
+    # opened from elsewhere (no queue list): no links, and a comment stays on the page
+    html = api.client.get(f"/mismatches/{second}").text
+    assert 'rel="next"' not in html and 'rel="prev"' not in html
+    resp = api.client.post(
+        f"/mismatches/{second}/comment",
+        data={"csrf_token": token, "note": "again", "back": "/queue"},
+    )
+    assert resp.headers["location"].startswith(f"/mismatches/{second}?")
