@@ -497,6 +497,16 @@ class HubConfig(_Model):
                 raise ValueError(f"{_source_path(name)}.{key}: required")
         return self
 
+    @model_validator(mode="after")
+    def _queue_sectors(self) -> HubConfig:
+        unknown = sorted(set(self.queue.sector_due_days) - set(self.sectors))
+        if unknown:
+            raise ValueError(
+                f"queue.sector_due_days: unknown sector {', '.join(unknown)} "
+                f"(configured: {', '.join(self.sectors) or 'none'})"
+            )
+        return self
+
     def sources(self) -> dict[str, SourceConfig]:
         """Every captured source by connector name: ``registry`` and each sector."""
         out = {"registry": self.registry} if self.registry else {}

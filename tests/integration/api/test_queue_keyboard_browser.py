@@ -47,11 +47,10 @@ def _ten(api) -> list[int]:
 
 def _state(api, mid: int) -> tuple[str, str | None]:
     with api.engine.connect() as conn:
-        return (
-            conn.execute(select(Mismatch.status, Mismatch.assignee).where(Mismatch.id == mid))
-            .one()
-            ._tuple()
-        )
+        row = conn.execute(
+            select(Mismatch.status, Mismatch.assignee).where(Mismatch.id == mid)
+        ).one()
+    return row.status, row.assignee
 
 
 def test_keyboard_walk_through_ten_items(page, site, api):  # noqa: F811
