@@ -396,6 +396,51 @@ class SourceConfig(_Model):
         return ColumnMapping(column=m)
 
 
+class DueDays(_Model):
+    """Days a steward has to work a mismatch, by severity, counted from when it was first
+    seen; past that it is overdue."""
+
+    critical: Annotated[int, Field(ge=1, le=3650)] = 3
+    high: Annotated[int, Field(ge=1, le=3650)] = 7
+    medium: Annotated[int, Field(ge=1, le=3650)] = 14
+    low: Annotated[int, Field(ge=1, le=3650)] = 30
+
+
+class SectorDueDays(_Model):
+    """A sector's own due days; a severity left out takes ``queue.due_days``."""
+
+    critical: Annotated[int, Field(ge=1, le=3650)] | None = None
+    high: Annotated[int, Field(ge=1, le=3650)] | None = None
+    medium: Annotated[int, Field(ge=1, le=3650)] | None = None
+    low: Annotated[int, Field(ge=1, le=3650)] | None = None
+
+
+class QueueConfig(_Model):
+    """The steward queue: due days per severity (``due_days``), overridden per sector
+    (``sector_due_days: {tax: {critical: 1}}``)."""
+
+    due_days: DueDays = DueDays()
+    sector_due_days: dict[str, SectorDueDays] = Field(default_factory=dict)
+
+    def days(self, sector: str, severity: str) -> int:
+        """Due days of a mismatch of ``severity`` in ``sector``."""
+        own = self.sector_due_days.get(sector)
+        days = getattr(own, severity, None) if own is not None else None
+        return days if days is not None else getattr(self.due_days, severity)
+
+    def due_table(self) -> tuple[tuple[str | None, str, int], ...]:
+        """(sector or None for every other sector, severity, days) of every due rule."""
+        out: list[tuple[str | None, str, int]] = [
+            (None, sev, getattr(self.due_days, sev)) for sev in SEVERITIES
+        ]
+        for sector, own in sorted(self.sector_due_days.items()):
+            for sev in SEVERITIES:
+                days = getattr(own, sev)
+                if days is not None:
+                    out.append((sector, sev, days))
+        return tuple(out)
+
+
 class ReconcilerConfig(_Model):
     group_id: str = "hub-reconciler"
     max_poll_records: Annotated[int, Field(ge=1, le=100_000)] = 10_000
@@ -412,6 +457,7 @@ class HubConfig(_Model):
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     reconciler: ReconcilerConfig = ReconcilerConfig()
+    queue: QueueConfig = QueueConfig()
     registry: SourceConfig | None = None
     sectors: dict[str, SourceConfig] = Field(default_factory=dict)
     _file: Path | None = PrivateAttr(None)
@@ -449,6 +495,16 @@ class HubConfig(_Model):
                 raise ValueError(f"{_source_path(name)}.columns.citizen_id: required")
             for key in _missing_source_keys(src.model_dump(include={"capture", "url", "table"})):
                 raise ValueError(f"{_source_path(name)}.{key}: required")
+        return self
+
+    @model_validator(mode="after")
+    def _queue_sectors(self) -> HubConfig:
+        unknown = sorted(set(self.queue.sector_due_days) - set(self.sectors))
+        if unknown:
+            raise ValueError(
+                f"queue.sector_due_days: unknown sector {', '.join(unknown)} "
+                f"(configured: {', '.join(self.sectors) or 'none'})"
+            )
         return self
 
     def sources(self) -> dict[str, SourceConfig]:

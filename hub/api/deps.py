@@ -78,7 +78,7 @@ class LoginRequired(ApiError):
 
     def __init__(self, next_url: str):
         super().__init__("login required")
-        self.location = "/login?next=" + quote(next_url, safe="/?=&")
+        self.location = "/login?next=" + quote(next_url, safe="/")
 
 
 def ui_principal(request: Request) -> Principal:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from types import UnionType
 from typing import Annotated, Literal, Union, get_args, get_origin
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
@@ -17,7 +19,7 @@ from hub.api.auth import ROLE_PERMISSIONS, Permission, Principal
 from hub.api.citizen_schemas import CitizenOut
 from hub.api.deps import AppState, api_principal, get_state, require
 from hub.api.errors import Conflict, Unprocessable
-from hub.api.queue import actions, detail, export, pages
+from hub.api.queue import actions, detail, due, export, pages, saved
 from hub.api.queue.export import EXPORT_FORMATS, EXPORT_MEDIA_TYPES
 from hub.api.queue.filters import MismatchFilter, check_filter
 from hub.api.queue.pages import MAX_LIMIT, MAX_OFFSET, SORTS
@@ -41,6 +43,8 @@ from hub.api.schemas import (
     Rule,
     RuleCount,
     RuleCounts,
+    SavedFilterIn,
+    SavedFilterOut,
     Severity,
     StatsOut,
     Status,
@@ -126,6 +130,12 @@ def publish_sectors(doc: dict, sectors: list[str]) -> dict:
     body = doc.get("components", {}).get("schemas", {}).get("FilterBody")
     if body:
         body["properties"]["sector"]["items"] = {"type": "string", "enum": list(sectors)}
+    saved_query = doc.get("components", {}).get("schemas", {}).get("SavedQuery")
+    if saved_query:
+        saved_query["properties"]["sector"]["anyOf"] = [
+            {"type": "string", "enum": list(sectors)},
+            {"type": "null"},
+        ]
     return doc
 
 
@@ -143,6 +153,7 @@ def _rfc3339(value: object) -> object:
 
 
 Timestamp = Annotated[datetime, BeforeValidator(_rfc3339)]
+State = Annotated[AppState, Depends(get_state)]
 
 MismatchId = Annotated[int, Path(ge=1, lt=2**63, description="A mismatch id.")]
 Sector = Annotated[str, StringConstraints(max_length=40)]
@@ -150,6 +161,8 @@ SortField = Literal[tuple(SORTS)]  # type: ignore[valid-type]
 
 
 def mismatch_filter(
+    state: State,
+    principal: Annotated[Principal, Depends(api_principal)],
     sector: Annotated[list[Sector], Query(description="Sector name(s).")] = [],  # noqa: B006
     rule: Annotated[list[Rule], Query()] = [],  # noqa: B006
     severity: Annotated[list[Severity], Query()] = [],  # noqa: B006
@@ -170,26 +183,53 @@ def mismatch_filter(
             description="Prefix of the record key or of the citizen ID.",
         ),
     ] = None,
-    assignee: Annotated[UserName | None, Query()] = None,
+    assignee: Annotated[
+        UserName | None, Query(description="A user name; `me` is the caller.")
+    ] = None,
+    overdue: Annotated[
+        bool | None,
+        Query(description="Open or in review past the due days of its sector and severity."),
+    ] = None,
+    name: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=64,
+            pattern=SAFE_TEXT,
+            description="Words each starting a word of the sector record's name, compared "
+            "folded (case, diacritics, Arabic letter variants ignored).",
+        ),
+    ] = None,
 ) -> MismatchFilter:
-    return MismatchFilter(
-        sector=tuple(sector),
-        rule=tuple(rule),
-        severity=tuple(severity),
-        status=tuple(status),
-        province=province,
-        min_age_days=min_age_days,
-        max_age_days=max_age_days,
-        q=q,
-        assignee=assignee,
+    return ergo_filter(
+        MismatchFilter(
+            sector=tuple(sector),
+            rule=tuple(rule),
+            severity=tuple(severity),
+            status=tuple(status),
+            province=province,
+            min_age_days=min_age_days,
+            max_age_days=max_age_days,
+            q=q,
+            assignee=assignee,
+            overdue=overdue,
+            name=name,
+        ),
+        state,
+        principal,
     )
+
+
+def ergo_filter(f: MismatchFilter, state: AppState, principal: Principal) -> MismatchFilter:
+    """``f`` with ``assignee=me`` read as the caller and overdue judged by the config."""
+    f = due.with_due(f, state.config.queue)
+    return replace(f, assignee=principal.name) if f.assignee == "me" else f
 
 
 def _filter_from_body(body: BulkBody) -> MismatchFilter | None:
     return None if body.filter is None else MismatchFilter.of(**body.filter.model_dump())
 
 
-State = Annotated[AppState, Depends(get_state)]
 Filter = Annotated[MismatchFilter, Depends(mismatch_filter)]
 Reader = Annotated[Principal, Depends(require(Permission.READ))]
 Steward = Annotated[Principal, Depends(require(Permission.ACT))]
@@ -222,7 +262,7 @@ def list_mismatches(
             conn, f, sort=sort, order=order, limit=limit, after=after, offset=offset
         )
     return {
-        "items": page.items,
+        "items": due.annotate(page.items, f.due),
         "total": page.total,
         "total_exact": page.total_exact,
         "next_cursor": page.next_cursor,
@@ -297,6 +337,8 @@ def export_response(state: AppState, f: MismatchFilter, fmt: str) -> StreamingRe
 def bulk_action(*, body: BulkBody, state: State, principal: Steward) -> dict:
     """Apply one action to a list of ids or to the mismatches matching a filter."""
     where = _filter_from_body(body)
+    if where is not None:
+        where = ergo_filter(where, state, principal)
     note = body.reason if body.action == "dismiss" else body.note
     with state.engine.begin() as conn:
         if where is not None:
@@ -322,6 +364,7 @@ def get_mismatch(*, mismatch_id: MismatchId, state: State, principal: Reader) ->
     with state.engine.begin() as conn:
         d = detail.detail(conn, mismatch_id, get_scheme(state.config.id_scheme))
         audit.record_mismatch(conn, principal.name, "view", d["mismatch"])
+    due.annotate([d["mismatch"]], state.config.queue.due_table())
     return d
 
 
@@ -449,30 +492,72 @@ def get_stats(
     now = state.stats.get()
     with state.engine.connect() as conn:
         series = stats.history(conn, [s.sector for s in now], stats.default_since(days), points)
-    return {
-        "computed_at": datetime.now(UTC),
-        "sectors": [
-            {
-                "sector": s.sector,
-                "records_seen": s.records_seen,
-                "records_verified": s.records_verified,
-                "verified_ratio": s.verified_ratio,
-                "open_total": s.open_total,
-                "open_by_rule": s.open_by_rule,
-                "series": [
-                    {
-                        "at": p.at,
-                        "records_seen": p.records_seen,
-                        "records_verified": p.records_verified,
-                        "verified_ratio": p.verified_ratio,
-                        "open_by_rule": p.open_by_rule,
-                    }
-                    for p in series.get(s.sector, [])
-                ],
-            }
-            for s in now
-        ],
-    }
+    return with_overdue_counts(
+        state,
+        {
+            "computed_at": datetime.now(UTC),
+            "sectors": [
+                {
+                    "sector": s.sector,
+                    "records_seen": s.records_seen,
+                    "records_verified": s.records_verified,
+                    "verified_ratio": s.verified_ratio,
+                    "open_total": s.open_total,
+                    "open_by_rule": s.open_by_rule,
+                    "series": [
+                        {
+                            "at": p.at,
+                            "records_seen": p.records_seen,
+                            "records_verified": p.records_verified,
+                            "verified_ratio": p.verified_ratio,
+                            "open_by_rule": p.open_by_rule,
+                        }
+                        for p in series.get(s.sector, [])
+                    ],
+                }
+                for s in now
+            ],
+        },
+    )
+
+
+def with_overdue_counts(state: AppState, out: dict) -> dict:
+    """The stats answer with each sector's count of overdue mismatches (``overdue``)."""
+    with state.engine.connect() as conn:
+        counts = due.overdue_by_sector(conn, state.config.queue.due_table())
+    for sector in out["sectors"]:
+        sector["overdue"] = counts.get(sector["sector"], 0)
+    return out
+
+
+# ---------------------------------------------------------------------------- saved filters
+
+
+SavedFilterId = Annotated[int, Path(ge=1, lt=2**63, description="A saved filter's id.")]
+
+
+@router.get("/saved-filters", response_model=list[SavedFilterOut], tags=["users"])
+def list_saved_filters(*, state: State, principal: Reader) -> list[dict]:
+    """The caller's saved queue filters, by name."""
+    with state.engine.connect() as conn:
+        return saved.list_saved(conn, principal.user_id)
+
+
+@router.post("/saved-filters", response_model=SavedFilterOut, status_code=201, tags=["users"])
+def create_saved_filter(*, body: SavedFilterIn, state: State, principal: Reader) -> dict:
+    """Keep a queue filter under a name (unique per user: 409 on a second of that name),
+    as the queue page's query string; checked as the queue checks it (422)."""
+    values = body.filter.model_dump(exclude_none=True)
+    query = urlencode({k: str(v).lower() if isinstance(v, bool) else v for k, v in values.items()})
+    with state.engine.begin() as conn:
+        return saved.create(conn, principal.user_id, body.name, query, state.sectors)
+
+
+@router.delete("/saved-filters/{filter_id}", status_code=204, tags=["users"])
+def delete_saved_filter(*, filter_id: SavedFilterId, state: State, principal: Reader) -> None:
+    """Delete one of the caller's saved filters (404 for anyone else's)."""
+    with state.engine.begin() as conn:
+        saved.remove(conn, principal.user_id, filter_id)
 
 
 # ------------------------------------------------------------------------------ connectors

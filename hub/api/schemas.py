@@ -17,6 +17,7 @@ from pydantic import (
 from hub.api.citizen_schemas import Compare
 from hub.api.connectors import ACTIONS as CONNECTOR_ACTIONS
 from hub.api.queue.actions import MAX_BULK, MAX_BULK_IDS
+from hub.api.queue.pages import SORTS
 from hub.api.users import NAME_PATTERN
 from hub.db.models import ROLES
 from hub.vocabulary import MISMATCH_STATUSES, RULE_CODES, SEVERITIES
@@ -91,6 +92,11 @@ class MismatchItem(_Out):
     last_seen_at: datetime
     resolved_at: datetime | None
     updated_at: datetime
+    age_days: int | None = Field(None, description="Whole days since first seen.")
+    due_at: datetime | None = Field(
+        None, description="First seen plus the due days of its sector and severity."
+    )
+    overdue: bool | None = Field(None, description="Open or in review and past due_at.")
 
 
 class MismatchPage(BaseModel):
@@ -186,6 +192,10 @@ class FilterBody(BaseModel):
         None
     )
     assignee: UserName | None = None
+    overdue: bool | None = None
+    name: (
+        Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=SAFE_TEXT)] | None
+    ) = None
 
 
 def _bulk_schema(schema: dict[str, Any]) -> None:
@@ -253,6 +263,7 @@ class SectorStatsOut(BaseModel):
     open_total: int
     open_by_rule: dict[str, int]
     series: list[SeriesPoint]
+    overdue: int = Field(0, description="Open or in review past their due days, now.")
 
 
 class StatsOut(BaseModel):
@@ -349,3 +360,47 @@ class Me(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = {}
+
+
+SORT_NAMES = tuple(SORTS)
+
+
+class SavedQuery(BaseModel):
+    """A queue page's filter, one value per field as the page takes it (empty: any;
+    ``status`` left out is the working queue, open and in review; ``all`` every status)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    sector: Annotated[str, StringConstraints(max_length=40)] | None = None
+    rule: Rule | None = None
+    severity: Severity | None = None
+    status: Status | Literal["all"] | None = None
+    province: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,16}$")] | None = None
+    min_age_days: Annotated[int, Field(ge=0, le=36500), JsonInt] | None = None
+    max_age_days: Annotated[int, Field(ge=0, le=36500), JsonInt] | None = None
+    q: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=SAFE_TEXT)] | None = (
+        None
+    )
+    assignee: UserName | None = Field(None, description="A user name; `me` is whoever uses it.")
+    overdue: bool | None = None
+    name: (
+        Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=SAFE_TEXT)] | None
+    ) = None
+    sort: Literal[tuple(SORT_NAMES)] | None = None  # type: ignore[valid-type]
+    order: Literal["asc", "desc"] | None = None
+
+
+class SavedFilterIn(BaseModel):
+    """A queue filter to keep under a name (unique per user)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: Annotated[str, StringConstraints(min_length=1, max_length=80, pattern=SAFE_TEXT)]
+    filter: SavedQuery
+
+
+class SavedFilterOut(BaseModel):
+    id: int
+    name: str
+    query: str = Field(
+        description="The queue page's query string: open `/queue?<query>` to use it."
+    )
+    created_at: datetime

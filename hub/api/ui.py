@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
+from sqlalchemy import Connection
 from starlette.datastructures import FormData
 
 from hub.api import audit, citizens, connectors, sessions, stats, users
@@ -26,11 +27,11 @@ from hub.api.deps import (
     verify_csrf,
 )
 from hub.api.errors import ApiError, Conflict, NotFound, Unprocessable
-from hub.api.queue import actions, detail, pages
+from hub.api.queue import actions, detail, due, nav, pages, saved
 from hub.api.queue.export import EXPORT_FORMATS
 from hub.api.queue.filters import MismatchFilter, check_filter
 from hub.api.queue.pages import MAX_LIMIT, SORTS
-from hub.api.rest import export_response
+from hub.api.rest import ergo_filter, export_response
 from hub.db.models import ROLES
 from hub.idschemes import get_scheme
 from hub.metrics import LOGINS
@@ -248,7 +249,24 @@ def queue_filter(params: dict[str, str]) -> MismatchFilter:
         max_age_days=_int_param(params.get("max_age_days"), "max age", 0, 36500),
         q=q,
         assignee=(params.get("assignee") or "").strip() or None,
+        **_ergo_params(params),
     )
+
+
+def _ergo_params(params: dict[str, str]) -> dict[str, Any]:
+    """The queue's ``overdue`` and ``name`` fields (issue #24 item 1)."""
+    overdue = (params.get("overdue") or "").strip().lower()
+    if overdue not in ("", "true", "false"):
+        raise Unprocessable("overdue: true or false")
+    name = (params.get("name") or "").strip() or None
+    if name is not None and (len(name) > 64 or "\x00" in name):
+        raise Unprocessable("name: at most 64 characters")
+    return {"overdue": {"": None, "true": True, "false": False}[overdue], "name": name}
+
+
+def _resolved(f: MismatchFilter, state: AppState, principal: Principal) -> MismatchFilter:
+    """``f`` with ``assignee=me`` read as the signed-in user and overdue by the config."""
+    return ergo_filter(f, state, principal)
 
 
 _FILTER_KEYS = (
@@ -261,6 +279,8 @@ _FILTER_KEYS = (
     "max_age_days",
     "q",
     "assignee",
+    "overdue",
+    "name",
 )
 
 
@@ -273,16 +293,18 @@ def queue(request: Request, state: State, principal: Viewer) -> HTMLResponse:
     error = None
     page = None
     try:
-        f = queue_filter(params)
+        f = _resolved(queue_filter(params), state, principal)
         limit = _int_param(params.get("limit"), "page size", 1, MAX_LIMIT) or 50
         with state.engine.connect() as conn:
             check_filter(conn, f, state.sectors)
             page = pages.list_page(
                 conn, f, sort=sort, order=order, limit=limit, after=params.get("after") or None
             )
+            ergo = queue_ergonomics(conn, f, page, principal)
     except ApiError as exc:
         error = exc.reason
         f = MismatchFilter()
+        ergo = {}
     base = {k: v for k, v in params.items() if k in form and v}
     return render(
         request,
@@ -306,7 +328,23 @@ def queue(request: Request, state: State, principal: Viewer) -> HTMLResponse:
         actions=list(STEWARD_ACTIONS),
         filter_params=f.params(),
         citizen_offer=citizen_offer(state, f.q),
+        ergo=ergo,
+        base=base,
     )
+
+
+def queue_ergonomics(
+    conn: Connection, f: MismatchFilter, page: pages.Page, principal: Principal
+) -> dict[str, Any]:
+    """What the queue page adds for item 1 of issue #24: each item's age and due date, the
+    filter's overdue count (capped like the total) and the user's saved filters."""
+    due.annotate(page.items, f.due)
+    overdue = (
+        pages.count(conn, [*f.conditions(), due.overdue_condition(f.due)])
+        if f.overdue is not False
+        else (0, True)
+    )
+    return {"overdue": overdue, "saved": saved.list_saved(conn, principal.user_id)}
 
 
 @router.get("/queue/rule-counts")
@@ -314,7 +352,7 @@ def queue_rule_counts(request: Request, state: State, principal: Viewer) -> JSON
     """Per rule, the count of the queue's filter without its rule: fetched by the page after
     it is shown, so a page never waits for eleven counts (each capped, then estimated)."""
     try:
-        f = queue_filter(dict(request.query_params))
+        f = _resolved(queue_filter(dict(request.query_params)), state, principal)
         with state.engine.connect() as conn:
             check_filter(conn, f, state.sectors)
             counts = pages.rule_counts(conn, f)
@@ -344,7 +382,7 @@ def queue_export(request: Request, fmt: str, state: State, principal: Viewer) ->
     """The queue's filter as a CSV or XLSX download (the API's export, audited alike)."""
     if fmt not in EXPORT_FORMATS:
         raise NotFound(f"no export as {fmt!r} (offered: {', '.join(EXPORT_FORMATS)})")
-    f = queue_filter(dict(request.query_params))
+    f = _resolved(queue_filter(dict(request.query_params)), state, principal)
     with state.engine.begin() as conn:
         check_filter(conn, f, state.sectors)
         audit.record(conn, principal.name, "export", target_type="mismatches", detail=f.params())
@@ -359,6 +397,7 @@ def queue_bulk(request: Request, state: State, principal: Steward, form: Form) -
     try:
         if form.get("scope") == "filter":
             f = queue_filter({k: str(form.get("f_" + k) or "") for k in _FILTER_KEYS})
+            f = _resolved(f, state, principal)
             ids = None
         else:
             f = None
@@ -389,6 +428,37 @@ def queue_bulk(request: Request, state: State, principal: Steward, form: Form) -
     return redirect(back)
 
 
+@router.post("/queue/saved-filters", dependencies=[Csrf])
+def saved_filter_create(request: Request, state: State, principal: Viewer, form: Form) -> Response:
+    """Save the queue's filter under a name; back to the queue it was saved from."""
+    query = str(form.get("query") or "")
+    try:
+        with state.engine.begin() as conn:
+            sf = saved.create(
+                conn, principal.user_id, str(form.get("name") or ""), query, state.sectors
+            )
+        flash(request, f"filter saved as {sf['name']}")
+        query = sf["query"]
+    except ApiError as exc:
+        flash(request, exc.reason, "error")
+    return redirect(_safe_next("/queue?" + query))
+
+
+@router.post("/queue/saved-filters/{filter_id}/delete", dependencies=[Csrf])
+def saved_filter_delete(
+    request: Request, filter_id: int, state: State, principal: Viewer, form: Form
+) -> Response:
+    try:
+        if not 1 <= filter_id < 2**63:
+            raise NotFound(f"no saved filter {filter_id} of yours")
+        with state.engine.begin() as conn:
+            saved.remove(conn, principal.user_id, filter_id)
+        flash(request, "saved filter deleted")
+    except ApiError as exc:
+        flash(request, exc.reason, "error")
+    return redirect(_safe_next(str(form.get("back") or "/queue")))
+
+
 # --------------------------------------------------------------------------------- detail
 
 
@@ -398,9 +468,12 @@ def mismatch_page(
 ) -> HTMLResponse:
     if not 1 <= mismatch_id < 2**63:
         raise Unprocessable("bad mismatch id")
+    back = _safe_next(request.query_params.get("back") or "/queue")
     with state.engine.begin() as conn:
         d = detail.detail(conn, mismatch_id, get_scheme(state.config.id_scheme))
         audit.record_mismatch(conn, principal.name, "view", d["mismatch"])
+        around = queue_neighbours(conn, state, principal, back, mismatch_id)
+    due.annotate([d["mismatch"]], state.config.queue.due_table())
     status = d["mismatch"]["status"]
     allowed = [name for name, t in STEWARD_ACTIONS.items() if t.allows(status)]
     stewards = [
@@ -419,8 +492,26 @@ def mismatch_page(
         allowed=allowed,
         stewards=stewards,
         corrections=for_mismatch(state, mismatch_id),
-        back=_safe_next(request.query_params.get("back") or "/queue"),
+        back=back,
+        around=around,
+        detail_link=nav.detail_link,
     )
+
+
+def queue_neighbours(
+    conn: Connection, state: AppState, principal: Principal, back: str, mismatch_id: int
+) -> nav.Neighbours | None:
+    """Previous and next of the queue list ``back`` links to; None when ``back`` is no queue
+    page or its filter is not one the queue takes."""
+    params = nav.queue_params(back)
+    if params is None:
+        return None
+    try:
+        f = _resolved(queue_filter(params), state, principal)
+    except ApiError:
+        return None
+    sort, order = params.get("sort") or "id", params.get("order") or "desc"
+    return nav.neighbours(conn, f, mismatch_id, sort, order)
 
 
 @router.post("/mismatches/{mismatch_id}/{action}", dependencies=[Csrf])
@@ -441,11 +532,15 @@ def mismatch_action(
                 note=str(form.get("note") or ""),
                 assignee=str(form.get("assignee") or "") or None,
             )
+            around = queue_neighbours(conn, state, principal, back, mismatch_id)
         state.stats.invalidate()
     except (Unprocessable, Conflict) as exc:
         flash(request, exc.reason, "error")
         return redirect(here)
     flash(request, f"mismatch {mismatch_id}: {action} done")
+    if around is not None:
+        # From a queue list: on to its next item, or back to the list when none is left.
+        return redirect(nav.detail_link(around.next, back) if around.next else back)
     return redirect(here if action in ("comment", "assign", "reopen") else back)
 
 

@@ -121,6 +121,12 @@ class SectorRecord(Base):
     __table_args__ = (
         # A registry change fans out to every sector record carrying the citizen ID.
         Index("ix_sector_records_citizen_id", "citizen_id"),
+        # The queue's name search: prefixes of folded words (migration 0014).
+        Index(
+            "ix_sector_records_name_words",
+            text("to_tsvector('simple'::regconfig, coalesce(name_folded, ''))"),
+            postgresql_using="gin",
+        ),
     )
 
 
@@ -327,6 +333,20 @@ class LoginFailure(Base):
         Index("ix_login_failures_user_name_at", "user_name", "at"),
         Index("ix_login_failures_address_at", "address", "at"),
     )
+
+
+class SavedFilter(Base):
+    """A steward's named queue filter: the queue page's query string (migration 0014)."""
+
+    __tablename__ = "saved_filters"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    name: Mapped[str] = mapped_column(String(80), nullable=False)
+    query: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = _now()
+
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
 
 
 class HubSetting(Base):

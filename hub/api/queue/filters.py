@@ -4,10 +4,10 @@ vocabulary) and the columns of a list item and an export row (ITEM_FIELDS)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, func, literal, or_, select
+from sqlalchemy import Connection, func, literal, not_, or_, select
 from sqlalchemy.sql import ColumnElement
 
 from hub.api.errors import Unprocessable
@@ -62,6 +62,10 @@ class MismatchFilter:
     max_age_days: int | None = None
     q: str | None = None
     assignee: str | None = None
+    overdue: bool | None = None
+    name: str | None = None
+    # The due days ``overdue`` is judged by (hub.api.queue.due); not a filter value itself.
+    due: tuple[tuple[str | None, str, int], ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
     def of(cls, **values: Any) -> MismatchFilter:
@@ -95,13 +99,26 @@ class MismatchFilter:
                     M.citizen_id.like(pattern, escape="\\"),
                 )
             )
+        cond.extend(self._ergonomic_conditions())
+        return cond
+
+    def _ergonomic_conditions(self) -> list[ColumnElement[bool]]:
+        """The overdue and name filters (hub.api.queue.due, hub.api.queue.names)."""
+        from hub.api.queue import due, names  # they build on this module
+
+        cond: list[ColumnElement[bool]] = []
+        if self.overdue is not None:
+            over = due.overdue_condition(self.due)
+            cond.append(over if self.overdue else not_(over))
+        if self.name:
+            cond.append(names.name_condition(self.name))
         return cond
 
     def params(self) -> dict[str, Any]:
         """The filter as query parameters (for links and the audit log); empty ones dropped."""
         out: dict[str, Any] = {}
         for k, v in self.__dict__.items():
-            if v in (None, (), ""):
+            if k == "due" or v in (None, (), ""):
                 continue
             out[k] = list(v) if isinstance(v, tuple) else v
         return out

@@ -31,3 +31,83 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   });
 });
+
+// Keyboard shortcuts (listed on the "?" overlay, templates/_shortcuts.html): j/n next,
+// k/p previous, a assign to me, r resolve, d the dismiss form, c the citizen's page,
+// / search. Never while typing in a field.
+document.addEventListener("DOMContentLoaded", () => {
+  const dialog = document.getElementById("shortcuts");
+  if (!dialog) return;
+  const typing = (el) =>
+    el && (el.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(el.tagName));
+  const actionForm = (name) => document.querySelector(`.actions form[action$="/${name}"]`);
+  const follow = (selector) => {
+    const link = document.querySelector(selector);
+    if (!link) return false;
+    window.location.assign(link.href);
+    return true;
+  };
+  const rows = () => Array.from(document.querySelectorAll("table.queue tbody tr[data-id]"));
+  const moveRow = (step) => {
+    const all = rows();
+    if (!all.length) return false;
+    const at = all.findIndex((tr) => tr.classList.contains("kb-current"));
+    const next = all[Math.min(Math.max(at + step, 0), all.length - 1)];
+    all.forEach((tr) => tr.classList.toggle("kb-current", tr === next));
+    next.querySelector("a[href^='/mismatches/']")?.focus();
+    return true;
+  };
+  const handlers = {
+    j: () => moveRow(1) || follow("#nav-next"),
+    n: () => moveRow(1) || follow("#nav-next"),
+    k: () => moveRow(-1) || follow("#nav-prev"),
+    p: () => moveRow(-1) || follow("#nav-prev"),
+    a: () => {
+      const form = actionForm("assign");
+      if (!form) return false;
+      const who = form.querySelector('select[name="assignee"]');
+      if (who) who.value = dialog.dataset.user;
+      form.requestSubmit();
+      return true;
+    },
+    r: () => {
+      const form = actionForm("resolve");
+      if (!form) return false;
+      form.requestSubmit();
+      return true;
+    },
+    d: () => {
+      const field = actionForm("dismiss")?.querySelector(
+        "select, input:not([type=hidden]), textarea"
+      );
+      if (!field) return false;
+      field.focus();
+      return true;
+    },
+    c: () => follow("a.citizen-link"),
+    "/": () => {
+      const search = document.querySelector('form.filters input[name="q"]');
+      if (!search) return false;
+      search.focus();
+      search.select();
+      return true;
+    },
+  };
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey || event.defaultPrevented) return;
+    if (event.key === "?") {
+      if (typing(event.target)) return;
+      event.preventDefault();
+      if (dialog.open) dialog.close();
+      else dialog.showModal();
+      return;
+    }
+    if (event.key === "Escape" && typing(event.target)) {
+      event.target.blur();
+      return;
+    }
+    if (dialog.open || typing(event.target)) return;
+    const handler = handlers[event.key];
+    if (handler && handler()) event.preventDefault();
+  });
+});
