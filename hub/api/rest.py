@@ -37,6 +37,7 @@ from hub.api.schemas import (
     MismatchItem,
     MismatchPage,
     NoteBody,
+    ReasonCode,
     RequiredNoteBody,
     Rule,
     RuleCount,
@@ -171,6 +172,10 @@ def mismatch_filter(
         ),
     ] = None,
     assignee: Annotated[UserName | None, Query()] = None,
+    dismissal_code: Annotated[
+        list[ReasonCode],
+        Query(description="Dismissed with these reason codes (`unspecified`: without one)."),
+    ] = [],  # noqa: B006
 ) -> MismatchFilter:
     return MismatchFilter(
         sector=tuple(sector),
@@ -182,6 +187,7 @@ def mismatch_filter(
         max_age_days=max_age_days,
         q=q,
         assignee=assignee,
+        dismissal_code=tuple(dismissal_code),
     )
 
 
@@ -217,7 +223,7 @@ def list_mismatches(
 ) -> dict:
     """A page of mismatches matching every given filter (repeat a list filter for OR)."""
     with state.engine.connect() as conn:
-        check_filter(conn, f, state.sectors)
+        check_filter(conn, f, state.sectors, state.dismissal_codes)
         page = pages.list_page(
             conn, f, sort=sort, order=order, limit=limit, after=after, offset=offset
         )
@@ -238,7 +244,7 @@ def count_mismatches(
 ) -> dict:
     """Per rule, how many mismatches match every other filter (exact up to 10000)."""
     with state.engine.connect() as conn:
-        check_filter(conn, f, state.sectors)
+        check_filter(conn, f, state.sectors, state.dismissal_codes)
         counts = pages.rule_counts(conn, f)
     return {"counts": [RuleCount(rule=r, count=n, exact=e) for r, (n, e) in counts.items()]}
 
@@ -278,7 +284,7 @@ def export_mismatches(
 ) -> StreamingResponse:
     """Every mismatch matching the filters as CSV or XLSX, streamed (ordered by id)."""
     with state.engine.begin() as conn:
-        check_filter(conn, f, state.sectors)
+        check_filter(conn, f, state.sectors, state.dismissal_codes)
         audit.record(conn, principal.name, "export", target_type="mismatches", detail=f.params())
     return export_response(state, f, format)
 
@@ -300,7 +306,7 @@ def bulk_action(*, body: BulkBody, state: State, principal: Steward) -> dict:
     note = body.reason if body.action == "dismiss" else body.note
     with state.engine.begin() as conn:
         if where is not None:
-            check_filter(conn, where, state.sectors)
+            check_filter(conn, where, state.sectors, state.dismissal_codes)
         result = actions.act_bulk(
             conn,
             body.action,
@@ -310,6 +316,8 @@ def bulk_action(*, body: BulkBody, state: State, principal: Steward) -> dict:
             note=note,
             assignee=body.assignee,
             limit=body.limit,
+            reason_code=body.reason_code,
+            reasons=state.config.queue.dismissal_reasons,
         )
     state.stats.invalidate()
     return {"changed": result.changed, "skipped": result.skipped, "more": result.more}
@@ -371,8 +379,17 @@ def dismiss(
     state: State,
     principal: Steward,
 ) -> dict:
-    """Dismiss as a false positive; a reason is required. It holds until the values change."""
-    return _act(state, mismatch_id, "dismiss", principal, note=body.reason)
+    """Dismiss as a false positive, naming a configured reason code (and the reason in words
+    where the code asks for it). It holds until the values change."""
+    return _act(
+        state,
+        mismatch_id,
+        "dismiss",
+        principal,
+        note=body.reason,
+        reason_code=body.reason_code,
+        reasons=state.config.queue.dismissal_reasons,
+    )
 
 
 @router.post(
@@ -444,8 +461,9 @@ def get_stats(
     state: State,
     _: Reader,
 ) -> dict:
-    """Per sector: records seen and verified, verified ratio, open mismatches by rule (live,
-    cached for a few seconds), and their history from periodic snapshots."""
+    """Per sector: records seen and verified, verified ratio, open mismatches by rule and
+    dismissed ones by reason code (live, cached for a few seconds), and their history from
+    periodic snapshots; the configured dismissal reason codes."""
     now = state.stats.get()
     with state.engine.connect() as conn:
         series = stats.history(conn, [s.sector for s in now], stats.default_since(days), points)
@@ -459,6 +477,7 @@ def get_stats(
                 "verified_ratio": s.verified_ratio,
                 "open_total": s.open_total,
                 "open_by_rule": s.open_by_rule,
+                "dismissed_by_code": s.dismissed_by_code,
                 "series": [
                     {
                         "at": p.at,
@@ -472,6 +491,8 @@ def get_stats(
             }
             for s in now
         ],
+        "dismissed_by_code": stats.dismissed_total(now),
+        "dismissal_reasons": [r.model_dump() for r in state.config.queue.dismissal_reasons],
     }
 
 

@@ -248,7 +248,15 @@ def queue_filter(params: dict[str, str]) -> MismatchFilter:
         max_age_days=_int_param(params.get("max_age_days"), "max age", 0, 36500),
         q=q,
         assignee=(params.get("assignee") or "").strip() or None,
+        dismissal_code=_dismissal_code_param(params.get("dismissal_code")),
     )
+
+
+def _dismissal_code_param(raw: str | None) -> tuple[str, ...]:
+    code = (raw or "").strip()
+    if len(code) > 64 or "\x00" in code:
+        raise Unprocessable("dismissal code: at most 64 characters")
+    return (code,) if code else ()
 
 
 _FILTER_KEYS = (
@@ -261,6 +269,7 @@ _FILTER_KEYS = (
     "max_age_days",
     "q",
     "assignee",
+    "dismissal_code",
 )
 
 
@@ -276,7 +285,7 @@ def queue(request: Request, state: State, principal: Viewer) -> HTMLResponse:
         f = queue_filter(params)
         limit = _int_param(params.get("limit"), "page size", 1, MAX_LIMIT) or 50
         with state.engine.connect() as conn:
-            check_filter(conn, f, state.sectors)
+            check_filter(conn, f, state.sectors, state.dismissal_codes)
             page = pages.list_page(
                 conn, f, sort=sort, order=order, limit=limit, after=params.get("after") or None
             )
@@ -304,6 +313,7 @@ def queue(request: Request, state: State, principal: Viewer) -> HTMLResponse:
         ),
         first_link="/queue?" + urlencode(base) if params.get("after") else None,
         actions=list(STEWARD_ACTIONS),
+        reasons=state.config.queue.dismissal_reasons,
         filter_params=f.params(),
         citizen_offer=citizen_offer(state, f.q),
     )
@@ -316,7 +326,7 @@ def queue_rule_counts(request: Request, state: State, principal: Viewer) -> JSON
     try:
         f = queue_filter(dict(request.query_params))
         with state.engine.connect() as conn:
-            check_filter(conn, f, state.sectors)
+            check_filter(conn, f, state.sectors, state.dismissal_codes)
             counts = pages.rule_counts(conn, f)
     except ApiError as exc:
         return JSONResponse({"detail": exc.reason}, status_code=exc.status)
@@ -346,7 +356,7 @@ def queue_export(request: Request, fmt: str, state: State, principal: Viewer) ->
         raise NotFound(f"no export as {fmt!r} (offered: {', '.join(EXPORT_FORMATS)})")
     f = queue_filter(dict(request.query_params))
     with state.engine.begin() as conn:
-        check_filter(conn, f, state.sectors)
+        check_filter(conn, f, state.sectors, state.dismissal_codes)
         audit.record(conn, principal.name, "export", target_type="mismatches", detail=f.params())
     return export_response(state, f, fmt)
 
@@ -367,7 +377,7 @@ def queue_bulk(request: Request, state: State, principal: Steward, form: Form) -
                 raise Unprocessable("select at least one mismatch")
         with state.engine.begin() as conn:
             if f is not None:
-                check_filter(conn, f, state.sectors)
+                check_filter(conn, f, state.sectors, state.dismissal_codes)
             result = actions.act_bulk(
                 conn,
                 action,
@@ -376,6 +386,8 @@ def queue_bulk(request: Request, state: State, principal: Steward, form: Form) -
                 where=f,
                 note=note,
                 assignee=str(form.get("assign_to") or "") or None,
+                reason_code=str(form.get("reason_code") or "") if action == "dismiss" else None,
+                reasons=state.config.queue.dismissal_reasons,
             )
         state.stats.invalidate()
         msg = f"{action}: {len(result.changed)} changed"
@@ -419,6 +431,8 @@ def mismatch_page(
         allowed=allowed,
         stewards=stewards,
         corrections=for_mismatch(state, mismatch_id),
+        reasons=state.config.queue.dismissal_reasons,
+        reason_label=state.config.queue.dismissal_label,
         back=_safe_next(request.query_params.get("back") or "/queue"),
     )
 
@@ -440,6 +454,8 @@ def mismatch_action(
                 principal.name,
                 note=str(form.get("note") or ""),
                 assignee=str(form.get("assignee") or "") or None,
+                reason_code=str(form.get("reason_code") or "") if action == "dismiss" else None,
+                reasons=state.config.queue.dismissal_reasons,
             )
         state.stats.invalidate()
     except (Unprocessable, Conflict) as exc:

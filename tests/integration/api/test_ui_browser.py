@@ -142,6 +142,7 @@ def test_bulk_dismiss_of_selected_rows_with_a_reason(page, site, api):
     page.check(f'input[name="ids"][value="{api.ids["arabic"]}"]')
     page.check(f'input[name="ids"][value="{api.ids["unknown_id"]}"]')
     page.select_option('fieldset.bulk select[name="action"]', "dismiss")
+    page.select_option('fieldset.bulk select[name="reason_code"]', "test_record")
     page.fill('fieldset.bulk input[name="note"]', "hồ sơ thử nghiệm")
     page.on("dialog", lambda d: d.accept())
     page.click('fieldset.bulk button:has-text("Apply")')
