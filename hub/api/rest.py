@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import UnionType
 from typing import Annotated, Literal, Union, get_args, get_origin
@@ -22,6 +24,7 @@ from hub.api.queue.export import EXPORT_FORMATS, EXPORT_MEDIA_TYPES
 from hub.api.queue.filters import MismatchFilter, check_filter
 from hub.api.queue.pages import MAX_LIMIT, MAX_OFFSET, SORTS
 from hub.api.schemas import (
+    NONBLANK_TEXT,
     SAFE_TEXT,
     AssignBody,
     AuditPage,
@@ -51,6 +54,7 @@ from hub.api.schemas import (
     UserName,
     UserOut,
 )
+from hub.config import UNSPECIFIED_DISMISSAL, DismissalReason
 from hub.idschemes import get_scheme
 
 _ERRORS = {code: {"model": Error} for code in (400, 401, 403, 404, 409, 422)}
@@ -128,6 +132,48 @@ def publish_sectors(doc: dict, sectors: list[str]) -> dict:
     if body:
         body["properties"]["sector"]["items"] = {"type": "string", "enum": list(sectors)}
     return doc
+
+
+def publish_dismissal_codes(doc: dict, reasons: Sequence[DismissalReason]) -> dict:
+    """``doc`` with the configured dismissal reason codes as the enum of every reason code
+    a body takes and of the ``dismissal_code`` filters (plus ``unspecified``), and the
+    codes that need the reason in words marked so (a code dropped from the configuration
+    that dismissed mismatches still carry is accepted as a filter too)."""
+    doc = copy.deepcopy(doc)  # the app caches its document; the allOf below adds to it
+    codes = [r.code for r in reasons]
+    wordy = [r.code for r in reasons if r.note_required]
+    filter_enum = {"type": "string", "enum": [*codes, UNSPECIFIED_DISMISSAL]}
+    for item in doc.get("paths", {}).values():
+        for op in item.values():
+            for param in op.get("parameters", []) if isinstance(op, dict) else []:
+                if param.get("name") == "dismissal_code" and param.get("in") == "query":
+                    param["schema"]["items"] = filter_enum
+    schemas = doc.get("components", {}).get("schemas", {})
+    words = {"required": ["reason"], "properties": {"reason": _NONBLANK}}
+    if "FilterBody" in schemas:
+        schemas["FilterBody"]["properties"]["dismissal_code"]["items"] = filter_enum
+    if "DismissBody" in schemas:
+        body = schemas["DismissBody"]
+        body["properties"]["reason_code"] |= {"enum": codes}
+        if wordy:
+            body["allOf"] = [{"if": _code_in(wordy), "then": words}]
+    if "BulkBody" in schemas:
+        body = schemas["BulkBody"]
+        body["properties"]["reason_code"]["anyOf"][0] |= {"enum": codes}
+        dismiss = {"properties": {"action": {"const": "dismiss"}}, "required": ["action"]}
+        body.setdefault("allOf", []).append(
+            {"if": {"not": dismiss}, "then": {"properties": {"reason_code": {"type": "null"}}}}
+        )
+        if wordy:
+            body["allOf"].append({"if": {"allOf": [dismiss, _code_in(wordy)]}, "then": words})
+    return doc
+
+
+_NONBLANK = {"type": "string", "pattern": NONBLANK_TEXT}
+
+
+def _code_in(codes: list[str]) -> dict:
+    return {"properties": {"reason_code": {"enum": codes}}, "required": ["reason_code"]}
 
 
 # Timestamps as the schema's format date-time says (RFC 3339; a missing offset means UTC),
