@@ -31,12 +31,13 @@ from hub.api.queue.export import EXPORT_FORMATS
 from hub.api.queue.filters import MismatchFilter, check_filter
 from hub.api.queue.pages import MAX_LIMIT, SORTS
 from hub.api.rest import export_response
+from hub.config import UNSPECIFIED_DISMISSAL
 from hub.db.models import ROLES
 from hub.idschemes import get_scheme
 from hub.metrics import LOGINS
 from hub.vocabulary import MISMATCH_STATUSES, OPEN_STATUSES, RULE_CODES, SEVERITIES
 from hub.web import i18n
-from hub.web.charts import Series, line_chart, percent
+from hub.web.charts import Bar, Series, bar_list, line_chart, percent
 from reconciliation.lifecycle import STEWARD_ACTIONS
 
 log = logging.getLogger(__name__)
@@ -501,25 +502,76 @@ def dashboard(request: Request, state: State, principal: Viewer, days: int = 30)
         pts = hist.get(s.sector, [])
         live = stats.Point(at, s.records_seen, s.records_verified, s.open_by_rule)
         pts = [*pts, live]
+        in_queue = "/queue?" + urlencode({"sector": s.sector})
         share = Series(
             "verified share",
             [(p.at, p.verified_ratio) for p in pts if p.verified_ratio is not None],
+            in_queue,
         )
         rules = sorted({r for p in pts for r in p.open_by_rule})
-        by_rule = [Series(r, [(p.at, p.open_by_rule.get(r, 0)) for p in pts]) for r in rules]
+        by_rule = [
+            Series(
+                r,
+                [(p.at, p.open_by_rule.get(r, 0)) for p in pts],
+                "/queue?" + urlencode({"sector": s.sector, "rule": r}),
+            )
+            for r in rules
+        ]
         cards.append(
             {
                 "s": s,
                 "corrections": corrections.get(s.sector, stats.CorrectionFigures()),
                 "share_chart": line_chart(
-                    [share], title=f"{s.sector}: verified share", y_max=1.0, y_format=percent
+                    [share],
+                    title=f"{s.sector}: verified share",
+                    y_max=1.0,
+                    y_format=percent,
+                    href=in_queue,
+                    link_text=f"Open the {s.sector} queue",
                 ),
-                "rule_chart": line_chart(by_rule, title=f"{s.sector}: open mismatches by rule")
+                "rule_chart": line_chart(
+                    by_rule,
+                    title=f"{s.sector}: open mismatches by rule",
+                    href=in_queue,
+                    link_text=f"Open the {s.sector} queue",
+                )
                 if by_rule
                 else Markup('<p class="muted">No open mismatches.</p>'),
+                "dismissals": dismissal_bars(
+                    state, s.dismissed_by_code, f"{s.sector}: dismissed by reason", s.sector
+                ),
             }
         )
-    return render(request, "dashboard.html", principal, cards=cards, days=days)
+    return render(
+        request,
+        "dashboard.html",
+        principal,
+        cards=cards,
+        days=days,
+        dismissals=dismissal_bars(
+            state, stats.dismissed_total(now), "Dismissed mismatches by reason, every sector"
+        ),
+    )
+
+
+def dismissal_bars(
+    state: AppState, counts: dict[str, int], title: str, sector: str | None = None
+) -> Markup:
+    """Dismissed mismatches by reason code as bars, in the configured order (then codes no
+    longer configured, then unspecified), each linking to the queue of those dismissals."""
+    queue = state.config.queue
+    order = {r.code: i for i, r in enumerate(queue.dismissal_reasons)}
+    codes = sorted(
+        counts,
+        key=lambda c: (c == UNSPECIFIED_DISMISSAL, order.get(c, len(order)), c),
+    )
+    bars = []
+    for code in codes:
+        params = {"sector": sector} if sector else {}
+        params |= {"status": "dismissed", "dismissal_code": code}
+        label = queue.dismissal_label(None if code == UNSPECIFIED_DISMISSAL else code)
+        bars.append(Bar(label, counts[code], "/queue?" + urlencode(params), key=code))
+    return bar_list(bars, title=title, label_header="Reason", empty="No dismissals yet.")
 
 
 # ----------------------------------------------------------------------------- connectors
