@@ -415,9 +415,50 @@ class SectorDueDays(_Model):
     low: Annotated[int, Field(ge=1, le=3650)] | None = None
 
 
+# ------------------------------------------------------------------ queue: dismissal reasons
+
+UNSPECIFIED_DISMISSAL = "unspecified"
+"""What counts and filters call a dismissal without a code (dismissed before codes existed)."""
+_DISMISSAL_CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+class DismissalReason(_Model):
+    """One reason a steward may give to dismiss a mismatch: a stable ``code`` (counted,
+    filtered on, stored) and the ``label`` people read. ``note_required``: the free text
+    must say more (default: only for ``other``)."""
+
+    code: str
+    label: Annotated[str, Field(min_length=1, max_length=200)]
+    note_required: bool = None  # type: ignore[assignment]
+
+    @field_validator("code")
+    @classmethod
+    def _code_shape(cls, v: str) -> str:
+        if not _DISMISSAL_CODE.match(v) or v == UNSPECIFIED_DISMISSAL:
+            raise ValueError(
+                f"bad code {v!r}: lower-case letters, digits and _, starting with a letter, "
+                f"not {UNSPECIFIED_DISMISSAL!r}"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _default_note_required(self) -> DismissalReason:
+        if self.note_required is None:
+            object.__setattr__(self, "note_required", self.code == "other")
+        return self
+
+
+DEFAULT_DISMISSAL_REASONS = (
+    DismissalReason(code="same_person_transliteration", label="Same person, transliteration"),
+    DismissalReason(code="registry_wrong", label="Registry wrong"),
+    DismissalReason(code="test_record", label="Test record"),
+    DismissalReason(code="other", label="Other"),
+)
+
+
 class QueueConfig(_Model):
     """The steward queue: due days per severity (``due_days``), overridden per sector
-    (``sector_due_days: {tax: {critical: 1}}``)."""
+    (``sector_due_days: {tax: {critical: 1}}``), and the reason codes a dismissal names."""
 
     due_days: DueDays = DueDays()
     sector_due_days: dict[str, SectorDueDays] = Field(default_factory=dict)
@@ -439,6 +480,30 @@ class QueueConfig(_Model):
                 if days is not None:
                     out.append((sector, sev, days))
         return tuple(out)
+
+    dismissal_reasons: Annotated[tuple[DismissalReason, ...], Field(min_length=1)] = (
+        DEFAULT_DISMISSAL_REASONS
+    )
+    """The codes a dismissal must name, in the order the UI offers them."""
+
+    @field_validator("dismissal_reasons")
+    @classmethod
+    def _unique_codes(cls, v: tuple[DismissalReason, ...]) -> tuple[DismissalReason, ...]:
+        codes = [r.code for r in v]
+        dup = sorted({c for c in codes if codes.count(c) > 1})
+        if dup:
+            raise ValueError(f"duplicate code {', '.join(dup)}")
+        return v
+
+    def dismissal_reason(self, code: str) -> DismissalReason | None:
+        return next((r for r in self.dismissal_reasons if r.code == code), None)
+
+    def dismissal_label(self, code: str | None) -> str:
+        """The label of ``code`` for people; the code itself once dropped from the config."""
+        if code is None:
+            return "Unspecified"
+        r = self.dismissal_reason(code)
+        return r.label if r else code
 
 
 class ReconcilerConfig(_Model):

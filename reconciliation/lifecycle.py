@@ -32,7 +32,8 @@ current status                finding present                             findin
 A deleted record resolves its open and in-review mismatches with ``record_deleted``.
 Re-evaluating the same facts makes no transition, so re-delivery never duplicates anything.
 A steward's action (``hub.api.queue.actions``) is refused unless the mismatch's status is
-one its transition starts from; dismissing needs a reason, commenting a note.
+one its transition starts from; dismissing needs a reason code (its free text is required
+only for the codes that say so), commenting a note.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ TRANSITIONS: dict[str, Transition] = {
         Transition("reopened", ACTOR, CLOSED_STATUSES, "open"),
         Transition("assign", STEWARD, OPEN_STATUSES, "in_review"),
         Transition("resolve", STEWARD, OPEN_STATUSES, "resolved", "manual"),
-        Transition("dismiss", STEWARD, OPEN_STATUSES, "dismissed", "false_positive", True),
+        Transition("dismiss", STEWARD, OPEN_STATUSES, "dismissed", "false_positive"),
         Transition("reopen", STEWARD, CLOSED_STATUSES, "open"),
         Transition("comment", STEWARD, MISMATCH_STATUSES, None, note_required=True),
     )
@@ -126,22 +127,28 @@ def write_history(
     conn: psycopg.Connection,
     actor: str,
     entries: Iterable[tuple[int, str, str | None, str | None, str | None]],
+    *,
+    dismissal_code: str | None = None,
 ) -> None:
     """Append ``(mismatch_id, action, from_status, to_status, note)`` rows by ``actor`` to
-    ``mismatch_history`` in the caller's transaction (binary COPY), ids in the order given."""
+    ``mismatch_history`` in the caller's transaction (binary COPY), ids in the order given;
+    ``dismissal_code`` is the reason code of a dismissal, the same for every row."""
     with (
         conn.cursor() as cur,
         cur.copy(
-            "COPY mismatch_history (mismatch_id, actor, action, from_status, to_status, note)"
+            "COPY mismatch_history"
+            " (mismatch_id, actor, action, from_status, to_status, note, dismissal_code)"
             " FROM STDIN (FORMAT BINARY)"
         ) as copy,
     ):
         copy.set_types(_HISTORY_TYPES)
         for mismatch_id, action, from_status, to_status, note in entries:
-            copy.write_row((mismatch_id, actor, action, from_status, to_status, note))
+            copy.write_row(
+                (mismatch_id, actor, action, from_status, to_status, note, dismissal_code)
+            )
 
 
-_HISTORY_TYPES = ("int8", "text", "text", "text", "text", "text")
+_HISTORY_TYPES = ("int8", "text", "text", "text", "text", "text", "text")
 
 _COLS = (
     "id, sector, record_key, rule, field, severity, status, resolution, citizen_id, "
@@ -445,7 +452,9 @@ class Ledger:
                 province_code = EXCLUDED.province_code, sector_value = EXCLUDED.sector_value,
                 registry_value = EXCLUDED.registry_value, score = EXCLUDED.score,
                 suggestions = EXCLUDED.suggestions, values_hash = EXCLUDED.values_hash,
-                resolved_at = EXCLUDED.resolved_at, last_seen_at = now(), updated_at = now()
+                resolved_at = EXCLUDED.resolved_at, last_seen_at = now(), updated_at = now(),
+                dismissal_code = CASE WHEN EXCLUDED.status = 'dismissed'
+                                      THEN mismatches.dismissal_code END
             RETURNING id, sector, record_key, rule, field
             """
         ).fetchall()
@@ -496,7 +505,9 @@ class Ledger:
                 last_seen_at = CASE WHEN u.seen THEN now() ELSE m.last_seen_at END,
                 resolved_at = CASE u.resolved_at WHEN 'set' THEN now() WHEN 'clear' THEN NULL
                                                  ELSE m.resolved_at END,
-                updated_at = CASE WHEN u.dirty THEN now() ELSE m.updated_at END
+                updated_at = CASE WHEN u.dirty THEN now() ELSE m.updated_at END,
+                -- a reason code holds only while dismissed (a reopen drops it)
+                dismissal_code = CASE WHEN u.status = 'dismissed' THEN m.dismissal_code END
             FROM _hub_mismatch_upd u
             WHERE m.id = u.id
             """

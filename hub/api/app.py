@@ -51,7 +51,8 @@ def create_app(config: HubConfig, *, engine: Engine | None = None) -> FastAPI:
 
     @app.get("/api/v1/openapi.json", include_in_schema=False)
     def openapi_document(_: rest.Reader) -> JSONResponse:
-        return JSONResponse(rest.publish_sectors(app.openapi(), list(config.sectors)))
+        doc = rest.publish_sectors(app.openapi(), list(config.sectors))
+        return JSONResponse(rest.publish_dismissal_codes(doc, config.queue.dismissal_reasons))
 
     app.state.hub = AppState(
         config=config,

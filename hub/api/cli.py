@@ -198,6 +198,11 @@ def _filter_options(f):
         click.option("--max-age-days", type=click.IntRange(0, 36500)),
         click.option("-q", "--search", "q", help="Prefix of the record key or citizen ID."),
         click.option("--assignee"),
+        click.option(
+            "--dismissal-code",
+            multiple=True,
+            help="Dismissed with this reason code (repeat for several; 'unspecified': none).",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -217,7 +222,12 @@ def _make_filter(kw: dict[str, Any]):
         max_age_days=kw["max_age_days"],
         q=kw["q"],
         assignee=kw["assignee"],
+        dismissal_code=tuple(kw["dismissal_code"]),
     )
+
+
+def _dismissal_codes(config: Any) -> list[str]:
+    return [r.code for r in config.queue.dismissal_reasons]
 
 
 @click.group()
@@ -254,7 +264,7 @@ def mismatches_list(
     f = _make_filter(kw)
     with _reported():
         with _engine(config).connect() as conn:
-            filters.check_filter(conn, f, list(config.sectors))
+            filters.check_filter(conn, f, list(config.sectors), _dismissal_codes(config))
             page = pages.list_page(conn, f, sort=sort, order=order, limit=limit, after=after)
     if as_json:
         for item in page.items:
@@ -307,7 +317,7 @@ def mismatches_export(ctx: click.Context, output: str, fmt: str | None, **kw: An
     f = _make_filter(kw)
     with _reported():
         with engine.begin() as conn:
-            filters.check_filter(conn, f, list(config.sectors))
+            filters.check_filter(conn, f, list(config.sectors), _dismissal_codes(config))
             audit.record(conn, _cli_actor(), "export", target_type="mismatches", detail=f.params())
     try:
         out = sys.stdout.buffer if output == "-" else open(output, "wb")  # noqa: SIM115

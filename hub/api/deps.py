@@ -32,6 +32,11 @@ class AppState:
     def sectors(self) -> list[str]:
         return list(self.config.sectors)
 
+    @property
+    def dismissal_codes(self) -> list[str]:
+        """The configured dismissal reason codes (for filters that name one)."""
+        return [r.code for r in self.config.queue.dismissal_reasons]
+
 
 def get_state(request: Request) -> AppState:
     return request.app.state.hub

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import re
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from types import UnionType
@@ -24,6 +26,7 @@ from hub.api.queue.export import EXPORT_FORMATS, EXPORT_MEDIA_TYPES
 from hub.api.queue.filters import MismatchFilter, check_filter
 from hub.api.queue.pages import MAX_LIMIT, MAX_OFFSET, SORTS
 from hub.api.schemas import (
+    NONBLANK_TEXT,
     SAFE_TEXT,
     AssignBody,
     AuditPage,
@@ -39,6 +42,7 @@ from hub.api.schemas import (
     MismatchItem,
     MismatchPage,
     NoteBody,
+    ReasonCode,
     RequiredNoteBody,
     Rule,
     RuleCount,
@@ -54,6 +58,7 @@ from hub.api.schemas import (
     UserName,
     UserOut,
 )
+from hub.config import UNSPECIFIED_DISMISSAL, DismissalReason
 from hub.idschemes import get_scheme
 
 _ERRORS = {code: {"model": Error} for code in (400, 401, 403, 404, 409, 422)}
@@ -139,6 +144,48 @@ def publish_sectors(doc: dict, sectors: list[str]) -> dict:
     return doc
 
 
+def publish_dismissal_codes(doc: dict, reasons: Sequence[DismissalReason]) -> dict:
+    """``doc`` with the configured dismissal reason codes as the enum of every reason code
+    a body takes and of the ``dismissal_code`` filters (plus ``unspecified``), and the
+    codes that need the reason in words marked so (a code dropped from the configuration
+    that dismissed mismatches still carry is accepted as a filter too)."""
+    doc = copy.deepcopy(doc)  # the app caches its document; the allOf below adds to it
+    codes = [r.code for r in reasons]
+    wordy = [r.code for r in reasons if r.note_required]
+    filter_enum = {"type": "string", "enum": [*codes, UNSPECIFIED_DISMISSAL]}
+    for item in doc.get("paths", {}).values():
+        for op in item.values():
+            for param in op.get("parameters", []) if isinstance(op, dict) else []:
+                if param.get("name") == "dismissal_code" and param.get("in") == "query":
+                    param["schema"]["items"] = filter_enum
+    schemas = doc.get("components", {}).get("schemas", {})
+    words = {"required": ["reason"], "properties": {"reason": _NONBLANK}}
+    if "FilterBody" in schemas:
+        schemas["FilterBody"]["properties"]["dismissal_code"]["items"] = filter_enum
+    if "DismissBody" in schemas:
+        body = schemas["DismissBody"]
+        body["properties"]["reason_code"] |= {"enum": codes}
+        if wordy:
+            body["allOf"] = [{"if": _code_in(wordy), "then": words}]
+    if "BulkBody" in schemas:
+        body = schemas["BulkBody"]
+        body["properties"]["reason_code"]["anyOf"][0] |= {"enum": codes}
+        dismiss = {"properties": {"action": {"const": "dismiss"}}, "required": ["action"]}
+        body.setdefault("allOf", []).append(
+            {"if": {"not": dismiss}, "then": {"properties": {"reason_code": {"type": "null"}}}}
+        )
+        if wordy:
+            body["allOf"].append({"if": {"allOf": [dismiss, _code_in(wordy)]}, "then": words})
+    return doc
+
+
+_NONBLANK = {"type": "string", "pattern": NONBLANK_TEXT}
+
+
+def _code_in(codes: list[str]) -> dict:
+    return {"properties": {"reason_code": {"enum": codes}}, "required": ["reason_code"]}
+
+
 # Timestamps as the schema's format date-time says (RFC 3339; a missing offset means UTC),
 # not the unix seconds pydantic would also take.
 _RFC3339 = re.compile(
@@ -200,6 +247,10 @@ def mismatch_filter(
             "folded (case, diacritics, Arabic letter variants ignored).",
         ),
     ] = None,
+    dismissal_code: Annotated[
+        list[ReasonCode],
+        Query(description="Dismissed with these reason codes (`unspecified`: without one)."),
+    ] = [],  # noqa: B006
 ) -> MismatchFilter:
     return ergo_filter(
         MismatchFilter(
@@ -214,6 +265,7 @@ def mismatch_filter(
             assignee=assignee,
             overdue=overdue,
             name=name,
+            dismissal_code=tuple(dismissal_code),
         ),
         state,
         principal,
@@ -257,7 +309,7 @@ def list_mismatches(
 ) -> dict:
     """A page of mismatches matching every given filter (repeat a list filter for OR)."""
     with state.engine.connect() as conn:
-        check_filter(conn, f, state.sectors)
+        check_filter(conn, f, state.sectors, state.dismissal_codes)
         page = pages.list_page(
             conn, f, sort=sort, order=order, limit=limit, after=after, offset=offset
         )
@@ -278,7 +330,7 @@ def count_mismatches(
 ) -> dict:
     """Per rule, how many mismatches match every other filter (exact up to 10000)."""
     with state.engine.connect() as conn:
-        check_filter(conn, f, state.sectors)
+        check_filter(conn, f, state.sectors, state.dismissal_codes)
         counts = pages.rule_counts(conn, f)
     return {"counts": [RuleCount(rule=r, count=n, exact=e) for r, (n, e) in counts.items()]}
 
@@ -318,7 +370,7 @@ def export_mismatches(
 ) -> StreamingResponse:
     """Every mismatch matching the filters as CSV or XLSX, streamed (ordered by id)."""
     with state.engine.begin() as conn:
-        check_filter(conn, f, state.sectors)
+        check_filter(conn, f, state.sectors, state.dismissal_codes)
         audit.record(conn, principal.name, "export", target_type="mismatches", detail=f.params())
     return export_response(state, f, format)
 
@@ -342,7 +394,7 @@ def bulk_action(*, body: BulkBody, state: State, principal: Steward) -> dict:
     note = body.reason if body.action == "dismiss" else body.note
     with state.engine.begin() as conn:
         if where is not None:
-            check_filter(conn, where, state.sectors)
+            check_filter(conn, where, state.sectors, state.dismissal_codes)
         result = actions.act_bulk(
             conn,
             body.action,
@@ -352,6 +404,8 @@ def bulk_action(*, body: BulkBody, state: State, principal: Steward) -> dict:
             note=note,
             assignee=body.assignee,
             limit=body.limit,
+            reason_code=body.reason_code,
+            reasons=state.config.queue.dismissal_reasons,
         )
     state.stats.invalidate()
     return {"changed": result.changed, "skipped": result.skipped, "more": result.more}
@@ -414,8 +468,17 @@ def dismiss(
     state: State,
     principal: Steward,
 ) -> dict:
-    """Dismiss as a false positive; a reason is required. It holds until the values change."""
-    return _act(state, mismatch_id, "dismiss", principal, note=body.reason)
+    """Dismiss as a false positive, naming a configured reason code (and the reason in words
+    where the code asks for it). It holds until the values change."""
+    return _act(
+        state,
+        mismatch_id,
+        "dismiss",
+        principal,
+        note=body.reason,
+        reason_code=body.reason_code,
+        reasons=state.config.queue.dismissal_reasons,
+    )
 
 
 @router.post(
@@ -487,8 +550,9 @@ def get_stats(
     state: State,
     _: Reader,
 ) -> dict:
-    """Per sector: records seen and verified, verified ratio, open mismatches by rule (live,
-    cached for a few seconds), and their history from periodic snapshots."""
+    """Per sector: records seen and verified, verified ratio, open mismatches by rule and
+    dismissed ones by reason code (live, cached for a few seconds), and their history from
+    periodic snapshots; the configured dismissal reason codes."""
     now = state.stats.get()
     with state.engine.connect() as conn:
         series = stats.history(conn, [s.sector for s in now], stats.default_since(days), points)
@@ -504,6 +568,7 @@ def get_stats(
                     "verified_ratio": s.verified_ratio,
                     "open_total": s.open_total,
                     "open_by_rule": s.open_by_rule,
+                    "dismissed_by_code": s.dismissed_by_code,
                     "series": [
                         {
                             "at": p.at,
@@ -517,6 +582,8 @@ def get_stats(
                 }
                 for s in now
             ],
+            "dismissed_by_code": stats.dismissed_total(now),
+            "dismissal_reasons": [r.model_dump() for r in state.config.queue.dismissal_reasons],
         },
     )
 

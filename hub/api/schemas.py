@@ -83,6 +83,10 @@ class MismatchItem(_Out):
     severity: str
     status: str
     resolution: str | None
+    dismissal_code: str | None = Field(
+        description="The reason code of a dismissal (null: not dismissed, or dismissed "
+        "before codes existed)."
+    )
     sector_value: str | None
     registry_value: str | None
     score: float | None
@@ -135,6 +139,7 @@ class HistoryEntry(_Out):
     from_status: str | None
     to_status: str | None
     note: str | None
+    dismissal_code: str | None = None
 
 
 class RelatedMismatch(BaseModel):
@@ -172,9 +177,20 @@ class RequiredNoteBody(BaseModel):
     note: RequiredNote = Field(description="Not blank.")
 
 
+# A configured dismissal reason code (``queue.dismissal_reasons``); checked against the
+# configuration by the action, which names the allowed codes.
+ReasonCode = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=SAFE_TEXT)]
+
+
 class DismissBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    reason: RequiredNote = Field(description="Why it is a false positive; not blank.")
+    reason_code: ReasonCode = Field(
+        description="One of the configured dismissal reason codes (GET /api/v1/stats lists "
+        "them); an unknown code is refused with the allowed ones."
+    )
+    reason: Note | None = Field(
+        None, description="Why it is a false positive, in words; required with code `other`."
+    )
 
 
 class FilterBody(BaseModel):
@@ -196,11 +212,14 @@ class FilterBody(BaseModel):
     name: (
         Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=SAFE_TEXT)] | None
     ) = None
+    dismissal_code: list[ReasonCode] = Field(
+        [], description="Dismissed with these reason codes (`unspecified`: without one)."
+    )
 
 
 def _bulk_schema(schema: dict[str, Any]) -> None:
     """Publish what ``BulkBody`` checks: exactly one of ``ids`` and ``filter`` (neither may
-    be null), a reason to dismiss and a note to comment, not blank."""
+    be null), a reason code to dismiss and a note to comment, not blank."""
     props = schema["properties"]
     for name in ("ids", "filter"):
         props[name].pop("default", None)
@@ -213,13 +232,14 @@ def _bulk_schema(schema: dict[str, Any]) -> None:
                 "properties": {field: {"type": "string", "pattern": NONBLANK_TEXT}},
             },
         }
-        for action, field in (("dismiss", "reason"), ("comment", "note"))
+        for action, field in (("dismiss", "reason_code"), ("comment", "note"))
     ]
 
 
 class BulkBody(BaseModel):
-    """Exactly one of ``ids`` and ``filter``. ``reason`` is required to dismiss, ``note`` to
-    comment; ``assignee`` applies to assign (default yourself)."""
+    """Exactly one of ``ids`` and ``filter``. ``reason_code`` is required to dismiss (with
+    ``reason`` when the code asks for words), ``note`` to comment; ``assignee`` applies to
+    assign (default yourself)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_bulk_schema)
     action: MismatchAction
@@ -232,6 +252,7 @@ class BulkBody(BaseModel):
     limit: Annotated[int, Field(ge=1, le=MAX_BULK), JsonInt] = MAX_BULK
     note: Note | None = None
     reason: Note | None = None
+    reason_code: ReasonCode | None = None
     assignee: UserName | None = None
 
     @model_validator(mode="after")
@@ -262,13 +283,28 @@ class SectorStatsOut(BaseModel):
     verified_ratio: float | None
     open_total: int
     open_by_rule: dict[str, int]
+    dismissed_by_code: dict[str, int] = Field(
+        description="Dismissed mismatches now, by reason code (`unspecified`: without one)."
+    )
     series: list[SeriesPoint]
     overdue: int = Field(0, description="Open or in review past their due days, now.")
+
+
+class DismissalReasonOut(BaseModel):
+    code: str
+    label: str
+    note_required: bool
 
 
 class StatsOut(BaseModel):
     computed_at: datetime
     sectors: list[SectorStatsOut]
+    dismissed_by_code: dict[str, int] = Field(
+        description="Dismissed mismatches now, by reason code, over every sector."
+    )
+    dismissal_reasons: list[DismissalReasonOut] = Field(
+        description="The configured dismissal reason codes, in the order offered."
+    )
 
 
 class PendingRequest(BaseModel):
@@ -385,6 +421,7 @@ class SavedQuery(BaseModel):
     name: (
         Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=SAFE_TEXT)] | None
     ) = None
+    dismissal_code: ReasonCode | None = None
     sort: Literal[tuple(SORT_NAMES)] | None = None  # type: ignore[valid-type]
     order: Literal["asc", "desc"] | None = None
 

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, text
 
+from hub.config import UNSPECIFIED_DISMISSAL
 from hub.db import figures
 
 
@@ -21,6 +22,8 @@ class SectorStats:
     records_seen: int = 0
     records_verified: int = 0
     open_by_rule: dict[str, int] = field(default_factory=dict)
+    dismissed_by_code: dict[str, int] = field(default_factory=dict)
+    """Dismissed mismatches by reason code (``unspecified``: dismissed without one)."""
 
     @property
     def verified_ratio(self) -> float | None:
@@ -31,9 +34,28 @@ class SectorStats:
         return sum(self.open_by_rule.values())
 
 
+# The dismissed rows only, through their partial index (migration 0015).
+_DISMISSED_BY_CODE = text(
+    """
+    SELECT sector, dismissal_code, count(*) FROM mismatches WHERE status = 'dismissed'
+    GROUP BY sector, dismissal_code ORDER BY sector, dismissal_code NULLS LAST
+    """
+)
+
+
+def dismissed_total(sectors: Sequence[SectorStats]) -> dict[str, int]:
+    """Dismissed mismatches by reason code over every sector."""
+    out: dict[str, int] = {}
+    for s in sectors:
+        for code, n in s.dismissed_by_code.items():
+            out[code] = out.get(code, 0) + n
+    return out
+
+
 def current(conn: Connection, sectors: Sequence[str]) -> list[SectorStats]:
     """Figures of every configured sector and of any other sector the store holds, from the
-    trigger-kept counts of :mod:`hub.db.figures` (exact, without counting the big tables)."""
+    trigger-kept counts of :mod:`hub.db.figures` (exact, without counting the big tables),
+    and the dismissed mismatches by reason code (counted over their partial index)."""
     out = {s: SectorStats(s) for s in sectors}
     for sector, rule, _severity, records, verified, open_n in conn.execute(text(figures.SUMS)):
         st = out.setdefault(sector, SectorStats(sector))
@@ -42,6 +64,9 @@ def current(conn: Connection, sectors: Sequence[str]) -> list[SectorStats]:
             st.records_verified += verified
         elif open_n:
             st.open_by_rule[rule] = st.open_by_rule.get(rule, 0) + open_n
+    for sector, code, n in conn.execute(_DISMISSED_BY_CODE):
+        st = out.setdefault(sector, SectorStats(sector))
+        st.dismissed_by_code[code or UNSPECIFIED_DISMISSAL] = n
     return sorted(out.values(), key=lambda s: s.sector)
 
 

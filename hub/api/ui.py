@@ -32,12 +32,13 @@ from hub.api.queue.export import EXPORT_FORMATS
 from hub.api.queue.filters import MismatchFilter, check_filter
 from hub.api.queue.pages import MAX_LIMIT, SORTS
 from hub.api.rest import ergo_filter, export_response
+from hub.config import UNSPECIFIED_DISMISSAL
 from hub.db.models import ROLES
 from hub.idschemes import get_scheme
 from hub.metrics import LOGINS
 from hub.vocabulary import MISMATCH_STATUSES, OPEN_STATUSES, RULE_CODES, SEVERITIES
 from hub.web import i18n
-from hub.web.charts import Series, line_chart, percent
+from hub.web.charts import Bar, Series, bar_list, line_chart, percent
 from reconciliation.lifecycle import STEWARD_ACTIONS
 
 log = logging.getLogger(__name__)
@@ -250,6 +251,7 @@ def queue_filter(params: dict[str, str]) -> MismatchFilter:
         q=q,
         assignee=(params.get("assignee") or "").strip() or None,
         **_ergo_params(params),
+        dismissal_code=_dismissal_code_param(params.get("dismissal_code")),
     )
 
 
@@ -269,6 +271,13 @@ def _resolved(f: MismatchFilter, state: AppState, principal: Principal) -> Misma
     return ergo_filter(f, state, principal)
 
 
+def _dismissal_code_param(raw: str | None) -> tuple[str, ...]:
+    code = (raw or "").strip()
+    if len(code) > 64 or "\x00" in code:
+        raise Unprocessable("dismissal code: at most 64 characters")
+    return (code,) if code else ()
+
+
 _FILTER_KEYS = (
     "sector",
     "rule",
@@ -281,6 +290,7 @@ _FILTER_KEYS = (
     "assignee",
     "overdue",
     "name",
+    "dismissal_code",
 )
 
 
@@ -296,7 +306,7 @@ def queue(request: Request, state: State, principal: Viewer) -> HTMLResponse:
         f = _resolved(queue_filter(params), state, principal)
         limit = _int_param(params.get("limit"), "page size", 1, MAX_LIMIT) or 50
         with state.engine.connect() as conn:
-            check_filter(conn, f, state.sectors)
+            check_filter(conn, f, state.sectors, state.dismissal_codes)
             page = pages.list_page(
                 conn, f, sort=sort, order=order, limit=limit, after=params.get("after") or None
             )
@@ -326,6 +336,7 @@ def queue(request: Request, state: State, principal: Viewer) -> HTMLResponse:
         ),
         first_link="/queue?" + urlencode(base) if params.get("after") else None,
         actions=list(STEWARD_ACTIONS),
+        reasons=state.config.queue.dismissal_reasons,
         filter_params=f.params(),
         citizen_offer=citizen_offer(state, f.q),
         ergo=ergo,
@@ -354,7 +365,7 @@ def queue_rule_counts(request: Request, state: State, principal: Viewer) -> JSON
     try:
         f = _resolved(queue_filter(dict(request.query_params)), state, principal)
         with state.engine.connect() as conn:
-            check_filter(conn, f, state.sectors)
+            check_filter(conn, f, state.sectors, state.dismissal_codes)
             counts = pages.rule_counts(conn, f)
     except ApiError as exc:
         return JSONResponse({"detail": exc.reason}, status_code=exc.status)
@@ -384,7 +395,7 @@ def queue_export(request: Request, fmt: str, state: State, principal: Viewer) ->
         raise NotFound(f"no export as {fmt!r} (offered: {', '.join(EXPORT_FORMATS)})")
     f = _resolved(queue_filter(dict(request.query_params)), state, principal)
     with state.engine.begin() as conn:
-        check_filter(conn, f, state.sectors)
+        check_filter(conn, f, state.sectors, state.dismissal_codes)
         audit.record(conn, principal.name, "export", target_type="mismatches", detail=f.params())
     return export_response(state, f, fmt)
 
@@ -406,7 +417,7 @@ def queue_bulk(request: Request, state: State, principal: Steward, form: Form) -
                 raise Unprocessable("select at least one mismatch")
         with state.engine.begin() as conn:
             if f is not None:
-                check_filter(conn, f, state.sectors)
+                check_filter(conn, f, state.sectors, state.dismissal_codes)
             result = actions.act_bulk(
                 conn,
                 action,
@@ -415,6 +426,8 @@ def queue_bulk(request: Request, state: State, principal: Steward, form: Form) -
                 where=f,
                 note=note,
                 assignee=str(form.get("assign_to") or "") or None,
+                reason_code=str(form.get("reason_code") or "") if action == "dismiss" else None,
+                reasons=state.config.queue.dismissal_reasons,
             )
         state.stats.invalidate()
         msg = f"{action}: {len(result.changed)} changed"
@@ -495,6 +508,8 @@ def mismatch_page(
         back=back,
         around=around,
         detail_link=nav.detail_link,
+        reasons=state.config.queue.dismissal_reasons,
+        reason_label=state.config.queue.dismissal_label,
     )
 
 
@@ -531,6 +546,8 @@ def mismatch_action(
                 principal.name,
                 note=str(form.get("note") or ""),
                 assignee=str(form.get("assignee") or "") or None,
+                reason_code=str(form.get("reason_code") or "") if action == "dismiss" else None,
+                reasons=state.config.queue.dismissal_reasons,
             )
             around = queue_neighbours(conn, state, principal, back, mismatch_id)
         state.stats.invalidate()
@@ -580,25 +597,76 @@ def dashboard(request: Request, state: State, principal: Viewer, days: int = 30)
         pts = hist.get(s.sector, [])
         live = stats.Point(at, s.records_seen, s.records_verified, s.open_by_rule)
         pts = [*pts, live]
+        in_queue = "/queue?" + urlencode({"sector": s.sector})
         share = Series(
             "verified share",
             [(p.at, p.verified_ratio) for p in pts if p.verified_ratio is not None],
+            in_queue,
         )
         rules = sorted({r for p in pts for r in p.open_by_rule})
-        by_rule = [Series(r, [(p.at, p.open_by_rule.get(r, 0)) for p in pts]) for r in rules]
+        by_rule = [
+            Series(
+                r,
+                [(p.at, p.open_by_rule.get(r, 0)) for p in pts],
+                "/queue?" + urlencode({"sector": s.sector, "rule": r}),
+            )
+            for r in rules
+        ]
         cards.append(
             {
                 "s": s,
                 "corrections": corrections.get(s.sector, stats.CorrectionFigures()),
                 "share_chart": line_chart(
-                    [share], title=f"{s.sector}: verified share", y_max=1.0, y_format=percent
+                    [share],
+                    title=f"{s.sector}: verified share",
+                    y_max=1.0,
+                    y_format=percent,
+                    href=in_queue,
+                    link_text=f"Open the {s.sector} queue",
                 ),
-                "rule_chart": line_chart(by_rule, title=f"{s.sector}: open mismatches by rule")
+                "rule_chart": line_chart(
+                    by_rule,
+                    title=f"{s.sector}: open mismatches by rule",
+                    href=in_queue,
+                    link_text=f"Open the {s.sector} queue",
+                )
                 if by_rule
                 else Markup('<p class="muted">No open mismatches.</p>'),
+                "dismissals": dismissal_bars(
+                    state, s.dismissed_by_code, f"{s.sector}: dismissed by reason", s.sector
+                ),
             }
         )
-    return render(request, "dashboard.html", principal, cards=cards, days=days)
+    return render(
+        request,
+        "dashboard.html",
+        principal,
+        cards=cards,
+        days=days,
+        dismissals=dismissal_bars(
+            state, stats.dismissed_total(now), "Dismissed mismatches by reason, every sector"
+        ),
+    )
+
+
+def dismissal_bars(
+    state: AppState, counts: dict[str, int], title: str, sector: str | None = None
+) -> Markup:
+    """Dismissed mismatches by reason code as bars, in the configured order (then codes no
+    longer configured, then unspecified), each linking to the queue of those dismissals."""
+    queue = state.config.queue
+    order = {r.code: i for i, r in enumerate(queue.dismissal_reasons)}
+    codes = sorted(
+        counts,
+        key=lambda c: (c == UNSPECIFIED_DISMISSAL, order.get(c, len(order)), c),
+    )
+    bars = []
+    for code in codes:
+        params = {"sector": sector} if sector else {}
+        params |= {"status": "dismissed", "dismissal_code": code}
+        label = queue.dismissal_label(None if code == UNSPECIFIED_DISMISSAL else code)
+        bars.append(Bar(label, counts[code], "/queue?" + urlencode(params), key=code))
+    return bar_list(bars, title=title, label_header="Reason", empty="No dismissals yet.")
 
 
 # ----------------------------------------------------------------------------- connectors

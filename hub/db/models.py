@@ -151,6 +151,9 @@ class Mismatch(Base):
     suggestions: Mapped[list | None] = mapped_column(JSONB)
     values_hash: Mapped[str | None] = mapped_column(String(64))  # dismissal holds while equal
     assignee: Mapped[str | None] = mapped_column(String(128))
+    # The configured reason code of a steward's dismissal (migration 0015); NULL while not
+    # dismissed and for dismissals made before codes existed.
+    dismissal_code: Mapped[str | None] = mapped_column(String(64))
     first_seen_at: Mapped[datetime] = _now()
     last_seen_at: Mapped[datetime] = _now()
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -168,6 +171,12 @@ class Mismatch(Base):
         Index("ix_mismatches_citizen_id", "citizen_id"),
         Index("ix_mismatches_record_key", "record_key"),
         Index("ix_mismatches_first_seen_at", "first_seen_at"),
+        Index(
+            "ix_mismatches_dismissed_code",
+            "sector",
+            "dismissal_code",
+            postgresql_where=text("status = 'dismissed'"),
+        ),
         # "Which records does the hub suggest this citizen for": containment in the
         # candidates (migration 0011).
         Index(
@@ -195,6 +204,7 @@ class MismatchHistory(Base):
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str | None] = mapped_column(String(16))
     note: Mapped[str | None] = mapped_column(Text)
+    dismissal_code: Mapped[str | None] = mapped_column(String(64))  # a dismissal's reason code
 
     __table_args__ = (Index("ix_mismatch_history_mismatch_id", "mismatch_id", "id"),)
 

@@ -15,6 +15,7 @@ from hub.api.auth import ASSIGNABLE_ROLES
 from hub.api.errors import Conflict, NotFound, Unprocessable
 from hub.api.queue.filters import ITEM_COLUMNS, M, MismatchFilter, as_item
 from hub.api.users import active_user_role
+from hub.config import DEFAULT_DISMISSAL_REASONS, DismissalReason
 from reconciliation.lifecycle import STEWARD_ACTIONS, Transition, steward_note, write_history
 
 MAX_BULK = 10_000
@@ -31,15 +32,21 @@ class BulkResult:
 
 
 def _check_action(
-    conn: Connection, action: str, actor: str, note: str | None, assignee: str | None
-) -> tuple[Transition, str | None, str | None]:
+    conn: Connection,
+    action: str,
+    actor: str,
+    note: str | None,
+    assignee: str | None,
+    reason_code: str | None = None,
+    reasons: Sequence[DismissalReason] = DEFAULT_DISMISSAL_REASONS,
+) -> tuple[Transition, str | None, str | None, str | None]:
     t = STEWARD_ACTIONS.get(action)
     if t is None:
         raise Unprocessable(f"unknown action {action!r} (known: {', '.join(STEWARD_ACTIONS)})")
     note = (note or "").strip() or None
     if t.note_required and note is None:
-        what = "a reason" if action == "dismiss" else "a note"
-        raise Unprocessable(f"{action} needs {what}")
+        raise Unprocessable(f"{action} needs a note")
+    code = check_dismissal(action, reason_code, note, reasons)
     if action == "assign":
         assignee = (assignee or "").strip() or actor
         role = active_user_role(conn, assignee)
@@ -49,7 +56,28 @@ def _check_action(
             raise Conflict(f"cannot assign to {assignee!r}: a {role} does not work mismatches")
     else:
         assignee = None
-    return t, note, assignee
+    return t, note, assignee, code
+
+
+def check_dismissal(
+    action: str, reason_code: str | None, note: str | None, reasons: Sequence[DismissalReason]
+) -> str | None:
+    """The reason code of ``action``: required to dismiss and one of ``reasons`` (with the
+    free text when that reason requires it), refused with any other action."""
+    code = (reason_code or "").strip() or None
+    allowed = ", ".join(r.code for r in reasons)
+    if action != "dismiss":
+        if code is not None:
+            raise Unprocessable(f"a reason code goes with dismiss only, not {action}")
+        return None
+    if code is None:
+        raise Unprocessable(f"dismiss needs a reason code (allowed: {allowed})")
+    reason = next((r for r in reasons if r.code == code), None)
+    if reason is None:
+        raise Unprocessable(f"unknown reason code {code[:64]!r} (allowed: {allowed})")
+    if reason.note_required and note is None:
+        raise Unprocessable(f"dismiss with reason code {code!r} needs a reason in words")
+    return code
 
 
 def _apply(
@@ -59,6 +87,7 @@ def _apply(
     actor: str,
     note: str | None,
     assignee: str | None,
+    code: str | None = None,
 ) -> list[Any]:
     """Lock the targeted rows, change them, write history and audit rows; return them."""
     locked = target.with_for_update(of=M).subquery()
@@ -67,6 +96,8 @@ def _apply(
         values["resolved_at"] = func.now() if values["resolved_at"] == "set" else None
     if t.name == "assign":
         values["assignee"] = assignee
+    if t.to_status is not None:
+        values["dismissal_code"] = code  # held while dismissed, dropped by any other move
     stmt = (
         update(M)
         .where(M.id == locked.c.id)
@@ -81,6 +112,7 @@ def _apply(
         conn.connection.driver_connection,  # the same transaction, through psycopg
         actor,
         ((r[0], t.action, r[1], r[2], hist_note) for r in rows),
+        dismissal_code=code,
     )
     audit.record_many(
         conn,
@@ -98,6 +130,7 @@ def _apply(
                     "to_status": r[2],
                     "note": note,
                     "assignee": assignee,
+                    **({"dismissal_code": code} if code else {}),
                 },
             )
             for r in rows
@@ -114,20 +147,25 @@ def act(
     *,
     note: str | None = None,
     assignee: str | None = None,
+    reason_code: str | None = None,
+    reasons: Sequence[DismissalReason] = DEFAULT_DISMISSAL_REASONS,
 ) -> dict[str, Any]:
     """Apply ``action`` to one mismatch in the caller's transaction; returns the updated item.
 
     NotFound if there is no such mismatch or the assignee is no active user, Conflict if
     its status does not allow the action or the assignee's role does not work mismatches,
-    Unprocessable if a required reason/note is missing.
+    Unprocessable if a required reason code or note is missing or the code is not one of
+    ``reasons``.
     """
-    t, note, assignee = _check_action(conn, action, actor, note, assignee)
+    t, note, assignee, code = _check_action(
+        conn, action, actor, note, assignee, reason_code, reasons
+    )
     current = conn.scalar(select(M.status).where(M.id == mismatch_id).with_for_update())
     if current is None:
         raise NotFound(f"no mismatch {mismatch_id}")
     if not t.allows(current):
         raise Conflict(f"cannot {action} a mismatch that is {current}")
-    _apply(conn, t, select(M.id, M.status).where(M.id == mismatch_id), actor, note, assignee)
+    _apply(conn, t, select(M.id, M.status).where(M.id == mismatch_id), actor, note, assignee, code)
     row = conn.execute(select(*ITEM_COLUMNS).where(M.id == mismatch_id)).one()
     return as_item(row)
 
@@ -142,13 +180,17 @@ def act_bulk(
     note: str | None = None,
     assignee: str | None = None,
     limit: int = MAX_BULK,
+    reason_code: str | None = None,
+    reasons: Sequence[DismissalReason] = DEFAULT_DISMISSAL_REASONS,
 ) -> BulkResult:
     """Apply ``action`` to a list of ids or to up to ``limit`` mismatches matching a filter,
     in one transaction. Ids that do not exist or whose status does not allow the action are
     reported in ``skipped``. With a filter, only mismatches in an allowed status (and, to
     assign, not yet assigned to the assignee) are touched and ``more`` says whether others
     still match — run it again; a comment goes to all matching or, beyond ``limit``, none."""
-    t, note, assignee = _check_action(conn, action, actor, note, assignee)
+    t, note, assignee, code = _check_action(
+        conn, action, actor, note, assignee, reason_code, reasons
+    )
     if (ids is None) == (where is None):
         raise Unprocessable("give either ids or a filter")
     if ids is not None:
@@ -158,7 +200,7 @@ def act_bulk(
         if len(ids) > MAX_BULK_IDS:
             raise Unprocessable(f"at most {MAX_BULK_IDS} ids at once (use a filter for more)")
         target = select(M.id, M.status).where(M.id.in_(ids), M.status.in_(t.from_statuses))
-        rows = _apply(conn, t, target, actor, note, assignee)
+        rows = _apply(conn, t, target, actor, note, assignee, code)
         changed = {r[0] for r in rows}
         result = BulkResult(changed=sorted(changed))
         rest = [i for i in ids if i not in changed]
@@ -187,7 +229,7 @@ def act_bulk(
         if n > limit:
             raise Conflict(f"{action}: the filter matches more than {limit} mismatches; narrow it")
     target = select(M.id, M.status).where(*cond).order_by(M.id).limit(limit)
-    rows = _apply(conn, t, target, actor, note, assignee)
+    rows = _apply(conn, t, target, actor, note, assignee, code)
     more = False
     if len(rows) == limit and t.to_status is not None:
         more = conn.scalar(select(literal(1)).where(*cond).limit(1)) is not None

@@ -121,6 +121,7 @@ def detail(conn: Connection, mismatch_id: int, scheme: IdScheme | None = None) -
                 MismatchHistory.from_status,
                 MismatchHistory.to_status,
                 MismatchHistory.note,
+                MismatchHistory.dismissal_code,
             )
             .where(MismatchHistory.mismatch_id == mismatch_id)
             .order_by(MismatchHistory.id)

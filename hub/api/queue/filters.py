@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, func, literal, not_, or_, select
+from sqlalchemy import Connection, and_, func, literal, not_, or_, select
 from sqlalchemy.sql import ColumnElement
 
 from hub.api.errors import Unprocessable
+from hub.config import DEFAULT_DISMISSAL_REASONS, UNSPECIFIED_DISMISSAL
 from hub.db.models import Mismatch
 from hub.vocabulary import MISMATCH_STATUSES, RULE_CODES, SEVERITIES
 
@@ -27,6 +28,7 @@ ITEM_FIELDS = (
     "severity",
     "status",
     "resolution",
+    "dismissal_code",
     "sector_value",
     "registry_value",
     "score",
@@ -50,7 +52,8 @@ class MismatchFilter:
     """Which mismatches a list, count, bulk action or export covers. Empty means any.
 
     ``q`` is a prefix of the record key or of the citizen ID as the sector holds it;
-    ages count whole days since the mismatch was first seen.
+    ages count whole days since the mismatch was first seen. ``dismissal_code`` keeps the
+    dismissed mismatches of those reason codes (``unspecified``: dismissed without one).
     """
 
     sector: tuple[str, ...] = ()
@@ -66,6 +69,7 @@ class MismatchFilter:
     name: str | None = None
     # The due days ``overdue`` is judged by (hub.api.queue.due); not a filter value itself.
     due: tuple[tuple[str | None, str, int], ...] = field(default=(), compare=False, repr=False)
+    dismissal_code: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, **values: Any) -> MismatchFilter:
@@ -90,6 +94,8 @@ class MismatchFilter:
             cond.append(M.first_seen_at <= func.now() - _days(self.min_age_days))
         if self.max_age_days is not None:
             cond.append(M.first_seen_at > func.now() - _days(self.max_age_days + 1))
+        if self.dismissal_code:
+            cond.append(_dismissed_with(self.dismissal_code))
         if self.q:
             # Prefix match served by the varchar_pattern_ops indexes (migration 0004).
             pattern = _like_escape(self.q) + "%"
@@ -131,6 +137,17 @@ def _in(col: ColumnElement, values: Sequence[str]) -> ColumnElement[bool]:
     return col == values[0] if len(values) == 1 else col.in_(values)
 
 
+def _dismissed_with(codes: Sequence[str]) -> ColumnElement[bool]:
+    # status = 'dismissed' lets the planner take the partial index of migration 0015.
+    named = [c for c in codes if c != UNSPECIFIED_DISMISSAL]
+    either = []
+    if named:
+        either.append(_in(M.dismissal_code, named))
+    if len(named) < len(codes):
+        either.append(M.dismissal_code.is_(None))
+    return and_(M.status == "dismissed", either[0] if len(either) == 1 else or_(*either))
+
+
 def _days(n: int) -> ColumnElement:
     return func.make_interval(0, 0, 0, n)
 
@@ -139,9 +156,15 @@ def _like_escape(s: str) -> str:
     return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def check_filter(conn: Connection, f: MismatchFilter, known_sectors: Sequence[str]) -> None:
+def check_filter(
+    conn: Connection,
+    f: MismatchFilter,
+    known_sectors: Sequence[str],
+    known_codes: Sequence[str] = tuple(r.code for r in DEFAULT_DISMISSAL_REASONS),
+) -> None:
     """Refuse values no mismatch can have (Unprocessable), so a typo is not an empty page.
-    An age range with min_age_days above max_age_days is allowed: it matches nothing."""
+    An age range with min_age_days above max_age_days is allowed: it matches nothing.
+    ``known_codes`` are the configured dismissal reason codes."""
     for name, values, known in (
         ("rule", f.rule, RULE_CODES),
         ("severity", f.severity, SEVERITIES),
@@ -158,3 +181,10 @@ def check_filter(conn: Connection, f: MismatchFilter, known_sectors: Sequence[st
             raise Unprocessable(
                 f"unknown sector {s!r} (configured: {', '.join(known_sectors) or 'none'})"
             )
+    for c in f.dismissal_code:
+        if c in known_codes or c == UNSPECIFIED_DISMISSAL:
+            continue
+        # A code dropped from the config may still be on dismissed mismatches.
+        if conn.scalar(select(literal(1)).where(_dismissed_with((c,))).limit(1)) is None:
+            allowed = ", ".join([*known_codes, UNSPECIFIED_DISMISSAL])
+            raise Unprocessable(f"unknown dismissal_code {c[:64]!r} (known: {allowed})")

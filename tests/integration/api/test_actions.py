@@ -60,19 +60,30 @@ def test_assign_refuses_a_user_who_may_not_act_on_mismatches(api):
         assert resp.status_code == status and who in resp.json()["detail"]
 
 
-def test_dismiss_needs_a_reason(api):
+def test_dismiss_needs_a_known_reason_code(api):
     mid = api.ids["arabic"]
-    for body in ({}, {"reason": ""}, {"note": "x"}):
+    for body in ({}, {"reason": "x"}, {"reason_code": ""}, {"note": "x"}):
         resp = api.post(f"/api/v1/mismatches/{mid}/dismiss", "steward", json=body)
         assert resp.status_code == 422, body
-    resp = api.post(f"/api/v1/mismatches/{mid}/dismiss", "steward", json={"reason": "   "})
-    assert resp.status_code == 422 and "reason" in resp.json()["detail"]
+    resp = api.post(f"/api/v1/mismatches/{mid}/dismiss", "steward", json={"reason_code": "nope"})
+    assert resp.status_code == 422
+    detail = resp.json()["detail"]
+    assert "nope" in detail and "same_person_transliteration" in detail and "other" in detail
+    # "other" needs the reason in words; the others take it optionally.
+    for reason in (None, "   "):
+        body = {"reason_code": "other"} | ({"reason": reason} if reason else {})
+        resp = api.post(f"/api/v1/mismatches/{mid}/dismiss", "steward", json=body)
+        assert resp.status_code == 422 and "reason" in resp.json()["detail"], body
+    assert history(api.engine, mid)[-1][1] != "dismiss"
     resp = api.post(
-        f"/api/v1/mismatches/{mid}/dismiss", "steward", json={"reason": "cùng một người"}
+        f"/api/v1/mismatches/{mid}/dismiss",
+        "steward",
+        json={"reason_code": "same_person_transliteration", "reason": "cùng một người"},
     )
     assert resp.status_code == 200
     assert resp.json()["status"] == "dismissed"
     assert resp.json()["resolution"] == "false_positive"
+    assert resp.json()["dismissal_code"] == "same_person_transliteration"
     assert history(api.engine, mid)[-1] == (
         "steward",
         "dismiss",
@@ -95,6 +106,7 @@ def test_reopen_puts_a_dismissed_mismatch_back_in_the_queue(api):
     mid = api.ids["dismissed"]
     item = api.post(f"/api/v1/mismatches/{mid}/reopen", "steward", json={"note": "sai"}).json()
     assert item["status"] == "open" and item["resolution"] is None and item["resolved_at"] is None
+    assert item["dismissal_code"] is None
     assert history(api.engine, mid)[-1] == ("steward", "reopen", "dismissed", "open", "sai")
 
 
@@ -156,6 +168,7 @@ def test_bulk_over_a_filter_works_in_bounded_rounds(api):
         "action": "dismiss",
         "filter": {"sector": ["banking"], "status": ["open"]},
         "reason": "nguồn dữ liệu cũ",
+        "reason_code": "test_record",
         "limit": 1,
     }
     first = api.post("/api/v1/mismatches/bulk", "steward", json=body).json()
@@ -200,6 +213,9 @@ def test_bulk_input_errors_are_4xx(api):
         {"action": "resolve", "ids": [1], "filter": {}},
         {"action": "resolve", "ids": []},
         {"action": "dismiss", "ids": [api.ids["name"]]},
+        {"action": "dismiss", "ids": [api.ids["name"]], "reason": "x"},
+        {"action": "dismiss", "ids": [api.ids["name"]], "reason_code": "nope"},
+        {"action": "resolve", "ids": [api.ids["name"]], "reason_code": "test_record"},
         {"action": "comment", "ids": [api.ids["name"]]},
         {"action": "explode", "ids": [1]},
         {"action": "resolve", "ids": list(range(1, 1002))},

@@ -18,7 +18,7 @@ ENDPOINTS = [
     ("GET", "/api/v1/me", None, Permission.READ),
     ("POST", "/api/v1/mismatches/{dob}/assign", {}, Permission.ACT),
     ("POST", "/api/v1/mismatches/{name}/resolve", {"note": "ok"}, Permission.ACT),
-    ("POST", "/api/v1/mismatches/{arabic}/dismiss", {"reason": "same"}, Permission.ACT),
+    ("POST", "/api/v1/mismatches/{arabic}/dismiss", {"reason_code": "test_record"}, Permission.ACT),
     ("POST", "/api/v1/mismatches/{fixed}/reopen", {}, Permission.ACT),
     ("POST", "/api/v1/mismatches/{deceased}/comment", {"note": "x"}, Permission.ACT),
     (

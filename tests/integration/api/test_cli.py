@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from types import SimpleNamespace
 
 import click
@@ -92,3 +93,13 @@ def test_mismatches_export_writes_csv_to_a_file(api_ro, tmp_path):
     rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8-sig"))))
     assert len(rows) == 5 and "5 mismatches written" in result.stderr
     assert {r["sector"] for r in rows} == {"tax"}
+
+
+def test_mismatches_list_filters_on_dismissal_codes(api_ro):
+    result = run(api_ro, "mismatches", "list", "--dismissal-code", "unspecified", "--json")
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == [
+        api_ro.ids["dismissed"]
+    ]
+    result = run(api_ro, "mismatches", "list", "--dismissal-code", "bogus")
+    assert result.exit_code != 0 and "unknown dismissal_code" in result.output

@@ -142,6 +142,7 @@ def test_bulk_dismiss_of_selected_rows_with_a_reason(page, site, api):
     page.check(f'input[name="ids"][value="{api.ids["arabic"]}"]')
     page.check(f'input[name="ids"][value="{api.ids["unknown_id"]}"]')
     page.select_option('fieldset.bulk select[name="action"]', "dismiss")
+    page.select_option('fieldset.bulk select[name="reason_code"]', "test_record")
     page.fill('fieldset.bulk input[name="note"]', "hồ sơ thử nghiệm")
     page.on("dialog", lambda d: d.accept())
     page.click('fieldset.bulk button:has-text("Apply")')
@@ -188,3 +189,100 @@ def test_dashboard_draws_charts_per_sector_and_is_saved_as_an_artifact(page, sit
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
+
+
+# --------------------------------------------- dashboard: legends, links (issue #24 items 2, 5)
+
+
+def _snapshots_with_every_rule(api) -> None:
+    """Two snapshots of tax with an open count for every rule, so its legend lists all."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import insert
+
+    from hub.db.models import StatsSnapshot
+    from hub.vocabulary import RULE_CODES
+
+    now = datetime.now(UTC)
+    with api.engine.begin() as conn:
+        conn.execute(
+            insert(StatsSnapshot),
+            [
+                dict(
+                    at=now - timedelta(hours=h),
+                    sector="tax",
+                    records_seen=10,
+                    records_verified=2,
+                    open_by_rule={r: i + h for i, r in enumerate(RULE_CODES)},
+                )
+                for h in (24, 12)
+            ],
+        )
+
+
+# Every legend entry and every chart text inside its box: an HTML element not wider than
+# its content box, an SVG text within its chart's viewBox.
+_OVERFLOWS = """() => {
+  const bad = [];
+  for (const li of document.querySelectorAll('.chart-legend li')) {
+    const box = li.closest('section.card').getBoundingClientRect();
+    const r = li.getBoundingClientRect();
+    if (li.scrollWidth > li.clientWidth + 1 || r.right > box.right + 1 || r.left < box.left - 1)
+      bad.push('legend ' + li.textContent);
+  }
+  for (const t of document.querySelectorAll('svg.chart text')) {
+    const vb = t.ownerSVGElement.viewBox.baseVal, b = t.getBBox();
+    if (b.x < -1 || b.x + b.width > vb.width + 1) bad.push('svg text ' + t.textContent);
+  }
+  return bad;
+}"""
+
+
+@pytest.mark.parametrize("width", [1400, 620])
+def test_dashboard_legends_fit_and_their_links_open_the_filtered_queue(browser, site, api, width):
+    from hub.vocabulary import RULE_CODES
+
+    _snapshots_with_every_rule(api)
+    resp = api.post(
+        f"/api/v1/mismatches/{api.ids['arabic']}/dismiss",
+        "steward",
+        json={"reason_code": "registry_wrong"},
+    )
+    assert resp.status_code == 200, resp.text
+    context = browser.new_context(viewport={"width": width, "height": 1000}, locale="vi-VN")
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    log_in(page, site, "viewer", "/dashboard")
+    tax = page.locator('section.card[data-sector="tax"]')
+    legend = tax.locator(".chart-legend").nth(1)  # open mismatches by rule
+    assert legend.locator("li").all_inner_texts() == sorted(RULE_CODES)
+    assert page.evaluate(_OVERFLOWS) == []
+    markers = legend.locator("li").evaluate_all(
+        "els => els.map(e => e.dataset.marker + '/' + e.dataset.dash)"
+    )
+    assert len(set(markers)) == len(RULE_CODES)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"dashboard_legends_{width}.png"), full_page=True)
+
+    legend.locator('li[data-series="ID_ATTRIBUTES_INCONSISTENT"] a').click()
+    page.wait_for_url(re.compile(r"/queue\?"))
+    assert "sector=tax" in page.url and "rule=ID_ATTRIBUTES_INCONSISTENT" in page.url
+    assert page.locator('select[name="rule"]').input_value() == "ID_ATTRIBUTES_INCONSISTENT"
+
+    page.goto(site + "/dashboard")
+    banking = page.locator('section.card[data-sector="banking"]')
+    banking.locator('table.bar-list tr[data-key="registry_wrong"] a').click()
+    page.wait_for_url(re.compile(r"dismissal_code=registry_wrong"))
+    assert page.locator('select[name="dismissal_code"]').input_value() == "registry_wrong"
+    rows = page.locator("table.queue tbody tr")
+    assert rows.count() == 1 and "ACC-" in rows.first.inner_text()
+
+    page.goto(site + "/dashboard")
+    everywhere = page.locator("section.dismissals table.bar-list tbody tr")
+    assert everywhere.evaluate_all("rs => rs.map(r => r.dataset.key)") == [
+        "registry_wrong",
+        "unspecified",
+    ]
+    page.locator('section.card[data-sector="tax"] svg.chart a .marker').last.click()
+    page.wait_for_url(re.compile(r"/queue\?sector=tax"))
+    context.close()

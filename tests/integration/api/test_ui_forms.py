@@ -113,15 +113,38 @@ def test_queue_shows_bad_filters_as_a_message_not_a_crash(api):
     assert api.client.get("/no/such/page").status_code == 404
 
 
-def test_dismiss_without_a_reason_in_the_ui_is_flashed_and_changes_nothing(api):
+def test_dismiss_without_a_reason_code_in_the_ui_is_flashed_and_changes_nothing(api):
     log_in(api.client, "steward")
     mid = api.ids["arabic"]
     token = csrf_of(api.client.get("/queue").text)
-    resp = api.client.post(f"/mismatches/{mid}/dismiss", data={"csrf_token": token, "note": " "})
-    assert resp.status_code == 303
-    page = api.client.get(resp.headers["location"])
-    assert "dismiss needs a reason" in page.text
+    for data, words in (
+        ({"note": "same person"}, "dismiss needs a reason code"),
+        ({"reason_code": "bogus"}, "unknown reason code"),
+        ({"reason_code": "other", "note": " "}, "needs a reason in words"),
+    ):
+        resp = api.client.post(f"/mismatches/{mid}/dismiss", data={"csrf_token": token, **data})
+        assert resp.status_code == 303
+        page = api.client.get(resp.headers["location"])
+        assert words in page.text, data
     assert api.get(f"/api/v1/mismatches/{mid}").json()["mismatch"]["status"] == "open"
+
+
+def test_dismiss_with_a_code_in_the_ui_shows_its_label_on_the_detail_and_history(api):
+    log_in(api.client, "steward")
+    mid = api.ids["arabic"]
+    page = api.client.get(f"/mismatches/{mid}")
+    assert 'name="reason_code"' in page.text and "Same person, transliteration" in page.text
+    resp = api.client.post(
+        f"/mismatches/{mid}/dismiss",
+        data={"csrf_token": csrf_of(page.text), "reason_code": "registry_wrong"},
+    )
+    assert resp.status_code == 303
+    detail = api.client.get(f"/mismatches/{mid}").text
+    assert 'id="dismissal-reason" data-code="registry_wrong">Registry wrong<' in detail
+    assert 'class="dismissal-code" data-code="registry_wrong">[Registry wrong]' in detail
+    # A mismatch dismissed before codes existed reads "Unspecified".
+    old = api.client.get(f"/mismatches/{api.ids['dismissed']}").text
+    assert 'data-code="unspecified">Unspecified<' in old
 
 
 def test_ui_export_streams_csv_of_the_queue_filter(api):

@@ -102,7 +102,8 @@ def _dismiss(running, record_key: str, rule: str) -> None:
     """What the steward API does: status dismissed, history row by the steward."""
     with psycopg.connect(running.db) as conn:
         (mid,) = conn.execute(
-            "UPDATE mismatches SET status = 'dismissed', resolution = 'false_positive' "
+            "UPDATE mismatches SET status = 'dismissed', resolution = 'false_positive', "
+            "dismissal_code = 'same_person_transliteration' "
             "WHERE record_key = %s AND rule = %s RETURNING id",
             (record_key, rule),
         ).fetchone()
@@ -130,6 +131,10 @@ def test_a_dismissed_mismatch_stays_dismissed_until_its_values_change(running):
     running.settle()
     assert running.mismatches("tax")[("T1", "NAME_MISMATCH", "full_name")][0] == "dismissed"
     assert [h[0] for h in running.history("T1", "NAME_MISMATCH")] == ["opened", "dismissed"]
+    code = (
+        "SELECT dismissal_code FROM mismatches WHERE record_key = 'T1' AND rule = 'NAME_MISMATCH'"
+    )
+    assert running.query(code) == [("same_person_transliteration",)]  # kept while dismissed
 
     feed.put("tax", "T1", **person(A, "Nguyễn Văn Bảo", status="active"))  # another wrong name
     running.settle()
@@ -140,6 +145,7 @@ def test_a_dismissed_mismatch_stays_dismissed_until_its_values_change(running):
     history = running.history("T1", "NAME_MISMATCH")
     assert [h[0] for h in history] == ["opened", "dismissed", "reopened"]
     assert history[-1][1:3] == ("dismissed", "open")
+    assert running.query(code) == [(None,)]  # a reopened mismatch has no dismissal reason
 
 
 def test_redelivery_never_duplicates_a_mismatch_or_its_history(running):

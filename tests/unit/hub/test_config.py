@@ -474,3 +474,43 @@ def test_relative_tls_files_are_taken_from_the_config_files_folder(tmp_path, mon
     config = load_config("etc/hub.yaml", env={})
     assert config.kafka.ssl_cafile == str(folder / "certs" / "ca.pem")
     assert config.kafka.ssl_certfile == "/abs/cert.pem"
+
+
+def test_dismissal_reasons_default_to_four_codes_and_only_other_needs_words():
+    config = parse_config(yaml.safe_load(SPEC_EXAMPLE), env={"HUB_DB_PASSWORD": "x"})
+    reasons = config.queue.dismissal_reasons
+    assert [r.code for r in reasons] == [
+        "same_person_transliteration",
+        "registry_wrong",
+        "test_record",
+        "other",
+    ]
+    assert [r.note_required for r in reasons] == [False, False, False, True]
+    assert config.queue.dismissal_label("registry_wrong") == "Registry wrong"
+    assert config.queue.dismissal_label(None) == "Unspecified"
+    assert config.queue.dismissal_label("dropped_code") == "dropped_code"
+
+
+def test_dismissal_reasons_are_configurable_and_checked():
+    raw = yaml.safe_load(SPEC_EXAMPLE)
+    raw["queue"] = {
+        "dismissal_reasons": [
+            {"code": "dup", "label": "Duplicate"},
+            {"code": "other", "label": "Khác", "note_required": False},
+        ]
+    }
+    config = parse_config(raw, env={"HUB_DB_PASSWORD": "x"})
+    assert [(r.code, r.note_required) for r in config.queue.dismissal_reasons] == [
+        ("dup", False),
+        ("other", False),
+    ]
+    for reasons, words in (
+        ([{"code": "dup", "label": "a"}, {"code": "dup", "label": "b"}], "duplicate code dup"),
+        ([{"code": "Bad Code", "label": "a"}], "bad code"),
+        ([{"code": "unspecified", "label": "a"}], "bad code"),
+        ([{"code": "x", "label": ""}], "label"),
+        ([], "dismissal_reasons"),
+    ):
+        raw["queue"] = {"dismissal_reasons": reasons}
+        found = problems_of(yaml.safe_dump(raw), env={"HUB_DB_PASSWORD": "x"})
+        assert any("queue.dismissal_reasons" in p and words in p for p in found), found

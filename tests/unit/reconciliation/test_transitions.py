@@ -31,7 +31,7 @@ def test_steward_actions_move_statuses_as_the_queue_documents():
         ),
         "comment": (MISMATCH_STATUSES, None, {}),
     }
-    assert [n for n, t in STEWARD_ACTIONS.items() if t.note_required] == ["dismiss", "comment"]
+    assert [n for n, t in STEWARD_ACTIONS.items() if t.note_required] == ["comment"]
 
 
 @pytest.mark.parametrize("name", sorted(TRANSITIONS))

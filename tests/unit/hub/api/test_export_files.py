@@ -28,6 +28,7 @@ def row(i: int, **kw) -> tuple:
         "severity": "low",
         "status": "open",
         "resolution": None,
+        "dismissal_code": None,
         "sector_value": "Nguyễn Văn Anh",
         "registry_value": "أحمد علي",
         "score": 0.5,
