@@ -337,6 +337,7 @@ def queue(request: Request, state: State, principal: Viewer) -> HTMLResponse:
         first_link="/queue?" + urlencode(base) if params.get("after") else None,
         actions=list(STEWARD_ACTIONS),
         reasons=state.config.queue.dismissal_reasons,
+        reason_label=state.config.queue.dismissal_label,
         filter_params=f.params(),
         citizen_offer=citizen_offer(state, f.q),
         ergo=ergo,

@@ -25,6 +25,17 @@ document.addEventListener("DOMContentLoaded", () => {
       })
       .catch(() => {});
   }
+  // A dismissal reason that needs words makes the form's free text required.
+  document.querySelectorAll('select[name="reason_code"]').forEach((select) => {
+    const note = select.form && select.form.querySelector('input[name="note"]');
+    if (!note) return;
+    const sync = () => {
+      const option = select.selectedOptions[0];
+      note.required = !!option && option.dataset.noteRequired === "true";
+    };
+    select.addEventListener("change", sync);
+    sync();
+  });
   document.querySelectorAll("button[data-confirm]").forEach((button) => {
     button.addEventListener("click", (event) => {
       if (!window.confirm(button.dataset.confirm)) event.preventDefault();

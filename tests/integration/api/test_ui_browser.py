@@ -286,3 +286,23 @@ def test_dashboard_legends_fit_and_their_links_open_the_filtered_queue(browser, 
     page.locator('section.card[data-sector="tax"] svg.chart a .marker').last.click()
     page.wait_for_url(re.compile(r"/queue\?sector=tax"))
     context.close()
+
+
+def test_dismiss_on_the_detail_page_with_a_reason_code_shows_its_label(page, site, api):
+    mid = api.ids["arabic"]
+    log_in(page, site, "steward", f"/mismatches/{mid}")
+    form = page.locator(f'form[action="/mismatches/{mid}/dismiss"]')
+    note = form.locator('input[name="note"]')
+    form.locator('select[name="reason_code"]').select_option("other")
+    assert note.evaluate("e => e.required") is True  # "Other" needs words
+    form.locator('select[name="reason_code"]').select_option("registry_wrong")
+    assert note.evaluate("e => e.required") is False
+    form.locator("button").click()
+    page.wait_for_url(re.compile(r"/queue"))
+    assert "dismiss done" in page.locator(".flash").inner_text()
+    page.goto(site + "/queue?status=dismissed&sector=banking")
+    row = page.locator(f'table.queue tbody tr:has(a[href^="/mismatches/{mid}"])')
+    assert row.locator(".dismissal-code").inner_text() == "Registry wrong"
+    page.goto(site + f"/mismatches/{mid}")
+    assert page.locator("#dismissal-reason").inner_text() == "Registry wrong"
+    assert "[Registry wrong]" in page.locator("ol.history").inner_text()
