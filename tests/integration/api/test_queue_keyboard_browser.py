@@ -53,6 +53,11 @@ def _state(api, mid: int) -> tuple[str, str | None]:
     return row.status, row.assignee
 
 
+def _dismissal_code(api, mid: int) -> str | None:
+    with api.engine.connect() as conn:
+        return conn.scalar(select(Mismatch.dismissal_code).where(Mismatch.id == mid))
+
+
 def test_keyboard_walk_through_ten_items(page, site, api):  # noqa: F811
     ids = _ten(api)
     kb = page.keyboard
@@ -93,17 +98,15 @@ def test_keyboard_walk_through_ten_items(page, site, api):  # noqa: F811
     press("n", ids[1])
 
     def dismiss(mid: int, then: int) -> None:
-        kb.press("d")
-        # Tab through the dismiss form to its reason field (a reason code may come first)
-        for _ in range(5):
-            focused = page.evaluate(
-                "[document.activeElement.name, document.activeElement.form?.action || '']"
-            )
-            if focused[0] == "note" and focused[1].endswith(f"/{mid}/dismiss"):
-                break
-            kb.press("Tab")
-        else:
-            raise AssertionError(f"no reason field in the dismiss form: {focused}")
+        kb.press("d")  # focuses the dismiss form's first field: its reason code
+        focused = page.evaluate(
+            "[document.activeElement.name, document.activeElement.form?.action || '']"
+        )
+        assert focused[0] == "reason_code" and focused[1].endswith(f"/{mid}/dismiss"), focused
+        kb.type("Test")  # a select takes the typed start of a label: "Test record"
+        assert page.evaluate("document.activeElement.value") == "test_record"
+        kb.press("Tab")
+        assert page.evaluate("document.activeElement.name") == "note"
         kb.type("test record, jk ardc")  # shortcut letters typed into a field stay text
         with page.expect_navigation():
             kb.press("Enter")
@@ -117,6 +120,7 @@ def test_keyboard_walk_through_ten_items(page, site, api):  # noqa: F811
         assert _state(api, r)[0] == "resolved"
         dismiss(d, after)
         assert _state(api, d)[0] == "dismissed"
+        assert _dismissal_code(api, d) == "test_record"
     at(ids[7])
     # resolved and dismissed ones have left the filter: previous of 7 is 4 (in review)
     press("p", ids[4])
