@@ -1,0 +1,129 @@
+"""Names the console shows for the hub's codes: rules, fields, severities, statuses, actions.
+
+Codes stay English in URLs, forms, the API and the database; pages show these labels, in the
+request's locale (see :mod:`hub.web.i18n`). An unknown code is shown as it is."""
+
+from __future__ import annotations
+
+from hub.web.i18n import N_, gettext
+
+RULES = {
+    "ID_MISSING": N_("Citizen ID missing"),
+    "ID_INVALID": N_("Citizen ID invalid"),
+    "ID_LEGACY": N_("Legacy ID in use"),
+    "ID_NOT_IN_REGISTRY": N_("Citizen ID not in the registry"),
+    "ID_ATTRIBUTES_INCONSISTENT": N_("ID inconsistent with the person"),
+    "NAME_MISMATCH": N_("Name differs"),
+    "DOB_MISMATCH": N_("Date of birth differs"),
+    "SEX_MISMATCH": N_("Sex differs"),
+    "DECEASED_ACTIVE": N_("Deceased but active"),
+    "DUPLICATE_ID": N_("Duplicate citizen ID"),
+    "PROVINCE_MISMATCH": N_("Province differs"),
+}
+FIELDS = {
+    "citizen_id": N_("Citizen ID"),
+    "legacy_id": N_("Legacy ID"),
+    "full_name": N_("Full name"),
+    "date_of_birth": N_("Date of birth"),
+    "sex": N_("Sex"),
+    "province_code": N_("Province"),
+    "address": N_("Address"),
+    "date_of_death": N_("Date of death"),
+    "status": N_("Status"),
+    "last_activity_date": N_("Last activity"),
+}
+SEVERITIES = {
+    "low": N_("low"),
+    "medium": N_("medium"),
+    "high": N_("high"),
+    "critical": N_("critical"),
+}
+STATUSES = {
+    "open": N_("open"),
+    "in_review": N_("in review"),
+    "resolved": N_("resolved"),
+    "dismissed": N_("dismissed"),
+}
+ACTIONS = {
+    "assign": N_("assign"),
+    "unassign": N_("unassign"),
+    "resolve": N_("resolve"),
+    "dismiss": N_("dismiss"),
+    "reopen": N_("reopen"),
+    "comment": N_("comment"),
+    "opened": N_("opened"),
+    "updated": N_("updated"),
+    "resolved": N_("resolved"),
+    "reopened": N_("reopened"),
+    "fixed_at_source": N_("fixed at the source"),
+    "record_deleted": N_("record deleted"),
+    "approve": N_("approve"),
+    "send": N_("send"),
+    "withdraw": N_("withdraw"),
+    "disable": N_("disable"),
+    "enable": N_("enable"),
+    "token": N_("new token"),
+    "pause": N_("pause"),
+    "resume": N_("resume"),
+    "restart": N_("restart"),
+    "resnapshot": N_("resnapshot"),
+}
+CORRECTION_STATUSES = {
+    "proposed": N_("proposed"),
+    "approved": N_("approved"),
+    "sent": N_("sent"),
+    "confirmed": N_("confirmed"),
+    "rejected": N_("rejected"),
+    "withdrawn": N_("withdrawn"),
+    "acknowledged": N_("acknowledged"),
+}
+ROLES = {
+    "viewer": N_("viewer"),
+    "steward": N_("steward"),
+    "approver": N_("approver"),
+    "operator": N_("operator"),
+    "admin": N_("admin"),
+}
+
+
+def _label(table: dict[str, str], code: str | None) -> str:
+    if code is None:
+        return ""
+    message = table.get(code)
+    return gettext(message) if message else code
+
+
+def rule(code: str | None) -> str:
+    return _label(RULES, code)
+
+
+def field(code: str | None) -> str:
+    return _label(FIELDS, code)
+
+
+def severity(code: str | None) -> str:
+    return _label(SEVERITIES, code)
+
+
+def status(code: str | None) -> str:
+    return _label({**STATUSES, **CORRECTION_STATUSES}, code)
+
+
+def action(code: str | None) -> str:
+    return _label(ACTIONS, code)
+
+
+def role(code: str | None) -> str:
+    return _label(ROLES, code)
+
+
+def install(env) -> None:  # noqa: ANN001 - a jinja2.Environment
+    """The labels as Jinja filters: ``{{ m.rule | rule_label }}``."""
+    env.filters.update(
+        rule_label=rule,
+        field_label=field,
+        severity_label=severity,
+        status_label=status,
+        action_label=action,
+        role_label=role,
+    )
