@@ -56,7 +56,7 @@ i18n: install
 	for l in vi ar; do \
 		if [ -f $(LOCALE_DIR)/$$l/LC_MESSAGES/messages.po ]; then \
 			$(BIN)/pybabel update -i $(LOCALE_DIR)/messages.pot -d $(LOCALE_DIR) -l $$l \
-				--no-fuzzy-matching --ignore-obsolete; \
+				--no-fuzzy-matching --ignore-obsolete --ignore-pot-creation-date; \
 		else $(BIN)/pybabel init -i $(LOCALE_DIR)/messages.pot -d $(LOCALE_DIR) -l $$l; fi; \
 	done
 

@@ -84,6 +84,12 @@ ROLES = {
     "operator": N_("operator"),
     "admin": N_("admin"),
 }
+SORTS = {
+    "id": N_("ID"),
+    "first_seen_at": N_("First seen"),
+    "severity": N_("Severity"),
+    "record_key": N_("Record key"),
+}
 
 
 def _label(table: dict[str, str], code: str | None) -> str:
@@ -117,6 +123,10 @@ def role(code: str | None) -> str:
     return _label(ROLES, code)
 
 
+def sort(code: str | None) -> str:
+    return _label(SORTS, code)
+
+
 def install(env) -> None:  # noqa: ANN001 - a jinja2.Environment
     """The labels as Jinja filters: ``{{ m.rule | rule_label }}``."""
     env.filters.update(
@@ -126,4 +136,5 @@ def install(env) -> None:  # noqa: ANN001 - a jinja2.Environment
         status_label=status,
         action_label=action,
         role_label=role,
+        sort_label=sort,
     )
