@@ -176,9 +176,13 @@ def format_decimal(value: float | int | None, format: str | None = None) -> str:
 
 
 def format_percent(value: float | None, format: str | None = None) -> str:
+    """A share as a percentage in the locale's format: whole percents, except just below 100
+    (99.6 % is not "100 %"), as :func:`hub.web.charts.percent` does in English."""
     if value is None:
         return "—"
-    return numbers.format_percent(value, format=format or "#,##0.0%", locale=_babel_locale())
+    if format is None:
+        format = "#,##0%" if value < 0.995 or value == 1 else "#,##0.0%"
+    return numbers.format_percent(value, format=format, locale=_babel_locale())
 
 
 def install(env) -> None:  # noqa: ANN001 - a jinja2.Environment

@@ -1,10 +1,12 @@
 """Names the console shows for the hub's codes: rules, fields, severities, statuses, actions.
 
 Codes stay English in URLs, forms, the API and the database; pages show these labels, in the
-request's locale (see :mod:`hub.web.i18n`). An unknown code is shown as it is."""
+request's locale (see :mod:`hub.web.i18n`); English pages show the codes. An unknown code is
+shown as it is."""
 
 from __future__ import annotations
 
+from hub.web import i18n
 from hub.web.i18n import N_, gettext
 
 RULES = {
@@ -93,8 +95,13 @@ SORTS = {
 
 
 def _label(table: dict[str, str], code: str | None) -> str:
+    """The code's name in the request's locale. In English the console shows the codes
+    themselves (what the API, exports and the stewards' habits use); the English names are
+    the messages the translations are made from."""
     if code is None:
         return ""
+    if i18n.current() == i18n.DEFAULT:
+        return code
     message = table.get(code)
     return gettext(message) if message else code
 

@@ -74,6 +74,22 @@ def test_rule_field_severity_and_status_labels_are_translated(locale):
             assert f(c) and f(c) != en, (locale, c)
 
 
+def test_english_pages_show_the_codes_themselves():
+    assert labels.rule("NAME_MISMATCH") == "NAME_MISMATCH"
+    assert labels.status("in_review") == "in_review"
+    with i18n.use_locale("vi"):
+        assert labels.rule("NAME_MISMATCH") == "Tên khác nhau"
+        assert labels.status("in_review") == "đang xem xét"
+
+
+def test_percentages_in_the_locales_format():
+    assert i18n.format_percent(0.2) == "20%"
+    assert i18n.format_percent(0.996) == "99.6%"
+    assert i18n.format_percent(None) == "—"
+    with i18n.use_locale("vi"):
+        assert i18n.format_percent(0.996) == "99,6%"
+
+
 def test_an_unknown_code_is_shown_as_it_is():
     with i18n.use_locale("vi"):
         assert labels.rule("NEW_RULE") == "NEW_RULE"
