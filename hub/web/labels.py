@@ -6,6 +6,8 @@ shown as it is."""
 
 from __future__ import annotations
 
+import re
+
 from hub.web import i18n
 from hub.web.i18n import N_, gettext
 
@@ -92,6 +94,37 @@ SORTS = {
     "severity": N_("Severity"),
     "record_key": N_("Record key"),
 }
+# What the ID schemes (hub/idschemes) call the parts of an ID, and the fixed things they say.
+ID_PARTS = {
+    "province": N_("province"),
+    "century and sex": N_("century and sex"),
+    "birth year": N_("birth year"),
+    "serial number": N_("serial number"),
+    "legacy CMND number": N_("legacy CMND number"),
+    "century": N_("century"),
+    "birth date (YYMMDD)": N_("birth date (YYMMDD)"),
+    "birth date": N_("birth date"),
+    "governorate": N_("governorate"),
+    "serial (its last digit: odd = male, even = female)": N_(
+        "serial (its last digit: odd = male, even = female)"
+    ),
+    "check digit": N_("check digit"),
+    "legacy number": N_("legacy number"),
+    "region": N_("region"),
+    "sex": N_("sex"),
+    "male": N_("male"),
+    "female": N_("female"),
+    "a running number": N_("a running number"),
+    "not verified (unpublished)": N_("not verified (unpublished)"),
+    "encodes nothing about the person; the registry maps it to a current ID": N_(
+        "encodes nothing about the person; the registry maps it to a current ID"
+    ),
+    "legacy": N_("legacy"),
+    "all digits": N_("all digits"),
+    "encoded": N_("encoded"),
+}
+_DIGITS = re.compile(r"^digits? (\d+)(?:–(\d+))?$")
+_BORN = re.compile(r"^(?:(male|female), )?born (\d{4})–(\d{4})$")
 
 
 def _label(table: dict[str, str], code: str | None) -> str:
@@ -134,6 +167,40 @@ def sort(code: str | None) -> str:
     return _label(SORTS, code)
 
 
+def id_part(text: str | None) -> str:
+    """A part's name or a fixed meaning from an ID scheme, translated when it is known."""
+    if text is None or i18n.current() == i18n.DEFAULT:
+        return text or ""
+    message = ID_PARTS.get(text)
+    if message:
+        return gettext(message)
+    born = _BORN.match(text)
+    if born:
+        sex, first, last = born.groups()
+        if sex:
+            return gettext(
+                "%(sex)s, born %(first)s–%(last)s",
+                sex=gettext(ID_PARTS[sex]),
+                first=first,
+                last=last,
+            )
+        return gettext("born %(first)s–%(last)s", first=first, last=last)
+    return text
+
+
+def id_positions(text: str | None) -> str:
+    """``digits 1–3`` / ``digit 4`` in the request's locale."""
+    if text is None or i18n.current() == i18n.DEFAULT:
+        return text or ""
+    m = _DIGITS.match(text)
+    if not m:
+        return id_part(text)
+    first, last = m.groups()
+    if last is None:
+        return gettext("digit %(n)s", n=first)
+    return gettext("digits %(first)s–%(last)s", first=first, last=last)
+
+
 def install(env) -> None:  # noqa: ANN001 - a jinja2.Environment
     """The labels as Jinja filters: ``{{ m.rule | rule_label }}``."""
     env.filters.update(
@@ -144,4 +211,6 @@ def install(env) -> None:  # noqa: ANN001 - a jinja2.Environment
         action_label=action,
         role_label=role,
         sort_label=sort,
+        id_part_label=id_part,
+        id_positions=id_positions,
     )

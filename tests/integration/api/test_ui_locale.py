@@ -44,6 +44,9 @@ def test_flash_messages_and_error_pages_speak_the_language(api):
     )
     page = api.client.get("/queue", headers=VI)
     assert f"sai lệch {mid}: đã giải quyết" in page.text
+    detail = api.client.get(f"/mismatches/{mid}", headers=VI).text
+    assert "Số định danh cho biết gì" in detail  # what the ID says, part by part
+    assert "chữ số 1–3" in detail and "thế kỷ và giới tính" in detail
     missing = api.client.get("/mismatches/987654321", headers=VI)
     assert missing.status_code == 404
     assert "Không tìm thấy" in missing.text and _lang_dir(missing.text)[0] == "vi"

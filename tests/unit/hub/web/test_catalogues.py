@@ -139,3 +139,15 @@ def test_dates_and_numbers_in_the_locales_format():
         assert i18n.format_datetime(at, "short").startswith("3/9/26")
     with i18n.use_locale("ar"):
         assert "مارس" in i18n.format_date(date(2026, 3, 9), "long")
+
+
+def test_the_id_schemes_parts_are_translated():
+    assert labels.id_positions("digits 1–3") == "digits 1–3"  # English: as the scheme says
+    with i18n.use_locale("vi"):
+        assert labels.id_positions("digits 1–3") == "chữ số 1–3"
+        assert labels.id_positions("digit 4") == "chữ số 4"
+        assert labels.id_part("century and sex") == "thế kỷ và giới tính"
+        assert labels.id_part("male, born 1900–1999") == "nam, sinh 1900–1999"
+        assert labels.id_part("Hà Nội") == "Hà Nội"  # data, not a message
+    with i18n.use_locale("ar"):
+        assert labels.id_part("born 2000–2099") == "مولود 2000–2099"
