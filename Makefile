@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test unit integration lint install demo clean setup
+.PHONY: test unit integration lint install demo clean setup i18n
 
 install: $(STAMP)
 
@@ -45,6 +45,20 @@ integration: setup install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The console's catalogues: extract the messages of the UI's Python and templates into the .pot,
+# then merge them into the Vietnamese and Arabic .po files (text; compiled in memory at run time).
+LOCALE_DIR := hub/web/locale
+i18n: install
+	mkdir -p $(LOCALE_DIR)
+	$(BIN)/pybabel extract -F babel.cfg --no-location --sort-output --omit-header \
+		-k N_ -o $(LOCALE_DIR)/messages.pot .
+	for l in vi ar; do \
+		if [ -f $(LOCALE_DIR)/$$l/LC_MESSAGES/messages.po ]; then \
+			$(BIN)/pybabel update -i $(LOCALE_DIR)/messages.pot -d $(LOCALE_DIR) -l $$l \
+				--no-fuzzy-matching --ignore-obsolete --ignore-pot-creation-date; \
+		else $(BIN)/pybabel init -i $(LOCALE_DIR)/messages.pot -d $(LOCALE_DIR) -l $$l; fi; \
+	done
 
 demo: install
 	$(BIN)/hub demo

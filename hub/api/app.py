@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hub.api import corrections, rest, ui, ui_corrections
+from hub.api import corrections, rest, ui, ui_corrections, ui_locale
 from hub.api.citizens import loggable_path
 from hub.api.deps import AppState, LoginRequired
 from hub.api.errors import ApiError
@@ -66,6 +66,8 @@ def create_app(config: HubConfig, *, engine: Engine | None = None) -> FastAPI:
     app.include_router(corrections.router)
     app.include_router(ui.router)
     app.include_router(ui_corrections.router)
+    app.include_router(ui_locale.router)
+    app.include_router(ui_locale.router)
     app.mount("/static", StaticFiles(directory=str(files("hub.web") / "static")), name="static")
     _health_routes(app, config, engine)
     _error_handlers(app)

@@ -32,20 +32,22 @@ from hub.api.queue.export import EXPORT_FORMATS
 from hub.api.queue.filters import MismatchFilter, check_filter
 from hub.api.queue.pages import MAX_LIMIT, SORTS
 from hub.api.rest import ergo_filter, export_response
+from hub.api.ui_locale import request_locale
 from hub.config import UNSPECIFIED_DISMISSAL
 from hub.db.models import ROLES
 from hub.idschemes import get_scheme
 from hub.metrics import LOGINS
 from hub.vocabulary import MISMATCH_STATUSES, OPEN_STATUSES, RULE_CODES, SEVERITIES
-from hub.web import i18n
+from hub.web import i18n, labels
 from hub.web.charts import Bar, Series, bar_list, line_chart, percent
+from hub.web.i18n import gettext, ngettext
 from reconciliation.lifecycle import STEWARD_ACTIONS
 
 log = logging.getLogger(__name__)
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(request_locale)])
 templates = Jinja2Templates(directory=str(files("hub.web") / "templates"))
-templates.env.add_extension("jinja2.ext.i18n")
-templates.env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)
+i18n.install(templates.env)
+labels.install(templates.env)
 templates.env.globals.update(
     rules=RULE_CODES,
     severities=SEVERITIES,
@@ -138,7 +140,9 @@ async def login(request: Request, state: State, form: Form) -> Response:
     refused = await run_sync(_login_refusal, state, name[:128], address)
     if refused:
         log.warning("login refused before hashing: %s (address %s)", refused, address)
-        return refuse(429, f"Login refused: {refused}. Try again in a minute.", "throttled")
+        return refuse(
+            429, gettext("Login refused: %(why)s. Try again in a minute.", why=refused), "throttled"
+        )
     principal = None
     if name and password and "\x00" not in name + password:
         try:
@@ -146,10 +150,12 @@ async def login(request: Request, state: State, form: Form) -> Response:
                 users.authenticate_password, state.engine, name, password
             )
         except sessions.Busy:
-            return refuse(503, "The server is busy signing others in; try again.", "busy")
+            return refuse(503, gettext("The server is busy signing others in; try again."), "busy")
     if principal is None:
         await run_sync(_login_failed, state, name[:128], address)
-        return refuse(401, "Wrong user name or password, or the account is disabled.", "wrong")
+        return refuse(
+            401, gettext("Wrong user name or password, or the account is disabled."), "wrong"
+        )
     token = await run_sync(_login_ok, state, principal, address)
     LOGINS.labels("ok").inc()
     request.session.clear()  # a fresh session (and CSRF token) for the signed-in user
@@ -337,7 +343,7 @@ def queue(request: Request, state: State, principal: Viewer) -> HTMLResponse:
         first_link="/queue?" + urlencode(base) if params.get("after") else None,
         actions=list(STEWARD_ACTIONS),
         reasons=state.config.queue.dismissal_reasons,
-        reason_label=state.config.queue.dismissal_label,
+        reason_label=lambda code: labels.dismissal(state.config.queue.dismissal_label(code)),
         filter_params=f.params(),
         citizen_offer=citizen_offer(state, f.q),
         ergo=ergo,
@@ -431,11 +437,18 @@ def queue_bulk(request: Request, state: State, principal: Steward, form: Form) -
                 reasons=state.config.queue.dismissal_reasons,
             )
         state.stats.invalidate()
-        msg = f"{action}: {len(result.changed)} changed"
+        msg = ngettext(
+            "%(action)s: %(num)s changed",
+            "%(action)s: %(num)s changed",
+            len(result.changed),
+            action=labels.action(action),
+        )
         if result.skipped:
-            msg += f", {len(result.skipped)} skipped ({result.skipped[0]['reason']}…)"
+            msg += gettext(
+                ", %(n)s skipped (%(why)s…)", n=len(result.skipped), why=result.skipped[0]["reason"]
+            )
         if result.more:
-            msg += "; more match the filter — run it again"
+            msg += gettext("; more match the filter — run it again")
         flash(request, msg)
     except (ApiError, ValueError) as exc:
         flash(request, getattr(exc, "reason", str(exc)), "error")
@@ -510,7 +523,7 @@ def mismatch_page(
         around=around,
         detail_link=nav.detail_link,
         reasons=state.config.queue.dismissal_reasons,
-        reason_label=state.config.queue.dismissal_label,
+        reason_label=lambda code: labels.dismissal(state.config.queue.dismissal_label(code)),
     )
 
 
@@ -555,7 +568,10 @@ def mismatch_action(
     except (Unprocessable, Conflict) as exc:
         flash(request, exc.reason, "error")
         return redirect(here)
-    flash(request, f"mismatch {mismatch_id}: {action} done")
+    flash(
+        request,
+        gettext("mismatch %(id)s: %(action)s done", id=mismatch_id, action=labels.action(action)),
+    )
     if around is not None:
         # From a queue list: on to its next item, or back to the list when none is left.
         return redirect(nav.detail_link(around.next, back) if around.next else back)
@@ -600,14 +616,14 @@ def dashboard(request: Request, state: State, principal: Viewer, days: int = 30)
         pts = [*pts, live]
         in_queue = "/queue?" + urlencode({"sector": s.sector})
         share = Series(
-            "verified share",
+            gettext("verified share"),
             [(p.at, p.verified_ratio) for p in pts if p.verified_ratio is not None],
             in_queue,
         )
         rules = sorted({r for p in pts for r in p.open_by_rule})
         by_rule = [
             Series(
-                r,
+                labels.rule(r),
                 [(p.at, p.open_by_rule.get(r, 0)) for p in pts],
                 "/queue?" + urlencode({"sector": s.sector, "rule": r}),
             )
@@ -619,22 +635,25 @@ def dashboard(request: Request, state: State, principal: Viewer, days: int = 30)
                 "corrections": corrections.get(s.sector, stats.CorrectionFigures()),
                 "share_chart": line_chart(
                     [share],
-                    title=f"{s.sector}: verified share",
+                    title=gettext("%(sector)s: verified share", sector=s.sector),
                     y_max=1.0,
-                    y_format=percent,
+                    y_format=i18n.format_percent,
                     href=in_queue,
-                    link_text=f"Open the {s.sector} queue",
+                    link_text=gettext("Open the %(sector)s queue", sector=s.sector),
                 ),
                 "rule_chart": line_chart(
                     by_rule,
-                    title=f"{s.sector}: open mismatches by rule",
+                    title=gettext("%(sector)s: open mismatches by rule", sector=s.sector),
                     href=in_queue,
-                    link_text=f"Open the {s.sector} queue",
+                    link_text=gettext("Open the %(sector)s queue", sector=s.sector),
                 )
                 if by_rule
-                else Markup('<p class="muted">No open mismatches.</p>'),
+                else Markup('<p class="muted">%s</p>') % gettext("No open mismatches."),
                 "dismissals": dismissal_bars(
-                    state, s.dismissed_by_code, f"{s.sector}: dismissed by reason", s.sector
+                    state,
+                    s.dismissed_by_code,
+                    gettext("%(sector)s: dismissed by reason", sector=s.sector),
+                    s.sector,
                 ),
             }
         )
@@ -645,7 +664,9 @@ def dashboard(request: Request, state: State, principal: Viewer, days: int = 30)
         cards=cards,
         days=days,
         dismissals=dismissal_bars(
-            state, stats.dismissed_total(now), "Dismissed mismatches by reason, every sector"
+            state,
+            stats.dismissed_total(now),
+            gettext("Dismissed mismatches by reason, every sector"),
         ),
     )
 
@@ -665,9 +686,13 @@ def dismissal_bars(
     for code in codes:
         params = {"sector": sector} if sector else {}
         params |= {"status": "dismissed", "dismissal_code": code}
-        label = queue.dismissal_label(None if code == UNSPECIFIED_DISMISSAL else code)
+        label = labels.dismissal(
+            queue.dismissal_label(None if code == UNSPECIFIED_DISMISSAL else code)
+        )
         bars.append(Bar(label, counts[code], "/queue?" + urlencode(params), key=code))
-    return bar_list(bars, title=title, label_header="Reason", empty="No dismissals yet.")
+    return bar_list(
+        bars, title=title, label_header=gettext("Reason"), empty=gettext("No dismissals yet.")
+    )
 
 
 # ----------------------------------------------------------------------------- connectors
@@ -689,7 +714,10 @@ def connector_action(
     try:
         with state.engine.begin() as conn:
             connectors.request(conn, state.config, name, action, principal.name)
-        flash(request, f"{action} requested for {name}")
+        flash(
+            request,
+            gettext("%(action)s requested for %(name)s", action=labels.action(action), name=name),
+        )
     except ApiError as exc:
         flash(request, exc.reason, "error")
     return redirect("/connectors")
@@ -725,7 +753,7 @@ def users_create(request: Request, state: State, principal: Admin, form: Form) -
         flash(request, exc.reason, "error")
         return redirect("/admin/users")
     # The token is shown in this answer only: never stored, never in a cookie or a URL.
-    flash(request, f"user {name} created")
+    flash(request, gettext("user %(name)s created", name=name))
     return _users_page(request, state, principal, [name, token])
 
 
@@ -748,7 +776,9 @@ def users_action(
             audit.record(
                 conn, principal.name, audit_action[action], target_type="user", target_id=name
             )
-        flash(request, f"{name}: {action} done")
+        flash(
+            request, gettext("%(name)s: %(action)s done", name=name, action=labels.action(action))
+        )
     except ApiError as exc:
         flash(request, exc.reason, "error")
     if token is not None:

@@ -18,6 +18,9 @@ from hub.api.queue import corrections as service
 from hub.api.queue import worklist
 from hub.api.queue.export import EXPORT_FORMATS
 from hub.api.ui import Csrf, Form, _safe_next, flash, redirect, render, templates
+from hub.api.ui_locale import request_locale
+from hub.web import labels
+from hub.web.i18n import gettext
 from reconciliation.corrections import (
     CANDIDATE_RULES,
     CORRECTION_STATUSES,
@@ -26,7 +29,7 @@ from reconciliation.corrections import (
     VALUE_RULES,
 )
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(request_locale)])
 State = Annotated[AppState, Depends(get_state)]
 Viewer = Annotated[Principal, Depends(ui_require(Permission.READ))]
 Steward = Annotated[Principal, Depends(ui_require(Permission.ACT))]
@@ -65,7 +68,7 @@ def propose(
                 proposed_value=value,
                 reason=str(form.get("reason") or "")[:4000],
             )
-        flash(request, f"correction {item['id']} proposed")
+        flash(request, gettext("correction %(id)s proposed", id=item["id"]))
     except ApiError as exc:
         flash(request, exc.reason, "error")
     return redirect(here)
@@ -98,7 +101,12 @@ def act(
                 produce=_producer(feed),
             )
         state.stats.invalidate()
-        flash(request, f"correction {correction_id}: {action} done")
+        flash(
+            request,
+            gettext(
+                "correction %(id)s: %(action)s done", id=correction_id, action=labels.action(action)
+            ),
+        )
     except ApiError as exc:
         flash(request, exc.reason, "error")
     return redirect(back)
@@ -145,9 +153,11 @@ def send_selected(
                 conn, state.config, ids, "send", principal.name, produce=_producer(feed)
             )
         state.stats.invalidate()
-        msg = f"send: {len(result.changed)} sent"
+        msg = gettext("send: %(n)s sent", n=len(result.changed))
         if result.skipped:
-            msg += f", {len(result.skipped)} skipped ({result.skipped[0]['reason']}…)"
+            msg += gettext(
+                ", %(n)s skipped (%(why)s…)", n=len(result.skipped), why=result.skipped[0]["reason"]
+            )
         flash(request, msg)
     except ApiError as exc:
         flash(request, exc.reason, "error")
@@ -178,9 +188,19 @@ async def returned_upload(
         parsed = worklist.read_returned(data, (upload.filename or "upload")[:80], src)
         out = await run_in_threadpool(apply_returned, state, principal, sector, parsed)
         bad = [r for r in out["rows"] if r["result"] == "error"]
-        msg = f"returned file: {out['applied']} applied, {out['errors']} rows skipped"
+        msg = gettext(
+            "returned file: %(applied)s applied, %(errors)s rows skipped",
+            applied=out["applied"],
+            errors=out["errors"],
+        )
         if bad:
-            msg += " (" + "; ".join(f"row {r['row']}: {r['reason']}" for r in bad[:5]) + ")"
+            msg += (
+                " ("
+                + "; ".join(
+                    gettext("row %(row)s: %(why)s", row=r["row"], why=r["reason"]) for r in bad[:5]
+                )
+                + ")"
+            )
         flash(request, msg, "error" if bad else "ok")
     except ApiError as exc:
         flash(request, exc.reason, "error")

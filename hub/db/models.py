@@ -297,6 +297,8 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(Text)
     disabled: Mapped[bool] = mapped_column(Boolean, server_default=text("false"), nullable=False)
     created_at: Mapped[datetime] = _now()
+    # The console's language the user chose (en, vi, ar); NULL: the browser's.
+    locale: Mapped[str | None] = mapped_column(String(16))
 
 
 class ApiToken(Base):

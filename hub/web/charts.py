@@ -9,6 +9,8 @@ from datetime import datetime
 
 from markupsafe import Markup, escape
 
+from hub.web.i18n import gettext
+
 # Distinguishable on white, also for the common colour-vision deficiencies (Okabe–Ito + extras).
 PALETTE = (
     "#0072B2",
@@ -151,9 +153,10 @@ def line_chart(
         f"<title>{escape(title)}</title>",
     ]
     if not times:
+        empty = escape(gettext("no data yet"))
         parts.append(
             f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="muted">'
-            "no data yet</text></svg>"
+            f"{empty}</text></svg>"
         )
         return Markup("".join(parts))
     t0, t1 = min(times), max(times)

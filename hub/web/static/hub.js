@@ -19,7 +19,7 @@ document.addEventListener("DOMContentLoaded", () => {
         counts.querySelectorAll(".chip[data-rule]").forEach((chip) => {
           const c = byRule[chip.dataset.rule];
           if (!c) return;
-          chip.querySelector("b").textContent = (c.exact ? "" : "≈") + c.n.toLocaleString("en");
+          chip.querySelector("b").textContent = (c.exact ? "" : "≈") + c.n.toLocaleString((document.documentElement.lang || "en") + "-u-nu-latn");
           chip.classList.toggle("zero", c.n === 0);
         });
       })
@@ -40,6 +40,10 @@ document.addEventListener("DOMContentLoaded", () => {
     button.addEventListener("click", (event) => {
       if (!window.confirm(button.dataset.confirm)) event.preventDefault();
     });
+  });
+  // The language selector saves the choice as soon as one is picked.
+  document.querySelectorAll("form.locale select").forEach((select) => {
+    select.addEventListener("change", () => select.form.requestSubmit());
   });
 });
 

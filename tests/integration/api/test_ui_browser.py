@@ -53,7 +53,7 @@ def site(api) -> Iterator[str]:
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="vi-VN")
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US")
     page = context.new_page()
     page.set_default_timeout(10_000)
     yield page
@@ -107,7 +107,7 @@ def test_steward_filters_opens_resolves_and_the_mismatch_leaves_the_open_queue(p
 
 
 def test_audit_log_page_shows_the_detail_view_and_the_resolution_by_name(browser, site, api):
-    steward = browser.new_context()
+    steward = browser.new_context(locale="en-US")
     p = steward.new_page()
     log_in(p, site, "steward", f"/mismatches/{api.ids['dob']}")
     p.fill('form[action$="/resolve"] input[name="note"]', "ngày sinh đã sửa")
@@ -115,7 +115,7 @@ def test_audit_log_page_shows_the_detail_view_and_the_resolution_by_name(browser
     p.wait_for_url(re.compile(r"/queue"))
     steward.close()
 
-    admin = browser.new_context()
+    admin = browser.new_context(locale="en-US")
     p = admin.new_page()
     log_in(p, site, "admin", "/admin/audit")
     p.fill('input[name="target_id"]', str(api.ids["dob"]))

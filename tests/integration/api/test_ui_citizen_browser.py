@@ -37,7 +37,7 @@ def shot(page, name: str) -> None:
 
 def test_duplicate_id_detail_then_the_citizen_page(browser, site):  # noqa: F811
     base, ids = site
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="vi-VN")
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US")
     page = context.new_page()
     page.set_default_timeout(10_000)
     try:
