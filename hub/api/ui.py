@@ -464,7 +464,7 @@ def saved_filter_create(request: Request, state: State, principal: Viewer, form:
             sf = saved.create(
                 conn, principal.user_id, str(form.get("name") or ""), query, state.sectors
             )
-        flash(request, f"filter saved as {sf['name']}")
+        flash(request, gettext("filter saved as %(name)s", name=sf["name"]))
         query = sf["query"]
     except ApiError as exc:
         flash(request, exc.reason, "error")
@@ -480,7 +480,7 @@ def saved_filter_delete(
             raise NotFound(f"no saved filter {filter_id} of yours")
         with state.engine.begin() as conn:
             saved.remove(conn, principal.user_id, filter_id)
-        flash(request, "saved filter deleted")
+        flash(request, gettext("saved filter deleted"))
     except ApiError as exc:
         flash(request, exc.reason, "error")
     return redirect(_safe_next(str(form.get("back") or "/queue")))
