@@ -448,7 +448,13 @@ def get_stats(
     cached for a few seconds), and their history from periodic snapshots."""
     now = state.stats.get()
     with state.engine.connect() as conn:
-        series = stats.history(conn, [s.sector for s in now], stats.default_since(days), points)
+        series = stats.history(
+            conn,
+            [s.sector for s in now],
+            stats.default_since(days),
+            points,
+            retention_days=state.config.api.stats_retention_days,
+        )
     return {
         "computed_at": datetime.now(UTC),
         "sectors": [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -57,27 +58,83 @@ class Point:
         return self.records_verified / self.records_seen if self.records_seen else None
 
 
-_SERIES = text(
-    """
-    SELECT DISTINCT ON (sector, bucket) sector, at, records_seen, records_verified, open_by_rule
+_SERIES = """
+    SELECT DISTINCT ON (sector, slot) sector, at, records_seen, records_verified, open_by_rule
     FROM (
-        SELECT *, floor(extract(epoch FROM at) / :width) AS bucket
-        FROM stats_snapshots
-        WHERE at >= :since AND sector = ANY(:sectors)
+        SELECT *, floor(extract(epoch FROM at) / :width) AS slot
+        FROM {source}
+        WHERE at >= :since AND sector = ANY(:sectors){grain}
     ) s
-    ORDER BY sector, bucket, at DESC
+    ORDER BY sector, slot, at DESC
     """
+_RAW_SERIES = text(_SERIES.format(source="stats_snapshots", grain=""))
+# The rollups' primary key is (grain, sector, bucket): the bucket bound lets it be used.
+_ROLLUP_SERIES = text(
+    _SERIES.format(
+        source="stats_rollups",
+        grain=" AND grain = :grain"
+        " AND bucket >= CAST(:since AS timestamptz) - make_interval(secs => :grain_s)",
+    )
 )
+GRAINS = {"day": 86400, "hour": 3600}
+"""The rollups of migration 0017, coarsest first: their width in seconds."""
+
+
+def series_grain(width_s: float, since: datetime, retention_days: float) -> str | None:
+    """Where a series of buckets ``width_s`` wide since ``since`` is read from: the coarsest
+    rollup no wider than a bucket, or None (the raw snapshots) for finer buckets — unless
+    the window reaches past the raw snapshots' retention, then the hourly rollups."""
+    for grain, secs in GRAINS.items():
+        if width_s >= secs:
+            return grain
+    kept_since = datetime.now(since.tzinfo) - timedelta(days=retention_days)
+    return None if since >= kept_since else "hour"
+
+
+def buckets(since: datetime, points: int, retention_days: float) -> tuple[float, str | None]:
+    """(bucket width in seconds, the rollup grain to read or None for the raw snapshots) of
+    a series since ``since`` in at most about ``points`` buckets. Read from a rollup, the
+    width is a whole number of its grains, so each bucket holds whole hours or days."""
+    width = max((datetime.now(since.tzinfo) - since).total_seconds() / max(points, 1), 1.0)
+    grain = series_grain(width, since, retention_days)
+    if grain is not None:
+        width = max(math.floor(width / GRAINS[grain] + 1e-6), 1) * GRAINS[grain]
+    return width, grain
 
 
 def history(
-    conn: Connection, sectors: Sequence[str], since: datetime, points: int = 200
+    conn: Connection,
+    sectors: Sequence[str],
+    since: datetime,
+    points: int = 200,
+    *,
+    retention_days: float = 30.0,
 ) -> dict[str, list[Point]]:
     """Per sector, snapshots since ``since``, thinned to at most about ``points`` (the last
-    snapshot of each equal time bucket), oldest first."""
-    width = max((datetime.now(since.tzinfo) - since).total_seconds() / max(points, 1), 1.0)
+    snapshot of each equal time bucket), oldest first.
+
+    Read from the per-day or per-hour rollups (:func:`buckets`) when a bucket is at least
+    that wide, so a year costs a few thousand rows: the same points as thinning the raw
+    snapshots into the same buckets (:func:`raw_history`)."""
+    width, grain = buckets(since, points, retention_days)
+    params = {"width": width, "since": since, "sectors": list(sectors)}
+    if grain is None:
+        return _points(conn.execute(_RAW_SERIES, params), sectors)
+    params |= {"grain": grain, "grain_s": GRAINS[grain]}
+    return _points(conn.execute(_ROLLUP_SERIES, params), sectors)
+
+
+def raw_history(
+    conn: Connection, sectors: Sequence[str], since: datetime, width: float
+) -> dict[str, list[Point]]:
+    """The last raw snapshot of each bucket ``width`` seconds wide since ``since`` (what
+    :func:`history` gave before the rollups, and what they must agree with)."""
+    params = {"width": width, "since": since, "sectors": list(sectors)}
+    return _points(conn.execute(_RAW_SERIES, params), sectors)
+
+
+def _points(rows, sectors: Sequence[str]) -> dict[str, list[Point]]:
     out: dict[str, list[Point]] = {s: [] for s in sectors}
-    rows = conn.execute(_SERIES, {"width": width, "since": since, "sectors": list(sectors)})
     for sector, at, seen, verified, by_rule in rows:
         out[sector].append(Point(at, seen, verified, {k: int(v) for k, v in by_rule.items()}))
     for pts in out.values():

@@ -477,7 +477,13 @@ def dashboard(request: Request, state: State, principal: Viewer, days: int = 30)
     days = min(max(days, 1), 3660)
     now = state.stats.get()
     with state.engine.connect() as conn:
-        hist = stats.history(conn, [s.sector for s in now], stats.default_since(days), 120)
+        hist = stats.history(
+            conn,
+            [s.sector for s in now],
+            stats.default_since(days),
+            120,
+            retention_days=state.config.api.stats_retention_days,
+        )
         corrections = stats.correction_figures(conn)
     cards = []
     at = datetime.now(UTC)

@@ -8,6 +8,7 @@ from datetime import date, datetime
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
     DateTime,
     Float,
@@ -425,6 +426,24 @@ class StatsSnapshot(Base):
     open_by_rule: Mapped[dict] = mapped_column(JSONB, nullable=False)
 
     __table_args__ = (Index("ix_stats_snapshots_sector_at", "sector", "at"),)
+
+
+class StatsRollup(Base):
+    """The last ``stats_snapshots`` row of each hour and each UTC day per sector, kept by a
+    statement trigger as snapshots are written (migration 0017): the dashboard series are
+    read from here, and raw snapshots older than ``api.stats_retention_days`` are pruned."""
+
+    __tablename__ = "stats_rollups"
+
+    grain: Mapped[str] = mapped_column(String(8), primary_key=True)
+    sector: Mapped[str] = mapped_column(String(40), primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    records_seen: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    records_verified: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    open_by_rule: Mapped[dict] = mapped_column(JSONB, nullable=False)
+
+    __table_args__ = (CheckConstraint("grain IN ('hour', 'day')", name="grain"),)
 
 
 class ConnectorOffset(Base):
