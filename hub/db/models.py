@@ -158,9 +158,9 @@ class Mismatch(Base):
 
     __table_args__ = (
         UniqueConstraint("sector", "record_key", "rule", "field"),
-        Index("ix_mismatches_status_sector_rule", "status", "sector", "rule"),
+        # (status, sector, rule) and (citizen_id) went in migration 0017: duplicates of
+        # ix_mismatches_status_sector_rule_id and ix_mismatches_citizen_id_prefix.
         Index("ix_mismatches_status_severity_id", "status", "severity", "id"),
-        Index("ix_mismatches_citizen_id", "citizen_id"),
         Index("ix_mismatches_record_key", "record_key"),
         Index("ix_mismatches_first_seen_at", "first_seen_at"),
         # "Which records does the hub suggest this citizen for": containment in the

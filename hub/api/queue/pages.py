@@ -124,6 +124,14 @@ def list_page(
         # Exact from the trigger-kept figures; "exact" below picks the plan (few rows).
         total = sum(n for r, n in from_figures.items() if not f.rule or r in f.rule)
         exact, total_exact = total <= COUNT_CAP, True
+    elif (f.min_age_days is not None or f.max_age_days is not None) and (
+        guess := estimate(conn, select(literal(1)).select_from(M).where(and_(true(), *cond)))
+    ) > COUNT_CAP:
+        # A wide age range: the planner's estimate instead of counting COUNT_CAP matches
+        # first (a bitmap scan of the range on every page), and the walk of the sort index
+        # (matches are many). A narrow one is counted and takes the fetch-then-sort plan,
+        # through ix_mismatches_first_seen_at, not a walk to a range at the index's far end.
+        total, exact, total_exact = guess, False, False
     else:
         total, exact = count(conn, cond)
         total_exact = exact

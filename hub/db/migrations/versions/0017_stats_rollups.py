@@ -1,4 +1,6 @@
-"""stats rollups: the dashboard series kept per hour and per day as snapshots are written
+"""stats rollups, and two duplicate indexes of mismatches dropped
+
+The dashboard series are kept per hour and per day as snapshots are written:
 
 ``/api/v1/stats`` and the dashboard thinned ``stats_snapshots`` (a row per sector every
 300 s, never pruned) on every request: at two years of history 1.6 s p50 for 365 days, the
@@ -7,6 +9,15 @@ transaction, the last snapshot of each hour and of each UTC day per sector in
 ``stats_rollups`` (the same "last snapshot of the bucket" the thinning picked); the series
 are read from there, and the raw snapshots can be pruned (``api.stats_retention_days``)
 while the rollups stay. The existing snapshots are rolled up here, once.
+
+``mismatches`` carried 12 indexes (773 MB beside a 249 MB table at 1M rows), each one more
+write on every reconciler update and steward action. Two duplicate others and go:
+``ix_mismatches_status_sector_rule`` (status, sector, rule) is the prefix of
+``ix_mismatches_status_sector_rule_id``, which serves every query it did (the per-rule
+counts now mostly come from ``figure_counts``); ``ix_mismatches_citizen_id`` is served by
+``ix_mismatches_citizen_id_prefix`` (varchar_pattern_ops also answers ``=`` and ``= ANY``).
+``ix_mismatches_record_key`` stays beside its prefix twin: ``sort=record_key`` pages
+through it (a pattern_ops index cannot give the collation's order).
 """
 
 import sqlalchemy as sa
@@ -65,6 +76,8 @@ def upgrade() -> None:
         " REFERENCING NEW TABLE AS new_rows"
         " FOR EACH STATEMENT EXECUTE FUNCTION hub_rollup_stats_snapshots()"
     )
+    op.drop_index("ix_mismatches_status_sector_rule", table_name="mismatches")
+    op.drop_index("ix_mismatches_citizen_id", table_name="mismatches")
     op.execute(
         f"INSERT INTO stats_rollups {_COLUMNS} "
         + _ROLLUP_SELECT.format(source="stats_snapshots")
@@ -73,6 +86,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.create_index("ix_mismatches_citizen_id", "mismatches", ["citizen_id"])
+    op.create_index("ix_mismatches_status_sector_rule", "mismatches", ["status", "sector", "rule"])
     op.execute("DROP TRIGGER stats_snapshots_rollup ON stats_snapshots")
     op.execute("DROP FUNCTION hub_rollup_stats_snapshots()")
     op.drop_table("stats_rollups")
