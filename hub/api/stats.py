@@ -98,7 +98,7 @@ def buckets(since: datetime, points: int, retention_days: float) -> tuple[float,
     width = max((datetime.now(since.tzinfo) - since).total_seconds() / max(points, 1), 1.0)
     grain = series_grain(width, since, retention_days)
     if grain is not None:
-        width = max(math.floor(width / GRAINS[grain] + 1e-6), 1) * GRAINS[grain]
+        width = max(math.ceil(width / GRAINS[grain] - 1e-6), 1) * GRAINS[grain]
     return width, grain
 
 

@@ -12,12 +12,15 @@ while the rollups stay. The existing snapshots are rolled up here, once.
 
 ``mismatches`` carried 12 indexes (773 MB beside a 249 MB table at 1M rows), each one more
 write on every reconciler update and steward action. Two duplicate others and go:
-``ix_mismatches_status_sector_rule`` (status, sector, rule) is the prefix of
-``ix_mismatches_status_sector_rule_id``, which serves every query it did (the per-rule
-counts now mostly come from ``figure_counts``); ``ix_mismatches_citizen_id`` is served by
-``ix_mismatches_citizen_id_prefix`` (varchar_pattern_ops also answers ``=`` and ``= ANY``).
-``ix_mismatches_record_key`` stays beside its prefix twin: ``sort=record_key`` pages
-through it (a pattern_ops index cannot give the collation's order).
+``ix_mismatches_status_sector_rule_id`` (status, sector, rule, id; 105 MB at 1M rows)
+beside ``ix_mismatches_status_sector_rule`` (status, sector, rule; 9 MB, deduplicated):
+the small one keeps the capped per-rule counts four times faster (index-only), and a
+sector + rule page sorted by id through it took 7.5 ms instead of 2.4 ms (29.5 ms instead
+of 36.9 ms with status=open alone) on the churned 1M-row bench store;
+``ix_mismatches_citizen_id`` is served by ``ix_mismatches_citizen_id_prefix``
+(varchar_pattern_ops answers ``=`` and ``= ANY`` as well). ``ix_mismatches_record_key``
+stays beside its prefix twin: ``sort=record_key`` pages through it (a pattern_ops index
+cannot give the collation's order).
 """
 
 import sqlalchemy as sa
@@ -76,7 +79,7 @@ def upgrade() -> None:
         " REFERENCING NEW TABLE AS new_rows"
         " FOR EACH STATEMENT EXECUTE FUNCTION hub_rollup_stats_snapshots()"
     )
-    op.drop_index("ix_mismatches_status_sector_rule", table_name="mismatches")
+    op.drop_index("ix_mismatches_status_sector_rule_id", table_name="mismatches")
     op.drop_index("ix_mismatches_citizen_id", table_name="mismatches")
     op.execute(
         f"INSERT INTO stats_rollups {_COLUMNS} "
@@ -87,7 +90,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.create_index("ix_mismatches_citizen_id", "mismatches", ["citizen_id"])
-    op.create_index("ix_mismatches_status_sector_rule", "mismatches", ["status", "sector", "rule"])
+    op.create_index(
+        "ix_mismatches_status_sector_rule_id", "mismatches", ["status", "sector", "rule", "id"]
+    )
     op.execute("DROP TRIGGER stats_snapshots_rollup ON stats_snapshots")
     op.execute("DROP FUNCTION hub_rollup_stats_snapshots()")
     op.drop_table("stats_rollups")
