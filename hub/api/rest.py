@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import BeforeValidator, StringConstraints
 
-from hub.api import audit, citizens, connectors, stats, users
+from hub.api import audit, citizens, connectors, users
 from hub.api.auth import ROLE_PERMISSIONS, Permission, Principal
 from hub.api.citizen_schemas import CitizenOut
 from hub.api.deps import AppState, api_principal, get_state, require
@@ -447,14 +447,9 @@ def get_stats(
     """Per sector: records seen and verified, verified ratio, open mismatches by rule (live,
     cached for a few seconds), and their history from periodic snapshots."""
     now = state.stats.get()
-    with state.engine.connect() as conn:
-        series = stats.history(
-            conn,
-            [s.sector for s in now],
-            stats.default_since(days),
-            points,
-            retention_days=state.config.api.stats_retention_days,
-        )
+    series = state.stats.series(
+        [s.sector for s in now], days, points, state.config.api.stats_retention_days
+    )
     return {
         "computed_at": datetime.now(UTC),
         "sectors": [

@@ -153,6 +153,7 @@ class StatsCache:
         self._lock = threading.Lock()
         self._at = 0.0
         self._value: list[SectorStats] = []
+        self._series: dict[tuple, tuple[float, dict[str, list[Point]]]] = {}
 
     def get(self, *, fresh: bool = False) -> list[SectorStats]:
         with self._lock:
@@ -163,8 +164,33 @@ class StatsCache:
             return self._value
 
     def invalidate(self) -> None:
+        """Forget the live figures (after an action); the series are snapshots, kept."""
         with self._lock:
             self._at = 0.0
+
+    SERIES_TTL_S = 30.0
+    """How long a series is reused: snapshots come every 300 s, and dashboards poll."""
+
+    def series(
+        self, sectors: Sequence[str], days: int, points: int, retention_days: float
+    ) -> dict[str, list[Point]]:
+        """:func:`history` of the last ``days`` in ``points``, reused for SERIES_TTL_S per
+        (sectors, days, points): 8 dashboards asking for a year read the rollups once."""
+        key = (tuple(sectors), days, points, retention_days)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._series.get(key)
+        if hit is not None and now - hit[0] <= self.SERIES_TTL_S:
+            return hit[1]
+        with self._engine.connect() as conn:
+            value = history(
+                conn, sectors, default_since(days), points, retention_days=retention_days
+            )
+        with self._lock:
+            if len(self._series) >= 64:  # bounded: drop the stalest
+                self._series.pop(min(self._series, key=lambda k: self._series[k][0]))
+            self._series[key] = (now, value)
+        return value
 
 
 def default_since(days: int) -> datetime:

@@ -206,7 +206,7 @@ def run(
         ids = citizen_ids(rows)
         mids = mismatch_ids(rows)
         queue = "/api/v1/mismatches?status=open&status=in_review"
-        ui_q = "/queue?status=open&status=in_review"
+        ui_q = "/queue?status="  # empty: the working queue (open and in review)
         # (label, paths of k requests, API headers or None, UI cookies or None, requests);
         # name search (``name=``) is not on this branch.
         cases = [
