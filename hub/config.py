@@ -197,6 +197,9 @@ class ApiConfig(_Model):
     """Password hashes (argon2, 64 MiB each) verified at once; more logins wait."""
     login_wait_s: Annotated[float, Field(gt=0, le=600)] = 30.0
     """How long a login waits for a free hash slot before it is answered 503."""
+    stats_retention_days: Annotated[float, Field(gt=0, le=3660)] = 30.0
+    """Raw ``stats_snapshots`` older than this are pruned as new ones are written; the
+    per-hour and per-day rollups the dashboard series are read from are kept."""
 
 
 class MetricsListen(_Model):

@@ -17,7 +17,11 @@ from hub.config import HubConfig
 from hub.db import psycopg_conninfo
 from reconciliation.batch import Batch
 from reconciliation.decode import REGISTRY, DeadLetter
-from reconciliation.store.figures import figure_counts, write_stats_snapshot
+from reconciliation.store.figures import (
+    figure_counts,
+    prune_stats_snapshots,
+    write_stats_snapshot,
+)
 from reconciliation.store.staging import refresh_statistics
 
 log = logging.getLogger(__name__)
@@ -86,11 +90,13 @@ class Figures:
 
     def refresh(self) -> None:
         """Set ``hub_mismatches_open`` and ``hub_records_verified_ratio`` from the database and
-        add a ``stats_snapshots`` row per sector when the last is older than the interval."""
+        add a ``stats_snapshots`` row per sector when the last is older than the interval (and
+        then prune the raw snapshots past ``api.stats_retention_days``)."""
         try:
             conn = self.connection()
             counts, open_counts = figure_counts(conn)
-            write_stats_snapshot(conn, counts, open_counts, self.snapshot_interval_s)
+            if write_stats_snapshot(conn, counts, open_counts, self.snapshot_interval_s):
+                prune_stats_snapshots(conn, self.config.api.stats_retention_days)
         except psycopg.Error as exc:
             log.warning("figures not refreshed: %s", str(exc).strip())
             self.close()

@@ -55,10 +55,21 @@ def _cli_actor() -> str:
 
 @click.command()
 @click.option("--listen", type=HostPort(), metavar="HOST:PORT", help="Override api.listen.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Web server processes (uvicorn workers) on one socket; sessions are in the database.",
+)
 @metrics_options("serve")
 @click.pass_context
 def serve(
-    ctx: click.Context, listen: str | None, metrics_listen: str | None, no_metrics: bool
+    ctx: click.Context,
+    listen: str | None,
+    workers: int,
+    metrics_listen: str | None,
+    no_metrics: bool,
 ) -> None:
     """Serve the REST API (/api/v1), the steward web UI, /healthz, /readyz and /metrics;
     the metrics also on their own address (metrics.listen.serve, default port 9466)."""
@@ -72,7 +83,7 @@ def serve(
     check_schema(config)
     if not no_metrics:
         start_metrics(config.metrics, "serve", metrics_listen)
-    run(config, listen)
+    run(config, listen, workers)
 
 
 # ------------------------------------------------------------------------------------ users

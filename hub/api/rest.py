@@ -554,8 +554,9 @@ def get_stats(
     dismissed ones by reason code (live, cached for a few seconds), and their history from
     periodic snapshots; the configured dismissal reason codes."""
     now = state.stats.get()
-    with state.engine.connect() as conn:
-        series = stats.history(conn, [s.sector for s in now], stats.default_since(days), points)
+    series = state.stats.series(
+        [s.sector for s in now], days, points, state.config.api.stats_retention_days
+    )
     return with_overdue_counts(
         state,
         {
@@ -590,8 +591,8 @@ def get_stats(
 
 def with_overdue_counts(state: AppState, out: dict) -> dict:
     """The stats answer with each sector's count of overdue mismatches (``overdue``)."""
-    with state.engine.connect() as conn:
-        counts = due.overdue_by_sector(conn, state.config.queue.due_table())
+    table = state.config.queue.due_table()
+    counts = state.stats.figure(("overdue", table), lambda c: due.overdue_by_sector(c, table))
     for sector in out["sectors"]:
         sector["overdue"] = counts.get(sector["sector"], 0)
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
@@ -44,11 +45,60 @@ def make_server(config: HubConfig, listen: str | None = None) -> uvicorn.Server:
     )
 
 
-def serve(config: HubConfig, listen: str | None = None) -> None:
-    """Serve until SIGINT/SIGTERM; the app's /metrics shows hub_process_info{role="serve"}
-    (also with --no-metrics, when metrics.listen serves nothing)."""
+# The config of ``hub serve --workers N``, for the worker processes uvicorn spawns (each
+# imports :func:`worker_app`): pickled into the environment they inherit, so a worker sees
+# exactly the parent's config (secrets included) without reading the file again.
+_WORKER_CONFIG = "HUB_SERVE_WORKER_CONFIG"
+
+
+def worker_app():
+    """The app of one ``hub serve --workers N`` worker (a uvicorn factory)."""
+    import base64
+    import pickle
+
+    from hub.api.app import create_app
+    from hub.logs import setup_logging
     from hub.metrics import mark_process
 
+    config: HubConfig = pickle.loads(base64.b64decode(os.environ[_WORKER_CONFIG]))  # noqa: S301
+    setup_logging(config.logging.level, config.logging.json_format)
+    mark_process("serve")
+    return create_app(config)
+
+
+def serve_workers(config: HubConfig, workers: int, listen: str | None = None) -> None:
+    """Serve with ``workers`` processes sharing one listening socket (uvicorn's supervisor
+    restarts a worker that dies). Nothing is shared in memory: sessions, the cookie secret
+    and the login throttle live in the hub database; each worker has its own connection
+    pool (``database.pool_size`` each) and its own few-second stats cache."""
+    import base64
+    import pickle
+
+    host, _, port = (listen or config.api.listen).rpartition(":")
+    os.environ[_WORKER_CONFIG] = base64.b64encode(pickle.dumps(config)).decode()
+    log.info("web UI and API on http://%s:%s/ (%d workers)", host, port, workers)
+    uvicorn.run(
+        "hub.api.server:worker_app",
+        factory=True,
+        workers=workers,
+        host=host.strip("[]") or "127.0.0.1",
+        port=int(port),
+        access_log=False,
+        log_config=None,
+        lifespan="off",
+        server_header=False,
+    )
+
+
+def serve(config: HubConfig, listen: str | None = None, workers: int = 1) -> None:
+    """Serve until SIGINT/SIGTERM; the app's /metrics shows hub_process_info{role="serve"}
+    (also with --no-metrics, when metrics.listen serves nothing). ``workers`` > 1 runs that
+    many processes (:func:`serve_workers`)."""
+    from hub.metrics import mark_process
+
+    if workers > 1:
+        serve_workers(config, workers, listen)
+        return
     mark_process("serve")
     server = make_server(config, listen)
     log.info("web UI and API on http://%s:%d/", server.config.host, server.config.port)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, text
 
 from hub.config import UNSPECIFIED_DISMISSAL
 from hub.db import figures
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -82,27 +86,83 @@ class Point:
         return self.records_verified / self.records_seen if self.records_seen else None
 
 
-_SERIES = text(
-    """
-    SELECT DISTINCT ON (sector, bucket) sector, at, records_seen, records_verified, open_by_rule
+_SERIES = """
+    SELECT DISTINCT ON (sector, slot) sector, at, records_seen, records_verified, open_by_rule
     FROM (
-        SELECT *, floor(extract(epoch FROM at) / :width) AS bucket
-        FROM stats_snapshots
-        WHERE at >= :since AND sector = ANY(:sectors)
+        SELECT *, floor(extract(epoch FROM at) / :width) AS slot
+        FROM {source}
+        WHERE at >= :since AND sector = ANY(:sectors){grain}
     ) s
-    ORDER BY sector, bucket, at DESC
+    ORDER BY sector, slot, at DESC
     """
+_RAW_SERIES = text(_SERIES.format(source="stats_snapshots", grain=""))
+# The rollups' primary key is (grain, sector, bucket): the bucket bound lets it be used.
+_ROLLUP_SERIES = text(
+    _SERIES.format(
+        source="stats_rollups",
+        grain=" AND grain = :grain"
+        " AND bucket >= CAST(:since AS timestamptz) - make_interval(secs => :grain_s)",
+    )
 )
+GRAINS = {"day": 86400, "hour": 3600}
+"""The rollups of migration 0017, coarsest first: their width in seconds."""
+
+
+def series_grain(width_s: float, since: datetime, retention_days: float) -> str | None:
+    """Where a series of buckets ``width_s`` wide since ``since`` is read from: the coarsest
+    rollup no wider than a bucket, or None (the raw snapshots) for finer buckets — unless
+    the window reaches past the raw snapshots' retention, then the hourly rollups."""
+    for grain, secs in GRAINS.items():
+        if width_s >= secs:
+            return grain
+    kept_since = datetime.now(since.tzinfo) - timedelta(days=retention_days)
+    return None if since >= kept_since else "hour"
+
+
+def buckets(since: datetime, points: int, retention_days: float) -> tuple[float, str | None]:
+    """(bucket width in seconds, the rollup grain to read or None for the raw snapshots) of
+    a series since ``since`` in at most about ``points`` buckets. Read from a rollup, the
+    width is a whole number of its grains, so each bucket holds whole hours or days."""
+    width = max((datetime.now(since.tzinfo) - since).total_seconds() / max(points, 1), 1.0)
+    grain = series_grain(width, since, retention_days)
+    if grain is not None:
+        width = max(math.ceil(width / GRAINS[grain] - 1e-6), 1) * GRAINS[grain]
+    return width, grain
 
 
 def history(
-    conn: Connection, sectors: Sequence[str], since: datetime, points: int = 200
+    conn: Connection,
+    sectors: Sequence[str],
+    since: datetime,
+    points: int = 200,
+    *,
+    retention_days: float = 30.0,
 ) -> dict[str, list[Point]]:
     """Per sector, snapshots since ``since``, thinned to at most about ``points`` (the last
-    snapshot of each equal time bucket), oldest first."""
-    width = max((datetime.now(since.tzinfo) - since).total_seconds() / max(points, 1), 1.0)
+    snapshot of each equal time bucket), oldest first.
+
+    Read from the per-day or per-hour rollups (:func:`buckets`) when a bucket is at least
+    that wide, so a year costs a few thousand rows: the same points as thinning the raw
+    snapshots into the same buckets (:func:`raw_history`)."""
+    width, grain = buckets(since, points, retention_days)
+    params = {"width": width, "since": since, "sectors": list(sectors)}
+    if grain is None:
+        return _points(conn.execute(_RAW_SERIES, params), sectors)
+    params |= {"grain": grain, "grain_s": GRAINS[grain]}
+    return _points(conn.execute(_ROLLUP_SERIES, params), sectors)
+
+
+def raw_history(
+    conn: Connection, sectors: Sequence[str], since: datetime, width: float
+) -> dict[str, list[Point]]:
+    """The last raw snapshot of each bucket ``width`` seconds wide since ``since`` (what
+    :func:`history` gave before the rollups, and what they must agree with)."""
+    params = {"width": width, "since": since, "sectors": list(sectors)}
+    return _points(conn.execute(_RAW_SERIES, params), sectors)
+
+
+def _points(rows, sectors: Sequence[str]) -> dict[str, list[Point]]:
     out: dict[str, list[Point]] = {s: [] for s in sectors}
-    rows = conn.execute(_SERIES, {"width": width, "since": since, "sectors": list(sectors)})
     for sector, at, seen, verified, by_rule in rows:
         out[sector].append(Point(at, seen, verified, {k: int(v) for k, v in by_rule.items()}))
     for pts in out.values():
@@ -121,6 +181,8 @@ class StatsCache:
         self._lock = threading.Lock()
         self._at = 0.0
         self._value: list[SectorStats] = []
+        self._series: dict[tuple, tuple[float, dict[str, list[Point]]]] = {}
+        self._figures: dict[Hashable, tuple[float, Any]] = {}
 
     def get(self, *, fresh: bool = False) -> list[SectorStats]:
         with self._lock:
@@ -131,8 +193,49 @@ class StatsCache:
             return self._value
 
     def invalidate(self) -> None:
+        """Forget the live figures (after an action); the series are snapshots, kept."""
         with self._lock:
             self._at = 0.0
+            self._figures.clear()
+
+    def figure(self, key: Hashable, compute: Callable[[Connection], T]) -> T:
+        """Another live figure (``compute`` on a connection), reused like :meth:`get`'s for
+        ``ttl_s`` and forgotten by :meth:`invalidate` too: the overdue counts of
+        /api/v1/stats, a count over every open mismatch, are not made on each request."""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._figures.get(key)
+        if hit is not None and now - hit[0] <= self._ttl:
+            return hit[1]
+        with self._engine.connect() as conn:
+            value = compute(conn)
+        with self._lock:
+            self._figures[key] = (now, value)
+        return value
+
+    SERIES_TTL_S = 30.0
+    """How long a series is reused: snapshots come every 300 s, and dashboards poll."""
+
+    def series(
+        self, sectors: Sequence[str], days: int, points: int, retention_days: float
+    ) -> dict[str, list[Point]]:
+        """:func:`history` of the last ``days`` in ``points``, reused for SERIES_TTL_S per
+        (sectors, days, points): 8 dashboards asking for a year read the rollups once."""
+        key = (tuple(sectors), days, points, retention_days)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._series.get(key)
+        if hit is not None and now - hit[0] <= self.SERIES_TTL_S:
+            return hit[1]
+        with self._engine.connect() as conn:
+            value = history(
+                conn, sectors, default_since(days), points, retention_days=retention_days
+            )
+        with self._lock:
+            if len(self._series) >= 64:  # bounded: drop the stalest
+                self._series.pop(min(self._series, key=lambda k: self._series[k][0]))
+            self._series[key] = (now, value)
+        return value
 
 
 def default_since(days: int) -> datetime:

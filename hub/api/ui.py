@@ -605,8 +605,10 @@ def citizen_page(
 def dashboard(request: Request, state: State, principal: Viewer, days: int = 30) -> HTMLResponse:
     days = min(max(days, 1), 3660)
     now = state.stats.get()
+    hist = state.stats.series(
+        [s.sector for s in now], days, 120, state.config.api.stats_retention_days
+    )
     with state.engine.connect() as conn:
-        hist = stats.history(conn, [s.sector for s in now], stats.default_since(days), 120)
         corrections = stats.correction_figures(conn)
     cards = []
     at = datetime.now(UTC)

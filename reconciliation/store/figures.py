@@ -84,3 +84,20 @@ def write_stats_snapshot(
         ),
     )
     return cur.rowcount
+
+
+def prune_stats_snapshots(
+    conn: psycopg.Connection, retention_days: float, limit: int = 50_000
+) -> int:
+    """Delete up to ``limit`` raw ``stats_snapshots`` rows older than ``retention_days``
+    (their hour and day live on in ``stats_rollups``, migration 0017); returns the rows
+    deleted. Bounded, so a first prune of years of history is spread over a few refreshes."""
+    cur = conn.execute(
+        """
+        DELETE FROM stats_snapshots WHERE id IN (
+            SELECT id FROM stats_snapshots
+            WHERE at < now() - make_interval(secs => %s) LIMIT %s)
+        """,
+        (retention_days * 86400, limit),
+    )
+    return cur.rowcount

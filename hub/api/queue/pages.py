@@ -19,6 +19,7 @@ from sqlalchemy import (
     literal,
     literal_column,
     select,
+    text,
     true,
     tuple_,
     union_all,
@@ -28,7 +29,7 @@ from sqlalchemy.sql import ColumnElement, Select
 from hub.api.errors import NotFound, Unprocessable
 from hub.api.queue.filters import ITEM_COLUMNS, ITEM_FIELDS, M, MismatchFilter, as_item
 from hub.db.models import SEVERITY_RANK_SQL
-from hub.vocabulary import RULE_CODES
+from hub.vocabulary import OPEN_STATUSES, RULE_CODES
 
 COUNT_CAP = 10_000
 MAX_LIMIT = 500
@@ -118,7 +119,22 @@ def list_page(
         raise Unprocessable(f"offset must be between 0 and {MAX_OFFSET} (use after= to go on)")
     key = SORTS[sort]
     cond = f.conditions()
-    total, exact = count(conn, cond)
+    from_figures = figure_rule_counts(conn, f)
+    if from_figures is not None:
+        # Exact from the trigger-kept figures; "exact" below picks the plan (few rows).
+        total = sum(n for r, n in from_figures.items() if not f.rule or r in f.rule)
+        exact, total_exact = total <= COUNT_CAP, True
+    elif (f.min_age_days is not None or f.max_age_days is not None) and (
+        guess := estimate(conn, select(literal(1)).select_from(M).where(and_(true(), *cond)))
+    ) > COUNT_CAP:
+        # A wide age range: the planner's estimate instead of counting COUNT_CAP matches
+        # first (a bitmap scan of the range on every page), and the walk of the sort index
+        # (matches are many). A narrow one is counted and takes the fetch-then-sort plan,
+        # through ix_mismatches_first_seen_at, not a walk to a range at the index's far end.
+        total, exact, total_exact = guess, False, False
+    else:
+        total, exact = count(conn, cond)
+        total_exact = exact
     stmt = select(*ITEM_COLUMNS, key.label("_sortkey")).where(and_(true(), *cond))
     if after:
         value, last_id = decode_cursor(after, sort, order)
@@ -142,7 +158,7 @@ def list_page(
     rows = rows[:limit]
     items = [as_item(r[:-1]) for r in rows]
     next_cursor = encode_cursor(sort, order, rows[-1][-1], rows[-1][0]) if more else None
-    return Page(items, total, exact, next_cursor)
+    return Page(items, total, total_exact, next_cursor)
 
 
 def count(conn: Connection, cond: Sequence[ColumnElement[bool]]) -> tuple[int, bool]:
@@ -165,7 +181,11 @@ def estimate(conn: Connection, stmt: Select) -> int:
 
 
 def rule_counts(conn: Connection, f: MismatchFilter) -> dict[str, tuple[int, bool]]:
-    """Per rule, (count, exact?) of mismatches matching every filter but the rule one."""
+    """Per rule, (count, exact?) of mismatches matching every filter but the rule one: from
+    the trigger-kept figures when they can say (:func:`figure_rule_counts`), else counted."""
+    from_figures = figure_rule_counts(conn, f)
+    if from_figures is not None:
+        return {r: (from_figures.get(r, 0), True) for r in RULE_CODES}
     cond = f.conditions(without_rule=True)
     parts = []
     for rule in RULE_CODES:
@@ -179,3 +199,34 @@ def rule_counts(conn: Connection, f: MismatchFilter) -> dict[str, tuple[int, boo
             inner = select(literal(1)).select_from(M).where(M.rule == rule, *cond)
             counts[rule] = (max(estimate(conn, inner), COUNT_CAP + 1), False)
     return counts
+
+
+# ------------------------------------------------------------- counts from the figures
+# ``figure_counts`` (migration 0005) holds, per (sector, rule, severity), the open and
+# in-review mismatches, exact at every snapshot: the queue's usual views (open and in review,
+# by sector, rule and severity) are counted from its few rows instead of the big table.
+_FIGURES_BY_RULE = text(
+    """
+    SELECT rule, sum(open_mismatches)::bigint FROM figure_counts
+    WHERE rule <> '' AND (CAST(:sectors AS text[]) IS NULL OR sector = ANY(:sectors))
+      AND (CAST(:severities AS text[]) IS NULL OR severity = ANY(:severities))
+    GROUP BY rule
+    """
+)
+
+
+def figure_rule_counts(conn: Connection, f: MismatchFilter) -> dict[str, int] | None:
+    """Per rule, the mismatches matching ``f`` but its rule filter, from the figures; None
+    when the figures cannot say: a status filter other than exactly open and in review, or
+    a province, age, search or assignee filter."""
+    if set(f.status) != set(OPEN_STATUSES) or len(f.status) != len(OPEN_STATUSES):
+        return None
+    if f.province or f.q or f.assignee or f.min_age_days is not None:
+        return None
+    if f.max_age_days is not None:
+        return None
+    rows = conn.execute(
+        _FIGURES_BY_RULE,
+        {"sectors": list(f.sector) or None, "severities": list(f.severity) or None},
+    )
+    return {rule: n for rule, n in rows if n}
