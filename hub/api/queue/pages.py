@@ -215,15 +215,18 @@ _FIGURES_BY_RULE = text(
 )
 
 
+_FIGURE_FIELDS = {"sector", "rule", "severity", "status"}
+"""The filter fields the figures are kept by (besides open and in review)."""
+
+
 def figure_rule_counts(conn: Connection, f: MismatchFilter) -> dict[str, int] | None:
     """Per rule, the mismatches matching ``f`` but its rule filter, from the figures; None
     when the figures cannot say: a status filter other than exactly open and in review, or
-    a province, age, search or assignee filter."""
+    any filter beside sector, rule and severity (province, age, search, name, assignee,
+    overdue, dismissal code: whatever a filter may gain later, too)."""
     if set(f.status) != set(OPEN_STATUSES) or len(f.status) != len(OPEN_STATUSES):
         return None
-    if f.province or f.q or f.assignee or f.min_age_days is not None:
-        return None
-    if f.max_age_days is not None:
+    if set(f.params()) - _FIGURE_FIELDS:
         return None
     rows = conn.execute(
         _FIGURES_BY_RULE,
