@@ -282,6 +282,22 @@ def test_name_search_in_the_queue_page(api):
     assert html.count('<tr class="sev-') == 1 and f">{ids['LAB-VN1']}</a>" in html
 
 
+def test_the_queue_pages_rule_counts_follow_a_name_or_overdue_filter(api):
+    # The usual views are counted from the trigger-kept figures; a name or an overdue filter
+    # is not in them, so its counts are the matching mismatches themselves.
+    ids = _named(api)
+    log_in(api.client, "viewer")
+    for params in ({"name": "nguyen huong"}, {"name": "nguyen", "sector": "labour"}):
+        counts = api.client.get("/queue/rule-counts", params=params).json()
+        listed = api.get("/api/v1/mismatches", params={**params, "limit": 500}).json()["items"]
+        by_rule = {r: sum(1 for m in listed if m["rule"] == r) for r in counts}
+        assert {r: c["n"] for r, c in counts.items()} == by_rule, params
+    assert ids  # the named records exist
+    overdue = api.client.get("/queue/rule-counts", params={"overdue": "true"}).json()
+    listed = api.get("/api/v1/mismatches", params={"overdue": "true", "limit": 500}).json()
+    assert sum(c["n"] for c in overdue.values()) == len(listed["items"])
+
+
 # -------------------------------------------------------------------- login keeps the URL
 
 
