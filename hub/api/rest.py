@@ -162,6 +162,8 @@ def publish_dismissal_codes(doc: dict, reasons: Sequence[DismissalReason]) -> di
     words = {"required": ["reason"], "properties": {"reason": _NONBLANK}}
     if "FilterBody" in schemas:
         schemas["FilterBody"]["properties"]["dismissal_code"]["items"] = filter_enum
+    if "SavedQuery" in schemas:  # a saved filter's one code
+        schemas["SavedQuery"]["properties"]["dismissal_code"]["anyOf"][0] |= filter_enum
     if "DismissBody" in schemas:
         body = schemas["DismissBody"]
         body["properties"]["reason_code"] |= {"enum": codes}
