@@ -38,11 +38,11 @@ SQL = Path(__file__).with_name("seed_million.sql")
 CITIZEN_ID_SQL = "'0011' || lpad(({c})::text, 8, '0')"
 SECTOR_RECORDS_SQL = f"""
 INSERT INTO sector_records (sector, record_key, citizen_id_raw, citizen_id, full_name,
-                            date_of_birth, sex, province_code, status, verified)
+                            name_folded, date_of_birth, sex, province_code, status, verified)
 SELECT (ARRAY['tax','banking','labour','construction'])[1 + g %% 4], 'K' || lpad(g::text, 9, '0'),
        {CITIZEN_ID_SQL.format(c="1 + (g - 1) %% (%(n)s * 4 / 5)")},
        {CITIZEN_ID_SQL.format(c="1 + (g - 1) %% (%(n)s * 4 / 5)")}, 'Nguyễn Văn ' || g,
-       date '1950-01-01' + (g %% 20000)::int, CASE WHEN g %% 2 = 0 THEN 'M' ELSE 'F' END,
+       'nguyen van ' || g, date '1950-01-01' + (g %% 20000)::int, CASE WHEN g %% 2 = 0 THEN 'M' ELSE 'F' END,
        lpad((g %% 96 + 1)::text, 2, '0'), 'active', g %% 3 <> 0
 FROM generate_series(1::bigint, %(n)s) AS g
 """

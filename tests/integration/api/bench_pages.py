@@ -18,6 +18,7 @@ import statistics
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlencode
 
 import httpx
 
@@ -180,6 +181,15 @@ def fixed(path: str) -> Callable[[int], list[str]]:
     return lambda k: [path] * k
 
 
+def name_searches(prefix: str, rows: int, seed: int = 7) -> Callable[[int], list[str]]:
+    """Searches for a sector record's whole name ("Nguyễn Văn <g>", typed as a steward
+    would, with its diacritics), a random record each time."""
+    rng = random.Random(seed)
+    return lambda k: [
+        prefix + urlencode({"name": f"Nguyễn Văn {rng.randint(1, rows)}"}) for _ in range(k)
+    ]
+
+
 def mismatch_ids(rows: int, seed: int = 5) -> Callable[[int], list[int]]:
     rng = random.Random(seed)
     return lambda k: [rng.randint(1, rows) for _ in range(k)]
@@ -207,8 +217,7 @@ def run(
         mids = mismatch_ids(rows)
         queue = "/api/v1/mismatches?status=open&status=in_review"
         ui_q = "/queue?status="  # empty: the working queue (open and in review)
-        # (label, paths of k requests, API headers or None, UI cookies or None, requests);
-        # name search (``name=``) is not on this branch.
+        # (label, paths of k requests, API headers or None, UI cookies or None, requests).
         cases = [
             ("API /me (token check only: the floor)", fixed("/api/v1/me"), api, None, requests),
             ("API queue: open + in review, newest first", fixed(queue), api, None, requests),
@@ -228,6 +237,10 @@ def run(
              fixed(queue + "&sort=first_seen_at&order=asc"), api, None, requests),
             ("API counts per rule", fixed("/api/v1/mismatches/counts?status=open"), api, None,
              requests),
+            ("API queue: name= a whole name", name_searches("/api/v1/mismatches?", rows), api,
+             None, requests),
+            ("API queue: name= a surname every record has",
+             fixed("/api/v1/mismatches?name=nguyen"), api, None, requests),
             ("API detail", lambda k: [f"/api/v1/mismatches/{m}" for m in mids(k)], api, None,
              requests),
             ("API citizen page", lambda k: [f"/api/v1/citizens/{c}" for c in ids(k)], api,
@@ -243,6 +256,8 @@ def run(
              cookies, requests),
             ("UI queue: age 100-120 days", fixed(ui_q + "&min_age_days=100&max_age_days=120"),
              None, cookies, requests),
+            ("UI queue: name= a whole name", name_searches("/queue?", rows), None, cookies,
+             requests),
             ("UI detail page", lambda k: [f"/mismatches/{m}" for m in mids(k)], None, cookies,
              requests),
             ("UI citizen page", lambda k: [f"/citizens/{c}" for c in ids(k)], None, cookies,

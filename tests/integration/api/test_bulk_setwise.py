@@ -75,12 +75,22 @@ def test_a_bulk_dismiss_and_a_single_resolve_audit_their_note(api):
     assert resp.status_code == 200
     hist, audit = _rows(api, "resolve")
     assert [h[0] for h in hist][-1] == mid and audit[-1][3]["note"] == "sửa rồi"
-    body = {"action": "dismiss", "filter": {"sector": ["banking"]}, "reason": "registry wrong"}
-    changed = api.post("/api/v1/mismatches/bulk", "steward", json=body).json()["changed"]
+    body = {"action": "dismiss", "filter": {"sector": ["banking"]}, "reason": "registry wrong",
+            "reason_code": "registry_wrong"}  # fmt: skip
+    resp = api.post("/api/v1/mismatches/bulk", "steward", json=body)
+    assert resp.status_code == 200, resp.text
+    changed = resp.json()["changed"]
     hist, audit = _rows(api, "dismiss")
     assert [h[0] for h in hist] == changed and [int(a[2]) for a in audit] == changed
     assert all(h[4] == "registry wrong" for h in hist)
     assert all(a[3]["note"] == "registry wrong" and "assignee" not in a[3] for a in audit)
+    assert all(a[3]["dismissal_code"] == "registry_wrong" for a in audit)
+    with api.engine.connect() as conn:
+        codes = conn.scalars(
+            select(MismatchHistory.dismissal_code).where(MismatchHistory.mismatch_id.in_(changed))
+            .where(MismatchHistory.action == "dismiss")
+        ).all()  # fmt: skip
+    assert codes == ["registry_wrong"] * len(changed)
     with api.engine.connect() as conn:
         n = conn.scalar(select(func.count()).where(MismatchHistory.mismatch_id.in_(changed)))
     assert n >= len(changed)
