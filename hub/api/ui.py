@@ -354,15 +354,26 @@ def queue(request: Request, state: State, principal: Viewer) -> HTMLResponse:
 def queue_ergonomics(
     conn: Connection, f: MismatchFilter, page: pages.Page, principal: Principal
 ) -> dict[str, Any]:
-    """What the queue page adds for item 1 of issue #24: each item's age and due date, the
-    filter's overdue count (capped like the total) and the user's saved filters."""
+    """What the queue page adds for item 1 of issue #24: each item's age and due date,
+    whether it shows the filter's overdue count (fetched after the page, from
+    ``/queue/overdue-count``: a count over the filter, capped like the total, that a page
+    does not wait for) and the user's saved filters."""
     due.annotate(page.items, f.due)
-    overdue = (
-        pages.count(conn, [*f.conditions(), due.overdue_condition(f.due)])
-        if f.overdue is not False
-        else (0, True)
-    )
-    return {"overdue": overdue, "saved": saved.list_saved(conn, principal.user_id)}
+    return {"overdue": f.overdue is not False, "saved": saved.list_saved(conn, principal.user_id)}
+
+
+@router.get("/queue/overdue-count")
+def queue_overdue_count(request: Request, state: State, principal: Viewer) -> JSONResponse:
+    """How many mismatches of the queue's filter are overdue (capped, then estimated):
+    fetched by the page after it is shown, like the per-rule counts."""
+    try:
+        f = _resolved(queue_filter(dict(request.query_params)), state, principal)
+        with state.engine.connect() as conn:
+            check_filter(conn, f, state.sectors, state.dismissal_codes)
+            n, exact = pages.count(conn, [*f.conditions(), due.overdue_condition(f.due)])
+    except ApiError as exc:
+        return JSONResponse({"detail": exc.reason}, status_code=exc.status)
+    return JSONResponse({"n": n, "exact": exact})
 
 
 @router.get("/queue/rule-counts")

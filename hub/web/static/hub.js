@@ -25,6 +25,18 @@ document.addEventListener("DOMContentLoaded", () => {
       })
       .catch(() => {});
   }
+  // The queue filter's overdue count, fetched after the page is shown too.
+  const overdue = document.querySelector("#overdue-count[data-count]");
+  if (overdue) {
+    fetch(overdue.dataset.count, { credentials: "same-origin" })
+      .then((resp) => (resp.ok ? resp.json() : null))
+      .then((c) => {
+        if (!c) return;
+        overdue.querySelector("b").textContent = (c.exact ? "" : "≈") + c.n.toLocaleString((document.documentElement.lang || "en") + "-u-nu-latn");
+        overdue.classList.toggle("zero", c.n === 0);
+      })
+      .catch(() => {});
+  }
   // A dismissal reason that needs words makes the form's free text required.
   document.querySelectorAll('select[name="reason_code"]').forEach((select) => {
     const note = select.form && select.form.querySelector('input[name="note"]');

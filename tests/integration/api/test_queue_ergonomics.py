@@ -101,7 +101,12 @@ def test_the_queue_page_shows_age_due_date_and_the_overdue_count(api):
     _ages(api, deceased=4, name=31)
     log_in(api.client, "steward")
     html = api.client.get("/queue?sector=tax").text
-    assert 'id="overdue-count"' in html and "<b>2</b> overdue" in html
+    assert 'id="overdue-count" data-count="/queue/overdue-count?sector=tax"' in html
+    # The count comes after the page (as the per-rule counts do): a page never waits for it.
+    count = api.client.get("/queue/overdue-count", params={"sector": "tax"})
+    assert count.status_code == 200 and count.json() == {"n": 2, "exact": True}
+    bad = api.client.get("/queue/overdue-count", params={"overdue": "maybe"})
+    assert bad.status_code == 422 and "overdue" in bad.json()["detail"]
     assert "overdue=true" in html and "4 d" in html and "31 d" in html
     html = api.client.get("/queue?sector=tax&overdue=true").text
     assert html.count('<tr class="sev-') == 2
