@@ -31,18 +31,22 @@ def make_server(config: HubConfig, listen: str | None = None) -> uvicorn.Server:
     log is the app's own (no query strings: they can hold citizen IDs)."""
     from hub.api.app import create_app
 
+    return uvicorn.Server(uvicorn.Config(create_app(config), **_uvicorn_options(config, listen)))
+
+
+def _uvicorn_options(config: HubConfig, listen: str | None) -> dict:
+    """Where and how uvicorn serves, for one process or several: ``listen`` (default
+    ``config.api.listen``), no access log (the app logs requests without query strings), no
+    lifespan, no Server header."""
     host, _, port = (listen or config.api.listen).rpartition(":")
-    return uvicorn.Server(
-        uvicorn.Config(
-            create_app(config),
-            host=host.strip("[]") or "127.0.0.1",
-            port=int(port),
-            access_log=False,
-            log_config=None,
-            lifespan="off",
-            server_header=False,
-        )
-    )
+    return {
+        "host": host.strip("[]") or "127.0.0.1",
+        "port": int(port),
+        "access_log": False,
+        "log_config": None,
+        "lifespan": "off",
+        "server_header": False,
+    }
 
 
 # The config of ``hub serve --workers N``, for the worker processes uvicorn spawns (each
@@ -81,12 +85,7 @@ def serve_workers(config: HubConfig, workers: int, listen: str | None = None) ->
         "hub.api.server:worker_app",
         factory=True,
         workers=workers,
-        host=host.strip("[]") or "127.0.0.1",
-        port=int(port),
-        access_log=False,
-        log_config=None,
-        lifespan="off",
-        server_header=False,
+        **_uvicorn_options(config, listen),
     )
 
 
