@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Annotated, Any
@@ -272,11 +273,6 @@ def _ergo_params(params: dict[str, str]) -> dict[str, Any]:
     return {"overdue": {"": None, "true": True, "false": False}[overdue], "name": name}
 
 
-def _resolved(f: MismatchFilter, state: AppState, principal: Principal) -> MismatchFilter:
-    """``f`` with ``assignee=me`` read as the signed-in user and overdue by the config."""
-    return ergo_filter(f, state, principal)
-
-
 def _dismissal_code_param(raw: str | None) -> tuple[str, ...]:
     code = (raw or "").strip()
     if len(code) > 64 or "\x00" in code:
@@ -309,7 +305,7 @@ def queue(request: Request, state: State, principal: Viewer) -> HTMLResponse:
     error = None
     page = None
     try:
-        f = _resolved(queue_filter(params), state, principal)
+        f = ergo_filter(queue_filter(params), state, principal)
         limit = _int_param(params.get("limit"), "page size", 1, MAX_LIMIT) or 50
         with state.engine.connect() as conn:
             check_filter(conn, f, state.sectors, state.dismissal_codes)
@@ -366,28 +362,40 @@ def queue_ergonomics(
 def queue_overdue_count(request: Request, state: State, principal: Viewer) -> JSONResponse:
     """How many mismatches of the queue's filter are overdue (capped, then estimated):
     fetched by the page after it is shown, like the per-rule counts."""
-    try:
-        f = _resolved(queue_filter(dict(request.query_params)), state, principal)
-        with state.engine.connect() as conn:
-            check_filter(conn, f, state.sectors, state.dismissal_codes)
-            n, exact = pages.count(conn, [*f.conditions(), due.overdue_condition(f.due)])
-    except ApiError as exc:
-        return JSONResponse({"detail": exc.reason}, status_code=exc.status)
-    return JSONResponse({"n": n, "exact": exact})
+
+    def overdue(conn: Connection, f: MismatchFilter) -> dict[str, Any]:
+        n, exact = pages.count(conn, [*f.conditions(), due.overdue_condition(f.due)])
+        return {"n": n, "exact": exact}
+
+    return _queue_counts(request, state, principal, overdue)
 
 
 @router.get("/queue/rule-counts")
 def queue_rule_counts(request: Request, state: State, principal: Viewer) -> JSONResponse:
     """Per rule, the count of the queue's filter without its rule: fetched by the page after
     it is shown, so a page never waits for eleven counts (each capped, then estimated)."""
+
+    def by_rule(conn: Connection, f: MismatchFilter) -> dict[str, Any]:
+        return {r: {"n": n, "exact": e} for r, (n, e) in pages.rule_counts(conn, f).items()}
+
+    return _queue_counts(request, state, principal, by_rule)
+
+
+def _queue_counts(
+    request: Request,
+    state: AppState,
+    principal: Principal,
+    counts: Callable[[Connection, MismatchFilter], dict[str, Any]],
+) -> JSONResponse:
+    """``counts`` of the queue page's filter (its query string), as JSON for the page's
+    script; a filter the queue refuses is the same 4xx with its reason."""
     try:
-        f = _resolved(queue_filter(dict(request.query_params)), state, principal)
+        f = ergo_filter(queue_filter(dict(request.query_params)), state, principal)
         with state.engine.connect() as conn:
             check_filter(conn, f, state.sectors, state.dismissal_codes)
-            counts = pages.rule_counts(conn, f)
+            return JSONResponse(counts(conn, f))
     except ApiError as exc:
         return JSONResponse({"detail": exc.reason}, status_code=exc.status)
-    return JSONResponse({r: {"n": n, "exact": exact} for r, (n, exact) in counts.items()})
 
 
 def citizen_offer(state: AppState, q: str | None) -> str | None:
@@ -411,7 +419,7 @@ def queue_export(request: Request, fmt: str, state: State, principal: Viewer) ->
     """The queue's filter as a CSV or XLSX download (the API's export, audited alike)."""
     if fmt not in EXPORT_FORMATS:
         raise NotFound(f"no export as {fmt!r} (offered: {', '.join(EXPORT_FORMATS)})")
-    f = _resolved(queue_filter(dict(request.query_params)), state, principal)
+    f = ergo_filter(queue_filter(dict(request.query_params)), state, principal)
     with state.engine.begin() as conn:
         check_filter(conn, f, state.sectors, state.dismissal_codes)
         audit.record(conn, principal.name, "export", target_type="mismatches", detail=f.params())
@@ -426,7 +434,7 @@ def queue_bulk(request: Request, state: State, principal: Steward, form: Form) -
     try:
         if form.get("scope") == "filter":
             f = queue_filter({k: str(form.get("f_" + k) or "") for k in _FILTER_KEYS})
-            f = _resolved(f, state, principal)
+            f = ergo_filter(f, state, principal)
             ids = None
         else:
             f = None
@@ -547,7 +555,7 @@ def queue_neighbours(
     if params is None:
         return None
     try:
-        f = _resolved(queue_filter(params), state, principal)
+        f = ergo_filter(queue_filter(params), state, principal)
     except ApiError:
         return None
     sort, order = params.get("sort") or "id", params.get("order") or "desc"
