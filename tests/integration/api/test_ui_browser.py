@@ -65,7 +65,7 @@ def log_in(page, site: str, name: str, target: str = "/queue") -> None:
     assert "/login" in page.url
     page.fill('input[name="name"]', name)
     page.fill('input[name="password"]', PASSWORD)
-    page.click('button:has-text("Sign in")')
+    page.click('form[action="/login"] button[type="submit"]')  # "Sign in", in any language
     page.wait_for_url(re.compile(re.escape(target) + r"($|\?)"))
 
 
@@ -292,11 +292,7 @@ def test_dashboard_legends_fit_and_their_links_open_the_filtered_queue(browser, 
         context = browser.new_context(viewport={"width": width, "height": 1000}, locale=locale)
         page = context.new_page()
         page.set_default_timeout(10_000)
-        page.goto(site + "/dashboard")
-        page.fill('input[name="name"]', "viewer")
-        page.fill('input[name="password"]', PASSWORD)
-        page.locator('form button[type="submit"]').click()
-        page.wait_for_url(re.compile(r"/dashboard($|\?)"))
+        log_in(page, site, "viewer", "/dashboard")
         assert page.evaluate(_OVERFLOWS) == [], locale
         page.screenshot(path=str(ARTIFACTS / f"dashboard_legends_{width}_{locale}.png"))
         context.close()

@@ -11,8 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from hub.db.models import User
-from tests.integration.api.seed import PASSWORD
-from tests.integration.api.test_ui_browser import ARTIFACTS, browser, site  # noqa: F401
+from tests.integration.api.test_ui_browser import ARTIFACTS, browser, log_in, site  # noqa: F401
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.requires("chromium")
@@ -22,15 +21,6 @@ def _context(browser, locale: str):  # noqa: F811
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale=locale)
     context.set_default_timeout(10_000)
     return context
-
-
-def _log_in(page, site: str, name: str, target: str = "/queue") -> None:  # noqa: F811
-    page.goto(site + target)
-    assert "/login" in page.url
-    page.fill('input[name="name"]', name)
-    page.fill('input[name="password"]', PASSWORD)
-    page.click('form[action="/login"] button[type="submit"]')
-    page.wait_for_url(re.compile(re.escape(target) + r"($|\?)"))
 
 
 def _shot(page, name: str) -> None:
@@ -50,7 +40,7 @@ def _user_locale(api, name: str) -> str | None:
 def test_a_user_who_chose_vietnamese_sees_it_in_any_browser(browser, site, api):  # noqa: F811
     context = _context(browser, "en-US")
     page = context.new_page()
-    _log_in(page, site, "steward")
+    log_in(page, site, "steward")
     assert page.locator("h1").inner_text() == "Mismatch queue"
     assert page.get_attribute("html", "lang") == "en"
 
@@ -62,7 +52,7 @@ def test_a_user_who_chose_vietnamese_sees_it_in_any_browser(browser, site, api):
     # Another browser whose language is English: the user's choice wins.
     context = _context(browser, "en-US")
     page = context.new_page()
-    _log_in(page, site, "steward")
+    log_in(page, site, "steward")
     assert page.get_attribute("html", "lang") == "vi"
     assert page.get_attribute("html", "dir") == "ltr"
     assert page.locator("h1").inner_text() == "Hàng đợi sai lệch"
@@ -99,7 +89,7 @@ def test_a_vietnamese_browser_without_a_user_choice_gets_vietnamese(browser, sit
     page = context.new_page()
     page.goto(site + "/queue")
     assert page.locator("h1").inner_text() == "Đăng nhập"  # the login form too
-    _log_in(page, site, "steward")
+    log_in(page, site, "steward")
     assert page.get_attribute("html", "lang") == "vi"
     assert page.locator("h1").inner_text() == "Hàng đợi sai lệch"
     assert "Áp dụng" in page.locator("form.filters").inner_text()
@@ -120,7 +110,7 @@ def test_a_vietnamese_browser_without_a_user_choice_gets_vietnamese(browser, sit
 def test_the_arabic_interface_is_laid_out_right_to_left(browser, site, api):  # noqa: F811
     context = _context(browser, "ar-EG")
     page = context.new_page()
-    _log_in(page, site, "steward")
+    log_in(page, site, "steward")
     assert page.get_attribute("html", "lang") == "ar"
     assert page.get_attribute("html", "dir") == "rtl"
     assert page.locator("h1").inner_text() == "قائمة حالات عدم التطابق"
