@@ -39,6 +39,7 @@ from hub.kafka import (
     Topics,
     drop_producer,
     ensure_topics,
+    flush_acknowledged,
     make_producer,
 )
 from hub.metrics import CONNECTOR_EVENTS, CONNECTOR_LAST_EVENT, DEAD_LETTERS, init_dead_letters
@@ -197,7 +198,7 @@ class Delivery:
         if not batch.events and not batch.dead_letters:
             return
         try:
-            self._producer.flush(timeout=FLUSH_TIMEOUT_S)
+            flush_acknowledged(self._producer, flight.futures)
             if flight.pooled:
                 self._pool.wait()
         except (KafkaError, RetriableError) as exc:
@@ -248,7 +249,7 @@ class Delivery:
         if self._producer is None:
             self.open()
         future = self._producer.send(topic, value=value, key=key)
-        self._producer.flush(timeout=FLUSH_TIMEOUT_S)
+        flush_acknowledged(self._producer, [future])
         if not future.is_done or future.failed():
             raise RetriableError(f"kafka did not acknowledge a message: {future.exception}")
 
@@ -410,7 +411,7 @@ def _producer_process(fd: int) -> None:
                 return
             try:
                 futures = [send(topic, value=v, key=k, partition=p) for p, k, v in part]
-                producer.flush(timeout=FLUSH_TIMEOUT_S)
+                flush_acknowledged(producer, futures)
                 bad = next((f for f in futures if not f.is_done or f.failed()), None)
                 conn.send(None if bad is None else f"kafka did not acknowledge: {bad.exception}")
             except Exception as exc:  # noqa: BLE001 - reported to the parent, which retries

@@ -397,6 +397,49 @@ FLUSH_TIMEOUT_S = DELIVERY_TIMEOUT_MS / 1000 + 3.0
 producer's sender stalled (then the caller drops it and retries with a new one)."""
 
 
+STALL_S = 5.0
+"""A flush that saw no message acknowledged (or failed) for this long gives up early: its
+producer has stalled. Seen twice on Apache Kafka 4.2 with kafka-python 3.0.12: after a broker
+SIGSTOP of 30 s and after a broker restart, a producer that had messages in flight through the
+fault did not deliver them for over 10 s after the broker answered again, while a new producer
+delivered at once; the reconciler's outbox flush held every batch behind it that long."""
+FLUSH_SLICE_S = 0.5
+
+
+def flush_acknowledged(
+    producer,
+    futures: Iterable[Any],
+    *,
+    timeout_s: float = FLUSH_TIMEOUT_S,
+    stall_s: float = STALL_S,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """``producer.flush()``, waiting at most ``timeout_s``, and less when the producer makes
+    no progress: KafkaTimeoutError once none of ``futures`` (the sends being waited for) has
+    completed for ``stall_s``. The caller then drops the producer and retries with a new one.
+    A slow broker that still acknowledges something every few seconds is waited for."""
+    futures = list(futures)
+    started = progress_at = clock()
+    done = sum(1 for f in futures if f.is_done)
+    while True:
+        left = timeout_s - (clock() - started)
+        try:
+            producer.flush(timeout=max(0.0, min(FLUSH_SLICE_S, left)))
+            return
+        except KafkaErrors.KafkaTimeoutError:
+            now = clock()
+            now_done = sum(1 for f in futures if f.is_done)
+            if now_done > done:
+                done, progress_at = now_done, now
+            if now - started >= timeout_s:
+                raise
+            if now - progress_at >= stall_s:
+                raise KafkaErrors.KafkaTimeoutError(
+                    f"no message acknowledged in {stall_s:.0f} s ({done} of {len(futures)}):"
+                    " the producer stalled"
+                ) from None
+
+
 def make_producer(kafka: KafkaConfig, **overrides: Any) -> KafkaProducer:
     """A producer tuned for throughput with every message acknowledged by the broker, whose
     sends fail after :data:`DELIVERY_TIMEOUT_MS` (the caller retries with a new producer)."""
@@ -434,6 +477,16 @@ def make_consumer(kafka: KafkaConfig, *topics: str, **overrides: Any) -> KafkaCo
         "fetch_max_bytes": 50 * 1024 * 1024,
         "session_timeout_ms": 6000,
         "heartbeat_interval_ms": 1000,
+        # Every fetch names every fetchable partition, and every response reports each
+        # one's log end. With incremental fetch sessions (KIP-227) the broker leaves out a
+        # partition whose fetch offset and log end have not changed since the session's
+        # previous response. kafka-python starts a new assignment's partitions with no log
+        # end, so after a rebalance that gave a member back partitions it held (the member
+        # was expired while the broker was paused), an idle partition's highwater stayed
+        # unknown for good: the reconciler's registry gate never opened and no sector change
+        # was consumed (issue #20, broker SIGSTOP 30 s). A full fetch of a few dozen
+        # partitions costs a few hundred bytes more per request.
+        "enable_incremental_fetch_sessions": False,
     }
     settings.update(overrides)
     return _secured(kafka, lambda **s: KafkaConsumer(*topics, **s), settings)

@@ -17,7 +17,7 @@ from kafka.errors import KafkaError
 from hub.avro.codec import Encoder
 from hub.avro.writer import compile_encoder
 from hub.idschemes import IdScheme
-from hub.kafka import FLUSH_TIMEOUT_S
+from hub.kafka import flush_acknowledged
 from reconciliation.store import outbox as stored
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,8 @@ class Outbox:
                 (i, producer.send(topic, key=key, value=value))
                 for i, (topic, key, value) in messages
             ]
-            producer.flush(timeout=FLUSH_TIMEOUT_S)  # raises KafkaTimeoutError after it
+            # KafkaTimeoutError after FLUSH_TIMEOUT_S, or sooner when the producer stalls
+            flush_acknowledged(producer, [f for _, f in futures])
         except KafkaError as exc:
             # Committed state is safe; the messages stay in the outbox for the next drain.
             self.retry = True
