@@ -49,17 +49,6 @@ pytestmark = [
     pytest.mark.skipif(kafka_missing() is not None, reason=str(kafka_missing())),
     # Recovery is timed: run alone, not beside another worker's load (see docs/operations.md).
     pytest.mark.serial,
-    # Known limits (docs/operations.md "Faults and recovery times"): in 1 of 6 runs on
-    # 2026-12-02 changes made during a broker restart never reached the mismatch store
-    # (lost 48; none lost in any run since the log-end fix); in 2 of 3 later runs the
-    # SIGSTOP case failed, once with no change arriving within 120 s after SIGCONT although
-    # both processes said Kafka was reachable again, and a broker restart once took 19.3 s
-    # to recover (limit 10 s). Not strict: the passing runs report XPASS. Open under #20.
-    pytest.mark.xfail(
-        strict=False,
-        reason="intermittent: after a broker pause or restart changes may take over 10 s "
-        "(once: never within 120 s) to reach the store (issue #20)",
-    ),
 ]
 
 ROOT = Path(__file__).resolve().parents[3]
