@@ -557,7 +557,8 @@ class ReconcilerOutbox(Base):
 
 class FigureCount(Base):
     """Running counts of the gauges: per sector (``rule`` = ``severity`` = '') the records
-    and verified records, per (sector, rule, severity) the open and in-review mismatches.
+    and verified records, per (sector, rule, severity) the open and in-review mismatches
+    and, apart, the in-review ones (migration 0018).
 
     Statement-level triggers on ``sector_records`` and ``mismatches`` (migration 0005) add
     one delta row per statement and key, in the writer's transaction, so the sums are exact
@@ -573,6 +574,10 @@ class FigureCount(Base):
     records: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     verified: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     open_mismatches: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    # The part of open_mismatches in review (migration 0018): open alone is the difference.
+    in_review_mismatches: Mapped[int] = mapped_column(
+        BigInteger, nullable=False, server_default="0"
+    )
 
 
 # ---------------------------------------------------------------- indexes of the steward queue

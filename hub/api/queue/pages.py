@@ -203,22 +203,17 @@ def rule_counts(conn: Connection, f: MismatchFilter) -> dict[str, tuple[int, boo
 
 # ------------------------------------------------------------- counts from the figures
 # ``figure_counts`` (migration 0005) holds, per (sector, rule, severity), the open and
-# in-review mismatches, exact at every snapshot: the queue's usual views (open and in review,
-# by sector, rule and severity) are counted from its few rows instead of the big table.
+# in-review mismatches and, apart, the in-review ones (migration 0018), exact at every
+# snapshot: the queue's usual views (open and in review, open alone or in review alone, by
+# sector, rule and severity) are counted from its few rows instead of the big table.
 _FIGURES_BY_RULE = text(
     """
-    SELECT rule, sum(open_mismatches)::bigint FROM figure_counts
+    SELECT rule, sum(CASE CAST(:status AS text)
+                     WHEN 'open' THEN open_mismatches - in_review_mismatches
+                     WHEN 'in_review' THEN in_review_mismatches
+                     ELSE open_mismatches END)::bigint
+    FROM figure_counts
     WHERE rule <> '' AND (CAST(:sectors AS text[]) IS NULL OR sector = ANY(:sectors))
-      AND (CAST(:severities AS text[]) IS NULL OR severity = ANY(:severities))
-    GROUP BY rule
-    """
-)
-
-
-_IN_REVIEW_BY_RULE = text(
-    """
-    SELECT rule, count(*) FROM mismatches
-    WHERE status = 'in_review' AND (CAST(:sectors AS text[]) IS NULL OR sector = ANY(:sectors))
       AND (CAST(:severities AS text[]) IS NULL OR severity = ANY(:severities))
     GROUP BY rule
     """
@@ -229,21 +224,21 @@ _FIGURE_FIELDS = {"sector", "rule", "severity", "status"}
 
 def figure_rule_counts(conn: Connection, f: MismatchFilter) -> dict[str, int] | None:
     """Per rule, the mismatches matching ``f`` but its rule filter, from the figures; None
-    when the figures cannot say: a status filter other than open and in review or open alone, or
-    any filter beside sector, rule and severity (province, age, search, name, assignee,
-    overdue, dismissal code: whatever a filter may gain later, too)."""
-    only_open = tuple(f.status) == ("open",)
-    if not only_open and (
-        set(f.status) != set(OPEN_STATUSES) or len(f.status) != len(OPEN_STATUSES)
-    ):
+    when the figures cannot say: a status filter other than open and in review, open alone or
+    in review alone, or any filter beside sector, rule and severity (province, age, search,
+    name, assignee, overdue, dismissal code: whatever a filter may gain later, too)."""
+    if len(f.status) == 1 and f.status[0] in OPEN_STATUSES:
+        status = f.status[0]
+    elif set(f.status) == set(OPEN_STATUSES) and len(f.status) == len(OPEN_STATUSES):
+        status = "both"
+    else:
         return None
     if set(f.params()) - _FIGURE_FIELDS:
         return None
-    params = {"sectors": list(f.sector) or None, "severities": list(f.severity) or None}
+    params = {
+        "sectors": list(f.sector) or None,
+        "severities": list(f.severity) or None,
+        "status": status,
+    }
     counts = dict(conn.execute(_FIGURES_BY_RULE, params).all())
-    if only_open:
-        # The figures count open and in review together; the ones in review are few (a
-        # steward's work in hand) and counted through (status, sector, rule).
-        for rule, n in conn.execute(_IN_REVIEW_BY_RULE, params):
-            counts[rule] = counts.get(rule, 0) - n
     return {rule: n for rule, n in counts.items() if n}
