@@ -7,7 +7,7 @@ import base64
 import binascii
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.sql import ColumnElement, Select
 
 from hub.api.errors import NotFound, Unprocessable
+from hub.api.queue import names
 from hub.api.queue.filters import ITEM_COLUMNS, ITEM_FIELDS, M, MismatchFilter, as_item
 from hub.db.models import SEVERITY_RANK_SQL
 from hub.vocabulary import OPEN_STATUSES, RULE_CODES
@@ -118,12 +119,18 @@ def list_page(
     if not 0 <= offset <= MAX_OFFSET:
         raise Unprocessable(f"offset must be between 0 and {MAX_OFFSET} (use after= to go on)")
     key = SORTS[sort]
+    f, share = plan_name(conn, f)
     cond = f.conditions()
     from_figures = figure_rule_counts(conn, f)
     if from_figures is not None:
         # Exact from the trigger-kept figures; "exact" below picks the plan (few rows).
         total = sum(n for r, n in from_figures.items() if not f.rule or r in f.rule)
         exact, total_exact = total <= COUNT_CAP, True
+    elif share is not None and (guess := _broad_name_guess(conn, f, share)) > COUNT_CAP:
+        # A broad name search (a surname) over many mismatches: estimated, and the sort
+        # index walked, each mismatch's record probed for the name until the page is full,
+        # instead of counting (and then sorting) matches read from the name index first.
+        total, exact, total_exact = guess, False, False
     elif (f.min_age_days is not None or f.max_age_days is not None) and (
         guess := estimate(conn, select(literal(1)).select_from(M).where(and_(true(), *cond)))
     ) > COUNT_CAP:
@@ -161,6 +168,29 @@ def list_page(
     return Page(items, total, total_exact, next_cursor)
 
 
+def plan_name(conn: Connection, f: MismatchFilter) -> tuple[MismatchFilter, float | None]:
+    """``f`` searching its name by probing each mismatch's record (``name_broad``) when the
+    name is estimated to match more than COUNT_CAP sector records, and the share of records
+    it matches; (``f``, None) when there is no name or it matches few (the name index
+    first). A capped count or a page then stops after its rows instead of reading every
+    match (a million for a surname) before the first."""
+    if not f.name:
+        return f, None
+    rows, share = names.matching_records(conn, f.name)
+    if rows <= COUNT_CAP:
+        return f, None
+    return replace(f, name_broad=True), share
+
+
+def _broad_name_guess(conn: Connection, f: MismatchFilter, share: float) -> int:
+    """The estimated matches of ``f`` with a broad name: those of its other filters times the
+    share of records the name matches (the planner cannot estimate the probe)."""
+    others = replace(f, name=None, name_broad=False).conditions()
+    return int(
+        estimate(conn, select(literal(1)).select_from(M).where(and_(true(), *others))) * share
+    )
+
+
 def count(conn: Connection, cond: Sequence[ColumnElement[bool]]) -> tuple[int, bool]:
     """(number of mismatches matching ``cond``, exact?): exact up to COUNT_CAP, beyond it the
     planner's estimate (never below the cap), so a count never scans a million rows."""
@@ -186,19 +216,28 @@ def rule_counts(conn: Connection, f: MismatchFilter) -> dict[str, tuple[int, boo
     from_figures = figure_rule_counts(conn, f)
     if from_figures is not None:
         return {r: (from_figures.get(r, 0), True) for r in RULE_CODES}
+    f, share = plan_name(conn, f)
     cond = f.conditions(without_rule=True)
+    guessed: dict[str, tuple[int, bool]] = {}
+    if share is not None:
+        # A broad name: the rules estimated over the cap are not counted at all.
+        others = replace(f, name=None, name_broad=False).conditions(without_rule=True)
+        for rule in RULE_CODES:
+            inner = select(literal(1)).select_from(M).where(M.rule == rule, *others)
+            if (guess := int(estimate(conn, inner) * share)) > COUNT_CAP:
+                guessed[rule] = (guess, False)
     parts = []
-    for rule in RULE_CODES:
+    for rule in (r for r in RULE_CODES if r not in guessed):
         inner = select(literal(1)).where(M.rule == rule, *cond).limit(COUNT_CAP + 1).subquery()
         parts.append(
             select(literal(rule).label("rule"), func.count().label("n")).select_from(inner)
         )
-    counts = {r: (n, True) for r, n in conn.execute(union_all(*parts))}
+    counts = {r: (n, True) for r, n in conn.execute(union_all(*parts))} if parts else {}
     for rule, (n, _) in counts.items():
         if n > COUNT_CAP:
             inner = select(literal(1)).select_from(M).where(M.rule == rule, *cond)
             counts[rule] = (max(estimate(conn, inner), COUNT_CAP + 1), False)
-    return counts
+    return counts | guessed
 
 
 # ------------------------------------------------------------- counts from the figures
