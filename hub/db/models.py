@@ -172,6 +172,15 @@ class Mismatch(Base):
         # (citizen_id) went in migration 0017: ix_mismatches_citizen_id_prefix serves it.
         Index("ix_mismatches_record_key", "record_key"),
         Index("ix_mismatches_first_seen_at", "first_seen_at"),
+        # The working queue (open and in review) oldest or newest first (migration 0018):
+        # through the index above, a page first walks past the closed mismatches at the
+        # old end (38,885 on the bench store, 80 ms).
+        Index(
+            "ix_mismatches_active_first_seen_at",
+            "first_seen_at",
+            "id",
+            postgresql_where=text("status IN ('open', 'in_review')"),
+        ),
         Index(
             "ix_mismatches_dismissed_code",
             "sector",

@@ -7,6 +7,12 @@ a fortieth of the open mismatches were taken into review on unvacuumed pages). T
 now also keeps ``in_review_mismatches``, a part of ``open_mismatches`` (which keeps its
 meaning for the gauges and the dashboard): open alone is the difference of the two. The
 mismatches in review are counted here, once, under the same lock as the trigger's change.
+
+``ix_mismatches_active_first_seen_at`` (first_seen_at, id) over the open and in-review
+mismatches: the working queue sorted by first seen (oldest first) walked
+``ix_mismatches_first_seen_at`` past the closed mismatches at its old end before the first
+open one (38,885 rows, 80 ms a page on the churned 1M-row store; 4.6 ms through this one,
+20 MB there).
 """
 
 import sqlalchemy as sa
@@ -75,8 +81,16 @@ def upgrade() -> None:
         "GROUP BY sector, rule, severity"
     )
 
+    op.create_index(
+        "ix_mismatches_active_first_seen_at",
+        "mismatches",
+        ["first_seen_at", "id"],
+        postgresql_where=sa.text(f"status IN {ACTIVE}"),
+    )
+
 
 def downgrade() -> None:
+    op.drop_index("ix_mismatches_active_first_seen_at", table_name="mismatches")
     op.execute("LOCK TABLE mismatches IN SHARE ROW EXCLUSIVE MODE")
     op.execute(_function(with_review=False))
     # Rows that only carried in-review deltas would be all zeros: drop them.
