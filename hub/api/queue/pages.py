@@ -140,6 +140,13 @@ def list_page(
         # through ix_mismatches_first_seen_at, not a walk to a range at the index's far end.
         total, exact, total_exact = guess, False, False
     else:
+        if not after and (
+            estimate(conn, select(literal(1)).select_from(M).where(and_(true(), *cond)))
+            <= COUNT_CAP
+        ):
+            page = _counted_page(conn, cond, sort, order, limit, offset)
+            if page is not None:
+                return page
         total, exact = count(conn, cond)
         total_exact = exact
     stmt = select(*ITEM_COLUMNS, key.label("_sortkey")).where(and_(true(), *cond))
@@ -166,6 +173,47 @@ def list_page(
     items = [as_item(r[:-1]) for r in rows]
     next_cursor = encode_cursor(sort, order, rows[-1][-1], rows[-1][0]) if more else None
     return Page(items, total, total_exact, next_cursor)
+
+
+def _counted_page(
+    conn: Connection,
+    cond: Sequence[ColumnElement[bool]],
+    sort: str,
+    order: str,
+    limit: int,
+    offset: int,
+) -> Page | None:
+    """The first page of a filter estimated to match few, counted in the same scan: at
+    most COUNT_CAP + 1 matches fetched through the filter's own indexes, counted (a window
+    count), sorted, and the page taken; rather than one scan to count and a second to fetch
+    them (each reading the same heap pages: 8,275 for a province and severity on the 1M
+    store). None when more than COUNT_CAP match after all, or the offset is past the end."""
+    key = SORTS[sort]
+    sub = (
+        select(*ITEM_COLUMNS, key.label("_sortkey"))
+        .where(and_(true(), *cond))
+        .limit(COUNT_CAP + 1)
+        .subquery()
+    )
+    skey, sid = sub.c._sortkey, sub.c.id
+    ordered = (skey.desc(), sid.desc()) if order == "desc" else (skey.asc(), sid.asc())
+    stmt = (
+        select(*(sub.c[f] for f in ITEM_FIELDS), skey, func.count().over().label("_n"))
+        .order_by(*ordered)
+        .offset(offset or None)
+        .limit(limit + 1)
+    )
+    rows = conn.execute(stmt).all()
+    if not rows:
+        return None if offset else Page([], 0, True, None)
+    total = rows[0][-1]
+    if total > COUNT_CAP:
+        return None
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [as_item(r[:-2]) for r in rows]
+    next_cursor = encode_cursor(sort, order, rows[-1][-2], rows[-1][0]) if more else None
+    return Page(items, total, True, next_cursor)
 
 
 def plan_name(conn: Connection, f: MismatchFilter) -> tuple[MismatchFilter, float | None]:
