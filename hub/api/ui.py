@@ -364,6 +364,7 @@ def queue_overdue_count(request: Request, state: State, principal: Viewer) -> JS
     fetched by the page after it is shown, like the per-rule counts."""
 
     def overdue(conn: Connection, f: MismatchFilter) -> dict[str, Any]:
+        f, _ = pages.plan_name(conn, f)  # a broad name: each row probed, the count capped
         n, exact = pages.count(conn, [*f.conditions(), due.overdue_condition(f.due)])
         return {"n": n, "exact": exact}
 

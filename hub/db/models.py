@@ -172,6 +172,15 @@ class Mismatch(Base):
         # (citizen_id) went in migration 0017: ix_mismatches_citizen_id_prefix serves it.
         Index("ix_mismatches_record_key", "record_key"),
         Index("ix_mismatches_first_seen_at", "first_seen_at"),
+        # The working queue (open and in review) oldest or newest first (migration 0018):
+        # through the index above, a page first walks past the closed mismatches at the
+        # old end (38,885 on the bench store, 80 ms).
+        Index(
+            "ix_mismatches_active_first_seen_at",
+            "first_seen_at",
+            "id",
+            postgresql_where=text("status IN ('open', 'in_review')"),
+        ),
         Index(
             "ix_mismatches_dismissed_code",
             "sector",
@@ -557,7 +566,8 @@ class ReconcilerOutbox(Base):
 
 class FigureCount(Base):
     """Running counts of the gauges: per sector (``rule`` = ``severity`` = '') the records
-    and verified records, per (sector, rule, severity) the open and in-review mismatches.
+    and verified records, per (sector, rule, severity) the open and in-review mismatches
+    and, apart, the in-review ones (migration 0018).
 
     Statement-level triggers on ``sector_records`` and ``mismatches`` (migration 0005) add
     one delta row per statement and key, in the writer's transaction, so the sums are exact
@@ -573,6 +583,10 @@ class FigureCount(Base):
     records: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     verified: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     open_mismatches: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    # The part of open_mismatches in review (migration 0018): open alone is the difference.
+    in_review_mismatches: Mapped[int] = mapped_column(
+        BigInteger, nullable=False, server_default="0"
+    )
 
 
 # ---------------------------------------------------------------- indexes of the steward queue

@@ -193,12 +193,18 @@ def line_chart(
             f"{escape(_time_label(t, span))}</text>"
         )
     legend = []
+    # The series of a chart share their time points (a dashboard's dozen lines of 120
+    # points each): each point's x is worked out and formatted once, not once per line.
+    xs = {t: x(t) for t in set(times)}
+    x_text = {t: f"{px:.1f}" for t, px in xs.items()}
     for i, s in enumerate(series):
         style = Style.of(i)
-        pts = [(x(t), y(v), t, v) for t, v in s.points]
+        pts = [
+            (xs[t], top + ph - ph * (min(max(v, 0.0), top_v) / top_v), t, v) for t, v in s.points
+        ]
         drawn = []
         if len(pts) > 1:
-            path = " ".join(f"{px:.1f},{py:.1f}" for px, py, _, _ in pts)
+            path = " ".join([f"{x_text[t]},{py:.1f}" for _, py, t, _ in pts])
             drawn.append(
                 f'<polyline points="{path}" fill="none" stroke="{style.color}" '
                 f'stroke-width="2"{_dash(style)}/>'

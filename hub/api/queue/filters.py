@@ -70,6 +70,9 @@ class MismatchFilter:
     # The due days ``overdue`` is judged by (hub.api.queue.due); not a filter value itself.
     due: tuple[tuple[str | None, str, int], ...] = field(default=(), compare=False, repr=False)
     dismissal_code: tuple[str, ...] = ()
+    # How the name filter is searched (hub.api.queue.names.name_condition): set by a page
+    # whose name matches are estimated many; not a filter value itself.
+    name_broad: bool = field(default=False, compare=False, repr=False)
 
     @classmethod
     def of(cls, **values: Any) -> MismatchFilter:
@@ -117,14 +120,14 @@ class MismatchFilter:
             over = due.overdue_condition(self.due)
             cond.append(over if self.overdue else not_(over))
         if self.name:
-            cond.append(names.name_condition(self.name))
+            cond.append(names.name_condition(self.name, broad=self.name_broad))
         return cond
 
     def params(self) -> dict[str, Any]:
         """The filter as query parameters (for links and the audit log); empty ones dropped."""
         out: dict[str, Any] = {}
         for k, v in self.__dict__.items():
-            if k == "due" or v in (None, (), ""):
+            if k in ("due", "name_broad") or v in (None, (), ""):
                 continue
             out[k] = list(v) if isinstance(v, tuple) else v
         return out

@@ -1,11 +1,15 @@
 """Name search in the queue: the words of a query, folded as the hub folds names
 (:func:`reconciliation.names.fold`: case, diacritics, Arabic letter variants), each a
 prefix of a word of the sector record's folded name. Served by the GIN index on
-``to_tsvector('simple', name_folded)`` of migration 0014."""
+``to_tsvector('simple', name_folded)`` of migration 0014 when the matches are few; when
+they are many (a surname: all of a million records), each mismatch of the page's walk is
+probed instead (:func:`name_condition` with ``broad``), so a page stops at its rows."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, literal, literal_column, select, tuple_
+import json
+
+from sqlalchemy import Connection, exists, func, literal, literal_column, select, text, tuple_
 from sqlalchemy.sql import ColumnElement
 
 from hub.db.models import Mismatch as M
@@ -32,12 +36,64 @@ def ts_query(name: str) -> str | None:
     return " & ".join("'" + w.replace("'", "''") + "':*" for w in words)
 
 
-def name_condition(name: str) -> ColumnElement[bool]:
-    """Mismatches whose sector record's folded name has a word starting with each word."""
+def word_query(name: str) -> str | None:
+    """The words as whole words (``'nguyen' & 'van'``): the planner estimates these from the
+    index's most common words, while a prefix's estimate is clamped (2% at most)."""
+    words = name_words(name)
+    if not words:
+        return None
+    return " & ".join("'" + w.replace("'", "''") + "'" for w in words)
+
+
+def matching_records(conn: Connection, name: str) -> tuple[int, float]:
+    """The planner's estimate of the sector records the name matches, and their share of
+    all records: the larger of the prefix query's and the whole words' estimates (a prefix
+    matches at least what the word does; on the bench store "nguyen" is every record, but
+    "nguyen":* is estimated at 2%)."""
+    prefix, words = ts_query(name), word_query(name)
+    if prefix is None or words is None:
+        return 0, 0.0
+    rows = max(_estimated_records(conn, q) for q in (prefix, words))
+    total = conn.scalar(
+        text("SELECT reltuples FROM pg_class WHERE oid = 'sector_records'::regclass")
+    )
+    return rows, min(1.0, rows / total) if total and total > 0 else 1.0
+
+
+def _estimated_records(conn: Connection, query: str) -> int:
+    stmt = (
+        select(literal(1))
+        .select_from(S)
+        .where(NAME_VECTOR.op("@@")(func.to_tsquery(SIMPLE, query)))
+    )
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    doc = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), compiled.params).scalar()
+    if isinstance(doc, str):
+        doc = json.loads(doc)
+    return int(doc[0]["Plan"]["Plan Rows"])
+
+
+def name_condition(name: str, *, broad: bool = False) -> ColumnElement[bool]:
+    """Mismatches whose sector record's folded name has a word starting with each word.
+
+    Not ``broad``: the matching records are read through the GIN index and the mismatches
+    joined to them (a semi-join), which suits few matches. ``broad``: a correlated EXISTS
+    probing the record of each mismatch by its primary key, for a query that walks the
+    mismatches in the page's order and stops at the page; OFFSET 0 keeps PostgreSQL from
+    turning it back into a semi-join, which would read every match (a bitmap of a million
+    rows for a surname) before the first row."""
     query = ts_query(name)
     if query is None:
         return literal(False)
-    matching = select(S.sector, S.record_key).where(
-        NAME_VECTOR.op("@@")(func.to_tsquery(SIMPLE, query))
-    )
+    match = NAME_VECTOR.op("@@")(func.to_tsquery(SIMPLE, query))
+    if broad:
+        probe = (
+            select(literal(1))
+            .select_from(S)
+            .where(S.sector == M.sector, S.record_key == M.record_key, match)
+            .correlate(M)
+            .offset(0)
+        )
+        return exists(probe)
+    matching = select(S.sector, S.record_key).where(match)
     return tuple_(M.sector, M.record_key).in_(matching)

@@ -7,7 +7,7 @@ import base64
 import binascii
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.sql import ColumnElement, Select
 
 from hub.api.errors import NotFound, Unprocessable
+from hub.api.queue import names
 from hub.api.queue.filters import ITEM_COLUMNS, ITEM_FIELDS, M, MismatchFilter, as_item
 from hub.db.models import SEVERITY_RANK_SQL
 from hub.vocabulary import OPEN_STATUSES, RULE_CODES
@@ -118,12 +119,18 @@ def list_page(
     if not 0 <= offset <= MAX_OFFSET:
         raise Unprocessable(f"offset must be between 0 and {MAX_OFFSET} (use after= to go on)")
     key = SORTS[sort]
+    f, share = plan_name(conn, f)
     cond = f.conditions()
     from_figures = figure_rule_counts(conn, f)
     if from_figures is not None:
         # Exact from the trigger-kept figures; "exact" below picks the plan (few rows).
         total = sum(n for r, n in from_figures.items() if not f.rule or r in f.rule)
         exact, total_exact = total <= COUNT_CAP, True
+    elif share is not None and (guess := _broad_name_guess(conn, f, share)) > COUNT_CAP:
+        # A broad name search (a surname) over many mismatches: estimated, and the sort
+        # index walked, each mismatch's record probed for the name until the page is full,
+        # instead of counting (and then sorting) matches read from the name index first.
+        total, exact, total_exact = guess, False, False
     elif (f.min_age_days is not None or f.max_age_days is not None) and (
         guess := estimate(conn, select(literal(1)).select_from(M).where(and_(true(), *cond)))
     ) > COUNT_CAP:
@@ -133,6 +140,13 @@ def list_page(
         # through ix_mismatches_first_seen_at, not a walk to a range at the index's far end.
         total, exact, total_exact = guess, False, False
     else:
+        if not after and (
+            estimate(conn, select(literal(1)).select_from(M).where(and_(true(), *cond)))
+            <= COUNT_CAP
+        ):
+            page = _counted_page(conn, cond, sort, order, limit, offset)
+            if page is not None:
+                return page
         total, exact = count(conn, cond)
         total_exact = exact
     stmt = select(*ITEM_COLUMNS, key.label("_sortkey")).where(and_(true(), *cond))
@@ -161,6 +175,70 @@ def list_page(
     return Page(items, total, total_exact, next_cursor)
 
 
+def _counted_page(
+    conn: Connection,
+    cond: Sequence[ColumnElement[bool]],
+    sort: str,
+    order: str,
+    limit: int,
+    offset: int,
+) -> Page | None:
+    """The first page of a filter estimated to match few, counted in the same scan: at
+    most COUNT_CAP + 1 matches fetched through the filter's own indexes, counted (a window
+    count), sorted, and the page taken; rather than one scan to count and a second to fetch
+    them (each reading the same heap pages: 8,275 for a province and severity on the 1M
+    store). None when more than COUNT_CAP match after all, or the offset is past the end."""
+    key = SORTS[sort]
+    sub = (
+        select(*ITEM_COLUMNS, key.label("_sortkey"))
+        .where(and_(true(), *cond))
+        .limit(COUNT_CAP + 1)
+        .subquery()
+    )
+    skey, sid = sub.c._sortkey, sub.c.id
+    ordered = (skey.desc(), sid.desc()) if order == "desc" else (skey.asc(), sid.asc())
+    stmt = (
+        select(*(sub.c[f] for f in ITEM_FIELDS), skey, func.count().over().label("_n"))
+        .order_by(*ordered)
+        .offset(offset or None)
+        .limit(limit + 1)
+    )
+    rows = conn.execute(stmt).all()
+    if not rows:
+        return None if offset else Page([], 0, True, None)
+    total = rows[0][-1]
+    if total > COUNT_CAP:
+        return None
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [as_item(r[:-2]) for r in rows]
+    next_cursor = encode_cursor(sort, order, rows[-1][-2], rows[-1][0]) if more else None
+    return Page(items, total, True, next_cursor)
+
+
+def plan_name(conn: Connection, f: MismatchFilter) -> tuple[MismatchFilter, float | None]:
+    """``f`` searching its name by probing each mismatch's record (``name_broad``) when the
+    name is estimated to match more than COUNT_CAP sector records, and the share of records
+    it matches; (``f``, None) when there is no name or it matches few (the name index
+    first). A capped count or a page then stops after its rows instead of reading every
+    match (a million for a surname) before the first."""
+    if not f.name:
+        return f, None
+    rows, share = names.matching_records(conn, f.name)
+    if rows <= COUNT_CAP:
+        return f, None
+    return replace(f, name_broad=True), share
+
+
+def _broad_name_guess(conn: Connection, f: MismatchFilter, share: float) -> int:
+    """The estimated matches of ``f`` with a broad name: those of its other filters times the
+    share of records the name matches (the planner cannot estimate the probe)."""
+    others = replace(f, name=None, name_broad=False).conditions()
+    return int(
+        estimate(conn, select(literal(1)).select_from(M).where(and_(true(), *others))) * share
+    )
+
+
 def count(conn: Connection, cond: Sequence[ColumnElement[bool]]) -> tuple[int, bool]:
     """(number of mismatches matching ``cond``, exact?): exact up to COUNT_CAP, beyond it the
     planner's estimate (never below the cap), so a count never scans a million rows."""
@@ -186,39 +264,43 @@ def rule_counts(conn: Connection, f: MismatchFilter) -> dict[str, tuple[int, boo
     from_figures = figure_rule_counts(conn, f)
     if from_figures is not None:
         return {r: (from_figures.get(r, 0), True) for r in RULE_CODES}
+    f, share = plan_name(conn, f)
     cond = f.conditions(without_rule=True)
+    guessed: dict[str, tuple[int, bool]] = {}
+    if share is not None:
+        # A broad name: the rules estimated over the cap are not counted at all.
+        others = replace(f, name=None, name_broad=False).conditions(without_rule=True)
+        for rule in RULE_CODES:
+            inner = select(literal(1)).select_from(M).where(M.rule == rule, *others)
+            if (guess := int(estimate(conn, inner) * share)) > COUNT_CAP:
+                guessed[rule] = (guess, False)
     parts = []
-    for rule in RULE_CODES:
+    for rule in (r for r in RULE_CODES if r not in guessed):
         inner = select(literal(1)).where(M.rule == rule, *cond).limit(COUNT_CAP + 1).subquery()
         parts.append(
             select(literal(rule).label("rule"), func.count().label("n")).select_from(inner)
         )
-    counts = {r: (n, True) for r, n in conn.execute(union_all(*parts))}
+    counts = {r: (n, True) for r, n in conn.execute(union_all(*parts))} if parts else {}
     for rule, (n, _) in counts.items():
         if n > COUNT_CAP:
             inner = select(literal(1)).select_from(M).where(M.rule == rule, *cond)
             counts[rule] = (max(estimate(conn, inner), COUNT_CAP + 1), False)
-    return counts
+    return counts | guessed
 
 
 # ------------------------------------------------------------- counts from the figures
 # ``figure_counts`` (migration 0005) holds, per (sector, rule, severity), the open and
-# in-review mismatches, exact at every snapshot: the queue's usual views (open and in review,
-# by sector, rule and severity) are counted from its few rows instead of the big table.
+# in-review mismatches and, apart, the in-review ones (migration 0018), exact at every
+# snapshot: the queue's usual views (open and in review, open alone or in review alone, by
+# sector, rule and severity) are counted from its few rows instead of the big table.
 _FIGURES_BY_RULE = text(
     """
-    SELECT rule, sum(open_mismatches)::bigint FROM figure_counts
+    SELECT rule, sum(CASE CAST(:status AS text)
+                     WHEN 'open' THEN open_mismatches - in_review_mismatches
+                     WHEN 'in_review' THEN in_review_mismatches
+                     ELSE open_mismatches END)::bigint
+    FROM figure_counts
     WHERE rule <> '' AND (CAST(:sectors AS text[]) IS NULL OR sector = ANY(:sectors))
-      AND (CAST(:severities AS text[]) IS NULL OR severity = ANY(:severities))
-    GROUP BY rule
-    """
-)
-
-
-_IN_REVIEW_BY_RULE = text(
-    """
-    SELECT rule, count(*) FROM mismatches
-    WHERE status = 'in_review' AND (CAST(:sectors AS text[]) IS NULL OR sector = ANY(:sectors))
       AND (CAST(:severities AS text[]) IS NULL OR severity = ANY(:severities))
     GROUP BY rule
     """
@@ -229,21 +311,21 @@ _FIGURE_FIELDS = {"sector", "rule", "severity", "status"}
 
 def figure_rule_counts(conn: Connection, f: MismatchFilter) -> dict[str, int] | None:
     """Per rule, the mismatches matching ``f`` but its rule filter, from the figures; None
-    when the figures cannot say: a status filter other than open and in review or open alone, or
-    any filter beside sector, rule and severity (province, age, search, name, assignee,
-    overdue, dismissal code: whatever a filter may gain later, too)."""
-    only_open = tuple(f.status) == ("open",)
-    if not only_open and (
-        set(f.status) != set(OPEN_STATUSES) or len(f.status) != len(OPEN_STATUSES)
-    ):
+    when the figures cannot say: a status filter other than open and in review, open alone or
+    in review alone, or any filter beside sector, rule and severity (province, age, search,
+    name, assignee, overdue, dismissal code: whatever a filter may gain later, too)."""
+    if len(f.status) == 1 and f.status[0] in OPEN_STATUSES:
+        status = f.status[0]
+    elif set(f.status) == set(OPEN_STATUSES) and len(f.status) == len(OPEN_STATUSES):
+        status = "both"
+    else:
         return None
     if set(f.params()) - _FIGURE_FIELDS:
         return None
-    params = {"sectors": list(f.sector) or None, "severities": list(f.severity) or None}
+    params = {
+        "sectors": list(f.sector) or None,
+        "severities": list(f.severity) or None,
+        "status": status,
+    }
     counts = dict(conn.execute(_FIGURES_BY_RULE, params).all())
-    if only_open:
-        # The figures count open and in review together; the ones in review are few (a
-        # steward's work in hand) and counted through (status, sector, rule).
-        for rule, n in conn.execute(_IN_REVIEW_BY_RULE, params):
-            counts[rule] = counts.get(rule, 0) - n
     return {rule: n for rule, n in counts.items() if n}

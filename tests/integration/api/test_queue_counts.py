@@ -28,7 +28,8 @@ def _counted(conn, f: MismatchFilter) -> dict[str, int]:
         {"status": ACTIVE, "severity": ["high", "critical"]},
         {"status": ACTIVE, "sector": ["tax", "banking"], "severity": ["low"],
          "rule": ["NAME_MISMATCH"]},
-        {"status": ["open"]},  # the figures less the few in review
+        {"status": ["open"]},  # the figures less the ones in review (migration 0018)
+        {"status": ["in_review"]},
         {"status": ["open"], "sector": ["tax"], "severity": ["high"]},
     ],
 )  # fmt: skip
@@ -49,7 +50,6 @@ def test_rule_counts_from_the_figures_equal_counting_the_table(api_ro, values):
     "values",
     [
         {},
-        {"status": ["in_review"]},
         {"status": ["open", "resolved"]},
         {"status": ACTIVE, "province": "01"},
         {"status": ACTIVE, "min_age_days": 1},

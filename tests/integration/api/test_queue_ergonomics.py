@@ -5,11 +5,12 @@ previous on the detail page, and the login redirect keeping a whole queue URL.""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 
 from hub.config import QueueConfig, SectorDueDays
 from hub.db.models import Mismatch, SectorRecord
@@ -278,6 +279,61 @@ def test_name_search_folds_case_diacritics_and_arabic_letter_variants(api, name,
     ids = _named(api)
     found = _ids(api.get("/api/v1/mismatches", params={"name": name, "sector": "labour"}))
     assert found == {ids[k] for k in keys}
+
+
+@pytest.mark.parametrize("name", ["nguyen", "nguyen huong", "ahmad", "!!!"])
+@pytest.mark.parametrize("sort", ["id", "first_seen_at", "record_key"])
+@pytest.mark.parametrize("cap", [10_000, 0])
+def test_a_name_search_pages_the_same_rows_probed_or_joined(api, name, sort, cap, monkeypatch):
+    # cap 0: every name search is "broad": estimated, not counted, and each mismatch of
+    # the sort index's walk probed for its record's name (a correlated EXISTS).
+    from hub.api.queue import pages
+    from hub.api.queue.filters import M, MismatchFilter
+
+    _named(api)
+    monkeypatch.setattr(pages, "COUNT_CAP", cap)
+    f = MismatchFilter.of(name=name)
+    with api.engine.connect() as conn:
+        key = pages.SORTS[sort]
+        expected = list(
+            conn.execute(
+                select(M.id).where(*f.conditions()).order_by(key.desc(), M.id.desc())
+            ).scalars()
+        )
+        broad = list(
+            conn.execute(
+                select(M.id)
+                .where(*replace(f, name_broad=True).conditions())
+                .order_by(key.desc(), M.id.desc())
+            ).scalars()
+        )
+        assert broad == expected
+        seen, after = [], None
+        while True:
+            page = pages.list_page(conn, f, sort=sort, limit=1, after=after)
+            seen += [i["id"] for i in page.items]
+            after = page.next_cursor
+            if after is None:
+                break
+    assert seen == expected
+    assert bool(expected) is (name in ("nguyen", "nguyen huong"))
+    if expected:
+        assert page.total_exact is (cap > 0)
+
+
+def test_rule_and_overdue_counts_of_a_broad_name_equal_those_of_a_narrow_one(api, monkeypatch):
+    # Every name "broad" (probed per mismatch), the store small: still counted, exactly.
+    from hub.api.queue import names
+
+    _named(api)
+    log_in(api.client, "viewer")
+    params = {"name": "nguyen"}
+    narrow = api.client.get("/queue/rule-counts", params=params).json()
+    overdue = api.client.get("/queue/overdue-count", params=params).json()
+    monkeypatch.setattr(names, "matching_records", lambda conn, name: (10**9, 1.0))
+    assert api.client.get("/queue/rule-counts", params=params).json() == narrow
+    assert api.client.get("/queue/overdue-count", params=params).json() == overdue
+    assert sum(c["n"] for c in narrow.values()) >= 2
 
 
 def test_name_search_in_the_queue_page(api):
