@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from hub.api.queue import pages
 from hub.api.queue.filters import M, MismatchFilter
 from hub.vocabulary import OPEN_STATUSES, RULE_CODES
+from tests.integration.api.paging import walk
 
 ACTIVE = list(OPEN_STATUSES)
 
@@ -98,12 +99,6 @@ def test_an_age_filter_pages_the_same_rows_counted_or_not(api_ro, values, sort, 
             select(M.id).where(*f.conditions()).order_by(pages.SORTS[sort].desc(), M.id.desc())
         ).scalars()
         expected = list(expected)
-        seen, after = [], None
-        while True:
-            page = pages.list_page(conn, f, sort=sort, limit=2, after=after)
-            seen += [i["id"] for i in page.items]
-            after = page.next_cursor
-            if after is None:
-                break
+        seen, page = walk(conn, f, sort=sort, limit=2)
     assert seen == expected
     assert page.total_exact is (cap > 0)

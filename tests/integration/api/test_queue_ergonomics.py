@@ -17,6 +17,7 @@ from hub.db.models import Mismatch, SectorRecord
 from hub.testing import Servers
 from reconciliation.names import fold
 from tests.integration.api.conftest import Api, Template, _api, hub_config
+from tests.integration.api.paging import walk
 from tests.integration.api.test_ui_forms import csrf_of, log_in
 
 NOW = datetime.now(UTC)
@@ -308,13 +309,7 @@ def test_a_name_search_pages_the_same_rows_probed_or_joined(api, name, sort, cap
             ).scalars()
         )
         assert broad == expected
-        seen, after = [], None
-        while True:
-            page = pages.list_page(conn, f, sort=sort, limit=1, after=after)
-            seen += [i["id"] for i in page.items]
-            after = page.next_cursor
-            if after is None:
-                break
+        seen, page = walk(conn, f, sort=sort, limit=1)
     assert seen == expected
     assert bool(expected) is (name in ("nguyen", "nguyen huong"))
     if expected:
