@@ -100,7 +100,7 @@ def start_servers(base: Path) -> Iterator[Servers]:
         yield Servers(pg_url=ext_pg, bootstrap=ext_kafka)
         return
     broker = session_broker()
-    stack = EmbeddedStack(base, durable=False, broker=broker).start()
+    stack = EmbeddedStack(base, durable=False, broker=broker, quick_jit=True).start()
     try:
         yield Servers(
             pg_url=stack.postgres.url, bootstrap=stack.broker.bootstrap, stack=stack, broker=broker

@@ -92,7 +92,9 @@ class Bench:
 
         started = time.monotonic()
         with _quiet("kafka"):
-            self.env = self.hub_env = DemoEnvironment(self.data_dir, broker=self.broker).start()
+            self.env = self.hub_env = DemoEnvironment(
+                self.data_dir, broker=self.broker, quick_jit=False
+            ).start()
         if self.env.stack is not None and not self.shared_server:
             # The hub's database on a server of its own, as in a deployment: the sources'
             # slots then decode only the sources' WAL, not the hub's.

@@ -34,13 +34,15 @@ DEMO_LOGINS = {"admin": ("admin", "admin-demo-password"), "steward": ("steward",
 
 
 class DemoEnvironment:
-    """Servers (embedded, or external via HUB_DATABASE_URL/HUB_KAFKA_BOOTSTRAP) + databases."""
+    """Servers (embedded, or external via HUB_DATABASE_URL/HUB_KAFKA_BOOTSTRAP) + databases.
+    An embedded Apache Kafka starts with the JVM's quick compiler only, unless ``quick_jit``
+    is false (the bench's figures)."""
 
     def __init__(
         self, data_dir: Path, *, admin_url: str | None = None, bootstrap: str | None = None,
-        broker: str = "tansu",
+        broker: str = "tansu", quick_jit: bool = True,
     ):  # fmt: skip
-        self.data_dir, self.broker = data_dir, broker
+        self.data_dir, self.broker, self.quick_jit = data_dir, broker, quick_jit
         self.stack: EmbeddedStack | None = None
         self.admin_url = admin_url or os.environ.get("HUB_DATABASE_URL")
         self.bootstrap = bootstrap or os.environ.get("HUB_KAFKA_BOOTSTRAP")
@@ -48,7 +50,9 @@ class DemoEnvironment:
     def start(self) -> DemoEnvironment:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not (self.admin_url and self.bootstrap):
-            self.stack = EmbeddedStack(self.data_dir, broker=self.broker).start()
+            self.stack = EmbeddedStack(
+                self.data_dir, broker=self.broker, quick_jit=self.quick_jit
+            ).start()
             self.admin_url = self.admin_url or self.stack.postgres.url
             self.bootstrap = self.bootstrap or self.stack.broker.bootstrap
         return self

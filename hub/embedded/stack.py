@@ -17,19 +17,21 @@ BROKERS = ("tansu", "kafka")
 class EmbeddedStack:
     """PostgreSQL + broker under ``data_dir``; a context manager that always stops both.
 
-    ``broker`` is ``tansu`` (the default: no Java needed) or ``kafka`` (Apache Kafka).
+    ``broker`` is ``tansu`` (the default: no Java needed) or ``kafka`` (Apache Kafka, with
+    only the JVM's quick compiler when ``quick_jit``: :attr:`EmbeddedKafka.quick_jit`).
     """
 
     def __init__(
-        self, data_dir: str | os.PathLike[str], *, durable: bool = True, broker: str = "tansu"
-    ):
+        self, data_dir: str | os.PathLike[str], *, durable: bool = True, broker: str = "tansu",
+        quick_jit: bool = False,
+    ):  # fmt: skip
         if broker not in BROKERS:
             raise FatalError(f"broker {broker!r}: choose one of {', '.join(BROKERS)}")
         self.data_dir = Path(data_dir).absolute()
         self.postgres = EmbeddedPostgres(self.data_dir / "postgres", durable=durable)
         self.broker: EmbeddedBroker | EmbeddedKafka
         if broker == "kafka":
-            self.broker = EmbeddedKafka(self.data_dir / "kafka")
+            self.broker = EmbeddedKafka(self.data_dir / "kafka", quick_jit=quick_jit)
         else:
             self.broker = EmbeddedBroker(log_path=self.data_dir / "broker.log")
 

@@ -222,7 +222,7 @@ def running_pipeline(servers) -> Iterator[Pipeline]:
     the servers' parent-death signal fires when the thread that started them ends, and a
     fault restarts them on that thread."""
     base = server_dir()
-    kafka = EmbeddedKafka(base / "kafka", keep_data=True)
+    kafka = EmbeddedKafka(base / "kafka", keep_data=True, quick_jit=True)
     pg = EmbeddedPostgres(base / "hubpg", durable=False)
     source_url = servers.create_database("faults_src")
     p: Pipeline | None = None

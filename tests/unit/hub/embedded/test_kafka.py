@@ -117,3 +117,19 @@ def test_setup_without_java_or_maven_says_the_suite_falls_back_to_tansu(
 
 def _no_subprocess(*args, **kwargs):
     raise AssertionError(f"unexpected subprocess {args}")
+
+
+def test_quick_jit_keeps_the_jvm_to_its_quick_compiler_and_the_bench_keeps_the_full_one(
+    monkeypatch, tmp_path
+):
+    monkeypatch.setattr(embedded.shutil, "which", lambda name: "/usr/bin/java")
+    flag = "-XX:TieredStopAtLevel=1"
+    assert flag not in EmbeddedKafka(tmp_path / "k")._java("kafka.Kafka")
+    quick = EmbeddedKafka(tmp_path / "k", quick_jit=True)._java("kafka.Kafka", "x")
+    assert (
+        flag in quick
+        and quick.index(flag) < quick.index("-cp")
+        and quick[-2:] == ["kafka.Kafka", "x"]
+    )
+    assert EmbeddedStack(tmp_path / "s", broker="kafka", quick_jit=True).broker.quick_jit
+    assert not EmbeddedStack(tmp_path / "s", broker="kafka").broker.quick_jit
