@@ -131,7 +131,10 @@ def _zoned(value: Any) -> datetime:
         return value
     if not isinstance(value, str):
         raise TypeError(f"expected an ISO-8601 text, got {type(value).__name__}")
-    return datetime.fromisoformat(value)
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:  # its message quotes the value, which must not reach a log
+        raise ValueError("not an ISO-8601 date and time") from None
 
 
 def _unscaled(value: Any) -> int:
