@@ -126,6 +126,9 @@ def main() -> None:
         "--heavy", type=int, default=100, help="the same for the stats and dashboard cases"
     )
     parser.add_argument(
+        "--workers", type=int, default=1, help="hub serve --workers for the p95 table"
+    )
+    parser.add_argument(
         "--fill-only", action="store_true", help="with --url: fill the store, time nothing"
     )
     args = parser.parse_args()
@@ -172,7 +175,14 @@ def main() -> None:
     }
     config = parse_config(config_data, env={})
     lines = bench_pages.run(
-        config_data, args.rows, token, "bench", PASSWORD, requests=args.requests, heavy=args.heavy
+        config_data,
+        args.rows,
+        token,
+        "bench",
+        PASSWORD,
+        requests=args.requests,
+        heavy=args.heavy,
+        workers=args.workers,
     )
     print(f"\nat {args.rows:,} mismatches, over HTTP (p95 target < 300 ms):")
     print("\n".join(lines))

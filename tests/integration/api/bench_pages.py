@@ -29,17 +29,18 @@ CONCURRENCY = 8
 TARGET_P95_MS = 300.0
 
 
-def _serve(config_data: dict, port: int) -> None:
-    from hub.api.server import make_server
+def _serve(config_data: dict, port: int, workers: int) -> None:
+    from hub.api.server import serve
 
-    make_server(parse_config(config_data, env={}), f"127.0.0.1:{port}").run()
+    serve(parse_config(config_data, env={}), f"127.0.0.1:{port}", workers)
 
 
-def start_server(config_data: dict) -> tuple[multiprocessing.Process, str]:
-    """The app for ``config_data`` on a free port, in a spawned process."""
+def start_server(config_data: dict, workers: int = 1) -> tuple[multiprocessing.Process, str]:
+    """The app for ``config_data`` on a free port, in a spawned process (``hub serve
+    --workers N``: with more than one, uvicorn's supervisor and its worker processes)."""
     port = free_port()
     proc = multiprocessing.get_context("spawn").Process(
-        target=_serve, args=(config_data, port), daemon=True
+        target=_serve, args=(config_data, port, workers), daemon=workers == 1
     )
     proc.start()
     base = f"http://127.0.0.1:{port}"
@@ -204,12 +205,17 @@ def run(
     *,
     requests: int = 100,
     heavy: int = 100,
+    workers: int = 1,
 ) -> list[str]:
     """The p95 table's lines: ``requests`` sequential requests per case and twice as many
-    over 8 clients (``heavy`` for the stats and dashboard cases)."""
-    lines = [f"  load average at start: {load()} (on {os.cpu_count()} cores)"]
+    over 8 clients (``heavy`` for the stats and dashboard cases), served by ``hub serve
+    --workers workers``."""
+    lines = [
+        f"  load average at start: {load()} (on {os.cpu_count()} cores); "
+        f"hub serve --workers {workers}"
+    ]
     lines += in_process(config_data["database"]["url"], rows)
-    proc, base = start_server(config_data)
+    proc, base = start_server(config_data, workers)
     try:
         api = {"Authorization": f"Bearer {token}"}
         cookies = ui_cookies(base, user, password)
