@@ -1,6 +1,6 @@
 # `make test` works on a fresh clone: it installs the suite's Debian tools (as root), creates
-# .venv, installs the package, runs the suite: two pytest-xdist workers (a test file stays on one
-# worker), then the timed fault tests alone, then the tansu smoke subset.
+# .venv, installs the package, runs the suite: three pytest-xdist workers (a test file stays on
+# one worker), beside them the timed fault tests, then the tansu smoke subset.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -30,11 +30,25 @@ unexport PYTHONDONTWRITEBYTECODE
 SERIAL_FILES := $(shell grep -rlE 'mark\.serial\b' tests)
 SMOKE_FILES  := $(shell grep -rlE 'mark\.tansu_smoke\b' tests)
 
+# The timed tests (`serial`: the fault tests, the consumer group, the 100k bench) and the tansu
+# subset run one after another beside the parallel part, which runs at a lower priority (nice 10,
+# inherited by its servers), so their processes get the CPU the moment they need it (recovery
+# limits of seconds, the bench's 5 minutes) while the rest of the suite uses what they leave. Their output follows
+# the parallel part's; `make test` fails if any of the three does.
+PARALLEL := nice -n 10 $(BIN)/python -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder \
+	-m 'not serial'
+SERIAL   := $(BIN)/python -m pytest -q -m serial $(SERIAL_FILES) \
+	&& HUB_TEST_BROKER=tansu $(BIN)/python -m pytest -q -m tansu_smoke $(SMOKE_FILES)
+
 test: setup install
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial"
-	$(BIN)/python -m pytest -q -m serial $(SERIAL_FILES)
-	HUB_TEST_BROKER=tansu $(BIN)/python -m pytest -q -m tansu_smoke $(SMOKE_FILES)
+	@echo "$(SERIAL)  > .pytest-serial.log &"; echo "$(PARALLEL)"
+	@( $(SERIAL) ) > .pytest-serial.log 2>&1 & serial=$$!; \
+	$(PARALLEL); parallel=$$?; \
+	wait $$serial; serial=$$?; \
+	echo "--- the serial fault tests and the tansu subset (.pytest-serial.log):"; \
+	cat .pytest-serial.log; \
+	test $$parallel -eq 0 && test $$serial -eq 0
 
 unit: install
 	$(BIN)/python -m pytest -q tests/unit

@@ -20,7 +20,7 @@ from hub.testing import broker_line, session_broker
 from reconciliation.names import fold
 from tests.integration.benchrun import bench_env, run_bench
 
-pytestmark = pytest.mark.heavy(110)
+pytestmark = pytest.mark.heavy(160)
 
 
 @pytest.mark.timeout(240)

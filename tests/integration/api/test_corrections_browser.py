@@ -26,7 +26,7 @@ from tests.integration.api.test_ui_browser import ARTIFACTS, browser, log_in, pa
 from tests.integration.hub.procs import wait_for
 from tests.integration.hub.test_run_process import HubRun
 
-pytestmark = pytest.mark.requires("chromium")
+pytestmark = [pytest.mark.requires("chromium"), pytest.mark.heavy(44)]
 
 A = make_id("079", 1985, "M", 1)  # in the registry: Nguyễn Văn An
 B = make_id("001", 1990, "F", 2)  # in the registry: Trần Thị Bình

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 import yaml
 from sqlalchemy import text
 
@@ -23,6 +24,8 @@ from tests.integration.api.conftest import SECTORS, clone_database
 from tests.integration.api.seed import PASSWORD
 from tests.integration.api.test_ui_forms import csrf_of, log_in
 from tests.integration.hub.procs import stop, wait_for
+
+pytestmark = pytest.mark.heavy(35)
 
 
 def _verifications() -> float:

@@ -28,7 +28,7 @@ from schemathesis.checks import (
 )
 from schemathesis.pytest.lazy import get_all_tests
 
-pytestmark = pytest.mark.heavy(50)
+pytestmark = pytest.mark.heavy(100)
 
 EXAMPLES_PER_OPERATION = int(os.environ.get("HUB_CONTRACT_EXAMPLES", "10"))
 CHECKS = [
@@ -98,6 +98,11 @@ def test_every_operation_conforms_to_the_published_schema(api):
 
     def run(case):
         nonlocal cases
+        if case.query and any(isinstance(v, dict) for v in case.query.values()):
+            # A negative case may turn a string parameter into an object, which a URL
+            # carries only as a string again: with `q` (any text) it arrives valid and is
+            # rightly accepted, which the check would call a failure. No API query takes one.
+            return
         cases += 1
         send_undeclared_empty_parameters(case)
         case.call_and_validate(headers=headers, checks=CHECKS)

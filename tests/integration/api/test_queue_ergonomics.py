@@ -20,6 +20,8 @@ from tests.integration.api.conftest import Api, Template, _api, hub_config
 from tests.integration.api.paging import walk
 from tests.integration.api.test_ui_forms import csrf_of, log_in
 
+pytestmark = pytest.mark.heavy(55)
+
 NOW = datetime.now(UTC)
 
 

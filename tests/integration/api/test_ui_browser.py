@@ -17,7 +17,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[3] / "artifacts"
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
-pytestmark = pytest.mark.requires("chromium")
+pytestmark = [pytest.mark.requires("chromium"), pytest.mark.heavy(60)]
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,8 @@ from tests.integration.connectors.conftest import (
     run_once,
 )
 
+pytestmark = pytest.mark.heavy(37)
+
 TAX = """
 CREATE TABLE {name} (
     ma_so_thue text PRIMARY KEY,

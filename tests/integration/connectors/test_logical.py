@@ -20,6 +20,8 @@ from tests.integration.connectors.conftest import (
     run_once,
 )
 
+pytestmark = pytest.mark.heavy(100)
+
 TABLE = """
 CREATE TABLE nnt (
     ma_so_thue text PRIMARY KEY,
@@ -418,7 +420,9 @@ def test_unmappable_values_go_to_the_dead_letter_topic_and_capture_goes_on(nnt, 
                    reason="unmappable_value") == dead_before + 2  # fmt: skip
     assert _metric("hub_connector_events_total", connector="tax", op="c") == created_before + 1
     assert _metric("hub_connector_slot_lag_bytes", connector="tax") >= 0
-    assert _metric("hub_connector_lag_seconds", connector="tax") == 0  # caught up
+    # Caught up: the last batch sets 0, though on a loaded machine the run's heartbeat may
+    # have measured from where the previous run left off a few seconds before.
+    assert _metric("hub_connector_lag_seconds", connector="tax") < 15
 
 
 def test_truncate_is_reported_as_a_dead_letter(nnt, make_config):

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 
+import pytest
 from prometheus_client import REGISTRY
 
 from connectors import runner as runner_module
@@ -26,6 +27,8 @@ from tests.integration.connectors.test_snapshot import TABLE as SNAPSHOT_TABLE
 from tests.integration.connectors.test_snapshot import permits_source
 from tests.integration.hub.procs import stop
 from tests.integration.hub.procs import wait_for as wait_every
+
+pytestmark = pytest.mark.heavy(37)
 
 ROWS = 3000
 

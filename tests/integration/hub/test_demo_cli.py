@@ -9,7 +9,7 @@ import pytest
 
 from tests.integration.hub.procs import run_demo
 
-pytestmark = pytest.mark.heavy(85)
+pytestmark = pytest.mark.heavy(65)
 
 
 def parse_table(stdout: str) -> tuple[list[str], dict[tuple[str, str], int]]:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.heavy(55)
+pytestmark = pytest.mark.heavy(60)
 
 
 @pytest.mark.parametrize(

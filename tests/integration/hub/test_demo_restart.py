@@ -29,7 +29,7 @@ from hub.embedded import EmbeddedPostgres
 from tests.integration.hub.procs import run_demo
 from tests.integration.hub.test_demo_cli import parse_table
 
-pytestmark = pytest.mark.heavy(115)
+pytestmark = pytest.mark.heavy(85)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

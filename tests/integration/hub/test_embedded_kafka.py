@@ -22,7 +22,7 @@ from hub.kafka import ensure_topics, make_consumer, make_producer
 
 pytestmark = [
     pytest.mark.skipif(kafka_missing() is not None, reason=str(kafka_missing())),
-    pytest.mark.heavy(90),
+    pytest.mark.heavy(100),
 ]
 
 
@@ -42,7 +42,7 @@ def _topics(bootstrap: str) -> set[str]:
 
 
 def test_kafka_carries_messages_stops_cleanly_and_a_restart_starts_empty(scratch_dir):
-    kafka = EmbeddedKafka(scratch_dir / "k").start()
+    kafka = EmbeddedKafka(scratch_dir / "k", quick_jit=True).start()
     try:
         config = KafkaConfig(bootstrap_servers=kafka.bootstrap, topic_prefix="e", partitions=3)
         ensure_topics(config, ["e.sector.tax.changes"])
@@ -65,7 +65,7 @@ def test_kafka_carries_messages_stops_cleanly_and_a_restart_starts_empty(scratch
         kafka.stop()
     assert kafka.proc is None and not _alive(pid)
     # Like tansu's in-memory storage, a restart (new ports) starts without the old topics.
-    again = EmbeddedKafka(scratch_dir / "k").start()
+    again = EmbeddedKafka(scratch_dir / "k", quick_jit=True).start()
     try:
         assert "e.sector.tax.changes" not in _topics(again.bootstrap)
     finally:
@@ -73,12 +73,12 @@ def test_kafka_carries_messages_stops_cleanly_and_a_restart_starts_empty(scratch
 
 
 def test_keep_data_keeps_topics_across_a_restart(scratch_dir):
-    first = EmbeddedKafka(scratch_dir / "k", keep_data=True).start()
+    first = EmbeddedKafka(scratch_dir / "k", keep_data=True, quick_jit=True).start()
     try:
         ensure_topics(KafkaConfig(bootstrap_servers=first.bootstrap, topic_prefix="k"), ["kept"])
     finally:
         first.stop()
-    second = EmbeddedKafka(scratch_dir / "k", keep_data=True).start()
+    second = EmbeddedKafka(scratch_dir / "k", keep_data=True, quick_jit=True).start()
     try:
         assert "kept" in _topics(second.bootstrap)
     finally:

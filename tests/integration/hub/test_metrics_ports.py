@@ -26,6 +26,8 @@ from hub.embedded import free_port
 from tests.integration.hub.procs import stop as _stop
 from tests.integration.hub.procs import wait_for
 
+pytestmark = pytest.mark.heavy(42)
+
 
 def _env() -> dict[str, str]:
     return {

@@ -14,7 +14,7 @@ import pytest
 from hub.embedded import free_port
 from tests.integration.hub.procs import stop
 
-pytestmark = pytest.mark.heavy(50)
+pytestmark = pytest.mark.heavy(28)
 
 
 def _scrape(url: str, timeout_s: float = 60) -> str:

@@ -19,6 +19,8 @@ from hub.demo.runner import read_figures
 from tests.integration.hub.procs import wait_for
 from tests.spec import SPEC_METRICS
 
+pytestmark = pytest.mark.heavy(35)
+
 
 class HubRun:
     """``hub run`` as a subprocess, its output in a file; ``kill()`` is safe to call twice."""

@@ -33,7 +33,7 @@ from tests.integration.hub.tls import TlsFiles, make_tls
 
 pytestmark = [
     pytest.mark.skipif(kafka_missing() is not None, reason=str(kafka_missing())),
-    pytest.mark.heavy(32),
+    pytest.mark.heavy(60),
 ]
 
 USER, PASSWORD = "hub", "s3cret-Pw_42"
@@ -68,7 +68,7 @@ def secure() -> Iterator[SecureBroker]:
     base = server_dir()
     tls, other = make_tls(base / "tls"), make_tls(base / "other", "stranger")
     security = KafkaSecurity(certfile=tls.cert, keyfile=tls.key, users={USER: PASSWORD})
-    kafka = EmbeddedKafka(base / "kafka", security=security).start()
+    kafka = EmbeddedKafka(base / "kafka", security=security, quick_jit=True).start()
     try:
         yield SecureBroker(kafka, tls, other)
     finally:

@@ -22,7 +22,7 @@ from hub.idschemes.vn import PROVINCE_CODES, make_id
 from reconciliation.engine import Reconciler
 from tests.integration.reconciliation.feed import Feed, config_data, hub_config
 
-pytestmark = pytest.mark.heavy(40)
+pytestmark = pytest.mark.heavy(63)
 
 ROOT = Path(__file__).resolve().parents[3]
 FAMILY = ("Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Đặng", "Bùi", "Đỗ")

@@ -18,6 +18,8 @@ from reconciliation.store.records import refresh_verified
 from tests.integration.reconciliation.conftest import start
 from tests.integration.reconciliation.feed import Feed, hub_config, person
 
+pytestmark = pytest.mark.heavy(41)
+
 A = make_id("079", 1985, "M", 1)
 B = make_id("001", 1990, "F", 2)
 DOB_A = date(1985, 3, 14)
