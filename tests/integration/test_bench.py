@@ -84,6 +84,7 @@ def test_the_phase_probe_of_an_unreachable_database_reports_no_figures():
     assert probe.start().stop()["hub_db"] == {}
 
 
+@pytest.mark.serial  # a bench with a time limit: in `make test`'s lane at normal priority
 @pytest.mark.timeout(300)
 def test_two_reconcilers_of_a_group_share_the_partitions_and_agree_with_the_sql(tmp_path):
     proc, result = run_bench(
