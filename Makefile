@@ -32,11 +32,11 @@ SMOKE_FILES  := $(shell grep -rlE 'mark\.tansu_smoke\b' tests)
 
 # The timed tests (`serial`: the fault tests, the consumer group, the benches with a time
 # limit) and the tansu subset run one after another beside the parallel part, which runs at a
-# lower priority (nice 5, inherited by its servers: a quarter of the CPU against a busy bench),
+# lower priority (nice 10, inherited by its servers: a tenth of the CPU against a busy bench),
 # so their processes get the CPU the moment they need it (recovery limits of seconds, the
 # benches' 5 minutes) while the rest of the suite uses what they leave. Their output follows the
 # parallel part's; `make test` fails if either lane does.
-PARALLEL := nice -n 5 $(BIN)/python -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder \
+PARALLEL := nice -n 10 $(BIN)/python -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder \
 	-m 'not serial'
 SERIAL   := $(BIN)/python -m pytest -q -m serial $(SERIAL_FILES) \
 	&& HUB_TEST_BROKER=tansu $(BIN)/python -m pytest -q -m tansu_smoke $(SMOKE_FILES)
