@@ -94,6 +94,9 @@ class ConnectorRunner:
         self._resnapshot_on_open = False
         self.lock = RunnerLock(config.database.url, name)
         self._delivered_to: float | None = None  # source commits up to here are delivered
+        # The batch loop and the timer both set the lag gauge: each reads the clock above and
+        # sets the gauge under this lock, so a tick cannot set a lag the loop just cleared.
+        self._lag_lock = threading.Lock()
         self._lag_grace_s = 1.0
         self._recorded: dict[str, Any] | None = None  # what _record last wrote
         self._timer: threading.Thread | None = None
@@ -152,8 +155,10 @@ class ConnectorRunner:
             self._stop_timer()
             self._set_state_quietly(state="failed", error=error_summary(exc))
             return 1
-        self._close()
+        # The timer first: a tick while the producer flushes on close would age the lag of a
+        # connector that finished caught up (by then it has nothing more to deliver).
         self._stop_timer()
+        self._close()
         CONNECTOR_UP.labels(self.name).set(0)
         self._set_state_quietly(state="paused" if self.paused else "stopped")
         log.info("%s: stopped", self.name)
@@ -273,16 +278,18 @@ class ConnectorRunner:
             values["last_event_at"] = _utcnow()
         if batch.position is not None:
             values["position"] = batch.position[:128]
-        if batch.caught_up:
-            lag_s = 0.0
-            self._delivered_to = time.time()
-        elif batch.newest_commit_ts is not None:
-            lag_s = max(0.0, time.time() - batch.newest_commit_ts)
-            self._delivered_to = batch.newest_commit_ts
-        else:
-            lag_s = None
+        with self._lag_lock:
+            if batch.caught_up:
+                lag_s = 0.0
+                self._delivered_to = time.time()
+            elif batch.newest_commit_ts is not None:
+                lag_s = max(0.0, time.time() - batch.newest_commit_ts)
+                self._delivered_to = batch.newest_commit_ts
+            else:
+                lag_s = None
+            if lag_s is not None:
+                CONNECTOR_LAG.labels(self.name).set(lag_s)
         if lag_s is not None:
-            CONNECTOR_LAG.labels(self.name).set(lag_s)
             values["lag_seconds"] = lag_s
         if n or batch.commit is not None or (len(values) > 1 and values != self._recorded):
             # An idle read that changes nothing is not written: the status timer's
@@ -326,9 +333,11 @@ class ConnectorRunner:
         """The heartbeat, with lag measured now rather than at the last delivered batch: a
         paused, stuck or cut-off connector's lag keeps growing. Never raises."""
         values: dict[str, Any] = {"heartbeat_at": func.now()}
-        lag_s = timer_lag(time.time(), self._delivered_to, self._lag_grace_s)
+        with self._lag_lock:
+            lag_s = timer_lag(time.time(), self._delivered_to, self._lag_grace_s)
+            if lag_s is not None:
+                CONNECTOR_LAG.labels(self.name).set(lag_s)
         if lag_s is not None:
-            CONNECTOR_LAG.labels(self.name).set(lag_s)
             values["lag_seconds"] = lag_s
         if self._probe is not None:
             try:
