@@ -147,6 +147,12 @@ class CaptureMode(abc.ABC):
     def __init__(self, ctx: ConnectorContext):
         self.ctx = ctx
 
+    def rows_ahead(self) -> int | None:
+        """Rows the mode expects to read before it is caught up (a snapshot's estimate), or
+        None when it cannot tell: the runner starts the producer processes at open only
+        when this is unknown or at least a pooled batch (a 5-row table needs none)."""
+        return None
+
     @abc.abstractmethod
     def open(self) -> None:
         """Prepare the source and load the resume position."""

@@ -18,7 +18,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import func
 
 from connectors.base import CaptureMode, ConnectorContext, LagProbe
-from connectors.delivery import KAFKA_ROLE, Delivery, retrying
+from connectors.delivery import KAFKA_ROLE, POOL_MIN_EVENTS, Delivery, retrying
 from connectors.events import Batch
 from connectors.mapping import RecordMapper
 from connectors.modes import mode_class, mode_for
@@ -200,7 +200,12 @@ class ConnectorRunner:
         self.delivery.open()
         self.mode = mode_for(ctx)
         self.mode.open()
-        if not self.paused and (self.mode.phase == "snapshotting" or self.mode.warm_on_open):
+        ahead = self.mode.rows_ahead()
+        if (
+            not self.paused
+            and (self.mode.phase == "snapshotting" or self.mode.warm_on_open)
+            and (ahead is None or ahead >= POOL_MIN_EVENTS)
+        ):
             # Large batches ahead (a snapshot, or a slot's backlog): start the producer
             # processes now rather than at the first large batch.
             self.delivery.warm()

@@ -116,6 +116,12 @@ class SnapshotCapture(CaptureMode):
     def phase(self) -> str:
         return "idle" if self._progress.get("phase") == "done" else "snapshotting"
 
+    def rows_ahead(self) -> int | None:
+        estimated = self._progress.get("estimated")
+        if self.phase != "snapshotting" or estimated is None:
+            return None
+        return max(0, int(estimated) - int(self._progress.get("rows", 0)))
+
     def close(self) -> None:
         if self.source is not None:
             self.source.close()

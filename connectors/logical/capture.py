@@ -7,6 +7,7 @@ import contextlib
 import logging
 
 import psycopg
+from psycopg import sql
 
 from connectors.base import (
     CaptureMode,
@@ -15,6 +16,7 @@ from connectors.base import (
     LagProbe,
     register_mode,
 )
+from connectors.delivery import POOL_MIN_EVENTS
 from connectors.events import Batch, EventBuilder, RecordIds
 from connectors.logical import slot as slots
 from connectors.logical.check import check_logical
@@ -29,6 +31,9 @@ from hub.db import psycopg_conninfo
 from hub.errors import FatalError, HubError
 
 log = logging.getLogger(__name__)
+
+WAL_BYTES_PER_CHANGE = 100
+"""About the least WAL one row's change writes (header, tuple, commit share)."""
 
 STREAM_IDLE_S = 0.05
 """Wait between slot reads once caught up, right after a change: the floor of capture
@@ -136,6 +141,28 @@ class LogicalCapture(CaptureMode):
     @property
     def phase(self) -> str:
         return "streaming" if self.snapshot.done else "snapshotting"
+
+    def rows_ahead(self) -> int | None:
+        """While streaming, the WAL the slot has not confirmed over the smallest change's
+        WAL (the server's other databases count too: an overestimate); while snapshotting,
+        the table's rows counted up to a pooled batch (a bounded count). None if unknown."""
+        try:
+            with self.link.errors():
+                conn = self.link.control()
+                if self.snapshot.done:
+                    row = conn.execute(
+                        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)"
+                        "::bigint FROM pg_replication_slots WHERE slot_name = %s",
+                        (self.slot.slot,),
+                    ).fetchone()
+                    if row is None or row[0] is None:
+                        return None
+                    return max(0, int(row[0])) // WAL_BYTES_PER_CHANGE
+                query = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} LIMIT %s) s")
+                (n,) = conn.execute(query.format(self.table.ident()), (POOL_MIN_EVENTS,)).fetchone()
+                return int(n)
+        except HubError:
+            return None  # the first batch will say what is wrong
 
     # -------------------------------------------------------------- batches
 
