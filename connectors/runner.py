@@ -200,12 +200,7 @@ class ConnectorRunner:
         self.delivery.open()
         self.mode = mode_for(ctx)
         self.mode.open()
-        ahead = self.mode.rows_ahead()
-        if (
-            not self.paused
-            and (self.mode.phase == "snapshotting" or self.mode.warm_on_open)
-            and (ahead is None or ahead >= POOL_MIN_EVENTS)
-        ):
+        if self._large_batches_ahead():
             # Large batches ahead (a snapshot, or a slot's backlog): start the producer
             # processes now rather than at the first large batch.
             self.delivery.warm()
@@ -214,6 +209,15 @@ class ConnectorRunner:
         self._recorded = None
         set_state(self.engine, self.name, state=self._state_name(), error=None)
         log.info("%s: %s (%s capture)", self.name, self._state_name(), self.source.capture)
+
+    def _large_batches_ahead(self) -> bool:
+        """Whether the opened mode may read a pooled batch soon; the mode is asked for its
+        rows ahead (a source query) only when it snapshots or may have a backlog."""
+        assert self.mode is not None
+        if self.paused or not (self.mode.phase == "snapshotting" or self.mode.warm_on_open):
+            return False
+        ahead = self.mode.rows_ahead()
+        return ahead is None or ahead >= POOL_MIN_EVENTS
 
     def _close(self) -> None:
         mode, self.mode = self.mode, None
