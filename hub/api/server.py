@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 
@@ -80,6 +81,7 @@ def serve_workers(config: HubConfig, workers: int, listen: str | None = None) ->
 
     host, _, port = (listen or config.api.listen).rpartition(":")
     os.environ[_WORKER_CONFIG] = base64.b64encode(pickle.dumps(config)).decode()
+    _stdin_for_spawned_workers()
     log.info("web UI and API on http://%s:%s/ (%d workers)", host, port, workers)
     uvicorn.run(
         "hub.api.server:worker_app",
@@ -87,6 +89,19 @@ def serve_workers(config: HubConfig, workers: int, listen: str | None = None) ->
         workers=workers,
         **_uvicorn_options(config, listen),
     )
+
+
+def _stdin_for_spawned_workers() -> None:
+    """uvicorn's supervisor passes ``sys.stdin``'s descriptor number to the workers it spawns,
+    which inherit only descriptors 0-2: a ``hub serve --workers N`` started inside a
+    multiprocessing child (whose ``sys.stdin`` is ``/dev/null`` on a new descriptor) had every
+    worker die on ``os.fdopen`` (EBADF) and be respawned forever. The workers read no input."""
+    try:
+        fileno = sys.stdin.fileno() if sys.stdin is not None else None
+    except (OSError, ValueError):
+        fileno = None
+    if fileno is None or fileno > 2:
+        sys.stdin = None
 
 
 def serve(config: HubConfig, listen: str | None = None, workers: int = 1) -> None:
