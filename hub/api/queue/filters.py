@@ -73,6 +73,9 @@ class MismatchFilter:
     # How the name filter is searched (hub.api.queue.names.name_condition): set by a page
     # whose name matches are estimated many; not a filter value itself.
     name_broad: bool = field(default=False, compare=False, repr=False)
+    # The words of the name the index is asked for (the uncommon ones; None: all of them),
+    # the whole name then checked on those records: set by a page, as ``name_broad``.
+    name_index_words: tuple[str, ...] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, **values: Any) -> MismatchFilter:
@@ -120,14 +123,18 @@ class MismatchFilter:
             over = due.overdue_condition(self.due)
             cond.append(over if self.overdue else not_(over))
         if self.name:
-            cond.append(names.name_condition(self.name, broad=self.name_broad))
+            cond.append(
+                names.name_condition(
+                    self.name, broad=self.name_broad, index_words=self.name_index_words
+                )
+            )
         return cond
 
     def params(self) -> dict[str, Any]:
         """The filter as query parameters (for links and the audit log); empty ones dropped."""
         out: dict[str, Any] = {}
         for k, v in self.__dict__.items():
-            if k in ("due", "name_broad") or v in (None, (), ""):
+            if k in ("due", "name_broad", "name_index_words") or v in (None, (), ""):
                 continue
             out[k] = list(v) if isinstance(v, tuple) else v
         return out

@@ -220,13 +220,14 @@ def plan_name(conn: Connection, f: MismatchFilter) -> tuple[MismatchFilter, floa
     """``f`` searching its name by probing each mismatch's record (``name_broad``) when the
     name is estimated to match more than COUNT_CAP sector records, and the share of records
     it matches; (``f``, None) when there is no name or it matches few (the name index
-    first). A capped count or a page then stops after its rows instead of reading every
-    match (a million for a surname) before the first."""
+    first, asked only for the name's uncommon words: :func:`names.index_words`). A capped
+    count or a page then stops after its rows instead of reading every match (a million
+    for a surname) before the first."""
     if not f.name:
         return f, None
     rows, share = names.matching_records(conn, f.name)
     if rows <= COUNT_CAP:
-        return f, None
+        return replace(f, name_index_words=names.index_words(conn, f.name)), None
     return replace(f, name_broad=True), share
 
 

@@ -341,6 +341,50 @@ def test_a_name_search_pages_the_same_rows_probed_or_joined(api, name, sort, cap
         assert page.total_exact is (cap > 0)
 
 
+@pytest.mark.parametrize(
+    ("name", "asked"),
+    [
+        ("NGUYỄN hương", ("huong",)),
+        ("huong nguy", ("huong",)),
+        ("nguyen binh van", ("binh", "van")),
+        ("nguyen an", ("an",)),
+        ("احمد فاطمه", ("فاطمه",)),
+    ],
+)
+def test_a_name_asked_of_the_index_by_its_uncommon_words_finds_the_same_records(api, name, asked):
+    # The page asks the name index for the uncommon words only, then checks the whole name.
+    from hub.api.queue.filters import M, MismatchFilter
+
+    _named(api)
+    f = MismatchFilter.of(name=name)
+    with api.engine.connect() as conn:
+        every = set(conn.execute(select(M.id).where(*f.conditions())).scalars())
+        some = replace(f, name_index_words=asked).conditions()
+        assert set(conn.execute(select(M.id).where(*some)).scalars()) == every
+    assert len(every) == 1  # a record of NAMED, or the seeded store's "Nguyen Van An"
+
+
+def test_the_index_is_asked_for_the_words_few_records_have(api):
+    # 300 records named "Nguyen Van <n>": "nguyen" and "van" are in every one of them.
+    from hub.api.queue import names
+
+    with api.engine.begin() as conn:
+        conn.execute(
+            insert(SectorRecord),
+            [
+                {"sector": "tax", "record_key": f"NV{i}", "name_folded": f"nguyen van {i}"}
+                for i in range(300)
+            ],
+        )
+        conn.exec_driver_sql("ANALYZE sector_records")
+    with api.engine.connect() as conn:
+        assert names.index_words(conn, "Nguyễn Văn 123") == ("123",)
+        assert names.index_words(conn, "nguyen van") is None  # all common: all asked
+        assert names.index_words(conn, "123") is None  # one word
+        resp = api.get("/api/v1/mismatches", params={"name": "Nguyễn Văn 123"})
+        assert resp.status_code == 200 and resp.json()["items"] == []
+
+
 def test_rule_and_overdue_counts_of_a_broad_name_equal_those_of_a_narrow_one(api, monkeypatch):
     # Every name "broad" (probed per mismatch), the store small: still counted, exactly.
     from hub.api.queue import names
