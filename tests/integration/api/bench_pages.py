@@ -86,9 +86,19 @@ def measure(
     requests: int = 100,
 ) -> dict[str, list[float]]:
     """Wall times of ``requests`` requests one after another, and of ``requests`` × 2 spread
-    over ``CONCURRENCY`` clients at once (after a warm-up pass)."""
+    over ``CONCURRENCY`` clients at once (after a warm-up pass, one client and then
+    ``CONCURRENCY`` at once: one client's connection is served by one process, and with
+    ``--workers`` every worker's pool and caches are warmed, as in a server that runs)."""
     headers, cookies = headers or {}, cookies or httpx.Cookies()
     _time_paths(base, paths(10), headers, cookies)  # warm the pool and the cache
+    warm = paths(CONCURRENCY * 2)
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        list(
+            pool.map(
+                lambda i: _time_paths(base, warm[i::CONCURRENCY], headers, cookies),
+                range(CONCURRENCY),
+            )
+        )
     sequential = _time_paths(base, paths(requests), headers, cookies)
     todo = paths(requests * 2)
     with ThreadPoolExecutor(CONCURRENCY) as pool:
