@@ -22,8 +22,6 @@ from hub.idschemes.vn import PROVINCE_CODES, make_id
 from reconciliation.engine import Reconciler
 from tests.integration.reconciliation.feed import Feed, config_data, hub_config
 
-pytestmark = pytest.mark.heavy(63)
-
 ROOT = Path(__file__).resolve().parents[3]
 FAMILY = ("Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Đặng", "Bùi", "Đỗ")
 MIDDLE = ("Văn", "Thị", "Minh", "Ngọc", "Đức", "Thu")
@@ -194,6 +192,9 @@ def snapshot(url: str) -> dict[str, list[tuple]]:
         return {name: conn.execute(sql).fetchall() for name, sql in queries.items()}
 
 
+# In `make test`'s timed lane, at normal priority: in the parallel lane (nice 10, beside the
+# timed lane's benches) a fresh reconciler process once made no progress in 90 s (CI, stop 35).
+@pytest.mark.serial
 def test_reconciler_killed_at_random_moments_ends_as_an_uninterrupted_run(servers, tmp_path):
     kafka = servers.kafka()
     crash_db, reference_db = servers.create_database("hub"), servers.create_database("hub")
@@ -250,7 +251,10 @@ def test_reconciler_killed_at_random_moments_ends_as_an_uninterrupted_run(server
             before = applied(crash_db)
             deadline = time.monotonic() + 90
             while proc.poll() is None and applied(crash_db) == before:
-                assert time.monotonic() < deadline, "the reconciler made no progress"
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    out, _ = proc.communicate()
+                    pytest.fail(f"run {runs} made no progress in 90 s:\n{out.decode()}")
                 time.sleep(0.01)
             if proc.poll() is not None:  # it finished before it could be killed
                 break
