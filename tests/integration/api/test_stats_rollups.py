@@ -110,11 +110,12 @@ def test_pruning_drops_old_raw_snapshots_and_keeps_the_long_series(filled):
         assert 2 * 33 * 72 <= deleted <= 2 * 33 * 72 + 2  # 33 days of 72 a day
         # A new snapshot still rolls up into today's hour and day.
         assert write_stats_snapshot(conn, {"tax": (7, 3)}, [("tax", "NAME_MISMATCH", "low", 5)], 0)
-        latest = conn.execute(
-            "SELECT grain, records_seen FROM stats_rollups WHERE sector = 'tax'"
-            " AND at = (SELECT max(at) FROM stats_snapshots) ORDER BY grain"
-        ).fetchall()
         written = conn.execute("SELECT max(at) FROM stats_snapshots").fetchone()[0]
+        latest = conn.execute(
+            "SELECT grain, records_seen FROM stats_rollups WHERE sector = 'tax' AND at = %s"
+            " ORDER BY grain",
+            (written,),
+        ).fetchall()
     assert latest == [("day", 7), ("hour", 7)]
     with filled.engine.connect() as conn:
         after = _series(conn, 36, 36, raw=False)
